@@ -1,0 +1,305 @@
+//! The engine: picks the checks, gathers the areas they need concurrently under one deadline, runs each pure check, builds the report.
+
+use std::{
+    collections::BTreeSet,
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::mpsc,
+    thread,
+    time::{Instant, SystemTime},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    catalog,
+    check::{CheckDef, Ctx, Finding, Role, Status},
+    config::{Config, RoleChoice},
+    facts::{Area, FactError, Facts},
+    host::Host,
+    report::{CheckResult, HostInfo, Report, SCHEMA_VERSION, Summary, Tool},
+};
+
+/// Every implemented check; the catalog test proves this matches `checks/` one to one.
+pub fn registry() -> Vec<CheckDef> {
+    [
+        crate::dns::CHECKS,
+        crate::swap::CHECKS,
+        crate::sysctl::CHECKS,
+        crate::selinux::CHECKS,
+    ]
+    .concat()
+}
+
+/// A gathered area, ready to be put into [`Facts`].
+type Install = Box<dyn FnOnce(&mut Facts) + Send>;
+
+fn gather(area: Area, host: &Host, _cfg: &Config) -> Install {
+    match area {
+        Area::Dns => {
+            let f = crate::dns::gather(host);
+            Box::new(move |x| x.dns = f)
+        }
+        Area::Swap => {
+            let f = crate::swap::gather(host);
+            Box::new(move |x| x.swap = f)
+        }
+        Area::Sysctl => {
+            let f = crate::sysctl::gather(host);
+            Box::new(move |x| x.sysctl = f)
+        }
+        Area::Selinux => {
+            let f = crate::selinux::gather(host);
+            Box::new(move |x| x.selinux = f)
+        }
+    }
+}
+
+fn set_error(facts: &mut Facts, area: Area, e: FactError) {
+    match area {
+        Area::Dns => facts.dns = Err(e),
+        Area::Swap => facts.swap = Err(e),
+        Area::Sysctl => facts.sysctl = Err(e),
+        Area::Selinux => facts.selinux = Err(e),
+    }
+}
+
+/// Gathers each area in its own thread; an area not back by the deadline becomes an error naming the timeout.
+fn gather_all(areas: &BTreeSet<Area>, host: &Host, cfg: &Config) -> (Facts, Vec<(Area, u64)>) {
+    let start = Instant::now();
+    let deadline = start + cfg.timeout;
+    let (tx, rx) = mpsc::channel::<(Area, thread::Result<Install>, u64)>();
+    for &area in areas {
+        let (tx, host, cfg) = (tx.clone(), host.clone(), cfg.clone());
+        thread::spawn(move || {
+            let t = Instant::now();
+            let r = catch_unwind(AssertUnwindSafe(|| gather(area, &host, &cfg)));
+            let _ = tx.send((area, r, t.elapsed().as_millis() as u64));
+        });
+    }
+    drop(tx);
+    let mut facts = Facts::default();
+    let mut pending = areas.clone();
+    let mut took = Vec::new();
+    while !pending.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((area, r, ms)) => {
+                pending.remove(&area);
+                took.push((area, ms));
+                match r {
+                    Ok(install) => install(&mut facts),
+                    Err(p) => set_error(
+                        &mut facts,
+                        area,
+                        FactError::Unreadable(format!("gathering panicked: {}", panic_text(&p))),
+                    ),
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    for area in pending {
+        took.push((area, cfg.timeout.as_millis() as u64));
+        set_error(
+            &mut facts,
+            area,
+            FactError::Unreadable(format!(
+                "timed out after {:.1}s (--timeout) gathering {area:?} facts",
+                cfg.timeout.as_secs_f64()
+            )),
+        );
+    }
+    (facts, took)
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Runs one pure check; a panic becomes an `error` finding and the run goes on.
+pub fn evaluate(def: &CheckDef, facts: &Facts, ctx: &Ctx) -> Finding {
+    match catch_unwind(AssertUnwindSafe(|| (def.run)(facts, ctx))) {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => e.into(),
+        Err(p) => Finding::error(format!("check panicked: {}", panic_text(&*p))),
+    }
+}
+
+/// The role to check for: `--role`, or control plane when the API server's static pod manifest exists.
+pub fn resolve_role(choice: RoleChoice, host: &Host) -> Role {
+    match choice {
+        RoleChoice::Fixed(r) => r,
+        RoleChoice::Auto if host.exists("/etc/kubernetes/manifests/kube-apiserver.yaml") => {
+            Role::ControlPlane
+        }
+        RoleChoice::Auto => Role::Worker,
+    }
+}
+
+fn host_info(host: &Host, role: Role) -> HostInfo {
+    let first_line = |p: &str| {
+        host.read_opt(p)
+            .ok()
+            .flatten()
+            .and_then(|s| s.lines().next().map(|l| l.trim().to_string()))
+            .filter(|s| !s.is_empty())
+    };
+    let hostname = if host.is_live() {
+        first_line("/proc/sys/kernel/hostname")
+    } else {
+        first_line("/etc/hostname")
+    };
+    let os = host
+        .read_opt("/etc/os-release")
+        .ok()
+        .flatten()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim().trim_matches('"').to_string())
+        });
+    HostInfo {
+        hostname: hostname.unwrap_or_else(|| "unknown".into()),
+        kernel: first_line("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into()),
+        os: os.unwrap_or_else(|| "unknown".into()),
+        root: host.root().display().to_string(),
+        role: role.as_str().into(),
+    }
+}
+
+/// Runs `check`: the whole flow from config to report.
+pub fn run(cfg: &Config) -> Result<Report> {
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let host = Host::new(&cfg.root).context("cannot read host files")?;
+    let all = registry();
+    let known: Vec<&str> = all.iter().map(|c| c.id).collect();
+    let unknown = cfg.selection.unknown_ids(&known);
+    if !unknown.is_empty() {
+        bail!(
+            "unknown check id(s): {} (see `k8sdoctor list`)",
+            unknown.join(", ")
+        );
+    }
+    let role = resolve_role(cfg.role, &host);
+    let ctx = Ctx { role, now: started };
+    let mut selected: Vec<(&CheckDef, &catalog::Entry)> = all
+        .iter()
+        .filter(|c| cfg.selection.selects(c.id))
+        .map(|c| {
+            let entry = catalog::find(c.id)
+                .unwrap_or_else(|| panic!("check {} has no catalog entry", c.id));
+            (c, entry)
+        })
+        .collect();
+    selected.sort_by(|a, b| a.0.id.cmp(b.0.id));
+    let areas: BTreeSet<Area> = selected
+        .iter()
+        .filter(|(_, e)| e.applies_to(role))
+        .map(|(c, _)| c.area)
+        .collect();
+    let (facts, took) = gather_all(&areas, &host, cfg);
+    let results: Vec<CheckResult> = selected
+        .iter()
+        .map(|(def, entry)| {
+            let t = Instant::now();
+            let finding = if entry.applies_to(role) {
+                evaluate(def, &facts, &ctx)
+            } else {
+                Finding::skip(format!(
+                    "not applicable: this check is for {} nodes and this one is {}",
+                    entry
+                        .roles
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    role.as_str()
+                ))
+            };
+            let gather_ms = took
+                .iter()
+                .find(|(a, _)| *a == def.area && entry.applies_to(role))
+                .map_or(0, |(_, ms)| *ms);
+            let problem = matches!(finding.status, Status::Warn | Status::Fail);
+            CheckResult {
+                id: def.id.to_string(),
+                title: entry.title.clone(),
+                status: finding.status,
+                message: finding.message,
+                evidence: finding.evidence,
+                remediation: finding
+                    .remediation
+                    .or_else(|| problem.then(|| entry.remediation.clone())),
+                fix_available: entry.fix,
+                duration_ms: gather_ms + t.elapsed().as_millis() as u64,
+            }
+        })
+        .collect();
+    Ok(Report {
+        schema_version: SCHEMA_VERSION.into(),
+        tool: Tool::default(),
+        started_at: jiff::Timestamp::try_from(started)
+            .map(|t| t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string())
+            .unwrap_or_default(),
+        duration_ms: clock.elapsed().as_millis() as u64,
+        host: host_info(&host, role),
+        cluster: None,
+        summary: Summary::of(&results),
+        results,
+    }
+    .masked())
+}
+
+/// Whether the report should make the process exit 1 under `--fail-on`.
+pub fn fails(report: &Report, fail_on: Status) -> bool {
+    report.results.iter().any(|r| r.status >= fail_on)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_check_becomes_an_error_result() {
+        let def = CheckDef {
+            id: "test.panics",
+            area: Area::Swap,
+            run: |_, _| panic!("boom"),
+        };
+        let ctx = Ctx {
+            role: Role::Worker,
+            now: SystemTime::now(),
+        };
+        let f = evaluate(&def, &Facts::default(), &ctx);
+        assert_eq!(f.status, Status::Error);
+        assert!(f.message.contains("boom"), "{}", f.message);
+    }
+
+    #[test]
+    fn missing_facts_skip_and_unreadable_facts_error() {
+        let ctx = Ctx {
+            role: Role::Worker,
+            now: SystemTime::now(),
+        };
+        let def = CheckDef {
+            id: "test.reads-swap",
+            area: Area::Swap,
+            run: |f, _| crate::facts::get(&f.swap).map(|_| Finding::pass("ok")),
+        };
+        let mut facts = Facts::default();
+        assert_eq!(evaluate(&def, &facts, &ctx).status, Status::Skip);
+        facts.swap = Err(FactError::Unreadable("cannot read /proc/swaps".into()));
+        let f = evaluate(&def, &facts, &ctx);
+        assert_eq!((f.status, f.message.as_str()), (Status::Error, "cannot read /proc/swaps"));
+    }
+
+    #[test]
+    fn error_counts_at_and_above_fail() {
+        assert!(Status::Error >= Status::Fail && Status::Fail >= Status::Warn);
+        assert!(Status::Warn > Status::Skip && Status::Skip > Status::Pass);
+    }
+}

@@ -1,0 +1,65 @@
+//! The kubelet's configuration file (`/var/lib/kubelet/config.yaml`): the few fields our checks read.
+
+use serde::Deserialize;
+
+/// Where kubeadm writes the kubelet's configuration.
+pub const CONFIG_PATH: &str = "/var/lib/kubelet/config.yaml";
+
+/// The KubeletConfiguration fields our checks read; unknown fields are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeletConfig {
+    /// `resolvConf`: the file pods inherit DNS from; `Some("")` turns inheritance off.
+    pub resolv_conf: Option<String>,
+    pub fail_swap_on: Option<bool>,
+    pub memory_swap: Option<MemorySwap>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemorySwap {
+    pub swap_behavior: Option<String>,
+}
+
+/// Parses a KubeletConfiguration document.
+pub fn parse(text: &str) -> Result<KubeletConfig, String> {
+    if text.trim().is_empty() {
+        return Ok(KubeletConfig::default());
+    }
+    serde_saphyr::from_str(text).map_err(|e| e.to_string())
+}
+
+/// The 1-based line where a top-level key is set, for evidence.
+pub fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_fields_kubeadm_writes() {
+        let text = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nauthentication:\n  anonymous:\n    enabled: false\nresolvConf: /run/systemd/resolve/resolv.conf\nfailSwapOn: false\nmemorySwap:\n  swapBehavior: LimitedSwap\n";
+        let c = parse(text).unwrap();
+        assert_eq!(c.resolv_conf.as_deref(), Some("/run/systemd/resolve/resolv.conf"));
+        assert_eq!(c.fail_swap_on, Some(false));
+        assert_eq!(
+            c.memory_swap.unwrap().swap_behavior.as_deref(),
+            Some("LimitedSwap")
+        );
+        assert_eq!(line_of(text, "resolvConf"), Some(6));
+        assert_eq!(line_of(text, "nope"), None);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(parse("resolvConf: [unterminated").is_err());
+        assert_eq!(parse("").unwrap(), KubeletConfig::default());
+    }
+}

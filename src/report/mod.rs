@@ -1,0 +1,155 @@
+//! The one report model every renderer reads, and the versioned JSON contract it serializes to.
+
+mod junit;
+mod markdown;
+mod table;
+
+use std::io::Write;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{check::Status, config::Format, mask::mask_secrets};
+
+pub use markdown::cell as markdown_cell;
+pub use table::status_table;
+
+/// Bump when a field is renamed or removed; adding fields keeps it.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// A whole `k8sdoctor check` run.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Report {
+    pub schema_version: String,
+    pub tool: Tool,
+    /// RFC 3339 time the run started.
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub host: HostInfo,
+    /// The cluster the checks talked to, or null when none was reached.
+    pub cluster: Option<ClusterInfo>,
+    pub summary: Summary,
+    pub results: Vec<CheckResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+impl Default for Tool {
+    fn default() -> Self {
+        Tool {
+            name: env!("CARGO_PKG_NAME").into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct HostInfo {
+    pub hostname: String,
+    pub kernel: String,
+    pub os: String,
+    /// The root the host files were read from (`/` for the live host).
+    pub root: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ClusterInfo {
+    pub server: String,
+    pub server_version: Option<String>,
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Summary {
+    pub pass: usize,
+    pub warn: usize,
+    pub fail: usize,
+    pub skip: usize,
+    pub error: usize,
+}
+
+impl Summary {
+    pub fn of(results: &[CheckResult]) -> Summary {
+        let mut s = Summary::default();
+        for r in results {
+            *match r.status {
+                Status::Pass => &mut s.pass,
+                Status::Warn => &mut s.warn,
+                Status::Fail => &mut s.fail,
+                Status::Skip => &mut s.skip,
+                Status::Error => &mut s.error,
+            } += 1;
+        }
+        s
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} passed, {} warnings, {} failed, {} skipped, {} errors",
+            self.pass, self.warn, self.fail, self.skip, self.error
+        )
+    }
+}
+
+/// One check's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CheckResult {
+    pub id: String,
+    pub title: String,
+    pub status: Status,
+    pub message: String,
+    /// The files, lines or values that prove the status.
+    pub evidence: Vec<String>,
+    /// How to fix it; null when there is nothing to fix.
+    pub remediation: Option<String>,
+    pub fix_available: bool,
+    pub duration_ms: u64,
+}
+
+impl Report {
+    /// Masks every secret-shaped string in the report, the last line of defence before output.
+    pub fn masked(mut self) -> Report {
+        for r in &mut self.results {
+            r.message = mask_secrets(&r.message);
+            for e in &mut r.evidence {
+                *e = mask_secrets(e);
+            }
+            r.remediation = r.remediation.as_deref().map(mask_secrets);
+        }
+        if let Some(c) = &mut self.cluster {
+            c.server = mask_secrets(&c.server);
+        }
+        self
+    }
+
+    /// The worst status in the run.
+    pub fn worst(&self) -> Option<Status> {
+        self.results.iter().map(|r| r.status).max()
+    }
+
+    /// Renders the report in a format.
+    pub fn render(&self, format: Format, color: bool, out: &mut dyn Write) -> std::io::Result<()> {
+        match format {
+            Format::Json => {
+                serde_json::to_writer_pretty(&mut *out, self)?;
+                writeln!(out)
+            }
+            Format::Table => table::render(self, color, out),
+            Format::Junit => junit::render(self, out),
+            Format::Markdown => markdown::render(self, out),
+        }
+    }
+}
+
+/// The JSON Schema of [`Report`], as `k8sdoctor schema` prints it.
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Report)).expect("schema serializes")
+}

@@ -1,0 +1,401 @@
+//! Kernel networking prerequisites: br_netfilter, `bridge-nf-call-ip{,6}tables` and `ip_forward`, live and as persisted for boot.
+
+use std::collections::BTreeMap;
+
+use crate::{
+    check::{CheckDef, Ctx, Finding, Outcome},
+    facts::{Area, Fact, FactError, Facts, get},
+    host::Host,
+};
+
+pub const CHECKS: &[CheckDef] = &[
+    CheckDef {
+        id: "kernel.br-netfilter",
+        area: Area::Sysctl,
+        run: br_netfilter,
+    },
+    CheckDef {
+        id: "sysctl.bridge-nf-call-iptables",
+        area: Area::Sysctl,
+        run: bridge_nf_call,
+    },
+    CheckDef {
+        id: "sysctl.ip-forward",
+        area: Area::Sysctl,
+        run: ip_forward,
+    },
+];
+
+pub const IP_FORWARD: &str = "net.ipv4.ip_forward";
+pub const NF_CALL_IPTABLES: &str = "net.bridge.bridge-nf-call-iptables";
+pub const NF_CALL_IP6TABLES: &str = "net.bridge.bridge-nf-call-ip6tables";
+const KEYS: &[&str] = &[IP_FORWARD, NF_CALL_IPTABLES, NF_CALL_IP6TABLES];
+
+/// The sysctl.d search path, highest precedence first (systemd-sysctl(8)); `/etc/sysctl.conf` is applied last.
+pub const SYSCTL_DIRS: &[&str] = &[
+    "/etc/sysctl.d",
+    "/run/sysctl.d",
+    "/usr/local/lib/sysctl.d",
+    "/usr/lib/sysctl.d",
+    "/lib/sysctl.d",
+];
+pub const SYSCTL_CONF: &str = "/etc/sysctl.conf";
+pub const MODULES_LOAD_DIRS: &[&str] = &[
+    "/etc/modules-load.d",
+    "/run/modules-load.d",
+    "/usr/local/lib/modules-load.d",
+    "/usr/lib/modules-load.d",
+    "/lib/modules-load.d",
+];
+
+/// `net.ipv4.ip_forward` → `/proc/sys/net/ipv4/ip_forward`.
+pub fn proc_path(key: &str) -> String {
+    format!("/proc/sys/{}", key.replace('.', "/"))
+}
+
+/// One `key = value` line of a sysctl.d file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub file: String,
+    pub line: usize,
+    pub key: String,
+    pub value: String,
+}
+
+impl Assignment {
+    pub fn cite(&self) -> String {
+        format!("{}:{}: {} = {}", self.file, self.line, self.key, self.value)
+    }
+}
+
+/// Parses a sysctl.d file: `#`/`;` comments, `-` prefix (ignore errors), `/` or `.` separators.
+pub fn parse_sysctl_conf(file: &str, text: &str) -> Vec<Assignment> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let l = l.trim();
+            if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
+                return None;
+            }
+            let (k, v) = l.split_once('=')?;
+            let key = k.trim().trim_start_matches('-').replace('/', ".");
+            Some(Assignment {
+                file: file.to_string(),
+                line: i + 1,
+                key,
+                value: v.trim().to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Lists `.conf` files over a search path the way systemd does: a name in an earlier dir masks the same name later; order by name.
+pub fn config_files(host: &Host, dirs: &[&str]) -> Result<Vec<String>, FactError> {
+    let mut by_name: BTreeMap<String, String> = BTreeMap::new();
+    for dir in dirs {
+        for name in host.list_dir(dir)? {
+            if name.ends_with(".conf") {
+                by_name
+                    .entry(name.clone())
+                    .or_insert_with(|| format!("{dir}/{name}"));
+            }
+        }
+    }
+    Ok(by_name.into_values().collect())
+}
+
+/// A first-token value of a /proc file, e.g. `1` from "1\n".
+pub fn first_token(text: &str) -> String {
+    text.split_whitespace().next().unwrap_or("").to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlFacts {
+    /// Live values by key, from /proc/sys.
+    pub live: BTreeMap<String, Fact<String>>,
+    /// Every assignment of our keys in boot order: the last one per key wins.
+    pub persisted: Fact<Vec<Assignment>>,
+    /// `/proc/sys/net/bridge` exists: br_netfilter (or the built-in) is active.
+    pub bridge_sysctls: bool,
+    /// Whether `/proc/modules` lists br_netfilter, when readable.
+    pub module_listed: Option<bool>,
+    /// `modules.builtin` of the running kernel lists br_netfilter.
+    pub builtin: bool,
+    /// Where br_netfilter is loaded at boot: `file:line`.
+    pub load_at_boot: Vec<String>,
+}
+
+fn mentions_module(text: &str, module: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.split('#').next().unwrap_or("").trim();
+            l == module || l.replace('-', "_") == module
+        })
+        .map(|i| i + 1)
+}
+
+pub fn gather(host: &Host) -> Fact<SysctlFacts> {
+    let live = KEYS
+        .iter()
+        .map(|k| (k.to_string(), host.read(&proc_path(k)).map(|t| first_token(&t))))
+        .collect();
+    let persisted = (|| {
+        let mut files = config_files(host, SYSCTL_DIRS)?;
+        files.push(SYSCTL_CONF.into());
+        let mut out = Vec::new();
+        for f in files {
+            if let Some(text) = host.read_opt(&f)? {
+                out.extend(
+                    parse_sysctl_conf(&f, &text)
+                        .into_iter()
+                        .filter(|a| KEYS.contains(&a.key.as_str())),
+                );
+            }
+        }
+        Ok(out)
+    })();
+    let release = host
+        .read_opt("/proc/sys/kernel/osrelease")
+        .ok()
+        .flatten()
+        .map(|t| first_token(&t));
+    let builtin = release
+        .and_then(|r| {
+            host.read_opt(&format!("/lib/modules/{r}/modules.builtin"))
+                .ok()
+                .flatten()
+        })
+        .is_some_and(|t| t.lines().any(|l| l.ends_with("/br_netfilter.ko")));
+    let mut load_at_boot = Vec::new();
+    let mut files = config_files(host, MODULES_LOAD_DIRS).unwrap_or_default();
+    files.push("/etc/modules".into());
+    for f in files {
+        if let Some(line) = host
+            .read_opt(&f)
+            .ok()
+            .flatten()
+            .and_then(|t| mentions_module(&t, "br_netfilter"))
+        {
+            load_at_boot.push(format!("{f}:{line}: br_netfilter"));
+        }
+    }
+    Ok(SysctlFacts {
+        live,
+        persisted,
+        bridge_sysctls: host.exists("/proc/sys/net/bridge"),
+        module_listed: host
+            .read_opt("/proc/modules")
+            .ok()
+            .flatten()
+            .map(|t| t.lines().any(|l| l.starts_with("br_netfilter "))),
+        builtin,
+        load_at_boot,
+    })
+}
+
+fn br_netfilter(facts: &Facts, _ctx: &Ctx) -> Outcome {
+    let s = get(&facts.sysctl)?;
+    let loaded = s.bridge_sysctls || s.module_listed == Some(true);
+    if !loaded {
+        return Ok(Finding::fail(
+            "br_netfilter is not loaded: bridged pod traffic bypasses iptables, so Services and NetworkPolicy break",
+        )
+        .evidence("/proc/sys/net/bridge: does not exist")
+        .evidence(match s.module_listed {
+            Some(_) => "/proc/modules: no br_netfilter line",
+            None => "/proc/modules: not readable",
+        }));
+    }
+    let mut ev = vec![if s.bridge_sysctls {
+        "/proc/sys/net/bridge: present".to_string()
+    } else {
+        "/proc/modules: br_netfilter".to_string()
+    }];
+    if s.builtin {
+        ev.push("modules.builtin: br_netfilter is built into the kernel".into());
+        return Ok(Finding::pass("br_netfilter is built into the kernel").evidence_all(ev));
+    }
+    if s.load_at_boot.is_empty() {
+        return Ok(Finding::warn(
+            "br_netfilter is loaded now but nothing loads it at boot: after a reboot pod traffic bypasses iptables",
+        )
+        .evidence_all(ev)
+        .evidence("modules-load.d: no file lists br_netfilter")
+        .remediation("echo br_netfilter > /etc/modules-load.d/k8s.conf"));
+    }
+    ev.extend(s.load_at_boot.iter().cloned());
+    Ok(Finding::pass("br_netfilter is loaded and loaded at boot").evidence_all(ev))
+}
+
+/// Live value 1 and a persisted 1 for each key; `module` marks keys that exist only with br_netfilter.
+fn sysctl_is_one(s: &SysctlFacts, keys: &[&str], why: &str) -> Outcome {
+    let mut bad = Vec::new();
+    let mut ev = Vec::new();
+    for k in keys {
+        let v = get(s.live.get(*k).expect("gathered key"))?;
+        ev.push(format!("{} = {v}", proc_path(k)));
+        if v != "1" {
+            bad.push(format!("{k} = {v}"));
+        }
+    }
+    if !bad.is_empty() {
+        let sets = keys
+            .iter()
+            .map(|k| format!("sysctl -w {k}=1"))
+            .collect::<Vec<_>>()
+            .join(" && ");
+        return Ok(Finding::fail(format!("{} ({why})", bad.join(", ")))
+            .evidence_all(ev)
+            .remediation(format!(
+                "{sets}; persist it: printf '{}' > /etc/sysctl.d/99-kubernetes.conf",
+                keys.iter().map(|k| format!("{k} = 1\\n")).collect::<String>()
+            )));
+    }
+    let persisted = get(&s.persisted)?;
+    let mut not_kept = Vec::new();
+    for k in keys {
+        match persisted.iter().rfind(|a| a.key == *k) {
+            Some(a) if a.value == "1" => ev.push(a.cite()),
+            Some(a) => {
+                ev.push(format!("{} (overrides every earlier file)", a.cite()));
+                not_kept.push(format!("{k} is set to {} at boot by {}", a.value, a.file));
+            }
+            None => {
+                ev.push(format!("{k}: no sysctl.d file sets it"));
+                not_kept.push(format!("{k} is not persisted"));
+            }
+        }
+    }
+    if not_kept.is_empty() {
+        return Ok(Finding::pass(format!("{} = 1 now and at boot", keys.join(", "))).evidence_all(ev));
+    }
+    Ok(Finding::warn(format!("1 now, but {}: a reboot undoes it", not_kept.join("; ")))
+        .evidence_all(ev)
+        .remediation(format!(
+            "printf '{}' > /etc/sysctl.d/99-kubernetes.conf and remove the overriding lines (files are applied in name order, /etc/sysctl.conf last)",
+            keys.iter().map(|k| format!("{k} = 1\\n")).collect::<String>()
+        )))
+}
+
+fn bridge_nf_call(facts: &Facts, _ctx: &Ctx) -> Outcome {
+    let s = get(&facts.sysctl)?;
+    if !s.bridge_sysctls {
+        return Ok(Finding::skip(
+            "br_netfilter is not loaded, so these sysctls do not exist (kernel.br-netfilter reports it)",
+        ));
+    }
+    sysctl_is_one(
+        s,
+        &[NF_CALL_IPTABLES, NF_CALL_IP6TABLES],
+        "bridged traffic skips iptables: Service traffic between pods on one node is not NATed",
+    )
+}
+
+fn ip_forward(facts: &Facts, _ctx: &Ctx) -> Outcome {
+    let s = get(&facts.sysctl)?;
+    sysctl_is_one(
+        s,
+        &[IP_FORWARD],
+        "the node drops pod traffic it should route; kubeadm's preflight fails FileContent--proc-sys-net-ipv4-ip_forward",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::{Role, Status};
+
+    fn ctx() -> Ctx {
+        Ctx {
+            role: Role::Worker,
+            now: std::time::SystemTime::now(),
+        }
+    }
+
+    fn facts(live: &[(&str, &str)], persisted: Vec<Assignment>) -> Facts {
+        let mut l: BTreeMap<String, Fact<String>> = KEYS
+            .iter()
+            .map(|k| (k.to_string(), Ok("1".to_string())))
+            .collect();
+        for (k, v) in live {
+            l.insert(k.to_string(), Ok(v.to_string()));
+        }
+        Facts {
+            sysctl: Ok(SysctlFacts {
+                live: l,
+                persisted: Ok(persisted),
+                bridge_sysctls: true,
+                module_listed: Some(true),
+                builtin: false,
+                load_at_boot: vec!["/etc/modules-load.d/k8s.conf:1: br_netfilter".into()],
+            }),
+            ..Facts::default()
+        }
+    }
+
+    #[test]
+    fn parses_sysctl_files_with_odd_syntax() {
+        let a = parse_sysctl_conf(
+            "/etc/sysctl.d/k8s.conf",
+            "# c\n; c\nnet.bridge.bridge-nf-call-ip6tables = 1\n-net/ipv4/ip_forward=1   \n\tnet.ipv4.ip_forward\t=\t0\nbogus line\n",
+        );
+        let kv: Vec<_> = a.iter().map(|a| (a.line, a.key.as_str(), a.value.as_str())).collect();
+        assert_eq!(
+            kv,
+            [
+                (3, NF_CALL_IP6TABLES, "1"),
+                (4, IP_FORWARD, "1"),
+                (5, IP_FORWARD, "0")
+            ]
+        );
+        assert_eq!(first_token("1  \n"), "1");
+    }
+
+    #[test]
+    fn ip_forward_zero_fails_and_persisted_one_passes() {
+        let f = ip_forward(&facts(&[(IP_FORWARD, "0")], vec![]), &ctx()).unwrap();
+        assert_eq!(f.status, Status::Fail);
+        assert_eq!(f.evidence, ["/proc/sys/net/ipv4/ip_forward = 0"]);
+        let p = parse_sysctl_conf("/etc/sysctl.d/k8s.conf", "net.ipv4.ip_forward = 1\n");
+        assert_eq!(ip_forward(&facts(&[], p), &ctx()).unwrap().status, Status::Pass);
+    }
+
+    #[test]
+    fn a_later_file_overriding_to_zero_warns_naming_it() {
+        let mut p = parse_sysctl_conf("/etc/sysctl.d/k8s.conf", "net.ipv4.ip_forward = 1\n");
+        p.extend(parse_sysctl_conf("/etc/sysctl.conf", "\nnet.ipv4.ip_forward = 0\n"));
+        let f = ip_forward(&facts(&[], p), &ctx()).unwrap();
+        assert_eq!(f.status, Status::Warn);
+        assert!(f.evidence.iter().any(|e| e.starts_with("/etc/sysctl.conf:2")), "{f:?}");
+        let f = ip_forward(&facts(&[], vec![]), &ctx()).unwrap();
+        assert_eq!(f.status, Status::Warn);
+    }
+
+    #[test]
+    fn bridge_sysctls_need_both_keys_and_skip_without_the_module() {
+        let f = bridge_nf_call(&facts(&[(NF_CALL_IP6TABLES, "0")], vec![]), &ctx()).unwrap();
+        assert_eq!(f.status, Status::Fail);
+        assert!(f.message.contains("ip6tables = 0"));
+        let mut x = facts(&[], vec![]);
+        if let Ok(s) = &mut x.sysctl {
+            s.bridge_sysctls = false;
+        }
+        assert_eq!(bridge_nf_call(&x, &ctx()).unwrap().status, Status::Skip);
+    }
+
+    #[test]
+    fn br_netfilter_states() {
+        let mut x = facts(&[], vec![]);
+        assert_eq!(br_netfilter(&x, &ctx()).unwrap().status, Status::Pass);
+        if let Ok(s) = &mut x.sysctl {
+            s.load_at_boot.clear();
+        }
+        assert_eq!(br_netfilter(&x, &ctx()).unwrap().status, Status::Warn);
+        if let Ok(s) = &mut x.sysctl {
+            s.bridge_sysctls = false;
+            s.module_listed = Some(false);
+        }
+        assert_eq!(br_netfilter(&x, &ctx()).unwrap().status, Status::Fail);
+        assert_eq!(mentions_module("# br_netfilter\nbr-netfilter # for k8s\n", "br_netfilter"), Some(2));
+    }
+}
