@@ -16,7 +16,7 @@ use crate::{
     config::{Config, RoleChoice},
     facts::{Area, FactError, Facts},
     host::Host,
-    report::{CheckResult, HostInfo, Report, SCHEMA_VERSION, Summary, Tool},
+    report::{CheckResult, HostInfo, Report},
 };
 
 /// Every implemented check; the catalog test proves this matches `checks/` one to one.
@@ -139,7 +139,8 @@ pub fn resolve_role(choice: RoleChoice, host: &Host) -> Role {
     }
 }
 
-fn host_info(host: &Host, role: Role) -> HostInfo {
+/// What the report says about the machine the doctor ran on.
+pub fn host_info(host: &Host, role: Role) -> HostInfo {
     let first_line = |p: &str| {
         host.read_opt(p)
             .ok()
@@ -224,34 +225,16 @@ pub fn run(cfg: &Config) -> Result<Report> {
                 .iter()
                 .find(|(a, _)| *a == def.area && entry.applies_to(role))
                 .map_or(0, |(_, ms)| *ms);
-            let problem = matches!(finding.status, Status::Warn | Status::Fail);
-            CheckResult {
-                id: def.id.to_string(),
-                title: entry.title.clone(),
-                status: finding.status,
-                message: finding.message,
-                evidence: finding.evidence,
-                remediation: finding
-                    .remediation
-                    .or_else(|| problem.then(|| entry.remediation.clone())),
-                fix_available: entry.fix,
-                duration_ms: gather_ms + t.elapsed().as_millis() as u64,
-            }
+            CheckResult::from_finding(entry, finding, gather_ms + t.elapsed().as_millis() as u64)
         })
         .collect();
-    Ok(Report {
-        schema_version: SCHEMA_VERSION.into(),
-        tool: Tool::default(),
-        started_at: jiff::Timestamp::try_from(started)
-            .map(|t| t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string())
-            .unwrap_or_default(),
-        duration_ms: clock.elapsed().as_millis() as u64,
-        host: host_info(&host, role),
-        cluster: None,
-        summary: Summary::of(&results),
+    Ok(Report::new(
+        started,
+        clock.elapsed().as_millis() as u64,
+        host_info(&host, role),
+        None,
         results,
-    }
-    .masked())
+    ))
 }
 
 /// Whether the report should make the process exit 1 under `--fail-on`.
@@ -294,7 +277,10 @@ mod tests {
         assert_eq!(evaluate(&def, &facts, &ctx).status, Status::Skip);
         facts.swap = Err(FactError::Unreadable("cannot read /proc/swaps".into()));
         let f = evaluate(&def, &facts, &ctx);
-        assert_eq!((f.status, f.message.as_str()), (Status::Error, "cannot read /proc/swaps"));
+        assert_eq!(
+            (f.status, f.message.as_str()),
+            (Status::Error, "cannot read /proc/swaps")
+        );
     }
 
     #[test]

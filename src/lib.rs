@@ -10,6 +10,7 @@ pub mod dns;
 pub mod engine;
 pub mod facts;
 pub mod host;
+pub mod join;
 pub mod kubelet;
 pub mod list;
 pub mod mask;

@@ -14,7 +14,9 @@ use k8sdoctor::{
     catalog,
     check::{Role, Status},
     config::{Config, Format, RoleChoice, Selection},
-    engine, list, report,
+    engine,
+    join::{self, JoinOptions},
+    list, report,
 };
 
 #[derive(Parser)]
@@ -46,6 +48,42 @@ enum Cmd {
     Explain { id: String },
     /// Print the JSON Schema of the report.
     Schema,
+    /// Verify a `kubeadm join` command before running it: kubeadm's discovery, step by step.
+    #[command(
+        name = "join-check",
+        after_help = "Example:\n  k8sdoctor join-check -- kubeadm join 192.168.1.2:6443 --token a24a11.0e6b932b0907deff --discovery-token-ca-cert-hash sha256:1ca7...\n  k8sdoctor join-check -o json 'kubeadm join 192.168.1.2:6443 --token ... --discovery-token-ca-cert-hash sha256:...'"
+    )]
+    JoinCheck(JoinCheckArgs),
+}
+
+#[derive(Args)]
+struct JoinCheckArgs {
+    /// Deadline for the whole check (resolution, connect, TLS, the request), in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    timeout: f64,
+    /// Report format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutFormat::Table)]
+    output: OutFormat,
+    /// Write the report to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output_file: Option<PathBuf>,
+    /// Exit 1 when any step is at or above this level.
+    #[arg(long, value_enum, default_value_t = FailOn::Fail)]
+    fail_on: FailOn,
+    /// No colour (also NO_COLOR, or stdout not a terminal).
+    #[arg(long)]
+    no_color: bool,
+    /// Log each step to stderr (the token secret is masked there too).
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    /// The join command, after `--` (or as one quoted argument): kubeadm join HOST:PORT --token ... .
+    #[arg(
+        value_name = "KUBEADM_JOIN",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    command: Vec<String>,
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -120,15 +158,29 @@ struct CheckArgs {
     no_color: bool,
 }
 
+impl From<FailOn> for Status {
+    fn from(f: FailOn) -> Status {
+        match f {
+            FailOn::Warn => Status::Warn,
+            FailOn::Fail => Status::Fail,
+        }
+    }
+}
+
+fn positive_secs(secs: f64) -> Result<Duration> {
+    if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
+        bail!("--timeout must be a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 fn color_wanted(no_color: bool) -> bool {
     !no_color && std::env::var_os("NO_COLOR").is_none() && io::stdout().is_terminal()
 }
 
 impl CheckArgs {
     fn into_config(self) -> Result<Config> {
-        if !(self.timeout.is_finite() && self.timeout > 0.0) {
-            bail!("--timeout must be a positive number of seconds");
-        }
+        let timeout = positive_secs(self.timeout)?;
         Ok(Config {
             root: self.root,
             role: match self.role {
@@ -143,20 +195,17 @@ impl CheckArgs {
             kubeconfig: self.kubeconfig,
             context: self.context,
             offline: self.offline,
-            timeout: Duration::from_secs_f64(self.timeout),
+            timeout,
             format: self.output.into(),
             color: self.output_file.is_none() && color_wanted(self.no_color),
             output_file: self.output_file,
-            fail_on: match self.fail_on {
-                FailOn::Warn => Status::Warn,
-                FailOn::Fail => Status::Fail,
-            },
+            fail_on: self.fail_on.into(),
         })
     }
 }
 
-fn check(cfg: Config) -> Result<ExitCode> {
-    let report = engine::run(&cfg)?;
+/// Writes the report where the config says and maps it to the exit code (`check` and `join-check`).
+fn emit(report: &report::Report, cfg: &Config) -> Result<ExitCode> {
     match &cfg.output_file {
         Some(path) => {
             let mut f = File::create(path)
@@ -167,11 +216,33 @@ fn check(cfg: Config) -> Result<ExitCode> {
         }
         None => report.render(cfg.format, cfg.color, &mut io::stdout().lock())?,
     }
-    Ok(if engine::fails(&report, cfg.fail_on) {
+    Ok(if engine::fails(report, cfg.fail_on) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn check(cfg: Config) -> Result<ExitCode> {
+    emit(&engine::run(&cfg)?, &cfg)
+}
+
+fn join_check(args: JoinCheckArgs) -> Result<ExitCode> {
+    let timeout = positive_secs(args.timeout)?;
+    let report = join::run(&JoinOptions {
+        command: args.command,
+        timeout,
+        verbose: args.verbose,
+    })?;
+    let cfg = Config {
+        timeout,
+        format: args.output.into(),
+        color: args.output_file.is_none() && color_wanted(args.no_color),
+        output_file: args.output_file,
+        fail_on: args.fail_on.into(),
+        ..Config::default()
+    };
+    emit(&report, &cfg)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -190,6 +261,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             list::render_explain(e, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Cmd::JoinCheck(args)) => join_check(args),
         Some(Cmd::Schema) => {
             serde_json::to_writer_pretty(&mut out, &report::schema())?;
             writeln!(out)?;

@@ -9,7 +9,12 @@ use std::io::Write;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{check::Status, config::Format, mask::mask_secrets};
+use crate::{
+    catalog,
+    check::{Finding, Status},
+    config::Format,
+    mask::mask_secrets,
+};
 
 pub use markdown::cell as markdown_cell;
 pub use table::status_table;
@@ -114,7 +119,50 @@ pub struct CheckResult {
     pub duration_ms: u64,
 }
 
+impl CheckResult {
+    /// A result from a finding and its catalog entry: the entry's remediation fills in when the
+    /// finding is a problem and names none.
+    pub fn from_finding(entry: &catalog::Entry, finding: Finding, duration_ms: u64) -> CheckResult {
+        let problem = matches!(finding.status, Status::Warn | Status::Fail);
+        CheckResult {
+            id: entry.id.clone(),
+            title: entry.title.clone(),
+            status: finding.status,
+            message: finding.message,
+            evidence: finding.evidence,
+            remediation: finding
+                .remediation
+                .or_else(|| problem.then(|| entry.remediation.clone())),
+            fix_available: entry.fix,
+            duration_ms,
+        }
+    }
+}
+
 impl Report {
+    /// A masked report of `results` for a run that started at `started`.
+    pub fn new(
+        started: std::time::SystemTime,
+        duration_ms: u64,
+        host: HostInfo,
+        cluster: Option<ClusterInfo>,
+        results: Vec<CheckResult>,
+    ) -> Report {
+        Report {
+            schema_version: SCHEMA_VERSION.into(),
+            tool: Tool::default(),
+            started_at: jiff::Timestamp::try_from(started)
+                .map(|t| t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string())
+                .unwrap_or_default(),
+            duration_ms,
+            host,
+            cluster,
+            summary: Summary::of(&results),
+            results,
+        }
+        .masked()
+    }
+
     /// Masks every secret-shaped string in the report, the last line of defence before output.
     pub fn masked(mut self) -> Report {
         for r in &mut self.results {
