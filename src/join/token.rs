@@ -21,19 +21,14 @@ pub enum TokenError {
         "token {0} has no '.': a bootstrap token is <id>.<secret>, 6 and 16 characters of [a-z0-9]"
     )]
     NoDot(String),
-    #[error("token {shown}: the id {id:?} must be 6 characters of [a-z0-9] (it has {len}{extra})")]
+    #[error("token {shown}: the id {id:?} must be 6 characters of [a-z0-9] ({what})")]
     BadId {
         shown: String,
         id: String,
-        len: usize,
-        extra: &'static str,
+        what: String,
     },
-    #[error("token {shown}: the secret must be 16 characters of [a-z0-9] (it has {len}{extra})")]
-    BadSecret {
-        shown: String,
-        len: usize,
-        extra: &'static str,
-    },
+    #[error("token {shown}: the secret must be 16 characters of [a-z0-9] ({what})")]
+    BadSecret { shown: String, what: String },
 }
 
 fn tok_chars(s: &str) -> bool {
