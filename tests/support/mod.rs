@@ -1,6 +1,8 @@
 //! Shared test support: the privileged-test gate and network namespaces that always clean up.
 #![allow(dead_code)]
 
+pub mod apiserver;
+
 use std::{
     path::PathBuf,
     process::{Command, Output},
@@ -32,7 +34,10 @@ pub fn can_run_privileged(tools: &[&str]) -> bool {
         return true;
     }
     let msg = format!("live test needs {}", missing.join(", "));
-    assert!(!privileged_required(), "{msg} (K8SDOCTOR_PRIVILEGED_TESTS=1)");
+    assert!(
+        !privileged_required(),
+        "{msg} (K8SDOCTOR_PRIVILEGED_TESTS=1)"
+    );
     eprintln!("SKIPPED: {msg}");
     false
 }
@@ -80,6 +85,29 @@ impl Netns {
         sh(&full)
     }
 
+    /// Runs `f` on a thread that has entered the namespace: sockets it creates (a listener, a UDP
+    /// socket) live in the namespace and can then be used from any thread.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(format!("/var/run/netns/{}", self.name))
+            .unwrap_or_else(|e| panic!("open netns {}: {e}", self.name));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(
+                    rc,
+                    0,
+                    "setns {}: {}",
+                    self.name,
+                    std::io::Error::last_os_error()
+                );
+                f()
+            })
+            .join()
+            .expect("thread in netns panicked")
+        })
+    }
+
     /// A command ready to run inside the namespace (for spawning or checking the status yourself).
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");
@@ -99,8 +127,14 @@ impl Drop for Netns {
 /// Joins two namespaces with a veth pair and gives each end an address (CIDR notation).
 pub fn veth(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) {
     let n = SEQ.fetch_add(1, Ordering::SeqCst);
-    let (va, vb) = (format!("va{}x{n}", std::process::id() % 100000), format!("vb{}x{n}", std::process::id() % 100000));
-    sh(&["ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name]);
+    let (va, vb) = (
+        format!("va{}x{n}", std::process::id() % 100000),
+        format!("vb{}x{n}", std::process::id() % 100000),
+    );
+    sh(&[
+        "ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns",
+        &b.name,
+    ]);
     a.exec(&["ip", "addr", "add", a_addr, "dev", &va]);
     a.exec(&["ip", "link", "set", &va, "up"]);
     b.exec(&["ip", "addr", "add", b_addr, "dev", &vb]);
