@@ -145,7 +145,7 @@ pub fn gather(host: &Host) -> Fact<DnsFacts> {
 }
 
 /// The resolv.conf whose nameservers reach pods, and evidence for why it is that one.
-fn effective<'a>(facts: &'a DnsFacts) -> Result<(Option<&'a ResolvConf>, Vec<String>), FactError> {
+fn effective(facts: &DnsFacts) -> Result<(Option<&ResolvConf>, Vec<String>), FactError> {
     let Some(kubelet) = &facts.kubelet else {
         return Ok((Some(get(&facts.etc)?), vec![]));
     };
@@ -208,8 +208,8 @@ fn loopback_nameserver(facts: &Facts, _ctx: &Ctx) -> Outcome {
     if !local.is_empty() {
         evidence.extend(local.iter().map(|n| eff.cite(n)));
         let all_stub = local.iter().all(|n| n.is_resolved_stub());
-        if all_stub {
-            if let Some(up) = upstreams(dns) {
+        if all_stub
+            && let Some(up) = upstreams(dns) {
                 evidence.push(format!(
                     "{}: upstreams {}",
                     up.path,
@@ -236,7 +236,6 @@ fn loopback_nameserver(facts: &Facts, _ctx: &Ctx) -> Outcome {
                 };
                 return Ok(f.evidence_all(evidence).remediation(fix));
             }
-        }
         return Ok(Finding::fail(format!(
             "{} lists a loopback nameserver ({}): inside a pod that address is the pod itself, so cluster DNS loops or fails",
             eff.path,
