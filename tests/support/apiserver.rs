@@ -24,7 +24,8 @@
 //!   a forbidden (verb, resource) → 403 Status naming verb, resource, group and scope.
 //! * `kube-public/cluster-info` is made at start: the kubeconfig (this server's URL and CA) and one
 //!   `jws-kubeconfig-<id>` detached JWS per unexpired token with usage-bootstrap-signing.
-//! * `ApiServer::start_in(scenario, &netns)` listens inside a test network namespace instead.
+//! * `ApiServer::start_in(scenario, &netns)` listens inside a test network namespace instead;
+//!   `start_in_at(scenario, &netns, addr)` on a given address there (its certificate names that IP).
 #![allow(dead_code)]
 
 use std::{
@@ -682,14 +683,35 @@ impl ApiServer {
         )
     }
 
+    /// Starts on `addr` (e.g. the guide's 192.168.1.2:6443) inside a test network namespace whose
+    /// interface has that address; the serving certificate names that IP too.
+    pub fn start_in_at(scenario: Scenario, ns: &super::Netns, addr: SocketAddr) -> ApiServer {
+        Self::start_on(
+            scenario,
+            ns.run(move || {
+                TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr} in netns: {e}"))
+            }),
+        )
+    }
+
     fn start_on(mut scenario: Scenario, listener: TcpListener) -> ApiServer {
         let addr = listener.local_addr().unwrap();
         let ca = Arc::new(TestCa::new(scenario.ca_key));
-        let names: &[&str] = match scenario.tls_fault {
-            Some(TlsFault::WrongName) => &["apiserver.invalid"],
-            _ => &["127.0.0.1", "localhost", "kubernetes", "kubernetes.default"],
+        let ip = addr.ip().to_string();
+        let names: Vec<&str> = match scenario.tls_fault {
+            Some(TlsFault::WrongName) => vec!["apiserver.invalid"],
+            _ if ip == "127.0.0.1" => {
+                vec!["127.0.0.1", "localhost", "kubernetes", "kubernetes.default"]
+            }
+            _ => vec![
+                &ip,
+                "127.0.0.1",
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+            ],
         };
-        let (cert, key) = ca.serving_cert(names, scenario.tls_fault == Some(TlsFault::Expired));
+        let (cert, key) = ca.serving_cert(&names, scenario.tls_fault == Some(TlsFault::Expired));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
