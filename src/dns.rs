@@ -208,34 +208,33 @@ fn loopback_nameserver(facts: &Facts, _ctx: &Ctx) -> Outcome {
     if !local.is_empty() {
         evidence.extend(local.iter().map(|n| eff.cite(n)));
         let all_stub = local.iter().all(|n| n.is_resolved_stub());
-        if all_stub
-            && let Some(up) = upstreams(dns) {
-                evidence.push(format!(
-                    "{}: upstreams {}",
-                    up.path,
-                    up.nameservers
-                        .iter()
-                        .map(|n| n.text.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-                let fix = format!(
-                    "set `resolvConf: {RESOLVED_UPSTREAM}` in {} (or KubeletConfiguration in kubeadm's config) and restart the kubelet",
-                    kubelet::CONFIG_PATH
-                );
-                let f = if dns.kubelet.is_none() {
-                    Finding::warn(format!(
-                        "{} points at systemd-resolved's stub {}: pods would forward DNS to themselves; kubeadm points the kubelet at {RESOLVED_UPSTREAM} when systemd-resolved runs, verify it after install",
-                        eff.path, local[0].text
-                    ))
-                } else {
-                    Finding::fail(format!(
-                        "the kubelet hands pods {} which points at systemd-resolved's stub {}: CoreDNS forwards to itself and loops",
-                        eff.path, local[0].text
-                    ))
-                };
-                return Ok(f.evidence_all(evidence).remediation(fix));
-            }
+        if all_stub && let Some(up) = upstreams(dns) {
+            evidence.push(format!(
+                "{}: upstreams {}",
+                up.path,
+                up.nameservers
+                    .iter()
+                    .map(|n| n.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            let fix = format!(
+                "set `resolvConf: {RESOLVED_UPSTREAM}` in {} (or KubeletConfiguration in kubeadm's config) and restart the kubelet",
+                kubelet::CONFIG_PATH
+            );
+            let f = if dns.kubelet.is_none() {
+                Finding::warn(format!(
+                    "{} points at systemd-resolved's stub {}: pods would forward DNS to themselves; kubeadm points the kubelet at {RESOLVED_UPSTREAM} when systemd-resolved runs, verify it after install",
+                    eff.path, local[0].text
+                ))
+            } else {
+                Finding::fail(format!(
+                    "the kubelet hands pods {} which points at systemd-resolved's stub {}: CoreDNS forwards to itself and loops",
+                    eff.path, local[0].text
+                ))
+            };
+            return Ok(f.evidence_all(evidence).remediation(fix));
+        }
         return Ok(Finding::fail(format!(
             "{} lists a loopback nameserver ({}): inside a pod that address is the pod itself, so cluster DNS loops or fails",
             eff.path,

@@ -49,10 +49,11 @@ pub(super) fn render(report: &Report, color: bool, out: &mut dyn Write) -> std::
             text.push_str(e);
         }
         if matches!(r.status, Status::Warn | Status::Fail | Status::Error)
-            && let Some(fix) = &r.remediation {
-                text.push_str("\n→ ");
-                text.push_str(fix);
-            }
+            && let Some(fix) = &r.remediation
+        {
+            text.push_str("\n→ ");
+            text.push_str(fix);
+        }
         let mark = Cell::new(r.status.mark());
         let mark = if color {
             mark.fg(color_of(r.status))
