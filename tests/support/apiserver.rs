@@ -658,6 +658,8 @@ pub struct ApiServer {
     pub ca: Arc<TestCa>,
     stop: Arc<AtomicBool>,
     log: Arc<Mutex<Vec<String>>>,
+    /// The listening socket (a clone), shut down on drop to wake the accept loop.
+    listener: TcpListener,
     accept: Option<thread::JoinHandle<()>>,
 }
 
@@ -734,6 +736,7 @@ impl ApiServer {
             log: log.clone(),
             held: Mutex::new(Vec::new()),
         });
+        let wake = listener.try_clone().expect("clone the listening socket");
         let accept = thread::spawn(move || {
             for conn in listener.incoming() {
                 if state.stop.load(Ordering::SeqCst) {
@@ -754,6 +757,7 @@ impl ApiServer {
             ca,
             stop,
             log,
+            listener: wake,
             accept: Some(accept),
         }
     }
@@ -829,11 +833,13 @@ impl ApiServer {
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees `stop`; from outside a namespace the connect fails and
-        // the thread is left to end with the process.
-        let woke = TcpStream::connect_timeout(&self.addr, Duration::from_millis(500)).is_ok();
-        if let Some(h) = self.accept.take().filter(|_| woke) {
+        // Shutting the listening socket down makes the blocked accept() return at once, in any
+        // network namespace, without sending a packet (connecting to it from here would dial the
+        // address in the test's own namespace, not the server's).
+        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
+        if let Some(h) = self.accept.take() {
             let _ = h.join();
         }
     }
