@@ -10,7 +10,13 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Netns, bin, can_run_privileged, veth};
+use support::{
+    Netns,
+    apiserver::{ApiServer, CaKey, Scenario, TlsFault},
+    bin, can_run_privileged,
+    openssl::ca_pin,
+    veth,
+};
 
 const SECRET: &str = "0e6b932b0907deff";
 const TOKEN: &str = "a24a11.0e6b932b0907deff";
@@ -140,7 +146,7 @@ fn join_check_in(ns: &Netns, opts: &[&str], command: &[String]) -> Run {
     run_cmd(c)
 }
 
-/// Every format of the same join-check run, with -v logs: none may contain the secret.
+/// Every format of the same join-check run, with -v logs: none may contain `SECRET`.
 fn assert_secret_never_shown(command: &[String]) {
     for format in ["table", "json", "junit", "markdown"] {
         let out = Command::new(bin())
@@ -335,5 +341,202 @@ fn a_firewall_that_rejects_or_no_listener_are_told_apart() {
     join_check_in(&node, &["--timeout", "5"], &guide()).fails_at(
         "join.endpoint",
         "refused: the host answers but nothing listens on port 6443",
+    );
+}
+
+/// The healthy test cluster's valid token (20 h left, usage signing).
+const VALID: &str = "abcdef.0123456789abcdef";
+
+/// A join command for a test server: its endpoint, `token`, and the CA pin openssl computes.
+fn server_cmd(server: &ApiServer, token: &str) -> Vec<String> {
+    join_cmd(
+        &server.addr().to_string(),
+        token,
+        &ca_pin(server.ca.pem.as_bytes()),
+    )
+}
+
+#[test]
+fn the_happy_path_passes_every_step_for_rsa_and_ecdsa_cas() {
+    for key in [CaKey::Rsa, CaKey::Ecdsa] {
+        let server = ApiServer::start(Scenario::healthy().ca_key(key));
+        // The pin openssl computes is the one the server's own CA code computes.
+        assert_eq!(ca_pin(server.ca.pem.as_bytes()), server.ca.pin());
+        let r = join_check(&["--timeout", "10"], &server_cmd(&server, VALID));
+        assert_eq!(r.code, 0, "{key:?}: {}", r.json);
+        for id in STEPS {
+            assert_eq!(r.status(id), "pass", "{key:?} {id}: {}", r.json);
+        }
+        let kind = if key == CaKey::Rsa {
+            "RSA 2048"
+        } else {
+            "ECDSA 256"
+        };
+        assert!(
+            r.result("join.ca-pin")["evidence"]
+                .to_string()
+                .contains(kind),
+            "{}",
+            r.json
+        );
+        assert_eq!(r.json["cluster"]["server"], server.url());
+        // Discovery is one anonymous GET of cluster-info, as kubeadm's.
+        let reqs = server.requests();
+        assert!(
+            reqs.iter().any(|l| l.contains(
+                "system:anonymous GET /api/v1/namespaces/kube-public/configmaps/cluster-info 200"
+            )),
+            "{reqs:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_or_expired_token_fails_the_token_step() {
+    let server = ApiServer::start(Scenario::healthy());
+    let r = join_check(&[], &server_cmd(&server, "zzzzzz.0123456789abcdef"));
+    r.fails_at(
+        "join.token",
+        "token id \"zzzzzz\" is unknown to this cluster or has expired",
+    );
+    assert!(
+        r.result("join.token")["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("kubeadm token create --print-join-command")
+    );
+    // The guide's token, 26 h after kubeadm init: expired, so no longer signed.
+    let broken = ApiServer::start(Scenario::broken());
+    join_check(&[], &server_cmd(&broken, TOKEN)).fails_at(
+        "join.token",
+        "token id \"a24a11\" is unknown to this cluster or has expired",
+    );
+}
+
+#[test]
+fn a_wrong_secret_fails_the_token_step_with_its_own_message() {
+    let server = ApiServer::start(Scenario::healthy());
+    let r = join_check(&[], &server_cmd(&server, "abcdef.ffffffffffffffff"));
+    r.fails_at("join.token", "the token's secret is wrong");
+    assert!(
+        !r.json.to_string().contains("ffffffffffffffff"),
+        "{}",
+        r.json
+    );
+}
+
+#[test]
+fn a_wrong_hash_fails_the_pin_step_and_shows_the_real_pin() {
+    let server = ApiServer::start(Scenario::healthy().ca_key(CaKey::Rsa));
+    let r = join_check(
+        &[],
+        &join_cmd(&server.addr().to_string(), VALID, GUIDE_HASH),
+    );
+    r.fails_at(
+        "join.ca-pin",
+        "none of the CA certificates in cluster-info has the public key",
+    );
+    let evidence = r.result("join.ca-pin")["evidence"].to_string();
+    assert!(evidence.contains(GUIDE_HASH), "{evidence}");
+    assert!(
+        evidence.contains(&ca_pin(server.ca.pem.as_bytes())),
+        "{evidence}"
+    );
+}
+
+#[test]
+fn a_server_certificate_the_ca_does_not_vouch_for_fails_the_pin_step() {
+    let server = ApiServer::start(Scenario::healthy().tls_fault(TlsFault::WrongName));
+    join_check(&[], &server_cmd(&server, VALID)).fails_at(
+        "join.ca-pin",
+        &format!("does not name {}", server.addr().ip()),
+    );
+    let server = ApiServer::start(Scenario::healthy().tls_fault(TlsFault::Expired));
+    join_check(&[], &server_cmd(&server, VALID))
+        .fails_at("join.ca-pin", "outside its validity period");
+}
+
+#[test]
+fn a_server_that_accepts_but_never_answers_ends_within_the_timeout() {
+    let server = ApiServer::start(Scenario::healthy().blackhole());
+    let r = join_check(&["--timeout", "2"], &server_cmd(&server, VALID));
+    r.fails_at("join.tls", "the TLS handshake timed out");
+    assert!(
+        r.took < Duration::from_secs(3),
+        "ended in {:?}, over --timeout + 1 s",
+        r.took
+    );
+}
+
+#[test]
+fn unpinned_discovery_warns_and_still_verifies_the_chain() {
+    let server = ApiServer::start(Scenario::healthy());
+    let cmd: Vec<String> = [
+        "kubeadm",
+        "join",
+        &server.addr().to_string(),
+        "--token",
+        VALID,
+        "--discovery-token-unsafe-skip-ca-verification",
+    ]
+    .map(String::from)
+    .to_vec();
+    let r = join_check(&[], &cmd);
+    assert_eq!(r.code, 0, "a warning is below --fail-on fail: {}", r.json);
+    assert_eq!(r.status("join.parse"), "warn");
+    assert_eq!(r.status("join.token"), "pass");
+    assert_eq!(r.status("join.ca-pin"), "skip");
+    // The pin to put in the command is in the evidence.
+    assert!(
+        r.result("join.ca-pin")["evidence"]
+            .to_string()
+            .contains(&ca_pin(server.ca.pem.as_bytes()))
+    );
+    assert_eq!(join_check(&["--fail-on", "warn"], &cmd).code, 1);
+}
+
+#[test]
+fn no_format_shows_the_secret_on_the_happy_path_or_a_wrong_secret() {
+    let server = ApiServer::start(Scenario::healthy().bootstrap_token(
+        "a24a11",
+        SECRET,
+        None,
+        &["signing", "authentication"],
+    ));
+    assert_secret_never_shown(&server_cmd(&server, TOKEN));
+    let wrong = ApiServer::start(Scenario::healthy().bootstrap_token(
+        "a24a11",
+        "ffffffffffffffff",
+        None,
+        &["signing"],
+    ));
+    assert_secret_never_shown(&server_cmd(&wrong, TOKEN));
+}
+
+#[test]
+fn the_guides_command_against_the_guides_cluster_a_day_later() {
+    if !can_run_privileged(&["ip"]) {
+        return;
+    }
+    let node = Netns::new("jn");
+    let cp = Netns::new("jn");
+    veth(&node, "192.168.1.10/24", &cp, "192.168.1.2/24");
+    let addr = "192.168.1.2:6443".parse().unwrap();
+    // kubeadm init printed the guide's command 26 h ago: the token has expired.
+    let server = ApiServer::start_in_at(Scenario::broken(), &cp, addr);
+    let r = join_check_in(&node, &["--timeout", "5"], &guide());
+    r.fails_at(
+        "join.token",
+        "token id \"a24a11\" is unknown to this cluster or has expired",
+    );
+    assert_eq!(r.status("join.endpoint"), "pass");
+    drop(server);
+    // With the token still valid, the guide's hash (for the guide's CA, not this one) fails the pin.
+    let fresh = Scenario::healthy().bootstrap_token("a24a11", SECRET, None, &["signing"]);
+    let _server = ApiServer::start_in_at(fresh, &cp, addr);
+    let r = join_check_in(&node, &["--timeout", "5"], &guide());
+    r.fails_at(
+        "join.ca-pin",
+        "none of the CA certificates in cluster-info has the public key",
     );
 }

@@ -2,31 +2,12 @@
 //! the CA pin (SHA-256 of the DER SubjectPublicKeyInfo) for an RSA and an ECDSA CA, and the
 //! detached HS256 JWS kubeadm's bootstrap signer puts in cluster-info.
 
-use std::{
-    io::Write,
-    path::Path,
-    process::{Command, Stdio},
-};
+mod support;
+
+use std::path::Path;
 
 use k8sdoctor::join::{Cert, Token, detached_signature};
-
-fn openssl(args: &[&str], stdin: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the openssl CLI is installed (.ci/run installs it)");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use support::openssl::{ca_pin as openssl_pin, openssl};
 
 /// A self-signed CA made by openssl: `kind` is `rsa:2048` or `ec`.
 fn make_ca(dir: &Path, kind: &str) -> Vec<u8> {
@@ -48,14 +29,6 @@ fn make_ca(dir: &Path, kind: &str) -> Vec<u8> {
         args.extend(["-newkey", kind]);
     }
     openssl(&args, b"")
-}
-
-/// The pin as kubeadm's docs compute it: `openssl x509 -pubkey | openssl pkey -pubin -outform der | openssl dgst -sha256`.
-fn openssl_pin(ca_pem: &[u8]) -> String {
-    let pubkey = openssl(&["x509", "-pubkey", "-noout"], ca_pem);
-    let der = openssl(&["pkey", "-pubin", "-outform", "der"], &pubkey);
-    let dgst = String::from_utf8(openssl(&["dgst", "-sha256", "-r"], &der)).unwrap();
-    format!("sha256:{}", dgst.split_whitespace().next().unwrap())
 }
 
 #[test]
