@@ -180,9 +180,17 @@ pub fn run(cfg: &Config) -> Result<Report> {
     let known: Vec<&str> = all.iter().map(|c| c.id).collect();
     let unknown = cfg.selection.unknown_ids(&known);
     if !unknown.is_empty() {
+        let join_steps = unknown
+            .iter()
+            .any(|u| crate::join::STEPS.iter().any(|s| s.eq_ignore_ascii_case(u)));
         bail!(
-            "unknown check id(s): {} (see `k8sdoctor list`)",
-            unknown.join(", ")
+            "unknown check id(s): {} (see `k8sdoctor list`){}",
+            unknown.join(", "),
+            if join_steps {
+                "; join.* are the steps of `k8sdoctor join-check -- kubeadm join ...`"
+            } else {
+                ""
+            }
         );
     }
     let role = resolve_role(cfg.role, &host);

@@ -208,17 +208,21 @@ fn bad_hash_format_fails_parse() {
 }
 
 #[test]
-fn nothing_listening_is_refused() {
+fn nothing_listening_is_refused_by_address_or_name() {
     let port = closed_port();
-    let r = join_check(
-        &[],
-        &join_cmd(&format!("127.0.0.1:{port}"), TOKEN, GUIDE_HASH),
-    );
-    r.fails_at(
-        "join.endpoint",
-        "refused: the host answers but nothing listens",
-    );
-    assert_eq!(r.status("join.parse"), "pass");
+    for host in ["127.0.0.1", "localhost"] {
+        let r = join_check(&[], &join_cmd(&format!("{host}:{port}"), TOKEN, GUIDE_HASH));
+        r.fails_at(
+            "join.endpoint",
+            "refused: the host answers but nothing listens",
+        );
+        assert_eq!(r.status("join.parse"), "pass");
+        let evidence = r.result("join.endpoint")["evidence"].to_string();
+        assert!(
+            evidence.contains(&format!(":{port}: Connection refused")),
+            "{evidence}"
+        );
+    }
 }
 
 #[test]
@@ -538,5 +542,42 @@ fn the_guides_command_against_the_guides_cluster_a_day_later() {
     r.fails_at(
         "join.ca-pin",
         "none of the CA certificates in cluster-info has the public key",
+    );
+}
+
+#[test]
+fn a_name_that_does_not_resolve_fails_the_endpoint_step() {
+    if !can_run_privileged(&["ip"]) {
+        return;
+    }
+    // A namespace without routes: the lookup cannot reach any DNS server and fails at once.
+    let node = Netns::new("jn");
+    let r = join_check_in(
+        &node,
+        &["--timeout", "5"],
+        &join_cmd("cp.invalid:6443", TOKEN, GUIDE_HASH),
+    );
+    r.fails_at("join.endpoint", "cannot resolve cp.invalid");
+    assert!(r.took < Duration::from_secs(6), "{:?}", r.took);
+}
+
+#[test]
+fn check_points_join_steps_to_join_check() {
+    let out = Command::new(bin())
+        .args(["check", "--only", "join.token"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("k8sdoctor join-check -- kubeadm join"),
+        "{err}"
+    );
+    let out = Command::new(bin())
+        .args(["explain", "join.token"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("kubeadm token create --print-join-command")
     );
 }
