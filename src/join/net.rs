@@ -466,4 +466,21 @@ mod tests {
                 .all(|a| a.ip().is_loopback())
         );
     }
+
+    #[test]
+    fn a_plain_http_server_is_told_apart_from_tls() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (tcp, _) = connect(&[addr], deadline).unwrap();
+        let e = handshake(tcp, "127.0.0.1", deadline).err().unwrap();
+        assert!(e.contains("does not speak TLS"), "{e}");
+        server.join().unwrap();
+    }
 }
