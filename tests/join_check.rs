@@ -456,8 +456,14 @@ fn a_server_certificate_the_ca_does_not_vouch_for_fails_the_pin_step() {
         &format!("does not name {}", server.addr().ip()),
     );
     let server = ApiServer::start(Scenario::healthy().tls_fault(TlsFault::Expired));
-    join_check(&[], &server_cmd(&server, VALID))
-        .fails_at("join.ca-pin", "outside its validity period");
+    let r = join_check(&[], &server_cmd(&server, VALID));
+    r.fails_at("join.ca-pin", "outside its validity period");
+    // The clock step is skipped, so the failure itself shows both clocks.
+    let evidence = r.result("join.ca-pin")["evidence"].to_string();
+    assert!(
+        evidence.contains("the API server's clock (Date header)"),
+        "{evidence}"
+    );
 }
 
 #[test]

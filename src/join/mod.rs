@@ -109,6 +109,8 @@ impl Run {
             }
             Err(finding) => {
                 self.record(id, finding, t);
+                // Later steps need this one's value: they never run after an `Err`, whatever its status.
+                self.stopped_by = Some(id);
                 None
             }
         }
@@ -202,6 +204,7 @@ pub fn run(opts: &JoinOptions) -> Result<Report> {
             disc_ref.expect("parse passed"),
             &chain,
             UnixTime::now(),
+            date.as_ref().map(|(d, _)| d.as_str()),
         )
     });
     run.step("join.clock", |_| {

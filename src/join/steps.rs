@@ -397,7 +397,16 @@ pub fn ca_pin(
     disc: &Discovery,
     chain: &[CertificateDer<'static>],
     now: UnixTime,
+    server_date: Option<&str>,
 ) -> Step<()> {
+    // Any chain failure shows both clocks: a validity failure is often this node's clock.
+    let clocks = || {
+        server_date.map(|d| {
+            let local = jiff::Timestamp::from_second(now.as_secs() as i64)
+                .map_or_else(|_| "?".into(), |t| t.to_string());
+            format!("the API server's clock (Date header): {d}; this node's: {local}")
+        })
+    };
     let cas = cluster_cas(info.kubeconfig()).map_err(|e| {
         Finding::fail(e).remediation(
             "on the control plane: kubeadm init phase bootstrap-token (re-uploads cluster-info)",
@@ -415,7 +424,7 @@ pub fn ca_pin(
                     .evidence_all(described),
                 (),
             )),
-            Err(e) => Err(Finding::fail(e).evidence_all(described)),
+            Err(e) => Err(Finding::fail(e).evidence_all(described).evidence_all(clocks())),
         };
     }
     let given = disc.pins.iter().map(|p| format!("given pin {p}"));
@@ -434,7 +443,7 @@ pub fn ca_pin(
                 .evidence(hit),
             (),
         )),
-        Err(e) => Err(Finding::fail(e).evidence(hit)),
+        Err(e) => Err(Finding::fail(e).evidence(hit).evidence_all(clocks())),
     }
 }
 
