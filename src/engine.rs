@@ -294,12 +294,35 @@ mod tests {
         assert_eq!(evaluate(&def, &facts, &ctx).status, Status::Skip);
         facts.swap = Err(FactError::Unreadable("cannot read /proc/swaps".into()));
         let f = evaluate(&def, &facts, &ctx);
-        assert_eq!((f.status, f.message.as_str()), (Status::Error, "cannot read /proc/swaps"));
+        assert_eq!(
+            (f.status, f.message.as_str()),
+            (Status::Error, "cannot read /proc/swaps")
+        );
     }
 
     #[test]
     fn error_counts_at_and_above_fail() {
         assert!(Status::Error >= Status::Fail && Status::Fail >= Status::Warn);
         assert!(Status::Warn > Status::Skip && Status::Skip > Status::Pass);
+    }
+}
+
+#[cfg(test)]
+mod catalog_tests {
+    use super::*;
+
+    #[test]
+    fn catalog_and_implementations_match_one_to_one() {
+        let mut implemented: Vec<&str> = registry().iter().map(|c| c.id).collect();
+        implemented.sort();
+        let before = implemented.len();
+        implemented.dedup();
+        assert_eq!(
+            before,
+            implemented.len(),
+            "duplicate check ids in the registry"
+        );
+        let cataloged: Vec<&str> = catalog::catalog().iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(implemented, cataloged);
     }
 }

@@ -40,6 +40,8 @@ pub const SYSCTL_DIRS: &[&str] = &[
     "/lib/sysctl.d",
 ];
 pub const SYSCTL_CONF: &str = "/etc/sysctl.conf";
+/// Where our remediation (and `fix`) persists the values.
+pub const PERSIST_FILE: &str = "/etc/sysctl.d/99-kubernetes.conf";
 pub const MODULES_LOAD_DIRS: &[&str] = &[
     "/etc/modules-load.d",
     "/run/modules-load.d",
@@ -137,7 +139,12 @@ fn mentions_module(text: &str, module: &str) -> Option<usize> {
 pub fn gather(host: &Host) -> Fact<SysctlFacts> {
     let live = KEYS
         .iter()
-        .map(|k| (k.to_string(), host.read(&proc_path(k)).map(|t| first_token(&t))))
+        .map(|k| {
+            (
+                k.to_string(),
+                host.read(&proc_path(k)).map(|t| first_token(&t)),
+            )
+        })
         .collect();
     let persisted = (|| {
         let mut files = config_files(host, SYSCTL_DIRS)?;
@@ -227,6 +234,17 @@ fn br_netfilter(facts: &Facts, _ctx: &Ctx) -> Outcome {
     Ok(Finding::pass("br_netfilter is loaded and loaded at boot").evidence_all(ev))
 }
 
+/// The shell command that persists `key = 1` for each key.
+fn persist_command(keys: &[&str]) -> String {
+    format!(
+        "printf '%s\\n' {} >> {PERSIST_FILE}",
+        keys.iter()
+            .map(|k| format!("'{k} = 1'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
 /// Live value 1 and a persisted 1 for each key; `module` marks keys that exist only with br_netfilter.
 fn sysctl_is_one(s: &SysctlFacts, keys: &[&str], why: &str) -> Outcome {
     let mut bad = Vec::new();
@@ -246,10 +264,7 @@ fn sysctl_is_one(s: &SysctlFacts, keys: &[&str], why: &str) -> Outcome {
             .join(" && ");
         return Ok(Finding::fail(format!("{} ({why})", bad.join(", ")))
             .evidence_all(ev)
-            .remediation(format!(
-                "{sets}; persist it: printf '{}' > /etc/sysctl.d/99-kubernetes.conf",
-                keys.iter().map(|k| format!("{k} = 1\\n")).collect::<String>()
-            )));
+            .remediation(format!("{sets} && {}", persist_command(keys))));
     }
     let persisted = get(&s.persisted)?;
     let mut not_kept = Vec::new();
@@ -267,13 +282,15 @@ fn sysctl_is_one(s: &SysctlFacts, keys: &[&str], why: &str) -> Outcome {
         }
     }
     if not_kept.is_empty() {
-        return Ok(Finding::pass(format!("{} = 1 now and at boot", keys.join(", "))).evidence_all(ev));
+        return Ok(
+            Finding::pass(format!("{} = 1 now and at boot", keys.join(", "))).evidence_all(ev),
+        );
     }
     Ok(Finding::warn(format!("1 now, but {}: a reboot undoes it", not_kept.join("; ")))
         .evidence_all(ev)
         .remediation(format!(
-            "printf '{}' > /etc/sysctl.d/99-kubernetes.conf and remove the overriding lines (files are applied in name order, /etc/sysctl.conf last)",
-            keys.iter().map(|k| format!("{k} = 1\\n")).collect::<String>()
+            "{}, and remove any later line that sets it otherwise (files apply in name order, /etc/sysctl.conf last)",
+            persist_command(keys)
         )))
 }
 
@@ -339,7 +356,10 @@ mod tests {
             "/etc/sysctl.d/k8s.conf",
             "# c\n; c\nnet.bridge.bridge-nf-call-ip6tables = 1\n-net/ipv4/ip_forward=1   \n\tnet.ipv4.ip_forward\t=\t0\nbogus line\n",
         );
-        let kv: Vec<_> = a.iter().map(|a| (a.line, a.key.as_str(), a.value.as_str())).collect();
+        let kv: Vec<_> = a
+            .iter()
+            .map(|a| (a.line, a.key.as_str(), a.value.as_str()))
+            .collect();
         assert_eq!(
             kv,
             [
@@ -357,16 +377,27 @@ mod tests {
         assert_eq!(f.status, Status::Fail);
         assert_eq!(f.evidence, ["/proc/sys/net/ipv4/ip_forward = 0"]);
         let p = parse_sysctl_conf("/etc/sysctl.d/k8s.conf", "net.ipv4.ip_forward = 1\n");
-        assert_eq!(ip_forward(&facts(&[], p), &ctx()).unwrap().status, Status::Pass);
+        assert_eq!(
+            ip_forward(&facts(&[], p), &ctx()).unwrap().status,
+            Status::Pass
+        );
     }
 
     #[test]
     fn a_later_file_overriding_to_zero_warns_naming_it() {
         let mut p = parse_sysctl_conf("/etc/sysctl.d/k8s.conf", "net.ipv4.ip_forward = 1\n");
-        p.extend(parse_sysctl_conf("/etc/sysctl.conf", "\nnet.ipv4.ip_forward = 0\n"));
+        p.extend(parse_sysctl_conf(
+            "/etc/sysctl.conf",
+            "\nnet.ipv4.ip_forward = 0\n",
+        ));
         let f = ip_forward(&facts(&[], p), &ctx()).unwrap();
         assert_eq!(f.status, Status::Warn);
-        assert!(f.evidence.iter().any(|e| e.starts_with("/etc/sysctl.conf:2")), "{f:?}");
+        assert!(
+            f.evidence
+                .iter()
+                .any(|e| e.starts_with("/etc/sysctl.conf:2")),
+            "{f:?}"
+        );
         let f = ip_forward(&facts(&[], vec![]), &ctx()).unwrap();
         assert_eq!(f.status, Status::Warn);
     }
@@ -396,6 +427,9 @@ mod tests {
             s.module_listed = Some(false);
         }
         assert_eq!(br_netfilter(&x, &ctx()).unwrap().status, Status::Fail);
-        assert_eq!(mentions_module("# br_netfilter\nbr-netfilter # for k8s\n", "br_netfilter"), Some(2));
+        assert_eq!(
+            mentions_module("# br_netfilter\nbr-netfilter # for k8s\n", "br_netfilter"),
+            Some(2)
+        );
     }
 }
