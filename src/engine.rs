@@ -5,7 +5,7 @@ use std::{
     panic::{AssertUnwindSafe, catch_unwind},
     sync::mpsc,
     thread,
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, Result, bail};
@@ -64,15 +64,19 @@ fn set_error(facts: &mut Facts, area: Area, e: FactError) {
 }
 
 /// Gathers each area in its own thread; an area not back by the deadline becomes an error naming the timeout.
-fn gather_all(areas: &BTreeSet<Area>, host: &Host, cfg: &Config) -> (Facts, Vec<(Area, u64)>) {
-    let start = Instant::now();
-    let deadline = start + cfg.timeout;
+fn gather_all(
+    areas: &BTreeSet<Area>,
+    timeout: Duration,
+    gather: impl Fn(Area) -> Install + Send + Sync + 'static,
+) -> (Facts, Vec<(Area, u64)>) {
+    let deadline = Instant::now() + timeout;
+    let gather = std::sync::Arc::new(gather);
     let (tx, rx) = mpsc::channel::<(Area, thread::Result<Install>, u64)>();
     for &area in areas {
-        let (tx, host, cfg) = (tx.clone(), host.clone(), cfg.clone());
+        let (tx, gather) = (tx.clone(), gather.clone());
         thread::spawn(move || {
             let t = Instant::now();
-            let r = catch_unwind(AssertUnwindSafe(|| gather(area, &host, &cfg)));
+            let r = catch_unwind(AssertUnwindSafe(|| gather(area)));
             let _ = tx.send((area, r, t.elapsed().as_millis() as u64));
         });
     }
@@ -91,7 +95,7 @@ fn gather_all(areas: &BTreeSet<Area>, host: &Host, cfg: &Config) -> (Facts, Vec<
                     Err(p) => set_error(
                         &mut facts,
                         area,
-                        FactError::Unreadable(format!("gathering panicked: {}", panic_text(&p))),
+                        FactError::Unreadable(format!("gathering panicked: {}", panic_text(&*p))),
                     ),
                 }
             }
@@ -99,13 +103,13 @@ fn gather_all(areas: &BTreeSet<Area>, host: &Host, cfg: &Config) -> (Facts, Vec<
         }
     }
     for area in pending {
-        took.push((area, cfg.timeout.as_millis() as u64));
+        took.push((area, timeout.as_millis() as u64));
         set_error(
             &mut facts,
             area,
             FactError::Unreadable(format!(
                 "timed out after {:.1}s (--timeout) gathering {area:?} facts",
-                cfg.timeout.as_secs_f64()
+                timeout.as_secs_f64()
             )),
         );
     }
@@ -201,7 +205,10 @@ pub fn run(cfg: &Config) -> Result<Report> {
         .filter(|(_, e)| e.applies_to(role))
         .map(|(c, _)| c.area)
         .collect();
-    let (facts, took) = gather_all(&areas, &host, cfg);
+    let (facts, took) = {
+        let (host, cfg) = (host.clone(), cfg.clone());
+        gather_all(&areas, cfg.timeout, move |area| gather(area, &host, &cfg))
+    };
     let results: Vec<CheckResult> = selected
         .iter()
         .map(|(def, entry)| {
@@ -298,6 +305,33 @@ mod tests {
             (f.status, f.message.as_str()),
             (Status::Error, "cannot read /proc/swaps")
         );
+    }
+
+    #[test]
+    fn a_slow_or_panicking_area_becomes_an_error_at_the_deadline() {
+        let areas: BTreeSet<Area> = [Area::Dns, Area::Swap, Area::Selinux].into();
+        let t = Instant::now();
+        let (facts, took) = gather_all(&areas, Duration::from_secs(3), |area| match area {
+            Area::Dns => {
+                thread::sleep(Duration::from_secs(30));
+                unreachable!("abandoned at the deadline")
+            }
+            Area::Swap => panic!("gatherer bug"),
+            _ => Box::new(|f: &mut Facts| f.selinux = Err(FactError::Missing("fine".into()))),
+        });
+        assert!(t.elapsed() < Duration::from_secs(6), "the deadline holds");
+        assert!(
+            matches!(&facts.dns, Err(FactError::Unreadable(m)) if m.contains("timed out after 3.0s")),
+            "{:?}",
+            facts.dns
+        );
+        assert!(
+            matches!(&facts.swap, Err(FactError::Unreadable(m)) if m.contains("gatherer bug")),
+            "{:?}",
+            facts.swap
+        );
+        assert_eq!(facts.selinux, Err(FactError::Missing("fine".into())));
+        assert_eq!(took.len(), 3);
     }
 
     #[test]
