@@ -32,7 +32,10 @@ pub fn can_run_privileged(tools: &[&str]) -> bool {
         return true;
     }
     let msg = format!("live test needs {}", missing.join(", "));
-    assert!(!privileged_required(), "{msg} (K8SDOCTOR_PRIVILEGED_TESTS=1)");
+    assert!(
+        !privileged_required(),
+        "{msg} (K8SDOCTOR_PRIVILEGED_TESTS=1)"
+    );
     eprintln!("SKIPPED: {msg}");
     false
 }
@@ -99,8 +102,14 @@ impl Drop for Netns {
 /// Joins two namespaces with a veth pair and gives each end an address (CIDR notation).
 pub fn veth(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) {
     let n = SEQ.fetch_add(1, Ordering::SeqCst);
-    let (va, vb) = (format!("va{}x{n}", std::process::id() % 100000), format!("vb{}x{n}", std::process::id() % 100000));
-    sh(&["ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name]);
+    let (va, vb) = (
+        format!("va{}x{n}", std::process::id() % 100000),
+        format!("vb{}x{n}", std::process::id() % 100000),
+    );
+    sh(&[
+        "ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns",
+        &b.name,
+    ]);
     a.exec(&["ip", "addr", "add", a_addr, "dev", &va]);
     a.exec(&["ip", "link", "set", &va, "up"]);
     b.exec(&["ip", "addr", "add", b_addr, "dev", &vb]);
@@ -115,4 +124,57 @@ pub fn bin() -> PathBuf {
 /// The repository's fixtures directory.
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// A Linux bridge inside its own "switch" namespace (never the host's); participants plug in with a
+/// veth each. Dropping it deletes the namespace, and with it the bridge and the veth pairs.
+pub struct Switch {
+    pub ns: Netns,
+}
+
+impl Switch {
+    /// A switch whose bridge `br0` floods multicast (IGMP snooping off, so tests do not depend on it).
+    pub fn new(tag: &str) -> Switch {
+        let ns = Netns::new(tag);
+        ns.exec(&[
+            "ip",
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+        ns.exec(&["ip", "link", "set", "br0", "up"]);
+        Switch { ns }
+    }
+
+    /// Plugs `ns` into the bridge with address `addr` (CIDR); returns the interface name inside `ns`.
+    pub fn plug(&self, ns: &Netns, addr: &str) -> String {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let tag = std::process::id() % 100000;
+        let (inner, outer) = (format!("mc{tag}i{n}"), format!("mc{tag}o{n}"));
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &inner,
+            "netns",
+            &ns.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &outer,
+            "netns",
+            &self.ns.name,
+        ]);
+        self.ns
+            .exec(&["ip", "link", "set", &outer, "master", "br0"]);
+        self.ns.exec(&["ip", "link", "set", &outer, "up"]);
+        ns.exec(&["ip", "addr", "add", addr, "dev", &inner]);
+        ns.exec(&["ip", "link", "set", &inner, "up"]);
+        inner
+    }
 }
