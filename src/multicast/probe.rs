@@ -169,7 +169,6 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
         .flat_map(|i| i.addrs)
         .collect();
     let host = Host::live();
-    let state = evidence::node_state(&host, o.group.is_ipv6());
     let before = evidence::snapshot(&host);
     let group = SocketAddr::new(o.group, o.port);
 
@@ -308,6 +307,8 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
     }
     // Replies to the last pings are in flight.
     std::thread::sleep(Duration::from_millis(50).min(o.wait));
+    // Read while the receiver is still joined, so /proc/net/igmp shows the membership.
+    let state = evidence::node_state(&host, o.group.is_ipv6());
     let after = evidence::snapshot(&host);
 
     let report = {
