@@ -129,6 +129,9 @@ struct McSendArgs {
     /// Stop after N datagrams (default: until Ctrl-C).
     #[arg(long, short = 'c')]
     count: Option<u64>,
+    /// Stop after SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
     /// Milliseconds between datagrams; 0 = as fast as possible.
     #[arg(long, default_value_t = 1000.0)]
     interval: f64,
@@ -328,6 +331,7 @@ fn run_multicast(cmd: McCmd) -> Result<ExitCode> {
                 ttl: a.ttl,
                 interface: a.interface,
                 count: a.count,
+                duration: a.duration.map(|d| seconds(d, "--duration")).transpose()?,
                 interval: millis(a.interval, "--interval")?,
                 text: a.text,
                 size: a.size,

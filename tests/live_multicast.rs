@@ -420,3 +420,73 @@ fn ctrl_c_stops_receive_with_its_summary() {
     assert_eq!(v["received"], 0);
     assert_eq!(v["group"], "224.1.1.1");
 }
+
+#[test]
+fn ipv6_send_and_receive_on_the_default_group() {
+    if !can_run_privileged(&["ip"]) {
+        return;
+    }
+    let sw = Switch::new("mc");
+    let (a, b) = (Netns::new("mc"), Netns::new("mc"));
+    let da = sw.plug(&a, "10.66.10.1/24");
+    let db = sw.plug(&b, "10.66.10.2/24");
+    a.exec(&["ip", "-6", "addr", "add", "fd66::1/64", "dev", &da, "nodad"]);
+    b.exec(&["ip", "-6", "addr", "add", "fd66::2/64", "dev", &db, "nodad"]);
+    let rx = spawn(
+        &b,
+        &[
+            "receive",
+            "-6",
+            "--interface",
+            &db,
+            "--port",
+            "4670",
+            "--count",
+            "5",
+            "--duration",
+            "5",
+            "-o",
+            "json",
+        ],
+    );
+    thread::sleep(Duration::from_millis(300));
+    let send = a
+        .command(bin().to_str().unwrap())
+        .args([
+            "multicast",
+            "send",
+            "-6",
+            "--interface",
+            &da,
+            "--port",
+            "4670",
+            "--count",
+            "5",
+            "--interval",
+            "20",
+            "--ttl",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        send.status.success(),
+        "{}",
+        String::from_utf8_lossy(&send.stderr)
+    );
+    let (code, v) = finish(rx);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["group"], "ff2e::1");
+    let s = &v["senders"][0];
+    assert_eq!(
+        (
+            s["kind"].as_str(),
+            s["received"].as_u64(),
+            s["lost"].as_u64()
+        ),
+        (Some("k8sdoctor"), Some(5), Some(0)),
+        "{v:#}"
+    );
+    // The hop limit arrives as sent: the bridge is not a router.
+    assert_eq!(s["ttl"], 3);
+}

@@ -304,10 +304,20 @@ pub fn diagnose(p: &PairObs, l: &Local) -> Cause {
              rerun with a larger --count to measure",
         )
     };
-    if let IpAddr::V4(g) = l.group
-        && let Some(r) = route_to(&l.state.routes, g)
-    {
-        c = c.evidence(format!("route to {g}: {}", r.describe()));
+    if let IpAddr::V4(g) = l.group {
+        c = c.evidence(match route_to(&l.state.routes, g) {
+            Some(r) if r.iface != l.iface_name => format!(
+                "route to {g}: {} — not {}, the interface the probe used: msend/mreceive without -i would use {}",
+                r.describe(),
+                l.iface_name,
+                r.iface
+            ),
+            Some(r) => format!("route to {g}: {}", r.describe()),
+            None => format!(
+                "no route to {g}: msend/mreceive without -i cannot join or send (ip route add 224.0.0.0/4 dev {})",
+                l.iface_name
+            ),
+        });
     }
     c
 }
@@ -424,7 +434,17 @@ mod tests {
             nr.evidence,
             vec!["route to 10.0.2.9: 0.0.0.0/0 via 10.0.1.1 dev eth0 metric 0"]
         );
-        assert_eq!(diag("10.0.1.9", 0, 0, &l).code, "unknown");
+        let unknown = diag("10.0.1.9", 0, 0, &l);
+        assert_eq!(unknown.code, "unknown");
+        assert_eq!(
+            unknown.evidence,
+            vec!["route to 224.1.1.1: 0.0.0.0/0 via 10.0.1.1 dev eth0 metric 0"]
+        );
+        let other = Local {
+            iface_name: "eth1",
+            ..l.clone()
+        };
+        assert!(diag("10.0.1.9", 0, 0, &other).evidence[0].contains("without -i would use eth0"));
         assert_eq!(diag("10.0.1.9", 95, 95, &l).code, "unknown");
 
         let m = received(0);

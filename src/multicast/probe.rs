@@ -305,8 +305,13 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    // Replies to the last pings are in flight.
-    std::thread::sleep(Duration::from_millis(50).min(o.wait));
+    // Replies to the last pings are in flight: give them up to half a second, so a slow peer's
+    // answer is not counted as unicast loss.
+    let pongs_due = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < pongs_due && !lock().peers.iter().all(|p| !p.heard || p.pongs >= p.pings)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     // Read while the receiver is still joined, so /proc/net/igmp shows the membership.
     let state = evidence::node_state(&host, o.group.is_ipv6());
     let after = evidence::snapshot(&host);
