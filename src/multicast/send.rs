@@ -72,7 +72,7 @@ pub fn run(opts: &SendOptions, stop: &AtomicBool, out: &mut dyn Write) -> Result
     let deadline = opts.duration.map(|d| start + d);
     while opts.count.is_none_or(|c| h.seq < c) && !stop.load(Ordering::Relaxed) {
         // Checking the clock every 64 datagrams keeps it off the fast path.
-        if h.seq % 64 == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+        if h.seq.is_multiple_of(64) && deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
         if !opts.interval.is_zero() {
