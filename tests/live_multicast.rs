@@ -490,3 +490,80 @@ fn ipv6_send_and_receive_on_the_default_group() {
     // The hop limit arrives as sent: the bridge is not a router.
     assert_eq!(s["ttl"], 3);
 }
+
+#[test]
+fn an_absent_peer_fails_with_unicast_and_no_result() {
+    if !can_run_privileged(&["ip"]) {
+        return;
+    }
+    let (_sw, nss, _) = lan("mc", 11, 1);
+    let runs = [(&nss[0], vec![])];
+    let results = probe_all(
+        &runs,
+        "10.66.11.1,10.66.11.9",
+        &[
+            "--count",
+            "10",
+            "--interval",
+            "5",
+            "--wait",
+            "1",
+            "--port",
+            "4680",
+        ],
+    );
+    let (code, v) = &results[0];
+    assert_eq!(*code, 1, "{v:#}");
+    let from_absent = pair(v, "10.66.11.9", "10.66.11.1");
+    assert_eq!(from_absent["cause"]["code"], "unicast", "{from_absent:#}");
+    assert_eq!(from_absent["unicast_loss_pct"], 100.0);
+    let to_absent = pair(v, "10.66.11.1", "10.66.11.9");
+    assert_eq!(to_absent["cause"]["code"], "no-result", "{to_absent:#}");
+}
+
+#[test]
+fn ipv6_participants_pass() {
+    if !can_run_privileged(&["ip"]) {
+        return;
+    }
+    let sw = Switch::new("mc");
+    let (a, b) = (Netns::new("mc"), Netns::new("mc"));
+    let da = sw.plug(&a, "10.66.12.1/24");
+    let db = sw.plug(&b, "10.66.12.2/24");
+    a.exec(&["ip", "-6", "addr", "add", "fd67::1/64", "dev", &da, "nodad"]);
+    b.exec(&["ip", "-6", "addr", "add", "fd67::2/64", "dev", &db, "nodad"]);
+    let runs = [(&a, vec![]), (&b, vec![])];
+    let results = probe_all(
+        &runs,
+        "fd67::1,fd67::2",
+        &["--count", "20", "--interval", "5", "--port", "4690"],
+    );
+    for (code, v) in &results {
+        assert_eq!(*code, 0, "{v:#}");
+        assert_eq!(v["group"], "ff2e::1");
+        for p in v["pairs"].as_array().unwrap() {
+            assert_eq!(
+                (p["received"].as_u64(), p["loss_pct"].as_f64()),
+                (Some(20), Some(0.0)),
+                "{p:#}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_node_that_is_not_among_the_peers_cannot_probe() {
+    if !can_run_privileged(&["ip"]) {
+        return;
+    }
+    let ns = Netns::new("mc");
+    let o = ns
+        .command(bin().to_str().unwrap())
+        .args(["multicast", "probe", "--peers", "10.66.13.1,10.66.13.2"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("none of --peers is an address of this node")
+    );
+}
