@@ -101,6 +101,10 @@ fn every_pair_passes(n: usize, net: u8) {
                 "{p:#}"
             );
             assert_eq!(p["hops"], 0);
+            assert!(
+                p["first_ms"].as_f64().is_some() && p["latency_p99_ms"].as_f64().is_some(),
+                "{p:#}"
+            );
         }
     }
     // Every participant prints the same matrix.

@@ -22,6 +22,8 @@ pub struct FromPeer {
     pub main: StreamSummary,
     /// The high-TTL side stream (absent when --ttl is already that high).
     pub side: Option<StreamSummary>,
+    /// From the sender's start to the first datagram, corrected for the clock offset.
+    pub first_ms: Option<f64>,
     pub unicast_sent: u64,
     pub unicast_received: u64,
     pub rtt_ms: Option<f64>,
@@ -34,7 +36,6 @@ pub struct FromPeer {
 pub struct Report {
     pub addr: IpAddr,
     pub sent: u64,
-    pub start_ns: u64,
     pub from: Vec<FromPeer>,
     /// A reason for loss at every receiver found on the sender (an outbound firewall drop).
     pub outbound: Option<Cause>,

@@ -157,6 +157,145 @@ fn bind_self(o: &ProbeOptions, peers: &[IpAddr]) -> Result<(IpAddr, UdpSocket)> 
     Err(e).with_context(|| format!("cannot bind the control channel on {c}:{}", o.control_port))
 }
 
+/// Polls `done` every 5 ms until it holds, `deadline` passes or `stop` is set; `tick` runs each time.
+fn wait_until(
+    deadline: Instant,
+    stop: &AtomicBool,
+    mut tick: impl FnMut(),
+    done: impl Fn() -> bool,
+) {
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) && !done() {
+        tick();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Unicast pings to every peer, every 100 ms.
+struct Pinger {
+    control: Arc<Control>,
+    sent: u64,
+    next: Instant,
+}
+
+impl Pinger {
+    fn tick(&mut self) {
+        let now = Instant::now();
+        if now >= self.next {
+            self.control.ping_all(self.sent);
+            self.sent += 1;
+            self.next = now + Duration::from_millis(100);
+        }
+    }
+}
+
+/// The two multicast sockets of a participant and the header they stamp.
+struct Streams {
+    main: socket2::Socket,
+    side: Option<socket2::Socket>,
+    header: Header,
+}
+
+impl Streams {
+    /// Sends `count` datagrams on each stream at the interval, pinging and reporting progress;
+    /// returns how many were sent (fewer when interrupted).
+    fn send(&mut self, o: &ProbeOptions, stop: &AtomicBool, pinger: &mut Pinger) -> u64 {
+        let h = &mut self.header;
+        let mut buf = wire::datagram(h, b"k8sdoctor multicast probe", 64);
+        let start = Instant::now();
+        let (mut next_progress, mut errors) = (start, 0u64);
+        let total = o.interval.as_secs_f64() * o.count as f64;
+        while h.seq < o.count && !stop.load(Ordering::Relaxed) {
+            pinger.tick();
+            let now = Instant::now();
+            if o.progress && now >= next_progress {
+                let elapsed = (now - start).as_secs_f64();
+                eprint!(
+                    "\rprobe: {}/{} datagrams sent, {elapsed:.0}/{total:.0} s ",
+                    h.seq, o.count
+                );
+                next_progress = now + Duration::from_millis(250);
+            }
+            let due = o
+                .interval
+                .saturating_mul(h.seq.min(u64::from(u32::MAX)) as u32);
+            sleep_until(start + due, stop);
+            (h.stream, h.ttl, h.sent_ns) = (Stream::Probe, o.ttl, now_ns());
+            h.write(&mut buf);
+            if self.main.send(&buf).is_err() {
+                errors += 1;
+            }
+            if let Some(side) = &self.side {
+                (h.stream, h.ttl) = (Stream::ProbeTtl, SIDE_TTL);
+                h.write(&mut buf);
+                let _ = side.send(&buf);
+            }
+            h.seq += 1;
+        }
+        if o.progress {
+            eprintln!(
+                "\rprobe: {} datagrams sent; collecting reports            ",
+                h.seq
+            );
+        }
+        if errors > 0 {
+            eprintln!("k8sdoctor: {errors} of {} multicast sends failed", h.seq);
+        }
+        h.seq
+    }
+}
+
+/// This participant's report: what it received from each peer, with a cause for every imperfect pair.
+fn own_report(o: &ProbeOptions, s: &Shared, inbox: &Inbox, local: &Local, side: bool) -> Report {
+    let summary = |map: &HashMap<IpAddr, StreamStats>, p: &Peer| {
+        map.get(&p.addr)
+            .map(|st| st.summary(p.offset_ns))
+            .unwrap_or_default()
+    };
+    let from = s
+        .peers
+        .iter()
+        .map(|p| {
+            let main = summary(&inbox.main, p);
+            let side = side.then(|| summary(&inbox.side, p));
+            let obs = PairObs {
+                sender: p.addr,
+                sent: p.sent,
+                ttl: o.ttl,
+                main: &main,
+                side: side.as_ref().map(|s| (SIDE_TTL, s)),
+                unicast_sent: p.pings,
+                unicast_received: p.pongs,
+            };
+            let imperfect = p.sent.is_none_or(|sent| {
+                main.received == 0 || main.lost(Some(sent.saturating_sub(1))) > 0
+            });
+            // On the sender's clock, like its start time.
+            let first_ms = match (main.first_ns, p.start_ns) {
+                (Some(f), Some(start)) => {
+                    Some((f as i64 + p.offset_ns - start as i64).max(0) as f64 / 1e6)
+                }
+                _ => None,
+            };
+            FromPeer {
+                sender: p.addr,
+                cause: imperfect.then(|| cause::diagnose(&obs, local)),
+                main,
+                side,
+                first_ms,
+                unicast_sent: p.pings,
+                unicast_received: p.pongs,
+                rtt_ms: p.rtt_ms(),
+            }
+        })
+        .collect();
+    Report {
+        addr: s.me,
+        sent: s.sent.unwrap_or(0),
+        from,
+        outbound: cause::outbound(local),
+    }
+}
+
 /// Runs the probe. An error means it could not run (exit 2); otherwise the matrix decides.
 pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
     let started = Instant::now();
@@ -176,14 +315,23 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(format!("{e:#}"))),
     };
-    let main_tx = sock::sender(group, Some(&iface), o.ttl, false, Some(me))?;
-    let side_tx = (o.ttl < SIDE_TTL)
-        .then(|| sock::sender(group, Some(&iface), SIDE_TTL, false, Some(me)))
-        .transpose()?;
-
     let session = session_id(&peers, o.group, o.port);
     let id = random_u64() as u32;
-    let others: Vec<IpAddr> = peers.iter().copied().filter(|p| *p != me).collect();
+    let mut streams = Streams {
+        main: sock::sender(group, Some(&iface), o.ttl, false, Some(me))?,
+        side: (o.ttl < SIDE_TTL)
+            .then(|| sock::sender(group, Some(&iface), SIDE_TTL, false, Some(me)))
+            .transpose()?,
+        header: Header {
+            stream: Stream::Probe,
+            ttl: o.ttl,
+            session,
+            sender: id,
+            seq: 0,
+            sent_ns: 0,
+        },
+    };
+
     let shared = Arc::new(Mutex::new(Shared {
         me,
         id,
@@ -191,7 +339,11 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
         start_ns: None,
         sent: None,
         report: None,
-        peers: others.iter().map(|p| Peer::new(*p)).collect(),
+        peers: peers
+            .iter()
+            .filter(|p| **p != me)
+            .map(|p| Peer::new(*p))
+            .collect(),
         foreign_sessions: 0,
     }));
     let control = Arc::new(Control {
@@ -209,189 +361,77 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
     let lock = || shared.lock().expect("control state");
 
     // Rendezvous: start once every peer is up (it joined before it said so), or at the deadline.
-    let deadline = Instant::now() + o.wait;
-    while Instant::now() < deadline
-        && !stop.load(Ordering::Relaxed)
-        && !lock().peers.iter().all(|p| p.heard)
-    {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let all_heard = || lock().peers.iter().all(|p| p.heard);
+    wait_until(Instant::now() + o.wait, &stop, || {}, all_heard);
 
-    // Send both streams; ping every peer each 100 ms.
-    let start = Instant::now();
-    let start_ns = now_ns();
-    lock().start_ns = Some(start_ns);
-    let mut h = Header {
-        stream: Stream::Probe,
-        ttl: o.ttl,
-        session,
-        sender: id,
-        seq: 0,
-        sent_ns: 0,
+    lock().start_ns = Some(now_ns());
+    let mut pinger = Pinger {
+        control: Arc::clone(&control),
+        sent: 0,
+        next: Instant::now(),
     };
-    let mut buf = wire::datagram(&h, b"k8sdoctor multicast probe", 64);
-    let (mut pings, mut next_ping, mut next_progress) = (0u64, start, start);
-    let mut send_errors = 0u64;
-    let total = o.interval.as_secs_f64() * o.count as f64;
-    while h.seq < o.count && !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        if now >= next_ping {
-            control.ping_all(pings);
-            pings += 1;
-            next_ping = now + Duration::from_millis(100);
-        }
-        if o.progress && now >= next_progress {
-            eprint!(
-                "\rprobe: {}/{} datagrams sent, {:.0}/{total:.0} s ",
-                h.seq,
-                o.count,
-                (now - start).as_secs_f64()
-            );
-            next_progress = now + Duration::from_millis(250);
-        }
-        sleep_until(
-            start
-                + o.interval
-                    .saturating_mul(h.seq.min(u64::from(u32::MAX)) as u32),
-            &stop,
-        );
-        h.stream = Stream::Probe;
-        h.ttl = o.ttl;
-        h.sent_ns = now_ns();
-        h.write(&mut buf);
-        if main_tx.send(&buf).is_err() {
-            send_errors += 1;
-        }
-        if let Some(side) = &side_tx {
-            h.stream = Stream::ProbeTtl;
-            h.ttl = SIDE_TTL;
-            h.write(&mut buf);
-            let _ = side.send(&buf);
-        }
-        h.seq += 1;
-    }
-    if o.progress {
-        eprintln!(
-            "\rprobe: {} datagrams sent; collecting reports            ",
-            h.seq
-        );
-    }
-    if send_errors > 0 {
-        eprintln!(
-            "k8sdoctor: {send_errors} of {} multicast sends failed",
-            h.seq
-        );
-    }
-    lock().sent = Some(h.seq);
+    let sent = streams.send(o, &stop, &mut pinger);
+    lock().sent = Some(sent);
 
     // Wait until each peer that showed up finished sending and its last datagrams had time to land;
-    // keep pinging so short runs still measure unicast.
+    // keep pinging (at least 3 times) so short runs still measure unicast.
     let linger =
         Duration::from_millis(200) + o.interval.saturating_mul(2).min(Duration::from_secs(2));
-    let deadline = Instant::now() + o.wait;
-    loop {
+    let senders_done = || {
         let now = Instant::now();
-        let ready = lock()
-            .peers
-            .iter()
-            .all(|p| !p.heard || p.sent_seen.is_some_and(|t| now >= t + linger));
-        if (ready && pings >= 3) || now >= deadline || stop.load(Ordering::Relaxed) {
-            break;
-        }
-        if now >= next_ping {
-            control.ping_all(pings);
-            pings += 1;
-            next_ping = now + Duration::from_millis(100);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    // Replies to the last pings are in flight: give them up to half a second, so a slow peer's
+        let s = lock();
+        s.peers.iter().all(|p| p.pings >= 3)
+            && s.peers
+                .iter()
+                .all(|p| !p.heard || p.sent_seen.is_some_and(|t| now >= t + linger))
+    };
+    wait_until(
+        Instant::now() + o.wait,
+        &stop,
+        || pinger.tick(),
+        senders_done,
+    );
+    // Replies to the last pings may be in flight: up to half a second more, so a slow peer's
     // answer is not counted as unicast loss.
-    let pongs_due = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < pongs_due && !lock().peers.iter().all(|p| !p.heard || p.pongs >= p.pings)
-    {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let pongs_in = || lock().peers.iter().all(|p| !p.heard || p.pongs >= p.pings);
+    wait_until(
+        Instant::now() + Duration::from_millis(500),
+        &stop,
+        || {},
+        pongs_in,
+    );
+
     // Read while the receiver is still joined, so /proc/net/igmp shows the membership.
     let state = evidence::node_state(&host, o.group.is_ipv6());
     let after = evidence::snapshot(&host);
-
-    let report = {
-        let inbox = inbox.lock().expect("inbox");
-        let s = lock();
-        let local = Local {
-            local_addrs: &local_addrs,
-            iface_name: &iface.name,
-            iface_index: iface.index,
-            group: o.group,
-            port: o.port,
-            join_error: join_error.as_deref(),
-            state: &state,
-            before: &before,
-            after: &after,
-        };
-        let from = s
-            .peers
-            .iter()
-            .map(|p| {
-                let main = inbox
-                    .main
-                    .get(&p.addr)
-                    .map(|st| st.summary(p.offset_ns))
-                    .unwrap_or_default();
-                let side = side_tx.as_ref().map(|_| {
-                    inbox
-                        .side
-                        .get(&p.addr)
-                        .map(|st| st.summary(p.offset_ns))
-                        .unwrap_or_default()
-                });
-                let obs = PairObs {
-                    sender: p.addr,
-                    sent: p.sent,
-                    ttl: o.ttl,
-                    main: &main,
-                    side: side.as_ref().map(|s| (SIDE_TTL, s)),
-                    unicast_sent: p.pings,
-                    unicast_received: p.pongs,
-                };
-                let imperfect = p.sent.is_none_or(|sent| {
-                    main.received == 0 || main.lost(Some(sent.saturating_sub(1))) > 0
-                });
-                let cause = imperfect.then(|| cause::diagnose(&obs, &local));
-                FromPeer {
-                    sender: p.addr,
-                    main,
-                    side,
-                    unicast_sent: p.pings,
-                    unicast_received: p.pongs,
-                    rtt_ms: p.rtt_ms(),
-                    cause,
-                }
-            })
-            .collect();
-        Report {
-            addr: me,
-            sent: h.seq,
-            start_ns,
-            from,
-            outbound: cause::outbound(&local),
-        }
+    let local = Local {
+        local_addrs: &local_addrs,
+        iface_name: &iface.name,
+        iface_index: iface.index,
+        group: o.group,
+        port: o.port,
+        join_error: join_error.as_deref(),
+        state: &state,
+        before: &before,
+        after: &after,
     };
+    let report = own_report(
+        o,
+        &lock(),
+        &inbox.lock().expect("inbox"),
+        &local,
+        streams.side.is_some(),
+    );
     lock().report = Some(report);
 
     // Exchange reports until everyone who showed up has ours and we have theirs.
-    let deadline = Instant::now() + o.wait;
-    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-        let done = lock()
+    let exchanged = || {
+        lock()
             .peers
             .iter()
-            .all(|p| !p.heard || (p.report.is_some() && p.has_mine));
-        if done {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+            .all(|p| !p.heard || (p.report.is_some() && p.has_mine))
+    };
+    wait_until(Instant::now() + o.wait, &stop, || {}, exchanged);
     // A last status, so peers learn we hold their reports and can stop waiting.
     for _ in 0..3 {
         control.broadcast_status();
@@ -406,11 +446,11 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
     let s = lock();
     let mut reports: Vec<Report> = s.peers.iter().filter_map(|p| p.report.clone()).collect();
     reports.extend(s.report.clone());
-    let sent_by: HashMap<IpAddr, (Option<u64>, Option<u64>)> = s
+    let sent_by: HashMap<IpAddr, Option<u64>> = s
         .peers
         .iter()
-        .map(|p| (p.addr, (p.sent, p.start_ns)))
-        .chain([(me, (Some(h.seq), Some(start_ns)))])
+        .map(|p| (p.addr, p.sent))
+        .chain([(me, Some(sent))])
         .collect();
     let pairs = matrix(&peers, &reports, &sent_by, o);
     Ok(ProbeResult {
@@ -470,15 +510,15 @@ fn receive_loop(
 fn matrix(
     peers: &[IpAddr],
     reports: &[Report],
-    sent_by: &HashMap<IpAddr, (Option<u64>, Option<u64>)>,
+    sent_by: &HashMap<IpAddr, Option<u64>>,
     o: &ProbeOptions,
 ) -> Vec<Pair> {
     let mut pairs = Vec::new();
     for &sender in peers {
         let sender_report = reports.iter().find(|r| r.addr == sender);
-        let (sent, start_ns) = match sender_report {
-            Some(r) => (Some(r.sent), Some(r.start_ns)),
-            None => sent_by.get(&sender).copied().unwrap_or((None, None)),
+        let sent = match sender_report {
+            Some(r) => Some(r.sent),
+            None => sent_by.get(&sender).copied().flatten(),
         };
         for &receiver in peers {
             if receiver == sender {
@@ -545,10 +585,7 @@ fn matrix(
                 reordered: m.reordered,
                 latency_p50_ms: m.latency_p50_ms,
                 latency_p99_ms: m.latency_p99_ms,
-                first_ms: match (m.first_ns, start_ns) {
-                    (Some(f), Some(s)) => Some(f.saturating_sub(s) as f64 / 1e6),
-                    _ => None,
-                },
+                first_ms: fp.first_ms,
                 hops: m.ttl.map(|t| o.ttl.saturating_sub(t)),
                 unicast_loss_pct: (fp.unicast_sent > 0).then(|| {
                     100.0 * (fp.unicast_sent - fp.unicast_received.min(fp.unicast_sent)) as f64
@@ -561,4 +598,102 @@ fn matrix(
         }
     }
     pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::multicast::stats::StreamSummary;
+
+    fn opts() -> ProbeOptions {
+        ProbeOptions {
+            peers: vec![],
+            local: None,
+            group: "224.1.1.1".parse().unwrap(),
+            port: 4444,
+            control_port: 4445,
+            ttl: 1,
+            count: 100,
+            interval: Duration::from_millis(10),
+            max_loss: 1.0,
+            wait: Duration::from_secs(1),
+            format: Format::Json,
+            progress: false,
+        }
+    }
+
+    fn from(sender: &str, first: u64, received: u64, cause: Option<Cause>) -> FromPeer {
+        FromPeer {
+            sender: sender.parse().unwrap(),
+            main: StreamSummary {
+                received,
+                first_seq: (received > 0).then_some(first),
+                max_seq: (received > 0).then_some(99),
+                ttl: Some(1),
+                ..StreamSummary::default()
+            },
+            side: None,
+            first_ms: Some(0.5),
+            unicast_sent: 10,
+            unicast_received: 9,
+            rtt_ms: Some(0.2),
+            cause,
+        }
+    }
+
+    #[test]
+    fn the_matrix_counts_loss_from_the_first_datagram_and_picks_causes() {
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            "10.0.0.3".parse().unwrap(),
+        );
+        let fw = Cause::new("firewall", "outbound drop");
+        let reports = vec![
+            Report {
+                addr: a,
+                sent: 100,
+                // From b: first 10 lost to the join, then 1 of 90 lost → 1.1 %, above 1 %.
+                from: vec![
+                    from("10.0.0.2", 10, 89, Some(Cause::new("unknown", "?"))),
+                    from("10.0.0.3", 0, 0, None),
+                ],
+                outbound: None,
+            },
+            Report {
+                addr: b,
+                sent: 100,
+                from: vec![
+                    from("10.0.0.1", 0, 100, None),
+                    from("10.0.0.3", 0, 100, None),
+                ],
+                outbound: Some(fw.clone()),
+            },
+        ];
+        let sent_by: HashMap<IpAddr, Option<u64>> =
+            [(a, Some(100)), (b, Some(100)), (c, Some(100))].into();
+        let pairs = matrix(&[a, b, c], &reports, &sent_by, &opts());
+        let get = |s: IpAddr, r: IpAddr| {
+            pairs
+                .iter()
+                .find(|p| p.sender == s && p.receiver == r)
+                .unwrap()
+        };
+        assert_eq!(pairs.len(), 6);
+        let ab = get(a, b);
+        assert_eq!(
+            (ab.verdict, ab.loss_pct, ab.hops, ab.cause.is_none()),
+            ("pass", 0.0, Some(0), true)
+        );
+        assert_eq!(ab.unicast_loss_pct, Some(10.0));
+        let ba = get(b, a);
+        assert_eq!((ba.verdict, ba.loss_pct), ("fail", 1.11));
+        // The receiver found nothing; the sender's outbound drop explains it.
+        assert_eq!(ba.cause.as_ref().unwrap(), &fw);
+        let ca = get(c, a);
+        assert_eq!((ca.verdict, ca.loss_pct), ("fail", 100.0));
+        assert_eq!(ca.cause.as_ref().unwrap().code, "unknown");
+        // c never reported: the pairs into it fail with no-result.
+        assert_eq!(get(a, c).cause.as_ref().unwrap().code, "no-result");
+    }
 }
