@@ -21,6 +21,8 @@ fn fails_with(args: &[&str], message: &str) {
 
 #[test]
 fn bad_input_exits_2() {
+    let many: Vec<String> = (1..=49).map(|i| format!("192.0.2.{i}")).collect();
+    fails_with(&["probe", "--peers", &many.join(",")], "at most 48");
     fails_with(
         &["send", "--group", "10.1.1.1", "--count", "1"],
         "is not a multicast address",

@@ -28,6 +28,9 @@ use crate::host::Host;
 /// The TTL of the side stream that tells "TTL too low" from "not routed".
 const SIDE_TTL: u8 = 8;
 
+/// A report carries one entry per peer (under 1 KiB each) and must fit one UDP datagram.
+const MAX_PARTICIPANTS: usize = 48;
+
 /// What `probe` was asked to do.
 #[derive(Debug, Clone)]
 pub struct ProbeOptions {
@@ -111,6 +114,12 @@ fn validate(o: &ProbeOptions) -> Result<Vec<IpAddr>> {
     if seen.len() < 2 {
         bail!(
             "--peers needs at least two distinct addresses (every participant, this one included)"
+        );
+    }
+    if seen.len() > MAX_PARTICIPANTS {
+        bail!(
+            "--peers lists {} addresses; at most {MAX_PARTICIPANTS} (each report travels in one UDP datagram)",
+            seen.len()
         );
     }
     if seen.iter().any(|p| p.is_ipv4() != o.group.is_ipv4()) {
