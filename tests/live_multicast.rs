@@ -571,3 +571,44 @@ fn a_node_that_is_not_among_the_peers_cannot_probe() {
         String::from_utf8_lossy(&o.stderr).contains("none of --peers is an address of this node")
     );
 }
+
+#[test]
+fn strict_rp_filter_is_named_when_the_route_back_uses_another_interface() {
+    if !can_run_privileged(&["ip", "sysctl"]) {
+        return;
+    }
+    // Multicast from a arrives on b's first leg, but b routes back to a over its second leg.
+    let (sw1, sw2) = (Switch::new("mc"), Switch::new("mc"));
+    let (a, b) = (Netns::new("mc"), Netns::new("mc"));
+    sw1.plug(&a, "10.66.14.1/24");
+    sw1.plug(&b, "10.66.14.2/24");
+    let a2 = sw2.plug(&a, "10.66.15.1/24");
+    let b2 = sw2.plug(&b, "10.66.15.2/24");
+    a.exec(&["ip", "route", "add", "10.66.14.2/32", "dev", &a2]);
+    b.exec(&["ip", "route", "add", "10.66.14.1/32", "dev", &b2]);
+    b.exec(&["sysctl", "-q", "-w", "net.ipv4.conf.all.rp_filter=1"]);
+    let runs = [(&a, vec![]), (&b, vec![])];
+    let results = probe_all(
+        &runs,
+        "10.66.14.1,10.66.14.2",
+        &["--count", "20", "--interval", "5", "--port", "4700"],
+    );
+    for (code, v) in &results {
+        assert_eq!(*code, 1, "{v:#}");
+        let p = pair(v, "10.66.14.1", "10.66.14.2");
+        assert_eq!(
+            (p["loss_pct"].as_f64(), p["unicast_loss_pct"].as_f64()),
+            (Some(100.0), Some(0.0)),
+            "{p:#}"
+        );
+        assert_eq!(p["cause"]["code"], "rp-filter", "{p:#}");
+        let ev: Vec<&str> = p["cause"]["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        assert!(ev.contains(&"net.ipv4.conf.all.rp_filter = 1"), "{ev:?}");
+        assert_eq!(pair(v, "10.66.14.2", "10.66.14.1")["verdict"], "pass");
+    }
+}
