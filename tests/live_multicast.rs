@@ -612,3 +612,78 @@ fn strict_rp_filter_is_named_when_the_route_back_uses_another_interface() {
         assert_eq!(pair(v, "10.66.14.2", "10.66.14.1")["verdict"], "pass");
     }
 }
+
+#[test]
+fn ttl_1_does_not_cross_a_multicast_router_but_ttl_8_does() {
+    if !can_run_privileged(&["ip", "sysctl"]) {
+        return;
+    }
+    let (sw1, sw2) = (Switch::new("mc"), Switch::new("mc"));
+    let (a, b, r) = (Netns::new("mc"), Netns::new("mc"), Netns::new("mc"));
+    sw1.plug(&a, "10.66.16.2/24");
+    let r1 = sw1.plug(&r, "10.66.16.1/24");
+    sw2.plug(&b, "10.66.17.2/24");
+    let r2 = sw2.plug(&r, "10.66.17.1/24");
+    r.exec(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]);
+    a.exec(&["ip", "route", "add", "default", "via", "10.66.16.1"]);
+    b.exec(&["ip", "route", "add", "default", "via", "10.66.17.1"]);
+    // Only a → b is routed.
+    let _router = support::MulticastRouter::new(
+        &r,
+        &[&r1, &r2],
+        "10.66.16.2".parse().unwrap(),
+        "224.1.1.1".parse().unwrap(),
+    );
+    let runs = [(&a, vec![]), (&b, vec![])];
+    let results = probe_all(
+        &runs,
+        "10.66.16.2,10.66.17.2",
+        &["--count", "20", "--interval", "5", "--port", "4444"],
+    );
+    for (code, v) in &results {
+        assert_eq!(*code, 1, "{v:#}");
+        let ab = pair(v, "10.66.16.2", "10.66.17.2");
+        assert_eq!(ab["cause"]["code"], "ttl", "{ab:#}");
+        assert!(
+            ab["cause"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("after 1 hop(s)"),
+            "{ab:#}"
+        );
+        assert!(
+            ab["cause"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("--ttl 2 or more"),
+            "{ab:#}"
+        );
+        assert_eq!(
+            pair(v, "10.66.17.2", "10.66.16.2")["cause"]["code"],
+            "not-routed"
+        );
+    }
+    // With --ttl 2 the routed direction passes, one hop away.
+    let results = probe_all(
+        &runs,
+        "10.66.16.2,10.66.17.2",
+        &[
+            "--count",
+            "20",
+            "--interval",
+            "5",
+            "--port",
+            "4444",
+            "--ttl",
+            "2",
+        ],
+    );
+    for (_, v) in &results {
+        let ab = pair(v, "10.66.16.2", "10.66.17.2");
+        assert_eq!(
+            (ab["verdict"].as_str(), ab["hops"].as_u64()),
+            (Some("pass"), Some(1)),
+            "{ab:#}"
+        );
+    }
+}
