@@ -51,6 +51,18 @@ fn probe_all(runs: &[(&Netns, Vec<&str>)], peers: &str, extra: &[&str]) -> Vec<(
     children.into_iter().map(finish).collect()
 }
 
+/// Waits (up to 10 s) until a receiver in `ns` joined the group, as /proc/net/igmp(6) prints it.
+fn wait_joined(ns: &Netns, group_hex: &str) {
+    for _ in 0..200 {
+        let igmp = ns.exec(&["cat", "/proc/net/igmp", "/proc/net/igmp6"]);
+        if String::from_utf8_lossy(&igmp.stdout).contains(group_hex) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the receiver did not join {group_hex}");
+}
+
 fn pair<'a>(v: &'a Value, sender: &str, receiver: &str) -> &'a Value {
     v["pairs"]
         .as_array()
@@ -319,7 +331,7 @@ fn receive_counts_our_sender_and_iperf_as_a_foreign_one() {
         &nss[1],
         &["receive", "--port", "4650", "--duration", "4", "-o", "json"],
     );
-    thread::sleep(Duration::from_millis(300));
+    wait_joined(&nss[1], "010101E0");
     let send = nss[0]
         .command(bin().to_str().unwrap())
         .args([
@@ -409,7 +421,7 @@ fn ctrl_c_stops_receive_with_its_summary() {
             "json",
         ],
     );
-    thread::sleep(Duration::from_millis(500));
+    wait_joined(&nss[0], "010101E0");
     // ip netns exec runs the binary as its own process image, so the child pid is the receiver.
     let pid = rx.id().to_string();
     assert!(
@@ -453,7 +465,7 @@ fn ipv6_send_and_receive_on_the_default_group() {
             "json",
         ],
     );
-    thread::sleep(Duration::from_millis(300));
+    wait_joined(&b, "ff2e0000000000000000000000000001");
     let send = a
         .command(bin().to_str().unwrap())
         .args([
