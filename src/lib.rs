@@ -13,6 +13,7 @@ pub mod host;
 pub mod kubelet;
 pub mod list;
 pub mod mask;
+pub mod multicast;
 pub mod report;
 pub mod selinux;
 pub mod swap;

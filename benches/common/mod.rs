@@ -2,7 +2,10 @@
 #![allow(dead_code)]
 
 use std::{
-    process::{Command, Stdio},
+    io::Read,
+    os::unix::process::ExitStatusExt,
+    process::{Command, ExitStatus, Stdio},
+    thread,
     time::{Duration, Instant},
 };
 
@@ -13,26 +16,44 @@ pub struct Sample {
     pub maxrss_kib: i64,
 }
 
-/// Spawns the command with stdout/stderr discarded, reaps it with wait4 and returns its sample.
+/// Spawns the command (stdin and stderr discarded), collects its stdout, reaps it with wait4 and
+/// returns its exit status, stdout and sample.
 #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also yields the rusage
-pub fn run_once(cmd: &mut Command) -> Sample {
+pub fn run_capture(cmd: &mut Command) -> (ExitStatus, String, Sample) {
     let t = Instant::now();
-    let child = cmd
+    let mut child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn benchmark command");
+    let mut out = child.stdout.take().expect("piped stdout");
+    let reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
     let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 reaps the child we spawned.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = child.id() as libc::pid_t;
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     let wall = t.elapsed();
     assert_eq!(r, pid, "wait4 failed");
-    Sample {
+    let sample = Sample {
         wall,
         maxrss_kib: ru.ru_maxrss,
-    }
+    };
+    (
+        ExitStatus::from_raw(status),
+        reader.join().unwrap_or_default(),
+        sample,
+    )
+}
+
+/// One run with its output discarded.
+pub fn run_once(cmd: &mut Command) -> Sample {
+    run_capture(cmd).2
 }
 
 /// Median of `n` runs (wall time and peak RSS separately).
