@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod engine;
@@ -13,6 +14,7 @@ pub mod host;
 pub mod kubelet;
 pub mod list;
 pub mod mask;
+pub mod proxy;
 pub mod report;
 pub mod selinux;
 pub mod swap;
