@@ -511,3 +511,43 @@ fn no_token_secret_reaches_any_output_format() {
         }
     }
 }
+
+#[test]
+fn finds_the_cluster_through_kubeconfig_env_and_home_like_kubectl() {
+    let server = ApiServer::start(Scenario::healthy());
+    let dir = tempfile::tempdir().unwrap();
+    let bins = fake_bins(dir.path(), "v1.33.1", None, None);
+    let root = empty_root(dir.path());
+    let args = [
+        "--root",
+        root.to_str().unwrap(),
+        "--only",
+        "cluster.api-reachable",
+        "-o",
+        "json",
+    ];
+    // ~/.kube/config
+    std::fs::create_dir_all(dir.path().join(".kube")).unwrap();
+    server.kubeconfig_with(
+        &dir.path().join(".kube"),
+        "config",
+        support::apiserver::ADMIN_TOKEN,
+        &server.ca.pem,
+    );
+    let (_, v) = run(&args, &bins, dir.path());
+    assert_eq!(v["cluster"]["server"], server.url(), "{v:#}");
+    assert_eq!(result(&v, "cluster.api-reachable")["status"], "pass");
+    // KUBECONFIG wins over ~/.kube/config.
+    let other = ApiServer::start(Scenario::healthy().version("v1.32.7"));
+    let kc = other.kubeconfig(dir.path());
+    let out = Command::new(bin())
+        .args(args)
+        .env("PATH", format!("{}:/usr/bin:/bin", bins.display()))
+        .env("HOME", dir.path())
+        .env("KUBECONFIG", &kc)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cluster"]["server"], other.url());
+    assert_eq!(v["cluster"]["server_version"], "v1.32.7");
+}

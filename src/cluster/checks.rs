@@ -626,3 +626,326 @@ fn dashboard_admin(f: &Facts, _: &Ctx) -> Outcome {
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        check::{Role, Status},
+        cluster::{AdminBinding, DaemonSetInfo, NodeInfo, TokenInfo},
+    };
+
+    fn api_facts() -> ApiFacts {
+        ApiFacts {
+            version: "v1.33.2".into(),
+            nodes: Ok(vec![]),
+            tokens: Ok(vec![]),
+            dns_pods: Ok(vec![]),
+            dns_service_ip: Ok(None),
+            dns_probe: DnsProbe::NotRun("test".into()),
+            daemonsets: Ok(vec![]),
+            admin_bindings: Ok(vec![]),
+            denied: vec![],
+        }
+    }
+
+    fn run(
+        check: fn(&Facts, &Ctx) -> Outcome,
+        a: ApiFacts,
+        local: [Result<String, String>; 3],
+        cni: Vec<String>,
+    ) -> Finding {
+        let [kubectl, kubeadm, kubelet] = local;
+        let facts = Facts {
+            cluster: Ok(ClusterFacts {
+                server: "https://10.0.0.1:6443".into(),
+                context: Some("ctx".into()),
+                api: Ok(a),
+                local: LocalVersions {
+                    kubectl,
+                    kubeadm,
+                    kubelet,
+                },
+                cni_conf: Ok(cni),
+            }),
+            ..Facts::default()
+        };
+        let ctx = Ctx {
+            role: Role::Worker,
+            now: std::time::SystemTime::now(),
+        };
+        crate::engine::evaluate(
+            &CheckDef {
+                id: "t",
+                area: Area::Cluster,
+                run: check,
+            },
+            &facts,
+            &ctx,
+        )
+    }
+
+    fn none() -> [Result<String, String>; 3] {
+        [Err("no".into()), Err("no".into()), Err("no".into())]
+    }
+
+    fn token(id: &str, exp: Option<jiff::Timestamp>) -> TokenInfo {
+        TokenInfo {
+            id: id.into(),
+            expiration: exp.map(|t| t.to_string()),
+            usages: vec!["authentication".into()],
+            description: None,
+        }
+    }
+
+    #[test]
+    fn tokens_warn_without_a_valid_one_or_with_one_that_never_expires() {
+        let now = jiff::Timestamp::now();
+        let h = jiff::SignedDuration::from_hours;
+        let tok = |t: Vec<TokenInfo>| {
+            run(
+                token_expiry,
+                ApiFacts {
+                    tokens: Ok(t),
+                    ..api_facts()
+                },
+                none(),
+                vec![],
+            )
+        };
+        assert_eq!(tok(vec![]).status, Status::Warn);
+        assert_eq!(
+            tok(vec![token(
+                "aaaaaa",
+                Some(now + jiff::SignedDuration::from_mins(30))
+            )])
+            .status,
+            Status::Warn
+        );
+        let f = tok(vec![
+            token("aaaaaa", Some(now - h(1))),
+            token("bbbbbb", Some(now + h(5))),
+        ]);
+        assert_eq!(f.status, Status::Pass, "{f:?}");
+        assert!(f.evidence[0].contains("aaaaaa.<secret>: EXPIRED"), "{f:?}");
+        let f = tok(vec![token("cccccc", None)]);
+        assert_eq!(f.status, Status::Warn);
+        assert!(
+            f.message.contains("cccccc") && f.message.contains("never expire"),
+            "{f:?}"
+        );
+        let mut bad = token("dddddd", None);
+        bad.expiration = Some("tomorrow".into());
+        let f = tok(vec![bad]);
+        assert_eq!(f.status, Status::Warn);
+        assert!(
+            f.evidence[0].contains("unparseable: counts as expired"),
+            "{f:?}"
+        );
+    }
+
+    fn node(name: &str, v: &str, conds: &[(&str, &str)]) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            kubelet: v.into(),
+            kube_proxy: v.into(),
+            conditions: conds
+                .iter()
+                .map(|(t, s)| (t.to_string(), s.to_string(), "R".into(), "M".into()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn kubelet_skew_groups_many_nodes_by_version() {
+        let nodes: Vec<NodeInfo> = (0..25)
+            .map(|i| node(&format!("n{i:02}"), "v1.28.0", &[]))
+            .collect();
+        let f = run(
+            kubelet_skew_check,
+            ApiFacts {
+                nodes: Ok(nodes),
+                ..api_facts()
+            },
+            none(),
+            vec![],
+        );
+        assert_eq!(f.status, Status::Fail);
+        assert_eq!(
+            f.evidence.len(),
+            2,
+            "one line per component and version: {f:?}"
+        );
+        assert!(
+            f.evidence[1].starts_with("kubelet v1.28.0: 5 minors older")
+                && f.evidence[1].ends_with("n09 (+15 more)"),
+            "{f:?}"
+        );
+        let f = run(
+            kubelet_skew_check,
+            ApiFacts {
+                nodes: Ok(vec![node("new", "v1.34.0", &[])]),
+                ..api_facts()
+            },
+            none(),
+            vec![],
+        );
+        assert!(f.evidence[0].contains("newer than the API server"), "{f:?}");
+    }
+
+    #[test]
+    fn pressure_warns_and_not_ready_fails() {
+        let nodes = vec![node(
+            "a",
+            "v1.33.2",
+            &[("Ready", "True"), ("DiskPressure", "True")],
+        )];
+        let f = run(
+            nodes_ready,
+            ApiFacts {
+                nodes: Ok(nodes),
+                ..api_facts()
+            },
+            none(),
+            vec![],
+        );
+        assert_eq!(f.status, Status::Warn);
+        assert_eq!(f.evidence, ["DiskPressure (R: M): a"]);
+        let nodes = vec![
+            node("a", "v1.33.2", &[("Ready", "False")]),
+            node("b", "v1.33.2", &[]),
+        ];
+        let f = run(
+            nodes_ready,
+            ApiFacts {
+                nodes: Ok(nodes),
+                ..api_facts()
+            },
+            none(),
+            vec![],
+        );
+        assert_eq!(f.status, Status::Fail);
+        assert_eq!(f.message, "2 of 2 node(s) are NotReady");
+    }
+
+    #[test]
+    fn cni_from_daemonsets_or_config_and_none_fails() {
+        let f = run(cni, api_facts(), none(), vec![]);
+        assert_eq!(f.status, Status::Fail);
+        let f = run(
+            cni,
+            api_facts(),
+            none(),
+            vec!["10-containerd-net.conflist".into()],
+        );
+        assert_eq!(f.status, Status::Pass, "{f:?}");
+        let ds = DaemonSetInfo {
+            namespace: "calico-system".into(),
+            name: "calico-node".into(),
+            desired: 2,
+            ready: 2,
+            updated: 2,
+            available: 2,
+        };
+        let f = run(
+            cni,
+            ApiFacts {
+                daemonsets: Ok(vec![ds]),
+                ..api_facts()
+            },
+            none(),
+            vec![],
+        );
+        assert_eq!(f.status, Status::Pass);
+        assert!(
+            f.message.contains("Calico does not carry multicast"),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn local_binaries_compare_minors_and_explain_the_patch_pick() {
+        let ok = |v: &str| Ok(v.to_string());
+        let f = run(
+            local_binaries,
+            api_facts(),
+            [ok("v1.33.0"), ok("v1.33.0"), ok("v1.33.0")],
+            vec![],
+        );
+        assert_eq!(f.status, Status::Pass);
+        assert!(f.message.contains("Using Kubernetes version"), "{f:?}");
+        let f = run(
+            local_binaries,
+            api_facts(),
+            [ok("v1.33.2"), ok("v1.34.1"), ok("v1.33.2")],
+            vec![],
+        );
+        assert_eq!(f.status, Status::Warn);
+        assert!(
+            f.message
+                .contains("kubeadm v1.34.1 and kubelet v1.33.2 are different minors"),
+            "{f:?}"
+        );
+        assert!(
+            f.message
+                .contains("kubeadm v1.34.1 is newer than the API server"),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn admin_bindings_name_binding_and_account() {
+        let b = AdminBinding {
+            binding: "admin-user".into(),
+            account: "kubernetes-dashboard/admin-user".into(),
+        };
+        let f = run(
+            dashboard_admin,
+            ApiFacts {
+                admin_bindings: Ok(vec![b]),
+                ..api_facts()
+            },
+            none(),
+            vec![],
+        );
+        assert_eq!(f.status, Status::Warn);
+        assert!(
+            f.remediation
+                .unwrap()
+                .contains("kubectl delete clusterrolebinding admin-user")
+        );
+    }
+
+    #[test]
+    fn an_unusable_api_makes_dependent_checks_error_with_the_layer() {
+        let facts = Facts {
+            cluster: Ok(ClusterFacts {
+                server: "https://x:6443".into(),
+                context: None,
+                api: Err(crate::cluster::ApiFailure::timeout(
+                    "https://x:6443",
+                    std::time::Duration::from_secs(2),
+                )),
+                local: LocalVersions {
+                    kubectl: Err("no".into()),
+                    kubeadm: Err("no".into()),
+                    kubelet: Err("no".into()),
+                },
+                cni_conf: Ok(vec![]),
+            }),
+            ..Facts::default()
+        };
+        let ctx = Ctx {
+            role: Role::Worker,
+            now: std::time::SystemTime::now(),
+        };
+        let f = crate::engine::evaluate(&CHECKS[5], &facts, &ctx);
+        assert_eq!(f.status, Status::Error);
+        assert!(
+            f.message.contains("(timeout)") && f.message.contains("--timeout"),
+            "{f:?}"
+        );
+        let f = crate::engine::evaluate(&CHECKS[0], &facts, &ctx);
+        assert_eq!(f.status, Status::Fail);
+    }
+}

@@ -560,3 +560,34 @@ fn cni_configs(host: &Host) -> Fact<Vec<String>> {
         .filter(|n| n.ends_with(".conf") || n.ends_with(".conflist") || n.ends_with(".json"))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_specific_route_makes_a_service_ip_reachable() {
+        let table = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+                     eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+                     kube-ipvs0\t0000600A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
+        assert_eq!(
+            route_covering(table, "10.96.0.10".parse().unwrap()).as_deref(),
+            Some("kube-ipvs0")
+        );
+        assert_eq!(
+            route_covering(table, "192.0.2.9".parse().unwrap()).as_deref(),
+            Some("eth0")
+        );
+        // Only the default route covers it: never dialled.
+        assert_eq!(route_covering(table, "10.97.0.10".parse().unwrap()), None);
+        assert_eq!(
+            route_covering("garbage", "10.96.0.10".parse().unwrap()),
+            None
+        );
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path()).unwrap();
+        let e = reachable(&host, "10.96.0.10".parse().unwrap(), &[]).unwrap_err();
+        assert!(e.contains("not the live host"), "{e}");
+    }
+}
