@@ -167,6 +167,8 @@ pub fn gather(host: &Host, cfg: &Config) -> Fact<ClusterFacts> {
             Err(_) => Err(ApiFailure::timeout(&server, cfg.timeout)),
         }
     });
+    // A resolver thread stuck in getaddrinfo must not hold the run past its deadline.
+    rt.shutdown_background();
     let local = local.join().unwrap_or_else(|_| {
         let e = || Err("reading the version panicked".to_string());
         LocalVersions {
