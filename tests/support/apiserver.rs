@@ -93,7 +93,6 @@ pub struct Scenario {
 struct Stored {
     group_version: String,
     plural: String,
-    namespaced: bool,
     namespace: Option<String>,
     name: String,
     json: Value,
@@ -455,7 +454,6 @@ impl Scenario {
         self.objects.push(Stored {
             group_version: K::API_VERSION.into(),
             plural: K::URL_PATH_SEGMENT.into(),
-            namespaced: namespace.is_some() || K::URL_PATH_SEGMENT == "secrets",
             namespace,
             name,
             json,
