@@ -25,6 +25,12 @@
 //! * `kube-public/cluster-info` is made at start: the kubeconfig (this server's URL and CA) and one
 //!   `jws-kubeconfig-<id>` detached JWS per unexpired token with usage-bootstrap-signing.
 //! * `ApiServer::start_in(scenario, &netns)` listens inside a test network namespace instead.
+//! * The running server: `url()`, `addr()`, `ca` ([`TestCa`]: `pem`, `der`, `spki_der`, `pin()` =
+//!   `sha256:<hex>` of the CA's SubjectPublicKeyInfo as `--discovery-token-ca-cert-hash` wants it),
+//!   `kubeconfig(dir)` / `kubeconfig_with(dir, file, bearer, ca_pem)` (context `cl-test`),
+//!   `get(path, bearer)` (a verified HTTPS GET for assertions), `requests()` (the request log).
+//! * Builders for single objects: [`node`], [`bootstrap_token`], [`pod`], [`daemonset`],
+//!   [`cluster_role_binding`], [`kube_dns_service`]; [`b64url`] for JWS checks.
 #![allow(dead_code)]
 
 use std::{
