@@ -16,7 +16,7 @@ use crate::{
     config::{Config, RoleChoice},
     facts::{Area, FactError, Facts},
     host::Host,
-    report::{CheckResult, HostInfo, Report, SCHEMA_VERSION, Summary, Tool},
+    report::{CheckResult, ClusterInfo, HostInfo, Report, SCHEMA_VERSION, Summary, Tool},
 };
 
 /// Every implemented check; the catalog test proves this matches `checks/` one to one.
@@ -26,6 +26,8 @@ pub fn registry() -> Vec<CheckDef> {
         crate::swap::CHECKS,
         crate::sysctl::CHECKS,
         crate::selinux::CHECKS,
+        crate::cluster::CHECKS,
+        crate::proxy::CHECKS,
     ]
     .concat()
 }
@@ -33,7 +35,7 @@ pub fn registry() -> Vec<CheckDef> {
 /// A gathered area, ready to be put into [`Facts`].
 type Install = Box<dyn FnOnce(&mut Facts) + Send>;
 
-fn gather(area: Area, host: &Host, _cfg: &Config) -> Install {
+fn gather(area: Area, host: &Host, cfg: &Config) -> Install {
     match area {
         Area::Dns => {
             let f = crate::dns::gather(host);
@@ -51,6 +53,14 @@ fn gather(area: Area, host: &Host, _cfg: &Config) -> Install {
             let f = crate::selinux::gather(host);
             Box::new(move |x| x.selinux = f)
         }
+        Area::Cluster => {
+            let f = crate::cluster::gather(host, cfg);
+            Box::new(move |x| x.cluster = f)
+        }
+        Area::Proxy => {
+            let f = crate::proxy::gather(host, cfg);
+            Box::new(move |x| x.proxy = f)
+        }
     }
 }
 
@@ -60,6 +70,8 @@ fn set_error(facts: &mut Facts, area: Area, e: FactError) {
         Area::Swap => facts.swap = Err(e),
         Area::Sysctl => facts.sysctl = Err(e),
         Area::Selinux => facts.selinux = Err(e),
+        Area::Cluster => facts.cluster = Err(e),
+        Area::Proxy => facts.proxy = Err(e),
     }
 }
 
@@ -188,6 +200,10 @@ pub fn run(cfg: &Config) -> Result<Report> {
             unknown.join(", ")
         );
     }
+    if !cfg.offline {
+        // A kubeconfig the user named but that cannot be read (or lacks --context) is exit 2.
+        crate::cluster::connect::load_named(cfg)?;
+    }
     let role = resolve_role(cfg.role, &host);
     let ctx = Ctx { role, now: started };
     let mut selected: Vec<(&CheckDef, &catalog::Entry)> = all
@@ -254,11 +270,21 @@ pub fn run(cfg: &Config) -> Result<Report> {
             .unwrap_or_default(),
         duration_ms: clock.elapsed().as_millis() as u64,
         host: host_info(&host, role),
-        cluster: None,
+        cluster: cluster_info(&facts),
         summary: Summary::of(&results),
         results,
     }
     .masked())
+}
+
+/// The report's `cluster` block: the server the cluster checks talked to, when they did.
+fn cluster_info(facts: &Facts) -> Option<ClusterInfo> {
+    let c = facts.cluster.as_ref().ok()?;
+    Some(ClusterInfo {
+        server: c.server.clone(),
+        server_version: c.api.as_ref().ok().map(|a| a.version.clone()),
+        context: c.context.clone(),
+    })
 }
 
 /// Whether the report should make the process exit 1 under `--fail-on`.

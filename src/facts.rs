@@ -28,6 +28,8 @@ pub struct Facts {
     pub swap: Fact<crate::swap::SwapFacts>,
     pub sysctl: Fact<crate::sysctl::SysctlFacts>,
     pub selinux: Fact<crate::selinux::SelinuxFacts>,
+    pub cluster: Fact<crate::cluster::ClusterFacts>,
+    pub proxy: Fact<crate::proxy::ProxyFacts>,
 }
 
 /// The gatherable areas; every check names the one it reads.
@@ -37,10 +39,19 @@ pub enum Area {
     Swap,
     Sysctl,
     Selinux,
+    Cluster,
+    Proxy,
 }
 
 impl Area {
-    pub const ALL: &[Area] = &[Area::Dns, Area::Swap, Area::Sysctl, Area::Selinux];
+    pub const ALL: &[Area] = &[
+        Area::Dns,
+        Area::Swap,
+        Area::Sysctl,
+        Area::Selinux,
+        Area::Cluster,
+        Area::Proxy,
+    ];
 }
 
 impl Default for Facts {
@@ -51,6 +62,8 @@ impl Default for Facts {
             swap: Err(ng()),
             sysctl: Err(ng()),
             selinux: Err(ng()),
+            cluster: Err(ng()),
+            proxy: Err(ng()),
         }
     }
 }

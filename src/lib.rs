@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod engine;
@@ -14,6 +15,7 @@ pub mod kubelet;
 pub mod list;
 pub mod mask;
 pub mod multicast;
+pub mod proxy;
 pub mod report;
 pub mod selinux;
 pub mod swap;

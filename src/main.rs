@@ -252,6 +252,9 @@ struct CheckArgs {
     /// Deadline for the whole run, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     timeout: f64,
+    /// Port `kubectl proxy` listens on, for proxy.localhost.
+    #[arg(long, value_name = "PORT", default_value_t = 8001)]
+    proxy_port: u16,
     /// Report format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutFormat::Table)]
     output: OutFormat,
@@ -290,6 +293,7 @@ impl CheckArgs {
             context: self.context,
             offline: self.offline,
             timeout: Duration::from_secs_f64(self.timeout),
+            proxy_port: self.proxy_port,
             format: self.output.into(),
             color: self.output_file.is_none() && color_wanted(self.no_color),
             output_file: self.output_file,

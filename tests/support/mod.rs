@@ -1,6 +1,8 @@
 //! Shared test support: the privileged-test gate and network namespaces that always clean up.
 #![allow(dead_code)]
 
+pub mod apiserver;
+
 use std::{
     path::PathBuf,
     process::{Command, Output},
@@ -81,6 +83,29 @@ impl Netns {
         let mut full = vec!["ip", "netns", "exec", &self.name];
         full.extend_from_slice(args);
         sh(&full)
+    }
+
+    /// Runs `f` on a thread that has entered the namespace: sockets it creates (a listener, a UDP
+    /// socket) live in the namespace and can then be used from any thread.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(format!("/var/run/netns/{}", self.name))
+            .unwrap_or_else(|e| panic!("open netns {}: {e}", self.name));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(
+                    rc,
+                    0,
+                    "setns {}: {}",
+                    self.name,
+                    std::io::Error::last_os_error()
+                );
+                f()
+            })
+            .join()
+            .expect("thread in netns panicked")
+        })
     }
 
     /// A command ready to run inside the namespace (for spawning or checking the status yourself).
