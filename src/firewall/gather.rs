@@ -72,10 +72,37 @@ pub fn read_rules(host: &Host, timeout: Duration) -> ReadRules {
     };
     let mut rs = Ruleset::default();
     if host.is_live() {
-        live_rules(timeout, &mut rs, &mut out);
+        live_rules(
+            &|p: &str, a: &[&str]| run_command(p, a, timeout),
+            &mut rs,
+            &mut out,
+        );
     } else {
         saved_rules(host, &mut rs, &mut out);
     }
+    finish(host, rs, &mut out);
+    out
+}
+
+/// A way to run a command: `run_command` with the run's timeout, or (in tests) inside a network namespace.
+pub type Runner<'a> = dyn Fn(&str, &[&str]) -> Result<String, CmdError> + 'a;
+
+/// Reads the running rules with `run` executing the tools: iptables-nft-save / iptables-legacy-save (or
+/// iptables-save), the same for ip6tables, and `nft -j list ruleset` without iptables-nft's own tables.
+pub fn read_live_rules(run: &Runner<'_>) -> ReadRules {
+    let mut out = ReadRules {
+        rules: Ok(Ruleset::default()),
+        sources: vec![],
+        problems: vec![],
+        backend: None,
+    };
+    let mut rs = Ruleset::default();
+    live_rules(run, &mut rs, &mut out);
+    finish(&Host::live(), rs, &mut out);
+    out
+}
+
+fn finish(host: &Host, rs: Ruleset, out: &mut ReadRules) {
     out.rules = if out.sources.is_empty() {
         Err(if out.problems.is_empty() {
             FactError::Missing(if host.is_live() {
@@ -98,21 +125,18 @@ pub fn read_rules(host: &Host, timeout: Duration) -> ReadRules {
     } else {
         Ok(rs)
     };
-    out
 }
 
-fn live_rules(timeout: Duration, rs: &mut Ruleset, out: &mut ReadRules) {
-    out.backend = run_command("iptables", &["--version"], timeout)
-        .ok()
-        .and_then(|v| {
-            if v.contains("nf_tables") {
-                Some("nf_tables".to_string())
-            } else if v.contains("legacy") {
-                Some("legacy".to_string())
-            } else {
-                None
-            }
-        });
+fn live_rules(run: &Runner<'_>, rs: &mut Ruleset, out: &mut ReadRules) {
+    out.backend = run("iptables", &["--version"]).ok().and_then(|v| {
+        if v.contains("nf_tables") {
+            Some("nf_tables".to_string())
+        } else if v.contains("legacy") {
+            Some("legacy".to_string())
+        } else {
+            None
+        }
+    });
     // iptables-nft tables also show up in `nft list ruleset`; they are read through iptables-nft-save instead.
     let mut nft_compat: Vec<(Family, String)> = Vec::new();
     for (family, prefix) in [(Family::Ip, "iptables"), (Family::Ip6, "ip6tables")] {
@@ -122,7 +146,7 @@ fn live_rules(timeout: Duration, rs: &mut Ruleset, out: &mut ReadRules) {
             ("-legacy-save", Origin::IptablesLegacy),
         ] {
             let prog = format!("{prefix}{suffix}");
-            match run_command(&prog, &[], timeout) {
+            match run(&prog, &[]) {
                 Err(CmdError::NotFound(_)) => {}
                 r => {
                     ran_split = true;
@@ -136,13 +160,13 @@ fn live_rules(timeout: Duration, rs: &mut Ruleset, out: &mut ReadRules) {
                 Some("legacy") => Origin::IptablesLegacy,
                 _ => Origin::IptablesNft,
             };
-            match run_command(&prog, &[], timeout) {
+            match run(&prog, &[]) {
                 Err(CmdError::NotFound(_)) => {}
                 r => add_iptables(&prog, r, origin, family, rs, out, &mut nft_compat),
             }
         }
     }
-    match run_command("nft", &["-j", "list", "ruleset"], timeout) {
+    match run("nft", &["-j", "list", "ruleset"]) {
         Err(CmdError::NotFound(_)) => {}
         Err(e) => out.problems.push(e.to_string()),
         Ok(text) => match nft::parse_json(&text) {

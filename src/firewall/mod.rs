@@ -16,7 +16,7 @@ pub mod nft_text;
 
 pub use checks::CHECKS;
 pub use eval::{Answer, Decision, InsertPoint, Query, RuleRef, evaluate};
-pub use gather::{gather, read_rules};
+pub use gather::{ReadRules, Runner, gather, read_live_rules, read_rules};
 pub use model::{Origin, Ruleset, Verdict};
 pub use net::Net;
 
