@@ -42,7 +42,8 @@ const NON_TERMINATING: &[&str] = &[
 pub fn parse(text: &str, origin: Origin, family: Family) -> Result<Ruleset, ParseError> {
     let mut rs = Ruleset::default();
     let mut table: Option<String> = None;
-    let mut first_chain = 0;
+    // Chain name → index in `rs.chains`, for the current table (kube-proxy dumps hold thousands of chains).
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (n, raw) in text.lines().enumerate() {
         let err = |msg: String| ParseError::Line { line: n + 1, msg };
         let line = raw.trim();
@@ -51,7 +52,7 @@ pub fn parse(text: &str, origin: Origin, family: Family) -> Result<Ruleset, Pars
         }
         if let Some(t) = line.strip_prefix('*') {
             table = Some(t.trim().to_string());
-            first_chain = rs.chains.len();
+            index.clear();
             continue;
         }
         if line == "COMMIT" {
@@ -80,6 +81,7 @@ pub fn parse(text: &str, origin: Origin, family: Family) -> Result<Ruleset, Pars
                 }),
                 p => return Err(err(format!("chain {name}: unknown policy {p:?}"))),
             };
+            index.insert(name.to_string(), rs.chains.len());
             rs.chains.push(Chain {
                 origin,
                 family,
@@ -100,10 +102,10 @@ pub fn parse(text: &str, origin: Origin, family: Family) -> Result<Ruleset, Pars
         if words.len() < 2 || (words[0].text != "-A" && words[0].text != "--append") {
             return Err(err(format!("expected `-A CHAIN ...`, found {body:?}")));
         }
-        let chain_name = words[1].text.clone();
-        let chain = rs.chains[first_chain..]
-            .iter_mut()
-            .find(|c| c.name == chain_name)
+        let chain_name = &words[1].text;
+        let chain = index
+            .get(chain_name)
+            .map(|&i| &mut rs.chains[i])
             .ok_or_else(|| err(format!("rule for undeclared chain {chain_name}")))?;
         let (matches, action) = rule_meaning(&words[2..]).map_err(err)?;
         let position = chain.rules.len() + 1;

@@ -166,3 +166,5 @@ pub fn feed(ns: &Netns, args: &[&str], input: &str) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+pub mod kube_proxy;
