@@ -7,7 +7,7 @@ use std::fmt::Write;
 fn hash(kind: &str, i: usize) -> String {
     // kube-proxy names chains with 16 base32 characters of a hash; any stable 16 characters do here.
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ kind.len() as u64 * 0x51;
+    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (kind.len() as u64 * 0x51);
     (0..16)
         .map(|_| {
             let c = A[(x & 31) as usize] as char;
