@@ -300,7 +300,7 @@ fn judge(fw: &FirewallFacts, rules: &Ruleset, probes: &[Probe], what: &str) -> F
         .evidence_all(evidence);
         let fixes: Vec<String> = hard.iter().filter_map(|(_, a)| remedy(fw, a)).collect();
         if !fixes.is_empty() {
-            f = f.remediation(dedup(fixes).join("; "));
+            f = f.remediation(persist_note(fw, dedup(fixes).join("; ")));
         }
         return f;
     }
@@ -324,9 +324,22 @@ fn judge(fw: &FirewallFacts, rules: &Ruleset, probes: &[Probe], what: &str) -> F
             d.explain()
         ))
         .evidence_all(evidence)
-        .remediation(dedup(fixes).join("; "));
+        .remediation(persist_note(fw, dedup(fixes).join("; ")));
     }
     Finding::pass(format!("all {n} paths to {what} are accepted")).evidence_all(evidence)
+}
+
+/// Commands change the running rules only; say how to keep them.
+fn persist_note(fw: &FirewallFacts, cmds: String) -> String {
+    if fw.live {
+        format!(
+            "{cmds} (then persist: service iptables save, netfilter-persistent save or the nftables.conf the host loads)"
+        )
+    } else {
+        format!(
+            "{cmds} (and add the same rules, in the same place, to the saved rules file named in the evidence)"
+        )
+    }
 }
 
 fn dedup(mut v: Vec<String>) -> Vec<String> {
@@ -368,9 +381,6 @@ pub fn accept_command(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoi
             cmd.push_str(&format!(" -m {proto_name} --dport {p}"));
         }
         cmd.push_str(" -j ACCEPT");
-        if ip.origin == Origin::IptablesSaved {
-            cmd.push_str(" (and add the same rule before it in the saved rules file)");
-        }
         cmd
     } else {
         let fam = match ip.family {
