@@ -288,13 +288,17 @@ fn judge(fw: &FirewallFacts, rules: &Ruleset, probes: &[Probe], what: &str) -> F
         let d = first.decisive();
         let by = d.rule.as_ref().map(|r| r.cite()).unwrap_or_default();
         let mut f = Finding::fail(format!(
-            "{} of {n} paths to {what} are blocked: {} is {} by {by}",
-            hard.len(),
+            "{what}: {} is {} by {by}{}",
             first.query.describe_for(d.source),
             if d.verdict == Verdict::Drop {
                 "dropped"
             } else {
                 "rejected"
+            },
+            if n > 1 {
+                format!(" ({} of {n} paths blocked)", hard.len())
+            } else {
+                String::new()
             },
         ))
         .evidence_all(evidence);
@@ -326,7 +330,12 @@ fn judge(fw: &FirewallFacts, rules: &Ruleset, probes: &[Probe], what: &str) -> F
         .evidence_all(evidence)
         .remediation(persist_note(fw, dedup(fixes).join("; ")));
     }
-    Finding::pass(format!("all {n} paths to {what} are accepted")).evidence_all(evidence)
+    let msg = if n == 1 {
+        format!("the path to {what} is accepted")
+    } else {
+        format!("all {n} paths to {what} are accepted")
+    };
+    Finding::pass(msg).evidence_all(evidence)
 }
 
 /// Commands change the running rules only; say how to keep them.
