@@ -115,7 +115,12 @@ fn apiserver_port(facts: &Facts, _ctx: &Ctx) -> Outcome {
     let mut probes = node_probes(fw, |n| Query::tcp(6443, n))?;
     probes.extend(pod_probes(fw, 6443));
     let note = match &fw.cni {
-        Some(c) => format!("pod network from {} ({})", c.source, c.name),
+        Some(c) => format!(
+            "pod network of {} from {}: {}",
+            c.name,
+            c.source,
+            c.pod_nets.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+        ),
         None => "no CNI configured yet: pod network checked against the common defaults (Weave 10.32.0.0/12, Flannel 10.244.0.0/16, Calico 192.168.0.0/16)".into(),
     };
     Ok(judge(fw, rules, &probes, "the API server port").evidence(note))
@@ -263,11 +268,7 @@ fn judge(fw: &FirewallFacts, rules: &Ruleset, probes: &[Probe], what: &str) -> F
         .iter()
         .map(|p| (p, evaluate(rules, &p.query)))
         .collect();
-    let mut evidence: Vec<String> = fw
-        .sources
-        .iter()
-        .map(|s| format!("rules read from {s}"))
-        .collect();
+    let mut evidence = vec![format!("rules read from {}", fw.sources.join("; "))];
     evidence.extend(fw.problems.iter().map(|p| format!("could not read: {p}")));
     for (_, a) in &answers {
         evidence.extend(a.explain());

@@ -331,10 +331,11 @@ fn cni(host: &Host, interfaces: &[String]) -> Option<Cni> {
         Some(c) => c,
         None => {
             let name = hostnet::cni_from_ifaces(interfaces)?;
+            let seen = hostnet::overlay_ifaces(&name, interfaces, None).join(", ");
             (
-                name.clone(),
+                name,
                 vec![],
-                format!("interface of {name} present"),
+                format!("its interface ({seen}; no config in {CNI_DIR})"),
                 None,
             )
         }
