@@ -452,3 +452,59 @@ mod tests {
         assert!(glob("*.nft", "x.nft") && !glob("*.nft", "x.nftx") && glob("a*b*c", "axxbyyc"));
     }
 }
+
+#[cfg(test)]
+mod live_tests {
+    use super::*;
+
+    /// A host whose iptables-nft tables also appear in `nft -j list ruleset`: they are read once, from iptables-nft-save.
+    #[test]
+    fn iptables_nft_tables_are_not_read_twice_and_missing_tools_are_skipped() {
+        let nft_json = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+            {"table": {"family": "ip", "name": "filter", "handle": 1}},
+            {"chain": {"family": "ip", "table": "filter", "name": "INPUT", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
+            {"rule": {"family": "ip", "table": "filter", "chain": "INPUT", "handle": 2, "expr": [{"xt": {"type": "match", "name": "conntrack"}}, {"accept": null}]}},
+            {"table": {"family": "inet", "name": "own", "handle": 2}},
+            {"chain": {"family": "inet", "table": "own", "name": "input", "handle": 1, "type": "filter", "hook": "input", "prio": 10, "policy": "drop"}}]}"#;
+        let run = |p: &str, _: &[&str]| -> Result<String, CmdError> {
+            match p {
+                "iptables" => Ok("iptables v1.8.9 (nf_tables)\n".into()),
+                "iptables-nft-save" => Ok("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n".into()),
+                "nft" => Ok(nft_json.into()),
+                "ip6tables-nft-save" => Err(CmdError::Failed {
+                    program: p.into(),
+                    code: "1".into(),
+                    stderr: "ip6tables v1.8.9 (nf_tables): Could not fetch rule set generation id".into(),
+                }),
+                _ => Err(CmdError::NotFound(p.into())),
+            }
+        };
+        let r = read_live_rules(&run);
+        assert_eq!(r.backend.as_deref(), Some("nf_tables"));
+        let rs = r.rules.unwrap();
+        let names: Vec<(Origin, &str)> = rs
+            .chains
+            .iter()
+            .map(|c| (c.origin, c.table.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [(Origin::IptablesNft, "filter"), (Origin::Nftables, "own")]
+        );
+        assert_eq!(
+            r.sources,
+            [
+                "iptables-nft-save: 1 rules",
+                "nft -j list ruleset: 0 native rules"
+            ]
+        );
+        assert_eq!(
+            r.problems.len(),
+            1,
+            "a failing tool is reported, the others still count"
+        );
+        // Nothing at all: missing, so the checks skip.
+        let none = read_live_rules(&|p: &str, _: &[&str]| Err(CmdError::NotFound(p.into())));
+        assert!(matches!(none.rules, Err(FactError::Missing(_))));
+    }
+}

@@ -721,3 +721,51 @@ fn scalar(x: &str) -> Value {
     }
     json!(x)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::model::{Action, Match, Verdict};
+
+    #[test]
+    fn statements_outside_the_subset_stay_verbatim_and_unknown() {
+        let rs = parse("table ip t {\n  chain c {\n    type filter hook input priority 0; policy drop;\n    tcp flags & (syn | ack) == syn limit rate 10/second accept\n    ip saddr @ok goto allow # trailing comment\n  }\n  set ok { type ipv4_addr; flags interval; elements = { 10.0.0.0/8, 192.168.1.1-192.168.1.9 } }\n  chain allow { udp dport 53 accept }\n}\nadd rule ip t allow tcp dport { 80, 443 } counter accept\n").unwrap();
+        let c = &rs.chains[0];
+        assert_eq!(c.base.as_ref().unwrap().policy, Verdict::Drop);
+        let r = &c.rules[0];
+        assert!(
+            matches!(&r.matches[0], Match::Unknown(t) if t.contains("flags")),
+            "{:?}",
+            r.matches
+        );
+        assert_eq!(r.action, Action::Accept);
+        let r = &c.rules[1];
+        assert_eq!(r.action, Action::Goto("allow".into()));
+        assert!(
+            matches!(&r.matches[1], Match::Source { any_of, .. } if any_of.len() == 2),
+            "{:?}",
+            r.matches
+        );
+        assert_eq!(
+            rs.chains[1].rules.len(),
+            2,
+            "the add rule line joins the chain"
+        );
+        assert_eq!(
+            rs.chains[1].rules[1].text,
+            "tcp dport { 80, 443 } counter accept"
+        );
+    }
+
+    #[test]
+    fn broken_text_is_an_error_not_a_panic() {
+        for bad in [
+            "table inet x {\n chain y {\n",
+            "table inet x { chain y { tcp dport \"22 } }",
+            "}",
+            "define X = 1\ntable ip t { chain c { tcp dport $Y accept } }",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
