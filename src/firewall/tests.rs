@@ -129,6 +129,17 @@ fn ufw_drops_by_policy_after_its_chains() {
         d.path.iter().map(|p| p.chain.as_str()).collect::<Vec<_>>(),
         ["INPUT", "ufw-before-input"]
     );
+    // ufw's DHCP rule needs the source port: without it the answer cannot be known, with it it is.
+    let dhcp = Query::udp(68, net("192.168.1.1/32")).on("eth0");
+    assert_eq!(evaluate(&rs, &dhcp).verdict(), Verdict::Unknown);
+    assert_eq!(
+        evaluate(&rs, &dhcp.clone().from_port(67)).verdict(),
+        Verdict::Accept
+    );
+    assert_eq!(
+        evaluate(&rs, &dhcp.from_port(1234)).verdict(),
+        Verdict::Drop
+    );
     // Multicast is not LOCAL: ufw-not-local lets it pass to the mDNS rule.
     let mdns = Query::udp(5353, net("192.168.1.0/24"))
         .on("eth0")
