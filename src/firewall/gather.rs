@@ -128,10 +128,11 @@ fn finish(host: &Host, rs: Ruleset, out: &mut ReadRules) {
 }
 
 fn live_rules(run: &Runner<'_>, rs: &mut Ruleset, out: &mut ReadRules) {
+    // `iptables v1.8.9 (nf_tables)` / `(legacy)`; before 1.8 (CentOS 7's 1.4.21) there was only legacy.
     out.backend = run("iptables", &["--version"]).ok().and_then(|v| {
         if v.contains("nf_tables") {
             Some("nf_tables".to_string())
-        } else if v.contains("legacy") {
+        } else if v.starts_with("iptables v") {
             Some("legacy".to_string())
         } else {
             None
@@ -503,6 +504,19 @@ mod live_tests {
             1,
             "a failing tool is reported, the others still count"
         );
+        // CentOS 7: iptables 1.4 prints no backend, and only iptables-save exists: legacy.
+        let centos = |p: &str, _: &[&str]| -> Result<String, CmdError> {
+            match p {
+                "iptables" => Ok("iptables v1.4.21\n".into()),
+                "iptables-save" => {
+                    Ok("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j REJECT\nCOMMIT\n".into())
+                }
+                _ => Err(CmdError::NotFound(p.into())),
+            }
+        };
+        let r = read_live_rules(&centos);
+        assert_eq!(r.backend.as_deref(), Some("legacy"));
+        assert_eq!(r.rules.unwrap().chains[0].origin, Origin::IptablesLegacy);
         // Nothing at all: missing, so the checks skip.
         let none = read_live_rules(&|p: &str, _: &[&str]| Err(CmdError::NotFound(p.into())));
         assert!(matches!(none.rules, Err(FactError::Missing(_))));
