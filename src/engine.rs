@@ -300,10 +300,7 @@ mod tests {
         assert_eq!(evaluate(&def, &facts, &ctx).status, Status::Skip);
         facts.swap = Err(FactError::Unreadable("cannot read /proc/swaps".into()));
         let f = evaluate(&def, &facts, &ctx);
-        assert_eq!(
-            (f.status, f.message.as_str()),
-            (Status::Error, "cannot read /proc/swaps")
-        );
+        assert_eq!((f.status, f.message.as_str()), (Status::Error, "cannot read /proc/swaps"));
     }
 
     #[test]

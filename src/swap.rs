@@ -229,10 +229,7 @@ mod tests {
     fn active_swap_fails_with_each_device() {
         let f = active(&facts(GUIDE_SWAPS, ""), &ctx()).unwrap();
         assert_eq!(f.status, Status::Fail);
-        assert_eq!(
-            f.evidence,
-            ["/proc/swaps: /dev/dm-1 (partition, 2097148 KiB, 0 KiB used)"]
-        );
+        assert_eq!(f.evidence, ["/proc/swaps: /dev/dm-1 (partition, 2097148 KiB, 0 KiB used)"]);
         let f = active(&facts("Filename Type Size Used Priority\n", ""), &ctx()).unwrap();
         assert_eq!(f.status, Status::Pass);
     }
@@ -241,10 +238,7 @@ mod tests {
     fn nodeswap_configured_on_cgroup_v2_only_warns() {
         let mut f = facts(GUIDE_SWAPS, "");
         if let Ok(s) = &mut f.swap {
-            s.kubelet = Some(
-                kubelet::parse("failSwapOn: false\nmemorySwap:\n  swapBehavior: LimitedSwap\n")
-                    .unwrap(),
-            );
+            s.kubelet = Some(kubelet::parse("failSwapOn: false\nmemorySwap:\n  swapBehavior: LimitedSwap\n").unwrap());
             s.cgroup_v2 = true;
         }
         let r = active(&f, &ctx()).unwrap();
@@ -259,20 +253,14 @@ mod tests {
         assert_eq!(e.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 6]);
         let f = persistent(&facts("", fstab), &ctx()).unwrap();
         assert_eq!(f.status, Status::Warn);
-        assert_eq!(
-            f.evidence[0],
-            "/etc/fstab:3: /dev/mapper/centos-swap swap                    swap    defaults        0 0"
-        );
+        assert_eq!(f.evidence[0], "/etc/fstab:3: /dev/mapper/centos-swap swap                    swap    defaults        0 0");
         let f = persistent(&facts("", "# /dev/sda2 none swap sw 0 0\n"), &ctx()).unwrap();
         assert_eq!(f.status, Status::Pass);
     }
 
     #[test]
     fn zram_generator_and_units_count_as_persistent() {
-        assert_eq!(
-            zram_generator_line("# comment\n[zram0]\nzram-size = ram / 2\n"),
-            Some(2)
-        );
+        assert_eq!(zram_generator_line("# comment\n[zram0]\nzram-size = ram / 2\n"), Some(2));
         let mut f = facts("", "");
         if let Ok(s) = &mut f.swap {
             s.enabled_units = vec!["dev-sda2.swap".into()];

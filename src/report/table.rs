@@ -2,9 +2,7 @@
 
 use std::io::Write;
 
-use comfy_table::{
-    Attribute, Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED,
-};
+use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use super::Report;
 use crate::check::Status;
@@ -24,11 +22,7 @@ pub fn status_table(header: &[&str], color: bool) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(
-            header
-                .iter()
-                .map(|h| Cell::new(h).add_attribute(Attribute::Bold)),
-        );
+        .set_header(header.iter().map(|h| Cell::new(h).add_attribute(Attribute::Bold)));
     if color {
         t.enforce_styling();
     } else {
