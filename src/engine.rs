@@ -28,6 +28,7 @@ pub fn registry() -> Vec<CheckDef> {
         crate::selinux::CHECKS,
         crate::cluster::CHECKS,
         crate::proxy::CHECKS,
+        crate::firewall::CHECKS,
     ]
     .concat()
 }
@@ -61,6 +62,10 @@ fn gather(area: Area, host: &Host, cfg: &Config) -> Install {
             let f = crate::proxy::gather(host, cfg);
             Box::new(move |x| x.proxy = f)
         }
+        Area::Firewall => {
+            let f = crate::firewall::gather(host, cfg.timeout);
+            Box::new(move |x| x.firewall = f)
+        }
     }
 }
 
@@ -72,6 +77,7 @@ fn set_error(facts: &mut Facts, area: Area, e: FactError) {
         Area::Selinux => facts.selinux = Err(e),
         Area::Cluster => facts.cluster = Err(e),
         Area::Proxy => facts.proxy = Err(e),
+        Area::Firewall => facts.firewall = Err(e),
     }
 }
 

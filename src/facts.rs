@@ -30,6 +30,7 @@ pub struct Facts {
     pub selinux: Fact<crate::selinux::SelinuxFacts>,
     pub cluster: Fact<crate::cluster::ClusterFacts>,
     pub proxy: Fact<crate::proxy::ProxyFacts>,
+    pub firewall: Fact<crate::firewall::FirewallFacts>,
 }
 
 /// The gatherable areas; every check names the one it reads.
@@ -41,6 +42,7 @@ pub enum Area {
     Selinux,
     Cluster,
     Proxy,
+    Firewall,
 }
 
 impl Area {
@@ -51,6 +53,7 @@ impl Area {
         Area::Selinux,
         Area::Cluster,
         Area::Proxy,
+        Area::Firewall,
     ];
 }
 
@@ -64,6 +67,7 @@ impl Default for Facts {
             selinux: Err(ng()),
             cluster: Err(ng()),
             proxy: Err(ng()),
+            firewall: Err(ng()),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod dns;
 pub mod engine;
 pub mod facts;
+pub mod firewall;
 pub mod host;
 pub mod kubelet;
 pub mod list;

@@ -326,3 +326,45 @@ impl MulticastRouter {
         MulticastRouter { _sock: sock }
     }
 }
+/// Joins two namespaces with a veth pair whose ends get the given names (names are per namespace) and addresses.
+pub fn veth_named(
+    a: &Netns,
+    a_if: &str,
+    a_addrs: &[&str],
+    b: &Netns,
+    b_if: &str,
+    b_addrs: &[&str],
+) {
+    sh(&[
+        "ip", "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
+        &b.name,
+    ]);
+    for (ns, ifname, addrs) in [(a, a_if, a_addrs), (b, b_if, b_addrs)] {
+        for addr in addrs {
+            ns.exec(&["ip", "addr", "add", addr, "dev", ifname]);
+        }
+        ns.exec(&["ip", "link", "set", ifname, "up"]);
+    }
+}
+
+/// Runs a command inside a namespace with `input` on its stdin (iptables-restore, nft -f -); panics when it fails.
+pub fn feed(ns: &Netns, args: &[&str], input: &str) {
+    use std::io::Write;
+    let mut c = ns
+        .command(args[0])
+        .args(&args[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+pub mod kube_proxy;
