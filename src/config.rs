@@ -56,6 +56,8 @@ pub struct Config {
     pub context: Option<String>,
     pub offline: bool,
     pub timeout: Duration,
+    /// Where `kubectl proxy` is expected (proxy.localhost).
+    pub proxy_port: u16,
     pub format: Format,
     pub output_file: Option<PathBuf>,
     pub fail_on: Status,
@@ -72,6 +74,7 @@ impl Default for Config {
             context: None,
             offline: false,
             timeout: Duration::from_secs(10),
+            proxy_port: 8001,
             format: Format::Table,
             output_file: None,
             fail_on: Status::Fail,

@@ -208,7 +208,7 @@ fn loopback_nameserver(facts: &Facts, _ctx: &Ctx) -> Outcome {
     if !local.is_empty() {
         evidence.extend(local.iter().map(|n| eff.cite(n)));
         let all_stub = local.iter().all(|n| n.is_resolved_stub());
-        if all_stub && let Some(up) = upstreams(dns) {
+        if let (true, Some(up)) = (all_stub, upstreams(dns)) {
             evidence.push(format!(
                 "{}: upstreams {}",
                 up.path,

@@ -5,7 +5,7 @@ use std::{
     panic::{AssertUnwindSafe, catch_unwind},
     sync::mpsc,
     thread,
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context, Result, bail};
@@ -16,7 +16,7 @@ use crate::{
     config::{Config, RoleChoice},
     facts::{Area, FactError, Facts},
     host::Host,
-    report::{CheckResult, HostInfo, Report},
+    report::{CheckResult, ClusterInfo, HostInfo, Report},
 };
 
 /// Every implemented check; the catalog test proves this matches `checks/` one to one.
@@ -26,6 +26,9 @@ pub fn registry() -> Vec<CheckDef> {
         crate::swap::CHECKS,
         crate::sysctl::CHECKS,
         crate::selinux::CHECKS,
+        crate::cluster::CHECKS,
+        crate::proxy::CHECKS,
+        crate::firewall::CHECKS,
     ]
     .concat()
 }
@@ -33,7 +36,7 @@ pub fn registry() -> Vec<CheckDef> {
 /// A gathered area, ready to be put into [`Facts`].
 type Install = Box<dyn FnOnce(&mut Facts) + Send>;
 
-fn gather(area: Area, host: &Host, _cfg: &Config) -> Install {
+fn gather(area: Area, host: &Host, cfg: &Config) -> Install {
     match area {
         Area::Dns => {
             let f = crate::dns::gather(host);
@@ -51,6 +54,18 @@ fn gather(area: Area, host: &Host, _cfg: &Config) -> Install {
             let f = crate::selinux::gather(host);
             Box::new(move |x| x.selinux = f)
         }
+        Area::Cluster => {
+            let f = crate::cluster::gather(host, cfg);
+            Box::new(move |x| x.cluster = f)
+        }
+        Area::Proxy => {
+            let f = crate::proxy::gather(host, cfg);
+            Box::new(move |x| x.proxy = f)
+        }
+        Area::Firewall => {
+            let f = crate::firewall::gather(host, cfg.timeout);
+            Box::new(move |x| x.firewall = f)
+        }
     }
 }
 
@@ -60,19 +75,26 @@ fn set_error(facts: &mut Facts, area: Area, e: FactError) {
         Area::Swap => facts.swap = Err(e),
         Area::Sysctl => facts.sysctl = Err(e),
         Area::Selinux => facts.selinux = Err(e),
+        Area::Cluster => facts.cluster = Err(e),
+        Area::Proxy => facts.proxy = Err(e),
+        Area::Firewall => facts.firewall = Err(e),
     }
 }
 
 /// Gathers each area in its own thread; an area not back by the deadline becomes an error naming the timeout.
-fn gather_all(areas: &BTreeSet<Area>, host: &Host, cfg: &Config) -> (Facts, Vec<(Area, u64)>) {
-    let start = Instant::now();
-    let deadline = start + cfg.timeout;
+fn gather_all(
+    areas: &BTreeSet<Area>,
+    timeout: Duration,
+    gather: impl Fn(Area) -> Install + Send + Sync + 'static,
+) -> (Facts, Vec<(Area, u64)>) {
+    let deadline = Instant::now() + timeout;
+    let gather = std::sync::Arc::new(gather);
     let (tx, rx) = mpsc::channel::<(Area, thread::Result<Install>, u64)>();
     for &area in areas {
-        let (tx, host, cfg) = (tx.clone(), host.clone(), cfg.clone());
+        let (tx, gather) = (tx.clone(), gather.clone());
         thread::spawn(move || {
             let t = Instant::now();
-            let r = catch_unwind(AssertUnwindSafe(|| gather(area, &host, &cfg)));
+            let r = catch_unwind(AssertUnwindSafe(|| gather(area)));
             let _ = tx.send((area, r, t.elapsed().as_millis() as u64));
         });
     }
@@ -91,7 +113,7 @@ fn gather_all(areas: &BTreeSet<Area>, host: &Host, cfg: &Config) -> (Facts, Vec<
                     Err(p) => set_error(
                         &mut facts,
                         area,
-                        FactError::Unreadable(format!("gathering panicked: {}", panic_text(&p))),
+                        FactError::Unreadable(format!("gathering panicked: {}", panic_text(&*p))),
                     ),
                 }
             }
@@ -99,13 +121,13 @@ fn gather_all(areas: &BTreeSet<Area>, host: &Host, cfg: &Config) -> (Facts, Vec<
         }
     }
     for area in pending {
-        took.push((area, cfg.timeout.as_millis() as u64));
+        took.push((area, timeout.as_millis() as u64));
         set_error(
             &mut facts,
             area,
             FactError::Unreadable(format!(
                 "timed out after {:.1}s (--timeout) gathering {area:?} facts",
-                cfg.timeout.as_secs_f64()
+                timeout.as_secs_f64()
             )),
         );
     }
@@ -193,6 +215,10 @@ pub fn run(cfg: &Config) -> Result<Report> {
             }
         );
     }
+    if !cfg.offline {
+        // A kubeconfig the user named but that cannot be read (or lacks --context) is exit 2.
+        crate::cluster::connect::load_named(cfg)?;
+    }
     let role = resolve_role(cfg.role, &host);
     let ctx = Ctx { role, now: started };
     let mut selected: Vec<(&CheckDef, &catalog::Entry)> = all
@@ -210,7 +236,10 @@ pub fn run(cfg: &Config) -> Result<Report> {
         .filter(|(_, e)| e.applies_to(role))
         .map(|(c, _)| c.area)
         .collect();
-    let (facts, took) = gather_all(&areas, &host, cfg);
+    let (facts, took) = {
+        let (host, cfg) = (host.clone(), cfg.clone());
+        gather_all(&areas, cfg.timeout, move |area| gather(area, &host, &cfg))
+    };
     let results: Vec<CheckResult> = selected
         .iter()
         .map(|(def, entry)| {
@@ -240,9 +269,19 @@ pub fn run(cfg: &Config) -> Result<Report> {
         started,
         clock.elapsed().as_millis() as u64,
         host_info(&host, role),
-        None,
+        cluster_info(&facts),
         results,
     ))
+}
+
+/// The report's `cluster` block: the server the cluster checks talked to, when they did.
+fn cluster_info(facts: &Facts) -> Option<ClusterInfo> {
+    let c = facts.cluster.as_ref().ok()?;
+    Some(ClusterInfo {
+        server: c.server.clone(),
+        server_version: c.api.as_ref().ok().map(|a| a.version.clone()),
+        context: c.context.clone(),
+    })
 }
 
 /// Whether the report should make the process exit 1 under `--fail-on`.
@@ -292,8 +331,63 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_or_panicking_area_becomes_an_error_at_the_deadline() {
+        let areas: BTreeSet<Area> = [Area::Dns, Area::Swap, Area::Selinux].into();
+        let t = Instant::now();
+        let (facts, took) = gather_all(&areas, Duration::from_secs(3), |area| match area {
+            Area::Dns => {
+                thread::sleep(Duration::from_secs(30));
+                unreachable!("abandoned at the deadline")
+            }
+            Area::Swap => panic!("gatherer bug"),
+            _ => Box::new(|f: &mut Facts| f.selinux = Err(FactError::Missing("fine".into()))),
+        });
+        assert!(t.elapsed() < Duration::from_secs(6), "the deadline holds");
+        assert!(
+            matches!(&facts.dns, Err(FactError::Unreadable(m)) if m.contains("timed out after 3.0s")),
+            "{:?}",
+            facts.dns
+        );
+        assert!(
+            matches!(&facts.swap, Err(FactError::Unreadable(m)) if m.contains("gatherer bug")),
+            "{:?}",
+            facts.swap
+        );
+        assert_eq!(facts.selinux, Err(FactError::Missing("fine".into())));
+        assert_eq!(took.len(), 3);
+    }
+
+    #[test]
     fn error_counts_at_and_above_fail() {
         assert!(Status::Error >= Status::Fail && Status::Fail >= Status::Warn);
         assert!(Status::Warn > Status::Skip && Status::Skip > Status::Pass);
+    }
+}
+
+#[cfg(test)]
+mod catalog_tests {
+    use super::*;
+
+    /// Host checks come from the registry; join-check's steps (`join::STEPS`) are catalog entries
+    /// that `check` never selects. Together they are exactly the catalog, each id once.
+    #[test]
+    fn catalog_and_implementations_match_one_to_one() {
+        let registry = registry();
+        let mut implemented: Vec<&str> = registry.iter().map(|c| c.id).collect();
+        implemented.extend_from_slice(crate::join::STEPS);
+        implemented.sort();
+        let before = implemented.len();
+        implemented.dedup();
+        assert_eq!(
+            before,
+            implemented.len(),
+            "duplicate check ids in the registry or join steps"
+        );
+        let cataloged: Vec<&str> = catalog::catalog().iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(implemented, cataloged);
+        assert!(
+            registry.iter().all(|c| !c.id.starts_with("join.")),
+            "join.* ids are join-check steps, not host checks"
+        );
     }
 }

@@ -28,6 +28,9 @@ pub struct Facts {
     pub swap: Fact<crate::swap::SwapFacts>,
     pub sysctl: Fact<crate::sysctl::SysctlFacts>,
     pub selinux: Fact<crate::selinux::SelinuxFacts>,
+    pub cluster: Fact<crate::cluster::ClusterFacts>,
+    pub proxy: Fact<crate::proxy::ProxyFacts>,
+    pub firewall: Fact<crate::firewall::FirewallFacts>,
 }
 
 /// The gatherable areas; every check names the one it reads.
@@ -37,10 +40,21 @@ pub enum Area {
     Swap,
     Sysctl,
     Selinux,
+    Cluster,
+    Proxy,
+    Firewall,
 }
 
 impl Area {
-    pub const ALL: &[Area] = &[Area::Dns, Area::Swap, Area::Sysctl, Area::Selinux];
+    pub const ALL: &[Area] = &[
+        Area::Dns,
+        Area::Swap,
+        Area::Sysctl,
+        Area::Selinux,
+        Area::Cluster,
+        Area::Proxy,
+        Area::Firewall,
+    ];
 }
 
 impl Default for Facts {
@@ -51,6 +65,9 @@ impl Default for Facts {
             swap: Err(ng()),
             sysctl: Err(ng()),
             selinux: Err(ng()),
+            cluster: Err(ng()),
+            proxy: Err(ng()),
+            firewall: Err(ng()),
         }
     }
 }

@@ -5,15 +5,19 @@
 
 pub mod catalog;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod engine;
 pub mod facts;
+pub mod firewall;
 pub mod host;
 pub mod join;
 pub mod kubelet;
 pub mod list;
 pub mod mask;
+pub mod multicast;
+pub mod proxy;
 pub mod report;
 pub mod selinux;
 pub mod swap;

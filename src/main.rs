@@ -3,6 +3,7 @@
 use std::{
     fs::File,
     io::{self, IsTerminal, Write},
+    net::IpAddr,
     path::PathBuf,
     process::ExitCode,
     time::Duration,
@@ -16,7 +17,7 @@ use k8sdoctor::{
     config::{Config, Format, RoleChoice, Selection},
     engine,
     join::{self, JoinOptions},
-    list, report,
+    list, multicast, report,
 };
 
 #[derive(Parser)]
@@ -54,6 +55,151 @@ enum Cmd {
         after_help = "Example:\n  k8sdoctor join-check -- kubeadm join 192.168.1.2:6443 --token a24a11.0e6b932b0907deff --discovery-token-ca-cert-hash sha256:1ca7...\n  k8sdoctor join-check -o json 'kubeadm join 192.168.1.2:6443 --token ... --discovery-token-ca-cert-hash sha256:...'"
     )]
     JoinCheck(JoinCheckArgs),
+    /// Multicast: msend/mreceive-compatible send and receive, and a probe of every sender→receiver pair.
+    Multicast {
+        #[command(subcommand)]
+        cmd: McCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum McCmd {
+    /// Send sequenced datagrams to a group, like msend (one a second by default).
+    Send(McSendArgs),
+    /// Join a group and print what arrives, like mreceive; a per-sender summary at the end.
+    Receive(McReceiveArgs),
+    /// Run on every participant: measure every sender→receiver pair, print the matrix and causes.
+    Probe(McProbeArgs),
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum McFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+struct McCommon {
+    /// Multicast group (default 224.1.1.1, or ff2e::1 with -6).
+    #[arg(long)]
+    group: Option<IpAddr>,
+    /// Use the IPv6 default group.
+    #[arg(short = '6', long = "ipv6")]
+    ipv6: bool,
+    /// UDP port of the group.
+    #[arg(long, default_value_t = multicast::DEFAULT_PORT)]
+    port: u16,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = McFormat::Table)]
+    output: McFormat,
+    /// No colour (also NO_COLOR, or stdout not a terminal).
+    #[arg(long)]
+    no_color: bool,
+}
+
+impl McCommon {
+    fn group(&self) -> IpAddr {
+        self.group.unwrap_or(multicast::default_group(self.ipv6))
+    }
+
+    fn format(&self) -> multicast::Format {
+        match self.output {
+            McFormat::Table => multicast::Format::Table,
+            McFormat::Json => multicast::Format::Json,
+        }
+    }
+}
+
+fn millis(ms: f64, flag: &str) -> Result<Duration> {
+    if !(ms.is_finite() && ms >= 0.0) {
+        bail!("{flag} must be a number of milliseconds, 0 or more");
+    }
+    Ok(Duration::from_secs_f64(ms / 1000.0))
+}
+
+fn seconds(s: f64, flag: &str) -> Result<Duration> {
+    if !(s.is_finite() && s > 0.0) {
+        bail!("{flag} must be a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+#[derive(Args)]
+struct McSendArgs {
+    #[command(flatten)]
+    common: McCommon,
+    /// TTL (hop limit) of the datagrams.
+    #[arg(long, default_value_t = 1)]
+    ttl: u8,
+    /// Interface to send from, by name or address (default: the route to the group).
+    #[arg(long, short = 'i')]
+    interface: Option<String>,
+    /// Stop after N datagrams (default: until Ctrl-C).
+    #[arg(long, short = 'c')]
+    count: Option<u64>,
+    /// Stop after SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Milliseconds between datagrams; 0 = as fast as possible.
+    #[arg(long, default_value_t = 1000.0)]
+    interval: f64,
+    /// Text carried in each datagram.
+    #[arg(long, default_value = "Hello World!")]
+    text: String,
+    /// Pad each datagram to this many bytes.
+    #[arg(long, default_value_t = 0)]
+    size: usize,
+    /// Turn IP_MULTICAST_LOOP off (msend leaves it on, so this host's receivers see the datagrams).
+    #[arg(long)]
+    no_loop: bool,
+}
+
+#[derive(Args)]
+struct McReceiveArgs {
+    #[command(flatten)]
+    common: McCommon,
+    /// Interface to join on, by name or address (default: the route to the group).
+    #[arg(long, short = 'i')]
+    interface: Option<String>,
+    /// Stop after N datagrams.
+    #[arg(long, short = 'c')]
+    count: Option<u64>,
+    /// Stop after SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+}
+
+#[derive(Args)]
+struct McProbeArgs {
+    #[command(flatten)]
+    common: McCommon,
+    /// Every participant's unicast address, this node's included (comma list).
+    #[arg(long, value_delimiter = ',', required = true)]
+    peers: Vec<IpAddr>,
+    /// Which of --peers this is (default: the first local one whose control port is free).
+    #[arg(long)]
+    local: Option<IpAddr>,
+    /// UDP port of the unicast control channel (default: --port + 1).
+    #[arg(long)]
+    control_port: Option<u16>,
+    /// TTL of the datagrams (a TTL-8 side stream is sent too, to tell TTL from routing).
+    #[arg(long, default_value_t = 1)]
+    ttl: u8,
+    /// Datagrams each participant sends.
+    #[arg(long, short = 'c', default_value_t = 100)]
+    count: u64,
+    /// Milliseconds between datagrams.
+    #[arg(long, default_value_t = 10.0)]
+    interval: f64,
+    /// Highest loss in percent a pair may show and still pass.
+    #[arg(long, default_value_t = 0.0)]
+    max_loss: f64,
+    /// Run for SECS seconds instead of --count (catches IGMP snooping without a querier: ~260 s).
+    #[arg(long, value_name = "SECS")]
+    soak: Option<f64>,
+    /// Seconds to wait for peers to start, and for their reports.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    wait: f64,
 }
 
 #[derive(Args)]
@@ -144,6 +290,9 @@ struct CheckArgs {
     /// Deadline for the whole run, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     timeout: f64,
+    /// Port `kubectl proxy` listens on, for proxy.localhost.
+    #[arg(long, value_name = "PORT", default_value_t = 8001)]
+    proxy_port: u16,
     /// Report format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutFormat::Table)]
     output: OutFormat,
@@ -196,6 +345,7 @@ impl CheckArgs {
             context: self.context,
             offline: self.offline,
             timeout,
+            proxy_port: self.proxy_port,
             format: self.output.into(),
             color: self.output_file.is_none() && color_wanted(self.no_color),
             output_file: self.output_file,
@@ -245,6 +395,84 @@ fn join_check(args: JoinCheckArgs) -> Result<ExitCode> {
     emit(&report, &cfg)
 }
 
+fn run_multicast(cmd: McCmd) -> Result<ExitCode> {
+    let stop = multicast::interrupt_flag()?;
+    let mut out = io::stdout().lock();
+    match cmd {
+        McCmd::Send(a) => {
+            let opts = multicast::send::SendOptions {
+                group: a.common.group(),
+                port: a.common.port,
+                ttl: a.ttl,
+                interface: a.interface,
+                count: a.count,
+                duration: a.duration.map(|d| seconds(d, "--duration")).transpose()?,
+                interval: millis(a.interval, "--interval")?,
+                text: a.text,
+                size: a.size,
+                multicast_loop: !a.no_loop,
+                format: a.common.format(),
+            };
+            let s = multicast::send::run(&opts, &stop, &mut out)?;
+            multicast::output::send(&s, opts.format, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        McCmd::Receive(a) => {
+            let opts = multicast::receive::ReceiveOptions {
+                group: a.common.group(),
+                port: a.common.port,
+                interface: a.interface,
+                count: a.count,
+                duration: a.duration.map(|d| seconds(d, "--duration")).transpose()?,
+                format: a.common.format(),
+            };
+            let s = multicast::receive::run(&opts, &stop, &mut out)?;
+            multicast::output::receive(&s, opts.format, color_wanted(a.common.no_color), &mut out)?;
+            // Nothing received is a failure a script can see.
+            Ok(if s.received > 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        McCmd::Probe(a) => {
+            let interval = millis(a.interval, "--interval")?;
+            let count = match a.soak {
+                Some(secs) => {
+                    let secs = seconds(secs, "--soak")?;
+                    if interval.is_zero() {
+                        bail!("--soak needs an --interval above 0");
+                    }
+                    (secs.as_secs_f64() / interval.as_secs_f64()).ceil() as u64
+                }
+                None => a.count,
+            };
+            let v6 = a.common.ipv6 || a.peers.first().is_some_and(IpAddr::is_ipv6);
+            let opts = multicast::probe::ProbeOptions {
+                peers: a.peers,
+                local: a.local,
+                group: a.common.group.unwrap_or(multicast::default_group(v6)),
+                port: a.common.port,
+                control_port: a.control_port.unwrap_or(a.common.port.wrapping_add(1)),
+                ttl: a.ttl,
+                count,
+                interval,
+                max_loss: a.max_loss,
+                wait: seconds(a.wait, "--wait")?,
+                format: a.common.format(),
+                progress: io::stderr().is_terminal() && interval.as_secs_f64() * count as f64 > 2.0,
+            };
+            let r = multicast::probe::run(&opts, stop)?;
+            multicast::output::probe(&r, opts.format, color_wanted(a.common.no_color), &mut out)?;
+            Ok(if r.pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let mut out = io::stdout().lock();
     match cli.command {
@@ -262,6 +490,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Cmd::JoinCheck(args)) => join_check(args),
+        Some(Cmd::Multicast { cmd }) => run_multicast(cmd),
         Some(Cmd::Schema) => {
             serde_json::to_writer_pretty(&mut out, &report::schema())?;
             writeln!(out)?;

@@ -40,6 +40,8 @@ pub const SYSCTL_DIRS: &[&str] = &[
     "/lib/sysctl.d",
 ];
 pub const SYSCTL_CONF: &str = "/etc/sysctl.conf";
+/// Where our remediation (and `fix`) persists the values.
+pub const PERSIST_FILE: &str = "/etc/sysctl.d/99-kubernetes.conf";
 pub const MODULES_LOAD_DIRS: &[&str] = &[
     "/etc/modules-load.d",
     "/run/modules-load.d",
@@ -232,6 +234,17 @@ fn br_netfilter(facts: &Facts, _ctx: &Ctx) -> Outcome {
     Ok(Finding::pass("br_netfilter is loaded and loaded at boot").evidence_all(ev))
 }
 
+/// The shell command that persists `key = 1` for each key.
+fn persist_command(keys: &[&str]) -> String {
+    format!(
+        "printf '%s\\n' {} >> {PERSIST_FILE}",
+        keys.iter()
+            .map(|k| format!("'{k} = 1'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
 /// Live value 1 and a persisted 1 for each key; `module` marks keys that exist only with br_netfilter.
 fn sysctl_is_one(s: &SysctlFacts, keys: &[&str], why: &str) -> Outcome {
     let mut bad = Vec::new();
@@ -251,12 +264,7 @@ fn sysctl_is_one(s: &SysctlFacts, keys: &[&str], why: &str) -> Outcome {
             .join(" && ");
         return Ok(Finding::fail(format!("{} ({why})", bad.join(", ")))
             .evidence_all(ev)
-            .remediation(format!(
-                "{sets}; persist it: printf '{}' > /etc/sysctl.d/99-kubernetes.conf",
-                keys.iter()
-                    .map(|k| format!("{k} = 1\\n"))
-                    .collect::<String>()
-            )));
+            .remediation(format!("{sets} && {}", persist_command(keys))));
     }
     let persisted = get(&s.persisted)?;
     let mut not_kept = Vec::new();
@@ -281,8 +289,8 @@ fn sysctl_is_one(s: &SysctlFacts, keys: &[&str], why: &str) -> Outcome {
     Ok(Finding::warn(format!("1 now, but {}: a reboot undoes it", not_kept.join("; ")))
         .evidence_all(ev)
         .remediation(format!(
-            "printf '{}' > /etc/sysctl.d/99-kubernetes.conf and remove the overriding lines (files are applied in name order, /etc/sysctl.conf last)",
-            keys.iter().map(|k| format!("{k} = 1\\n")).collect::<String>()
+            "{}, and remove any later line that sets it otherwise (files apply in name order, /etc/sysctl.conf last)",
+            persist_command(keys)
         )))
 }
 

@@ -48,8 +48,7 @@ pub(super) fn render(report: &Report, color: bool, out: &mut dyn Write) -> std::
             text.push_str("\n  • ");
             text.push_str(e);
         }
-        if matches!(r.status, Status::Warn | Status::Fail | Status::Error)
-            && let Some(fix) = &r.remediation
+        if let (Status::Warn | Status::Fail | Status::Error, Some(fix)) = (r.status, &r.remediation)
         {
             text.push_str("\n→ ");
             text.push_str(fix);

@@ -26,6 +26,12 @@
 //!   `jws-kubeconfig-<id>` detached JWS per unexpired token with usage-bootstrap-signing.
 //! * `ApiServer::start_in(scenario, &netns)` listens inside a test network namespace instead;
 //!   `start_in_at(scenario, &netns, addr)` on a given address there (its certificate names that IP).
+//! * The running server: `url()`, `addr()`, `ca` ([`TestCa`]: `pem`, `der`, `spki_der`, `pin()` =
+//!   `sha256:<hex>` of the CA's SubjectPublicKeyInfo as `--discovery-token-ca-cert-hash` wants it),
+//!   `kubeconfig(dir)` / `kubeconfig_with(dir, file, bearer, ca_pem)` (context `cl-test`),
+//!   `get(path, bearer)` (a verified HTTPS GET for assertions), `requests()` (the request log).
+//! * Builders for single objects: [`node`], [`bootstrap_token`], [`pod`], [`daemonset`],
+//!   [`cluster_role_binding`], [`kube_dns_service`]; [`b64url`] for JWS checks.
 #![allow(dead_code)]
 
 use std::{
@@ -94,7 +100,6 @@ pub struct Scenario {
 struct Stored {
     group_version: String,
     plural: String,
-    namespaced: bool,
     namespace: Option<String>,
     name: String,
     json: Value,
@@ -456,7 +461,6 @@ impl Scenario {
         self.objects.push(Stored {
             group_version: K::API_VERSION.into(),
             plural: K::URL_PATH_SEGMENT.into(),
-            namespaced: namespace.is_some() || K::URL_PATH_SEGMENT == "secrets",
             namespace,
             name,
             json,

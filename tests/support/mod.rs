@@ -151,3 +151,221 @@ pub fn bin() -> PathBuf {
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
+
+/// A Linux bridge inside its own "switch" namespace (never the host's); participants plug in with a
+/// veth each. Dropping it deletes the namespace, and with it the bridge and the veth pairs.
+pub struct Switch {
+    pub ns: Netns,
+}
+
+impl Switch {
+    /// A switch whose bridge `br0` floods multicast (IGMP snooping off, so tests do not depend on it).
+    pub fn new(tag: &str) -> Switch {
+        let ns = Netns::new(tag);
+        ns.exec(&[
+            "ip",
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+        ns.exec(&["ip", "link", "set", "br0", "up"]);
+        Switch { ns }
+    }
+
+    /// Plugs `ns` into the bridge with address `addr` (CIDR); returns the interface name inside `ns`.
+    pub fn plug(&self, ns: &Netns, addr: &str) -> String {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let tag = std::process::id() % 100000;
+        let (inner, outer) = (format!("mc{tag}i{n}"), format!("mc{tag}o{n}"));
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &inner,
+            "netns",
+            &ns.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &outer,
+            "netns",
+            &self.ns.name,
+        ]);
+        self.ns
+            .exec(&["ip", "link", "set", &outer, "master", "br0"]);
+        self.ns.exec(&["ip", "link", "set", &outer, "up"]);
+        ns.exec(&["ip", "addr", "add", addr, "dev", &inner]);
+        ns.exec(&["ip", "link", "set", &inner, "up"]);
+        inner
+    }
+}
+
+/// A minimal static multicast router (what smcroute does): kernel multicast routing in a namespace,
+/// with virtual interfaces and (source, group) → outgoing interfaces entries. Forwarding stops
+/// when it is dropped (closing the MRT_INIT socket clears the table).
+pub struct MulticastRouter {
+    _sock: std::os::fd::OwnedFd,
+}
+
+#[repr(C)]
+struct VifCtl {
+    vifi: u16,
+    flags: u8,
+    threshold: u8,
+    rate_limit: u32,
+    lcl_ifindex: i32,
+    rmt_addr: u32,
+}
+
+#[repr(C)]
+struct MfcCtl {
+    origin: u32,
+    group: u32,
+    parent: u16,
+    ttls: [u8; 32],
+    pkt_cnt: u32,
+    byte_cnt: u32,
+    wrong_if: u32,
+    expire: i32,
+}
+
+impl MulticastRouter {
+    /// Routes `group` from `source` arriving on `vifs[0]` out of every other interface in `vifs`,
+    /// for datagrams whose TTL is above 1 (so TTL 1 never crosses, as with a real router).
+    pub fn new(
+        ns: &Netns,
+        vifs: &[&str],
+        source: std::net::Ipv4Addr,
+        group: std::net::Ipv4Addr,
+    ) -> MulticastRouter {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        const MRT_INIT: i32 = 200;
+        const MRT_ADD_VIF: i32 = 202;
+        const MRT_ADD_MFC: i32 = 204;
+        const VIFF_USE_IFINDEX: u8 = 0x8;
+        let indexes: Vec<i32> = vifs
+            .iter()
+            .map(|v| {
+                let o = ns.exec(&["cat", &format!("/sys/class/net/{v}/ifindex")]);
+                String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+            })
+            .collect();
+        let path = format!("/run/netns/{}", ns.name);
+        // setns changes only the calling thread, so the socket is made in a thread of its own.
+        let sock = std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).unwrap();
+            let set = |name: i32, p: *const libc::c_void, len: usize, fd: i32| {
+                // SAFETY: p points at a live, fully initialised struct of `len` bytes.
+                let r = unsafe {
+                    libc::setsockopt(fd, libc::IPPROTO_IP, name, p, len as libc::socklen_t)
+                };
+                assert_eq!(
+                    r,
+                    0,
+                    "setsockopt {name}: {}",
+                    std::io::Error::last_os_error()
+                );
+            };
+            // SAFETY: plain syscalls on descriptors this thread owns.
+            unsafe {
+                assert_eq!(libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET), 0);
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_IGMP);
+                assert!(
+                    fd >= 0,
+                    "raw IGMP socket: {}",
+                    std::io::Error::last_os_error()
+                );
+                let sock = OwnedFd::from_raw_fd(fd);
+                let one: i32 = 1;
+                set(MRT_INIT, (&one as *const i32).cast(), 4, fd);
+                for (i, ifindex) in indexes.iter().enumerate() {
+                    let v = VifCtl {
+                        vifi: i as u16,
+                        flags: VIFF_USE_IFINDEX,
+                        threshold: 1,
+                        rate_limit: 0,
+                        lcl_ifindex: *ifindex,
+                        rmt_addr: 0,
+                    };
+                    set(
+                        MRT_ADD_VIF,
+                        (&v as *const VifCtl).cast(),
+                        std::mem::size_of::<VifCtl>(),
+                        fd,
+                    );
+                }
+                let mut ttls = [0u8; 32];
+                for t in ttls.iter_mut().take(indexes.len()).skip(1) {
+                    *t = 1;
+                }
+                let m = MfcCtl {
+                    origin: u32::from(source).to_be(),
+                    group: u32::from(group).to_be(),
+                    parent: 0,
+                    ttls,
+                    pkt_cnt: 0,
+                    byte_cnt: 0,
+                    wrong_if: 0,
+                    expire: 0,
+                };
+                set(
+                    MRT_ADD_MFC,
+                    (&m as *const MfcCtl).cast(),
+                    std::mem::size_of::<MfcCtl>(),
+                    fd,
+                );
+                sock
+            }
+        })
+        .join()
+        .unwrap();
+        MulticastRouter { _sock: sock }
+    }
+}
+/// Joins two namespaces with a veth pair whose ends get the given names (names are per namespace) and addresses.
+pub fn veth_named(
+    a: &Netns,
+    a_if: &str,
+    a_addrs: &[&str],
+    b: &Netns,
+    b_if: &str,
+    b_addrs: &[&str],
+) {
+    sh(&[
+        "ip", "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
+        &b.name,
+    ]);
+    for (ns, ifname, addrs) in [(a, a_if, a_addrs), (b, b_if, b_addrs)] {
+        for addr in addrs {
+            ns.exec(&["ip", "addr", "add", addr, "dev", ifname]);
+        }
+        ns.exec(&["ip", "link", "set", ifname, "up"]);
+    }
+}
+
+/// Runs a command inside a namespace with `input` on its stdin (iptables-restore, nft -f -); panics when it fails.
+pub fn feed(ns: &Netns, args: &[&str], input: &str) {
+    use std::io::Write;
+    let mut c = ns
+        .command(args[0])
+        .args(&args[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+pub mod kube_proxy;

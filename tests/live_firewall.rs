@@ -1,0 +1,483 @@
+//! Live: the evaluator's verdict equals what the kernel does. Each scenario loads real iptables/nft rules into a
+//! "node" namespace, sends real TCP SYNs from a "client" namespace over a veth pair to a listener, and compares.
+
+mod support;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use k8sdoctor::{
+    firewall::{Net, Query, Verdict, evaluate, read_live_rules},
+    host::{CmdError, run_command},
+};
+use support::{Netns, bin, can_run_privileged, feed, veth_named};
+
+const NODE_IF: &str = "fwn0";
+const NODE: &str = "192.168.77.1";
+const CLIENT: &str = "192.168.77.2";
+const NODE_OTHER: &str = "172.31.77.1";
+const CLIENT_OTHER: &str = "172.31.77.2";
+const PORTS: &[u16] = &[22, 2379, 2380, 6443, 10250, 10258];
+
+/// Listens on every port in the node namespace until dropped (and exits by itself after 120 s).
+struct Listener(Child);
+
+impl Listener {
+    fn start(ns: &Netns) -> Listener {
+        let script = "import socket,select,sys,time\nss=[]\nfor p in sys.argv[1:]:\n s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind(('0.0.0.0',int(p))); s.listen(64); ss.append(s)\nprint('ready',flush=True)\nend=time.time()+120\nwhile time.time()<end:\n r,_,_=select.select(ss,[],[],1)\n for s in r: s.accept()[0].close()\n";
+        let mut args = vec!["-c".to_string(), script.into()];
+        args.extend(PORTS.iter().map(|p| p.to_string()));
+        // `ip netns exec` execs python itself, so killing the child ends the listener.
+        let mut c = ns
+            .command("python3")
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(c.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "listener did not start");
+        Listener(c)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A node and a client namespace on one veth pair, with two networks on it, and a listener on the node.
+struct Lab {
+    node: Netns,
+    client: Netns,
+    _listener: Listener,
+}
+
+fn lab() -> Lab {
+    let node = Netns::new("fw");
+    let client = Netns::new("fw");
+    veth_named(
+        &node,
+        NODE_IF,
+        &["192.168.77.1/24", "172.31.77.1/24"],
+        &client,
+        "fwc0",
+        &["192.168.77.2/24", "172.31.77.2/24"],
+    );
+    let listener = Listener::start(&node);
+    Lab {
+        node,
+        client,
+        _listener: listener,
+    }
+}
+
+/// What the kernel did with a TCP SYN: connected (accept), an error back (reject), or silence (drop).
+fn kernel(client: &Netns, src: &str, dst: &str, port: u16) -> Verdict {
+    let script = "import socket,sys\ns=socket.socket(); s.settimeout(1.5); s.bind((sys.argv[1],0))\ntry:\n s.connect((sys.argv[2],int(sys.argv[3]))); print('accept')\nexcept socket.timeout: print('drop')\nexcept OSError as e: print('reject', e.errno)\n";
+    let o = client
+        .command("python3")
+        .args(["-c", script, src, dst, &port.to_string()])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    match out.split_whitespace().next() {
+        Some("accept") => Verdict::Accept,
+        Some("drop") => Verdict::Drop,
+        Some("reject") => Verdict::Reject,
+        _ => panic!("probe failed: {out} {}", String::from_utf8_lossy(&o.stderr)),
+    }
+}
+
+/// What the evaluator says, from the rules read in the node namespace exactly as `check` reads them.
+fn evaluator(node: &Netns, src: &str, dst: &str, iface: &str, port: u16) -> (Verdict, String) {
+    let ns = node.name.clone();
+    let run = move |p: &str, a: &[&str]| -> Result<String, CmdError> {
+        // `ip netns exec` cannot tell a missing tool from a failing one; look first.
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {p}")])
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
+            return Err(CmdError::NotFound(p.into()));
+        }
+        let mut args = vec!["netns", "exec", &ns, p];
+        args.extend_from_slice(a);
+        run_command("ip", &args, Duration::from_secs(10))
+    };
+    let read = read_live_rules(&run);
+    assert!(read.problems.is_empty(), "{:?}", read.problems);
+    let rules = read.rules.unwrap();
+    let q = Query::tcp(port, Net::host(src.parse().unwrap()))
+        .on(iface)
+        .to(dst.parse().unwrap());
+    let a = evaluate(&rules, &q);
+    (a.verdict(), a.explain().join("\n"))
+}
+
+/// Sends each probe and asserts the kernel did what the scenario expects and the evaluator agrees.
+fn agree(lab: &Lab, name: &str, probes: &[(&str, &str, u16, Verdict)]) {
+    for &(src, dst, port, expected) in probes {
+        let k = kernel(&lab.client, src, dst, port);
+        let (e, why) = evaluator(&lab.node, src, dst, NODE_IF, port);
+        assert_eq!(
+            k, expected,
+            "{name}: kernel for tcp/{port} from {src} (evaluator: {why})"
+        );
+        assert_eq!(
+            e, k,
+            "{name}: evaluator vs kernel for tcp/{port} from {src}: {why}"
+        );
+        eprintln!("{name}: tcp/{port} from {src}: kernel {k}, evaluator {e}");
+    }
+}
+
+const CENTOS7: &str = include_str!("../fixtures/firewall/centos7-default.rules");
+const GUIDE_RULE: &[&str] = &[
+    "-s",
+    "192.168.0.0/16",
+    "-p",
+    "tcp",
+    "-m",
+    "multiport",
+    "--dports",
+    "6443",
+    "-j",
+    "ACCEPT",
+];
+
+fn iptables(ns: &Netns, args: &[&str]) {
+    let mut a = vec!["iptables"];
+    a.extend_from_slice(args);
+    ns.exec(&a);
+}
+
+#[test]
+fn iptables_scenarios_agree_with_the_kernel() {
+    if !can_run_privileged(&["ip", "iptables", "iptables-restore", "python3"]) {
+        return;
+    }
+    use Verdict::*;
+    {
+        let lab = lab();
+        feed(&lab.node, &["iptables-restore"], CENTOS7);
+        agree(
+            &lab,
+            "centos7 default",
+            &[(CLIENT, NODE, 6443, Reject), (CLIENT, NODE, 22, Accept)],
+        );
+        // The guide's rule inserted before the REJECT (position 5).
+        let mut ins = vec!["-I", "INPUT", "5"];
+        ins.extend_from_slice(GUIDE_RULE);
+        iptables(&lab.node, &ins);
+        agree(
+            &lab,
+            "guide rule before REJECT",
+            &[
+                (CLIENT, NODE, 6443, Accept),
+                (CLIENT_OTHER, NODE_OTHER, 6443, Reject),
+            ],
+        );
+    }
+    {
+        let lab = lab();
+        feed(&lab.node, &["iptables-restore"], CENTOS7);
+        let mut app = vec!["-A", "INPUT"];
+        app.extend_from_slice(GUIDE_RULE);
+        iptables(&lab.node, &app);
+        agree(
+            &lab,
+            "guide rule appended after REJECT",
+            &[(CLIENT, NODE, 6443, Reject)],
+        );
+    }
+    {
+        let lab = lab();
+        feed(
+            &lab.node,
+            &["iptables-restore"],
+            "*filter\n:INPUT ACCEPT [0:0]\n:K8S - [0:0]\n-A INPUT -j K8S\n-A INPUT -p tcp --dport 6443 -j ACCEPT\n-A INPUT -j DROP\n-A K8S -s 192.168.0.0/16 -j RETURN\n-A K8S -j REJECT\nCOMMIT\n",
+        );
+        agree(
+            &lab,
+            "user chain with RETURN",
+            &[
+                (CLIENT, NODE, 6443, Accept),
+                (CLIENT, NODE, 10250, Drop),
+                (CLIENT_OTHER, NODE_OTHER, 6443, Reject),
+            ],
+        );
+    }
+    {
+        let lab = lab();
+        feed(
+            &lab.node,
+            &["iptables-restore"],
+            "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n",
+        );
+        agree(
+            &lab,
+            "DROP policy",
+            &[(CLIENT, NODE, 6443, Drop), (CLIENT, NODE, 22, Accept)],
+        );
+    }
+    {
+        let lab = lab();
+        feed(
+            &lab.node,
+            &["iptables-restore"],
+            "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m multiport --dports 2379:2380,10250,10257:10259 -j ACCEPT\n-A INPUT -p tcp -j REJECT --reject-with tcp-reset\nCOMMIT\n",
+        );
+        agree(
+            &lab,
+            "multiport ranges",
+            &[
+                (CLIENT, NODE, 2380, Accept),
+                (CLIENT, NODE, 10258, Accept),
+                (CLIENT, NODE, 10250, Accept),
+                (CLIENT, NODE, 6443, Reject),
+            ],
+        );
+    }
+    {
+        let lab = lab();
+        feed(
+            &lab.node,
+            &["iptables-restore"],
+            "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT ! -s 192.168.0.0/16 -p tcp -m tcp --dport 6443 -j DROP\nCOMMIT\n",
+        );
+        agree(
+            &lab,
+            "negated source",
+            &[
+                (CLIENT, NODE, 6443, Accept),
+                (CLIENT_OTHER, NODE_OTHER, 6443, Drop),
+            ],
+        );
+    }
+}
+
+#[test]
+fn the_weave_interface_rule_agrees_with_the_kernel() {
+    if !can_run_privileged(&["ip", "iptables", "iptables-restore", "python3"]) {
+        return;
+    }
+    let lab = lab();
+    // A second link named like Weave's bridge, carrying the pod network.
+    veth_named(
+        &lab.node,
+        "weave",
+        &["10.32.0.1/12"],
+        &lab.client,
+        "fwpod",
+        &["10.32.0.2/12"],
+    );
+    let mut rules = CENTOS7.replace(
+        "-A INPUT -j REJECT",
+        "-A INPUT -s 10.0.0.0/8 -i weave -m comment --comment \"100 allow access to Kubernetes API Endpoint from network overlay\" -j ACCEPT\n-A INPUT -j REJECT",
+    );
+    rules.push('\n');
+    feed(&lab.node, &["iptables-restore"], &rules);
+    for (src, dst, iface, expected) in [
+        ("10.32.0.2", "10.32.0.1", "weave", Verdict::Accept),
+        (CLIENT, NODE, NODE_IF, Verdict::Reject),
+    ] {
+        let k = kernel(&lab.client, src, dst, 6443);
+        let (e, why) = evaluator(&lab.node, src, dst, iface, 6443);
+        assert_eq!(
+            (k, e),
+            (expected, expected),
+            "weave rule, from {src} on {iface}: {why}"
+        );
+    }
+}
+
+#[test]
+fn nft_scenarios_agree_with_the_kernel() {
+    if !can_run_privileged(&["ip", "nft", "python3"]) {
+        return;
+    }
+    use Verdict::*;
+    {
+        let lab = lab();
+        feed(
+            &lab.node,
+            &["nft", "-f", "-"],
+            "table inet first {\n chain input {\n  type filter hook input priority -10; policy accept;\n  tcp dport 6443 accept\n }\n}\ntable ip second {\n chain input {\n  type filter hook input priority 10; policy accept;\n  ip saddr 172.16.0.0/12 tcp dport { 6443, 10250 } drop\n }\n}\n",
+        );
+        agree(
+            &lab,
+            "nft two input base chains",
+            &[
+                (CLIENT, NODE, 6443, Accept),
+                (CLIENT_OTHER, NODE_OTHER, 6443, Drop),
+                (CLIENT_OTHER, NODE_OTHER, 2379, Accept),
+            ],
+        );
+    }
+    {
+        let lab = lab();
+        feed(
+            &lab.node,
+            &["nft", "-f", "-"],
+            "table inet filter {\n set kports {\n  type inet_service; flags interval;\n  elements = { 6443, 10250-10259 }\n }\n chain input {\n  type filter hook input priority filter; policy drop;\n  iifname \"lo\" accept\n  ct state vmap { established : accept, related : accept, invalid : drop }\n  tcp dport @kports accept\n }\n}\n",
+        );
+        agree(
+            &lab,
+            "nft set of ports",
+            &[
+                (CLIENT, NODE, 6443, Accept),
+                (CLIENT, NODE, 10258, Accept),
+                (CLIENT, NODE, 2379, Drop),
+            ],
+        );
+    }
+    {
+        let lab = lab();
+        feed(
+            &lab.node,
+            &["nft", "-f", "-"],
+            "table ip filter2 {\n chain allow {\n  ip saddr != 192.168.0.0/16 return\n  tcp dport { 6443, 10250 } accept\n }\n chain input {\n  type filter hook input priority 0; policy accept;\n  jump allow\n  reject with tcp reset\n }\n}\n",
+        );
+        agree(
+            &lab,
+            "nft jump/return",
+            &[
+                (CLIENT, NODE, 6443, Accept),
+                (CLIENT, NODE, 2379, Reject),
+                (CLIENT_OTHER, NODE_OTHER, 6443, Reject),
+            ],
+        );
+    }
+}
+
+#[test]
+fn split_backends_and_mixed_tools_agree_with_the_kernel() {
+    if !can_run_privileged(&[
+        "ip",
+        "iptables",
+        "iptables-legacy",
+        "iptables-restore",
+        "nft",
+        "python3",
+    ]) {
+        return;
+    }
+    use Verdict::*;
+    let lab = lab();
+    // iptables-nft accepts everything; a legacy rule still drops 172.16/12; a native nft table rejects 10250.
+    iptables(&lab.node, &["-A", "INPUT", "-j", "ACCEPT"]);
+    lab.node.exec(&[
+        "iptables-legacy",
+        "-A",
+        "INPUT",
+        "-s",
+        "172.16.0.0/12",
+        "-j",
+        "DROP",
+    ]);
+    feed(
+        &lab.node,
+        &["nft", "-f", "-"],
+        "table inet native {\n chain input {\n  type filter hook input priority 5; policy accept;\n  tcp dport 10250 reject\n }\n}\n",
+    );
+    agree(
+        &lab,
+        "legacy + nft + native",
+        &[
+            (CLIENT, NODE, 6443, Accept),
+            (CLIENT_OTHER, NODE_OTHER, 6443, Drop),
+            (CLIENT, NODE, 10250, Reject),
+        ],
+    );
+    let out = lab
+        .node
+        .command(bin().to_str().unwrap())
+        .args(["--only", "firewall.backend", "-o", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["results"][0]["status"], "warn", "{v}");
+}
+
+fn apiserver_check(ns: &Netns) -> (i32, serde_json::Value) {
+    let out = ns
+        .command(bin().to_str().unwrap())
+        .args([
+            "--only",
+            "firewall.apiserver-port",
+            "--role",
+            "control-plane",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), v["results"][0].clone())
+}
+
+#[test]
+fn cli_apiserver_port_fails_on_centos7_defaults_and_passes_with_the_guides_rule() {
+    if !can_run_privileged(&["ip", "iptables", "iptables-restore"]) {
+        return;
+    }
+    let node = Netns::new("fw");
+    let client = Netns::new("fw");
+    veth_named(
+        &node,
+        NODE_IF,
+        &["192.168.77.1/24"],
+        &client,
+        "fwc0",
+        &["192.168.77.2/24"],
+    );
+    // A Calico node: its VXLAN interface names the CNI, so the pod network is Calico's 192.168.0.0/16.
+    node.exec(&[
+        "ip",
+        "link",
+        "add",
+        "vxlan.calico",
+        "type",
+        "vxlan",
+        "id",
+        "4096",
+        "dstport",
+        "4789",
+        "dev",
+        "lo",
+    ]);
+    feed(&node, &["iptables-restore"], CENTOS7);
+    let (code, r) = apiserver_check(&node);
+    assert_eq!((code, r["status"].as_str()), (1, Some("fail")), "{r:#}");
+    let ev = r["evidence"].to_string();
+    assert!(ev.contains("reject by iptables-nft filter/INPUT #5: -A INPUT -j REJECT --reject-with icmp-host-prohibited"), "{r:#}");
+    assert!(
+        r["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("iptables -I INPUT 5 -s 192.168.77.0/24"),
+        "{r:#}"
+    );
+    let mut ins = vec!["-I", "INPUT", "5"];
+    ins.extend_from_slice(GUIDE_RULE);
+    iptables(&node, &ins);
+    let (code, r) = apiserver_check(&node);
+    assert_eq!((code, r["status"].as_str()), (0, Some("pass")), "{r:#}");
+    let ev = r["evidence"].to_string();
+    assert!(ev.contains("accept by iptables-nft filter/INPUT #5: -A INPUT -s 192.168.0.0/16 -p tcp -m multiport --dports 6443 -j ACCEPT"), "{r:#}");
+    assert!(
+        ev.contains("tcp/6443 from 192.168.0.0/16 on vxlan.calico"),
+        "{r:#}"
+    );
+}
