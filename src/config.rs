@@ -104,6 +104,9 @@ mod tests {
         };
         assert!(!s.selects("dns.loopback-nameserver"));
         assert!(s.selects("swap.active"));
-        assert_eq!(s.unknown_ids(&["swap.active", "dns.loopback-nameserver"]), ["bogus"]);
+        assert_eq!(
+            s.unknown_ids(&["swap.active", "dns.loopback-nameserver"]),
+            ["bogus"]
+        );
     }
 }

@@ -145,7 +145,7 @@ pub fn gather(host: &Host) -> Fact<DnsFacts> {
 }
 
 /// The resolv.conf whose nameservers reach pods, and evidence for why it is that one.
-fn effective<'a>(facts: &'a DnsFacts) -> Result<(Option<&'a ResolvConf>, Vec<String>), FactError> {
+fn effective(facts: &DnsFacts) -> Result<(Option<&ResolvConf>, Vec<String>), FactError> {
     let Some(kubelet) = &facts.kubelet else {
         return Ok((Some(get(&facts.etc)?), vec![]));
     };
@@ -169,7 +169,10 @@ fn effective<'a>(facts: &'a DnsFacts) -> Result<(Option<&'a ResolvConf>, Vec<Str
             } else if p == ETC_RESOLV {
                 Ok((Some(get(&facts.etc)?), vec![at]))
             } else {
-                let file = k.file.as_ref().expect("read when resolvConf names another file");
+                let file = k
+                    .file
+                    .as_ref()
+                    .expect("read when resolvConf names another file");
                 match file {
                     Err(FactError::Missing(_)) => Err(FactError::Unreadable(format!(
                         "{at} names a file that does not exist; the kubelet cannot create pods"
@@ -181,7 +184,8 @@ fn effective<'a>(facts: &'a DnsFacts) -> Result<(Option<&'a ResolvConf>, Vec<Str
     }
 }
 
-fn upstreams(facts: &DnsFacts) -> Option<&ResolvConf> {
+/// systemd-resolved's upstream file when it lists real (non-loopback) nameservers.
+pub fn upstreams(facts: &DnsFacts) -> Option<&ResolvConf> {
     facts
         .resolved_upstream
         .as_ref()
@@ -205,30 +209,32 @@ fn loopback_nameserver(facts: &Facts, _ctx: &Ctx) -> Outcome {
     if !local.is_empty() {
         evidence.extend(local.iter().map(|n| eff.cite(n)));
         let all_stub = local.iter().all(|n| n.is_resolved_stub());
-        if all_stub {
-            if let Some(up) = upstreams(dns) {
-                evidence.push(format!(
-                    "{}: upstreams {}",
-                    up.path,
-                    up.nameservers.iter().map(|n| n.text.as_str()).collect::<Vec<_>>().join(", ")
-                ));
-                let fix = format!(
-                    "set `resolvConf: {RESOLVED_UPSTREAM}` in {} (or KubeletConfiguration in kubeadm's config) and restart the kubelet",
-                    kubelet::CONFIG_PATH
-                );
-                let f = if dns.kubelet.is_none() {
-                    Finding::warn(format!(
-                        "{} points at systemd-resolved's stub {}: pods would forward DNS to themselves; kubeadm points the kubelet at {RESOLVED_UPSTREAM} when systemd-resolved runs, verify it after install",
-                        eff.path, local[0].text
-                    ))
-                } else {
-                    Finding::fail(format!(
-                        "the kubelet hands pods {} which points at systemd-resolved's stub {}: CoreDNS forwards to itself and loops",
-                        eff.path, local[0].text
-                    ))
-                };
-                return Ok(f.evidence_all(evidence).remediation(fix));
-            }
+        if all_stub && let Some(up) = upstreams(dns) {
+            evidence.push(format!(
+                "{}: upstreams {}",
+                up.path,
+                up.nameservers
+                    .iter()
+                    .map(|n| n.text.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            let fix = format!(
+                "set `resolvConf: {RESOLVED_UPSTREAM}` in {} (or KubeletConfiguration in kubeadm's config) and restart the kubelet",
+                kubelet::CONFIG_PATH
+            );
+            let f = if dns.kubelet.is_none() {
+                Finding::warn(format!(
+                    "{} points at systemd-resolved's stub {}: pods would forward DNS to themselves; kubeadm points the kubelet at {RESOLVED_UPSTREAM} when systemd-resolved runs, verify it after install",
+                    eff.path, local[0].text
+                ))
+            } else {
+                Finding::fail(format!(
+                    "the kubelet hands pods {} which points at systemd-resolved's stub {}: CoreDNS forwards to itself and loops",
+                    eff.path, local[0].text
+                ))
+            };
+            return Ok(f.evidence_all(evidence).remediation(fix));
         }
         return Ok(Finding::fail(format!(
             "{} lists a loopback nameserver ({}): inside a pod that address is the pod itself, so cluster DNS loops or fails",
@@ -243,7 +249,10 @@ fn loopback_nameserver(facts: &Facts, _ctx: &Ctx) -> Outcome {
             eff.path
         ))
         .evidence_all(evidence)
-        .remediation(format!("add a `nameserver <upstream IP>` line to {}", eff.path)));
+        .remediation(format!(
+            "add a `nameserver <upstream IP>` line to {}",
+            eff.path
+        )));
     }
     if eff.nameservers.len() > MAX_NAMESERVERS {
         evidence.extend(eff.nameservers.iter().map(|n| eff.cite(n)));
@@ -262,7 +271,11 @@ fn loopback_nameserver(facts: &Facts, _ctx: &Ctx) -> Outcome {
     if !etc_local.is_empty() {
         evidence.push(format!(
             "{ETC_RESOLV} has {} but the kubelet does not hand it to pods",
-            etc_local.iter().map(|n| n.text.as_str()).collect::<Vec<_>>().join(", ")
+            etc_local
+                .iter()
+                .map(|n| n.text.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     Ok(Finding::pass(format!(
@@ -306,7 +319,11 @@ mod tests {
             ETC_RESOLV,
             "# nameserver 127.0.0.1\n; nameserver ::1\n\nsearch example.org\nnameserver\t10.0.0.2  \n  nameserver fe80::1%eth0\nnameserver bogus\nnameserver\n",
         );
-        let texts: Vec<_> = r.nameservers.iter().map(|n| (n.line, n.text.as_str())).collect();
+        let texts: Vec<_> = r
+            .nameservers
+            .iter()
+            .map(|n| (n.line, n.text.as_str()))
+            .collect();
         assert_eq!(texts, [(5, "10.0.0.2"), (6, "fe80::1%eth0"), (7, "bogus")]);
         assert!(r.nameservers[1].addr.is_some());
         assert!(r.nameservers[2].addr.is_none() && !r.nameservers[2].is_local());
@@ -314,18 +331,31 @@ mod tests {
 
     #[test]
     fn the_guides_loopback_fails_with_the_line() {
-        let f = run(&facts("search univ.edu\nnameserver 127.0.0.1\nnameserver 10.1.1.1\n", None, None));
+        let f = run(&facts(
+            "search univ.edu\nnameserver 127.0.0.1\nnameserver 10.1.1.1\n",
+            None,
+            None,
+        ));
         assert_eq!(f.status, Status::Fail);
         assert_eq!(f.evidence, ["/etc/resolv.conf:2: nameserver 127.0.0.1"]);
     }
 
     #[test]
     fn every_loopback_form_fails() {
-        for ns in ["127.0.1.1", "::1", "0.0.0.0", "::ffff:127.0.0.1", "127.8.9.10"] {
+        for ns in [
+            "127.0.1.1",
+            "::1",
+            "0.0.0.0",
+            "::ffff:127.0.0.1",
+            "127.8.9.10",
+        ] {
             let f = run(&facts(&format!("nameserver {ns}\n"), None, None));
             assert_eq!(f.status, Status::Fail, "{ns}");
         }
-        assert_eq!(run(&facts("nameserver 128.0.0.1\n", None, None)).status, Status::Pass);
+        assert_eq!(
+            run(&facts("nameserver 128.0.0.1\n", None, None)).status,
+            Status::Pass
+        );
     }
 
     #[test]
@@ -338,7 +368,11 @@ mod tests {
         assert_eq!(f.status, Status::Warn);
         assert!(f.remediation.unwrap().contains(RESOLVED_UPSTREAM));
         // Without real upstreams the stub is just a loopback nameserver.
-        let f = run(&facts("nameserver 127.0.0.53\n", None, Some("nameserver 127.0.0.1\n")));
+        let f = run(&facts(
+            "nameserver 127.0.0.53\n",
+            None,
+            Some("nameserver 127.0.0.1\n"),
+        ));
         assert_eq!(f.status, Status::Fail);
     }
 
@@ -346,7 +380,10 @@ mod tests {
     fn kubelet_pointing_at_upstreams_passes_despite_the_stub() {
         let k = KubeletDns {
             resolv_conf: Some((RESOLVED_UPSTREAM.into(), Some(12))),
-            file: Some(Ok(parse_resolv_conf(RESOLVED_UPSTREAM, "nameserver 192.0.2.53\n"))),
+            file: Some(Ok(parse_resolv_conf(
+                RESOLVED_UPSTREAM,
+                "nameserver 192.0.2.53\n",
+            ))),
         };
         let f = run(&facts("nameserver 127.0.0.53\n", Some(Ok(k)), None));
         assert_eq!(f.status, Status::Pass, "{f:?}");
@@ -359,7 +396,11 @@ mod tests {
             resolv_conf: None,
             file: None,
         };
-        let f = run(&facts("nameserver 127.0.0.53\n", Some(Ok(k)), Some("nameserver 192.0.2.53\n")));
+        let f = run(&facts(
+            "nameserver 127.0.0.53\n",
+            Some(Ok(k)),
+            Some("nameserver 192.0.2.53\n"),
+        ));
         assert_eq!(f.status, Status::Fail);
         assert!(f.remediation.unwrap().contains("resolvConf"));
     }
@@ -370,17 +411,27 @@ mod tests {
             resolv_conf: Some(("/etc/k8s-resolv.conf".into(), Some(3))),
             file: Some(Err(FactError::Missing("gone".into()))),
         };
-        assert_eq!(run(&facts("nameserver 10.0.0.1\n", Some(Ok(k)), None)).status, Status::Error);
+        assert_eq!(
+            run(&facts("nameserver 10.0.0.1\n", Some(Ok(k)), None)).status,
+            Status::Error
+        );
         let k = KubeletDns {
             resolv_conf: Some((String::new(), Some(3))),
             file: None,
         };
-        assert_eq!(run(&facts("nameserver 127.0.0.1\n", Some(Ok(k)), None)).status, Status::Pass);
+        assert_eq!(
+            run(&facts("nameserver 127.0.0.1\n", Some(Ok(k)), None)).status,
+            Status::Pass
+        );
     }
 
     #[test]
     fn too_many_or_no_nameservers_warn() {
-        let f = run(&facts("nameserver 10.0.0.1\nnameserver 10.0.0.2\nnameserver 10.0.0.3\nnameserver 10.0.0.4\n", None, None));
+        let f = run(&facts(
+            "nameserver 10.0.0.1\nnameserver 10.0.0.2\nnameserver 10.0.0.3\nnameserver 10.0.0.4\n",
+            None,
+            None,
+        ));
         assert_eq!((f.status, f.evidence.len()), (Status::Warn, 4));
         assert_eq!(run(&facts("search x\n", None, None)).status, Status::Warn);
     }

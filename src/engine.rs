@@ -172,6 +172,11 @@ fn host_info(host: &Host, role: Role) -> HostInfo {
 
 /// Runs `check`: the whole flow from config to report.
 pub fn run(cfg: &Config) -> Result<Report> {
+    run_with_facts(cfg).map(|(report, _)| report)
+}
+
+/// Like [`run`], and also hands back the gathered facts (for `fix`, whose planners read the same facts the checks did).
+pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
     let started = SystemTime::now();
     let clock = Instant::now();
     let host = Host::new(&cfg.root).context("cannot read host files")?;
@@ -239,7 +244,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
             }
         })
         .collect();
-    Ok(Report {
+    let report = Report {
         schema_version: SCHEMA_VERSION.into(),
         tool: Tool::default(),
         started_at: jiff::Timestamp::try_from(started)
@@ -251,7 +256,8 @@ pub fn run(cfg: &Config) -> Result<Report> {
         summary: Summary::of(&results),
         results,
     }
-    .masked())
+    .masked();
+    Ok((report, facts))
 }
 
 /// Whether the report should make the process exit 1 under `--fail-on`.
@@ -294,7 +300,10 @@ mod tests {
         assert_eq!(evaluate(&def, &facts, &ctx).status, Status::Skip);
         facts.swap = Err(FactError::Unreadable("cannot read /proc/swaps".into()));
         let f = evaluate(&def, &facts, &ctx);
-        assert_eq!((f.status, f.message.as_str()), (Status::Error, "cannot read /proc/swaps"));
+        assert_eq!(
+            (f.status, f.message.as_str()),
+            (Status::Error, "cannot read /proc/swaps")
+        );
     }
 
     #[test]

@@ -47,7 +47,10 @@ mod tests {
     fn reads_the_fields_kubeadm_writes() {
         let text = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nauthentication:\n  anonymous:\n    enabled: false\nresolvConf: /run/systemd/resolve/resolv.conf\nfailSwapOn: false\nmemorySwap:\n  swapBehavior: LimitedSwap\n";
         let c = parse(text).unwrap();
-        assert_eq!(c.resolv_conf.as_deref(), Some("/run/systemd/resolve/resolv.conf"));
+        assert_eq!(
+            c.resolv_conf.as_deref(),
+            Some("/run/systemd/resolve/resolv.conf")
+        );
         assert_eq!(c.fail_swap_on, Some(false));
         assert_eq!(
             c.memory_swap.unwrap().swap_behavior.as_deref(),

@@ -87,7 +87,10 @@ mod tests {
         assert!(!m.contains("0e6b932b0907deff"), "{m}");
         assert!(m.contains("a24a11.****************"));
         assert!(m.contains("192.168.1.2:6443"));
-        assert_eq!(mask_token("a24a11.0e6b932b0907deff"), "a24a11.****************");
+        assert_eq!(
+            mask_token("a24a11.0e6b932b0907deff"),
+            "a24a11.****************"
+        );
     }
 
     #[test]

@@ -85,13 +85,26 @@ mod tests {
 
     #[test]
     fn enforcing_now_or_at_boot_warns() {
-        let cfg = "# This file controls the state of SELinux\nSELINUX=enforcing\nSELINUXTYPE=targeted\n";
+        let cfg =
+            "# This file controls the state of SELinux\nSELINUX=enforcing\nSELINUXTYPE=targeted\n";
         let f = run(Some(true), cfg);
         assert_eq!(f.status, Status::Warn);
-        assert_eq!(f.evidence, ["/sys/fs/selinux/enforce = 1", "/etc/selinux/config:2: SELINUX=enforcing"]);
+        assert_eq!(
+            f.evidence,
+            [
+                "/sys/fs/selinux/enforce = 1",
+                "/etc/selinux/config:2: SELINUX=enforcing"
+            ]
+        );
         assert_eq!(run(Some(false), cfg).status, Status::Warn);
-        assert_eq!(run(Some(false), "SELINUX=permissive\n").status, Status::Pass);
+        assert_eq!(
+            run(Some(false), "SELINUX=permissive\n").status,
+            Status::Pass
+        );
         assert_eq!(run(None, "").status, Status::Pass);
-        assert_eq!(parse_config("SELINUX=\"Enforcing\" \n"), Some(("enforcing".into(), 1)));
+        assert_eq!(
+            parse_config("SELINUX=\"Enforcing\" \n"),
+            Some(("enforcing".into(), 1))
+        );
     }
 }

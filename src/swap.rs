@@ -22,6 +22,7 @@ pub const CHECKS: &[CheckDef] = &[
 
 pub const FSTAB: &str = "/etc/fstab";
 pub const SWAP_WANTS: &str = "/etc/systemd/system/swap.target.wants";
+pub const SYSTEMD_ETC: &str = "/etc/systemd/system";
 const ZRAM_GENERATOR: &[&str] = &[
     "/etc/systemd/zram-generator.conf",
     "/usr/lib/systemd/zram-generator.conf",
@@ -93,11 +94,17 @@ pub fn zram_generator_line(text: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// A unit masked in /etc (a link to /dev/null) never starts, whatever wants it.
+pub fn is_masked(host: &Host, unit: &str) -> bool {
+    host.link_target(&format!("{SYSTEMD_ETC}/{unit}"))
+        .is_some_and(|t| t == std::path::Path::new("/dev/null"))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwapFacts {
     pub swaps: Fact<Vec<SwapDevice>>,
     pub fstab: Fact<Vec<FstabSwap>>,
-    /// Swap units enabled in `swap.target.wants`.
+    /// Swap units enabled in `swap.target.wants` and not masked.
     pub enabled_units: Vec<String>,
     /// A zram-generator config that creates swap at boot: path and line.
     pub zram_generator: Option<(String, usize)>,
@@ -113,7 +120,7 @@ pub fn gather(host: &Host) -> Fact<SwapFacts> {
             .list_dir(SWAP_WANTS)
             .unwrap_or_default()
             .into_iter()
-            .filter(|n| n.ends_with(".swap"))
+            .filter(|n| n.ends_with(".swap") && !is_masked(host, n))
             .collect(),
         zram_generator: ZRAM_GENERATOR.iter().find_map(|p| {
             let text = host.read_opt(p).ok().flatten()?;
@@ -229,7 +236,10 @@ mod tests {
     fn active_swap_fails_with_each_device() {
         let f = active(&facts(GUIDE_SWAPS, ""), &ctx()).unwrap();
         assert_eq!(f.status, Status::Fail);
-        assert_eq!(f.evidence, ["/proc/swaps: /dev/dm-1 (partition, 2097148 KiB, 0 KiB used)"]);
+        assert_eq!(
+            f.evidence,
+            ["/proc/swaps: /dev/dm-1 (partition, 2097148 KiB, 0 KiB used)"]
+        );
         let f = active(&facts("Filename Type Size Used Priority\n", ""), &ctx()).unwrap();
         assert_eq!(f.status, Status::Pass);
     }
@@ -238,7 +248,10 @@ mod tests {
     fn nodeswap_configured_on_cgroup_v2_only_warns() {
         let mut f = facts(GUIDE_SWAPS, "");
         if let Ok(s) = &mut f.swap {
-            s.kubelet = Some(kubelet::parse("failSwapOn: false\nmemorySwap:\n  swapBehavior: LimitedSwap\n").unwrap());
+            s.kubelet = Some(
+                kubelet::parse("failSwapOn: false\nmemorySwap:\n  swapBehavior: LimitedSwap\n")
+                    .unwrap(),
+            );
             s.cgroup_v2 = true;
         }
         let r = active(&f, &ctx()).unwrap();
@@ -253,14 +266,20 @@ mod tests {
         assert_eq!(e.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 6]);
         let f = persistent(&facts("", fstab), &ctx()).unwrap();
         assert_eq!(f.status, Status::Warn);
-        assert_eq!(f.evidence[0], "/etc/fstab:3: /dev/mapper/centos-swap swap                    swap    defaults        0 0");
+        assert_eq!(
+            f.evidence[0],
+            "/etc/fstab:3: /dev/mapper/centos-swap swap                    swap    defaults        0 0"
+        );
         let f = persistent(&facts("", "# /dev/sda2 none swap sw 0 0\n"), &ctx()).unwrap();
         assert_eq!(f.status, Status::Pass);
     }
 
     #[test]
     fn zram_generator_and_units_count_as_persistent() {
-        assert_eq!(zram_generator_line("# comment\n[zram0]\nzram-size = ram / 2\n"), Some(2));
+        assert_eq!(
+            zram_generator_line("# comment\n[zram0]\nzram-size = ram / 2\n"),
+            Some(2)
+        );
         let mut f = facts("", "");
         if let Ok(s) = &mut f.swap {
             s.enabled_units = vec!["dev-sda2.swap".into()];

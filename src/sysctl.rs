@@ -137,7 +137,12 @@ fn mentions_module(text: &str, module: &str) -> Option<usize> {
 pub fn gather(host: &Host) -> Fact<SysctlFacts> {
     let live = KEYS
         .iter()
-        .map(|k| (k.to_string(), host.read(&proc_path(k)).map(|t| first_token(&t))))
+        .map(|k| {
+            (
+                k.to_string(),
+                host.read(&proc_path(k)).map(|t| first_token(&t)),
+            )
+        })
         .collect();
     let persisted = (|| {
         let mut files = config_files(host, SYSCTL_DIRS)?;
@@ -248,7 +253,9 @@ fn sysctl_is_one(s: &SysctlFacts, keys: &[&str], why: &str) -> Outcome {
             .evidence_all(ev)
             .remediation(format!(
                 "{sets}; persist it: printf '{}' > /etc/sysctl.d/99-kubernetes.conf",
-                keys.iter().map(|k| format!("{k} = 1\\n")).collect::<String>()
+                keys.iter()
+                    .map(|k| format!("{k} = 1\\n"))
+                    .collect::<String>()
             )));
     }
     let persisted = get(&s.persisted)?;
@@ -267,7 +274,9 @@ fn sysctl_is_one(s: &SysctlFacts, keys: &[&str], why: &str) -> Outcome {
         }
     }
     if not_kept.is_empty() {
-        return Ok(Finding::pass(format!("{} = 1 now and at boot", keys.join(", "))).evidence_all(ev));
+        return Ok(
+            Finding::pass(format!("{} = 1 now and at boot", keys.join(", "))).evidence_all(ev),
+        );
     }
     Ok(Finding::warn(format!("1 now, but {}: a reboot undoes it", not_kept.join("; ")))
         .evidence_all(ev)
@@ -339,7 +348,10 @@ mod tests {
             "/etc/sysctl.d/k8s.conf",
             "# c\n; c\nnet.bridge.bridge-nf-call-ip6tables = 1\n-net/ipv4/ip_forward=1   \n\tnet.ipv4.ip_forward\t=\t0\nbogus line\n",
         );
-        let kv: Vec<_> = a.iter().map(|a| (a.line, a.key.as_str(), a.value.as_str())).collect();
+        let kv: Vec<_> = a
+            .iter()
+            .map(|a| (a.line, a.key.as_str(), a.value.as_str()))
+            .collect();
         assert_eq!(
             kv,
             [
@@ -357,16 +369,27 @@ mod tests {
         assert_eq!(f.status, Status::Fail);
         assert_eq!(f.evidence, ["/proc/sys/net/ipv4/ip_forward = 0"]);
         let p = parse_sysctl_conf("/etc/sysctl.d/k8s.conf", "net.ipv4.ip_forward = 1\n");
-        assert_eq!(ip_forward(&facts(&[], p), &ctx()).unwrap().status, Status::Pass);
+        assert_eq!(
+            ip_forward(&facts(&[], p), &ctx()).unwrap().status,
+            Status::Pass
+        );
     }
 
     #[test]
     fn a_later_file_overriding_to_zero_warns_naming_it() {
         let mut p = parse_sysctl_conf("/etc/sysctl.d/k8s.conf", "net.ipv4.ip_forward = 1\n");
-        p.extend(parse_sysctl_conf("/etc/sysctl.conf", "\nnet.ipv4.ip_forward = 0\n"));
+        p.extend(parse_sysctl_conf(
+            "/etc/sysctl.conf",
+            "\nnet.ipv4.ip_forward = 0\n",
+        ));
         let f = ip_forward(&facts(&[], p), &ctx()).unwrap();
         assert_eq!(f.status, Status::Warn);
-        assert!(f.evidence.iter().any(|e| e.starts_with("/etc/sysctl.conf:2")), "{f:?}");
+        assert!(
+            f.evidence
+                .iter()
+                .any(|e| e.starts_with("/etc/sysctl.conf:2")),
+            "{f:?}"
+        );
         let f = ip_forward(&facts(&[], vec![]), &ctx()).unwrap();
         assert_eq!(f.status, Status::Warn);
     }
@@ -396,6 +419,9 @@ mod tests {
             s.module_listed = Some(false);
         }
         assert_eq!(br_netfilter(&x, &ctx()).unwrap().status, Status::Fail);
-        assert_eq!(mentions_module("# br_netfilter\nbr-netfilter # for k8s\n", "br_netfilter"), Some(2));
+        assert_eq!(
+            mentions_module("# br_netfilter\nbr-netfilter # for k8s\n", "br_netfilter"),
+            Some(2)
+        );
     }
 }

@@ -2,7 +2,9 @@
 
 use std::io::Write;
 
-use comfy_table::{Attribute, Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{
+    Attribute, Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED,
+};
 
 use super::Report;
 use crate::check::Status;
@@ -22,7 +24,11 @@ pub fn status_table(header: &[&str], color: bool) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.iter().map(|h| Cell::new(h).add_attribute(Attribute::Bold)));
+        .set_header(
+            header
+                .iter()
+                .map(|h| Cell::new(h).add_attribute(Attribute::Bold)),
+        );
     if color {
         t.enforce_styling();
     } else {
@@ -42,11 +48,11 @@ pub(super) fn render(report: &Report, color: bool, out: &mut dyn Write) -> std::
             text.push_str("\n  • ");
             text.push_str(e);
         }
-        if matches!(r.status, Status::Warn | Status::Fail | Status::Error) {
-            if let Some(fix) = &r.remediation {
-                text.push_str("\n→ ");
-                text.push_str(fix);
-            }
+        if matches!(r.status, Status::Warn | Status::Fail | Status::Error)
+            && let Some(fix) = &r.remediation
+        {
+            text.push_str("\n→ ");
+            text.push_str(fix);
         }
         let mark = Cell::new(r.status.mark());
         let mark = if color {

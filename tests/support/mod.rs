@@ -32,7 +32,10 @@ pub fn can_run_privileged(tools: &[&str]) -> bool {
         return true;
     }
     let msg = format!("live test needs {}", missing.join(", "));
-    assert!(!privileged_required(), "{msg} (K8SDOCTOR_PRIVILEGED_TESTS=1)");
+    assert!(
+        !privileged_required(),
+        "{msg} (K8SDOCTOR_PRIVILEGED_TESTS=1)"
+    );
     eprintln!("SKIPPED: {msg}");
     false
 }
@@ -99,8 +102,14 @@ impl Drop for Netns {
 /// Joins two namespaces with a veth pair and gives each end an address (CIDR notation).
 pub fn veth(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) {
     let n = SEQ.fetch_add(1, Ordering::SeqCst);
-    let (va, vb) = (format!("va{}x{n}", std::process::id() % 100000), format!("vb{}x{n}", std::process::id() % 100000));
-    sh(&["ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns", &b.name]);
+    let (va, vb) = (
+        format!("va{}x{n}", std::process::id() % 100000),
+        format!("vb{}x{n}", std::process::id() % 100000),
+    );
+    sh(&[
+        "ip", "link", "add", &va, "netns", &a.name, "type", "veth", "peer", "name", &vb, "netns",
+        &b.name,
+    ]);
     a.exec(&["ip", "addr", "add", a_addr, "dev", &va]);
     a.exec(&["ip", "link", "set", &va, "up"]);
     b.exec(&["ip", "addr", "add", b_addr, "dev", &vb]);
