@@ -26,7 +26,7 @@ use crate::{
     report::{Report, Tool},
 };
 
-use plan::{CheckFix, Files, Step};
+use plan::{Action, CheckFix, Files, Step};
 
 pub use render::render;
 
@@ -202,7 +202,9 @@ fn read_files(host: &Host, facts: &Facts) -> Files {
 }
 
 /// Plans the fixes of the failing and warning checks (or of the named ones): pure, given the facts and files.
+/// A file two fixes edit (sysctl.d) is planned in sequence: the later fix starts from the earlier one's result.
 pub fn plan(report: &Report, facts: &Facts, files: &Files, explicit: bool) -> Vec<CheckFix> {
+    let mut files = files.clone();
     let mut out = vec![];
     for r in &report.results {
         let problem = matches!(r.status, Status::Warn | Status::Fail);
@@ -219,8 +221,13 @@ pub fn plan(report: &Report, facts: &Facts, files: &Files, explicit: bool) -> Ve
             )),
             Some(_) if !problem => continue,
             Some(p) => {
-                if let Err(e) = p(facts, files, &mut fix) {
+                if let Err(e) = p(facts, &files, &mut fix) {
                     fix.note(format!("cannot plan this fix: {e}"));
+                }
+                for s in &fix.steps {
+                    if let Action::File { path, new, .. } = &s.action {
+                        files.insert(path, Ok(new.clone()));
+                    }
                 }
             }
         }
@@ -269,7 +276,7 @@ fn verify(opts: &FixOptions, before: &[(String, Status)]) -> Result<Vec<Verify>>
 fn stamp() -> (String, String) {
     let now = jiff::Timestamp::now();
     (
-        now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
+        now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         now.strftime("%Y%m%dT%H%M%SZ").to_string(),
     )
 }
@@ -327,6 +334,17 @@ pub fn run(
             notes: f.notes,
         })
         .collect();
+    if !host.is_live() {
+        for s in out.fixes.iter_mut().flat_map(|f| &mut f.steps) {
+            if s.step.action.is_runtime() {
+                s.state = StepState::Skipped;
+                s.detail = Some(format!(
+                    "runtime step: --root {} is not the live host",
+                    host.root().display()
+                ));
+            }
+        }
+    }
     let changes = out.changes();
     let skipped = out.fixes.iter().flat_map(|f| &f.steps).count() - changes;
     let skipped_note = if skipped > 0 {
@@ -336,9 +354,6 @@ pub fn run(
     };
     if changes == 0 {
         out.message = format!("nothing to change{skipped_note}");
-        for s in out.fixes.iter_mut().flat_map(|f| &mut f.steps) {
-            s.state = StepState::Skipped;
-        }
         return Ok(out);
     }
     if !apply {
