@@ -363,10 +363,10 @@ fn a_fault_between_steps_rolls_the_run_back_whole() {
 }
 
 #[test]
-fn a_file_edited_after_planning_is_not_overwritten() {
+fn undo_never_overwrites_a_later_hand_edit() {
     let root = broken_node();
     let cfg = root.path().join("etc/selinux/config");
-    // Apply, then edit a fixed file by hand: the undo leaves that edit and says so.
+    // Apply, then edit the fixed file by hand: the undo leaves that edit and says so.
     let v = json(&fix(
         root.path(),
         &["selinux.mode", "--apply", "--yes", "-o", "json"],
@@ -402,4 +402,51 @@ fn apply_without_a_terminal_needs_yes_and_ids_are_checked() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown check id"));
     assert_eq!(snapshot(root.path()), before);
+}
+
+/// Runs `fix` on a pseudo-terminal (util-linux `script`) and types `answer` at the y/N prompt.
+fn fix_on_a_terminal(root: &Path, args: &str, answer: &str) -> Option<String> {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: the prompt test needs util-linux `script` for a pseudo-terminal");
+        return None;
+    }
+    let cmd = format!(
+        "'{}' fix --root '{}' {args}",
+        bin().display(),
+        root.display()
+    );
+    let mut child = Command::new("timeout")
+        .args(["30", "script", "-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    Some(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+#[test]
+fn apply_on_a_terminal_asks_first() {
+    let root = broken_node();
+    let before = snapshot(root.path());
+    let Some(out) = fix_on_a_terminal(root.path(), "selinux.mode --apply", "n\n") else {
+        return;
+    };
+    assert!(out.contains("Apply these changes? [y/N]"), "{out}");
+    assert!(out.contains("not applied: declined"), "{out}");
+    assert_eq!(snapshot(root.path()), before);
+    let out = fix_on_a_terminal(root.path(), "selinux.mode --apply", "y\n").unwrap();
+    assert!(out.contains("1 change(s) applied"), "{out}");
+    assert!(
+        fs::read_to_string(root.path().join("etc/selinux/config"))
+            .unwrap()
+            .contains("\nSELINUX=permissive\n")
+    );
 }

@@ -66,10 +66,18 @@ fn free_name(path: &Path, suffix: &str) -> io::Result<PathBuf> {
 
 /// Writes `bytes` to `path` atomically; `like` gives the mode and owner to keep (else 0644, ours).
 pub fn write_atomic(path: &Path, bytes: &[u8], like: Option<&fs::Metadata>) -> io::Result<()> {
+    write_mode(path, bytes, like, like.map_or(0o644, |m| m.mode() & 0o7777))
+}
+
+/// Writes a file only its owner may read (the journal, which holds file contents), atomically.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_mode(path, bytes, None, 0o600)
+}
+
+fn write_mode(path: &Path, bytes: &[u8], like: Option<&fs::Metadata>, mode: u32) -> io::Result<()> {
     let dir = parent(path)?;
     let tmp = free_name(path, &format!(".k8sdoctor-tmp-{}", std::process::id()))?;
     let result = (|| {
-        let mode = like.map_or(0o644, |m| m.mode() & 0o7777);
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)

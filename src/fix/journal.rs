@@ -156,7 +156,7 @@ impl Journal {
             self.created_dirs.extend(missing);
         }
         let text = serde_json::to_vec_pretty(self)?;
-        fsops::write_atomic(path, &text, None)
+        fsops::write_private(path, &text)
             .with_context(|| format!("cannot write the journal {}", path.display()))
     }
 

@@ -176,8 +176,9 @@ impl FixReport {
     }
 }
 
+/// The preview of a step, masked like every report: a file may hold a token.
 fn preview(step: &Step) -> String {
-    render::preview(&step.action)
+    crate::mask::mask_secrets(&render::preview(&step.action))
 }
 
 fn config(opts: &FixOptions, ids: Vec<String>) -> Config {

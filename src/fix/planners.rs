@@ -54,8 +54,27 @@ pub fn paths(facts: &Facts) -> Vec<String> {
     v
 }
 
+/// Whether the kubelet is set up to run with swap (NodeSwap: `failSwapOn: false` on cgroup v2); then swap is
+/// the operator's choice and the swap fixes only say so.
+fn swap_intended(s: &swap::SwapFacts, fix: &mut CheckFix) -> bool {
+    let intended = s.cgroup_v2
+        && s.kubelet
+            .as_ref()
+            .is_some_and(|k| k.fail_swap_on == Some(false));
+    if intended {
+        fix.note(format!(
+            "{} has failSwapOn: false (NodeSwap): swap looks intended, so it is left on; run `swapoff -a` and fix {FSTAB} by hand if it is not",
+            kubelet::CONFIG_PATH
+        ));
+    }
+    intended
+}
+
 fn swap_active(facts: &Facts, _files: &Files, fix: &mut CheckFix) -> Result<(), String> {
     let s = get(&facts.swap).map_err(|e| e.to_string())?;
+    if swap_intended(s, fix) {
+        return Ok(());
+    }
     for d in get(&s.swaps).map_err(|e| e.to_string())? {
         fix.step(Step::command(
             format!("turn off swap on {} ({})", d.name, d.kind),
@@ -68,6 +87,9 @@ fn swap_active(facts: &Facts, _files: &Files, fix: &mut CheckFix) -> Result<(), 
 
 fn swap_persistent(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<(), String> {
     let s = get(&facts.swap).map_err(|e| e.to_string())?;
+    if swap_intended(s, fix) {
+        return Ok(());
+    }
     if let Some(text) = files.text(FSTAB)? {
         let lines: Vec<usize> = swap::parse_fstab_swaps(text)
             .iter()
@@ -385,6 +407,36 @@ mod tests {
         )]);
         let fix = plan(ip_forward, &sysctl_facts("1", p), &f);
         assert!(fix.steps.is_empty() && fix.notes.is_empty(), "{fix:?}");
+    }
+
+    #[test]
+    fn swap_is_turned_off_unless_the_kubelet_is_set_up_for_it() {
+        let swaps = "Filename Type Size Used Priority\n/dev/dm-1 partition 2097148 0 -2\n";
+        let mut fx = Facts {
+            swap: Ok(swap::SwapFacts {
+                swaps: Ok(swap::parse_proc_swaps(swaps)),
+                fstab: Ok(vec![]),
+                enabled_units: vec![],
+                zram_generator: None,
+                kubelet: None,
+                cgroup_v2: true,
+            }),
+            ..Facts::default()
+        };
+        let fix = plan(swap_active, &fx, &files(&[]));
+        assert_eq!(
+            fix.steps[0].action,
+            Action::Command {
+                argv: vec!["swapoff".into(), "/dev/dm-1".into()],
+                undo: Some(vec!["swapon".into(), "/dev/dm-1".into()]),
+            }
+        );
+        if let Ok(s) = &mut fx.swap {
+            s.kubelet = Some(kubelet::parse("failSwapOn: false\n").unwrap());
+        }
+        let fix = plan(swap_active, &fx, &files(&[]));
+        assert!(fix.steps.is_empty());
+        assert!(fix.notes[0].contains("NodeSwap"), "{:?}", fix.notes);
     }
 
     #[test]

@@ -34,7 +34,8 @@ pub fn status_table(header: &[&str], color: bool) -> Table {
     } else {
         t.force_no_tty();
     }
-    if t.width().is_none() {
+    // No terminal, or one that reports no size (a bare pty): a readable default.
+    if t.width().is_none_or(|w| w < 40) {
         t.set_width(120);
     }
     t
