@@ -26,6 +26,7 @@ pub fn registry() -> Vec<CheckDef> {
         crate::swap::CHECKS,
         crate::sysctl::CHECKS,
         crate::selinux::CHECKS,
+        crate::firewall::CHECKS,
     ]
     .concat()
 }
@@ -33,7 +34,7 @@ pub fn registry() -> Vec<CheckDef> {
 /// A gathered area, ready to be put into [`Facts`].
 type Install = Box<dyn FnOnce(&mut Facts) + Send>;
 
-fn gather(area: Area, host: &Host, _cfg: &Config) -> Install {
+fn gather(area: Area, host: &Host, cfg: &Config) -> Install {
     match area {
         Area::Dns => {
             let f = crate::dns::gather(host);
@@ -51,6 +52,10 @@ fn gather(area: Area, host: &Host, _cfg: &Config) -> Install {
             let f = crate::selinux::gather(host);
             Box::new(move |x| x.selinux = f)
         }
+        Area::Firewall => {
+            let f = crate::firewall::gather(host, cfg.timeout);
+            Box::new(move |x| x.firewall = f)
+        }
     }
 }
 
@@ -60,6 +65,7 @@ fn set_error(facts: &mut Facts, area: Area, e: FactError) {
         Area::Swap => facts.swap = Err(e),
         Area::Sysctl => facts.sysctl = Err(e),
         Area::Selinux => facts.selinux = Err(e),
+        Area::Firewall => facts.firewall = Err(e),
     }
 }
 

@@ -28,6 +28,7 @@ pub struct Facts {
     pub swap: Fact<crate::swap::SwapFacts>,
     pub sysctl: Fact<crate::sysctl::SysctlFacts>,
     pub selinux: Fact<crate::selinux::SelinuxFacts>,
+    pub firewall: Fact<crate::firewall::FirewallFacts>,
 }
 
 /// The gatherable areas; every check names the one it reads.
@@ -37,10 +38,17 @@ pub enum Area {
     Swap,
     Sysctl,
     Selinux,
+    Firewall,
 }
 
 impl Area {
-    pub const ALL: &[Area] = &[Area::Dns, Area::Swap, Area::Sysctl, Area::Selinux];
+    pub const ALL: &[Area] = &[
+        Area::Dns,
+        Area::Swap,
+        Area::Sysctl,
+        Area::Selinux,
+        Area::Firewall,
+    ];
 }
 
 impl Default for Facts {
@@ -51,6 +59,7 @@ impl Default for Facts {
             swap: Err(ng()),
             sysctl: Err(ng()),
             selinux: Err(ng()),
+            firewall: Err(ng()),
         }
     }
 }

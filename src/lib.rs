@@ -9,6 +9,7 @@ pub mod config;
 pub mod dns;
 pub mod engine;
 pub mod facts;
+pub mod firewall;
 pub mod fix;
 pub mod host;
 pub mod kubelet;

@@ -1,0 +1,397 @@
+//! The `firewall.*` checks: each builds the queries for the traffic a node needs and judges the evaluator's answers.
+
+use crate::{
+    check::{CheckDef, Ctx, Finding, Outcome},
+    facts::{Area, Facts, get},
+};
+
+use super::{
+    FirewallFacts,
+    eval::{Answer, InsertPoint, Query, evaluate},
+    hostnet::{self, NodeNet},
+    model::{Family, Origin, Ruleset, Verdict},
+    net::Net,
+};
+
+pub const CHECKS: &[CheckDef] = &[
+    CheckDef {
+        id: "firewall.apiserver-port",
+        area: Area::Firewall,
+        run: apiserver_port,
+    },
+    CheckDef {
+        id: "firewall.backend",
+        area: Area::Firewall,
+        run: backend,
+    },
+    CheckDef {
+        id: "firewall.control-plane-ports",
+        area: Area::Firewall,
+        run: control_plane_ports,
+    },
+    CheckDef {
+        id: "firewall.kubelet-port",
+        area: Area::Firewall,
+        run: kubelet_port,
+    },
+    CheckDef {
+        id: "firewall.manager",
+        area: Area::Firewall,
+        run: manager,
+    },
+    CheckDef {
+        id: "firewall.overlay",
+        area: Area::Firewall,
+        run: overlay,
+    },
+];
+
+/// One path a node needs open, and whether a block there is only a warning (a guessed pod range).
+struct Probe {
+    query: Query,
+    soft: bool,
+}
+
+fn node_probes(
+    fw: &FirewallFacts,
+    make: impl Fn(Net) -> Query,
+) -> Result<Vec<Probe>, crate::facts::FactError> {
+    let nets = get(&fw.node_nets)?;
+    Ok(nets
+        .iter()
+        .map(|n: &NodeNet| {
+            let mut q = make(n.net).on(n.iface.clone());
+            q.dest = n.addr;
+            Probe {
+                query: q,
+                soft: false,
+            }
+        })
+        .collect())
+}
+
+/// The address pods (or peers) reach this host at: its first node address of the family.
+fn node_addr(fw: &FirewallFacts, v6: bool) -> Option<std::net::IpAddr> {
+    fw.node_nets
+        .as_ref()
+        .ok()?
+        .iter()
+        .filter_map(|n| n.addr)
+        .find(|a| a.is_ipv6() == v6)
+}
+
+fn pod_probes(fw: &FirewallFacts, port: u16) -> Vec<Probe> {
+    match &fw.cni {
+        Some(cni) => cni
+            .pod_nets
+            .iter()
+            .map(|net| {
+                let mut q = Query::tcp(port, *net).on(cni.ifaces[0].clone());
+                q.dest = node_addr(fw, net.is_v6());
+                Probe {
+                    query: q,
+                    soft: false,
+                }
+            })
+            .collect(),
+        None => hostnet::COMMON_DEFAULTS
+            .iter()
+            .map(|(_, net)| {
+                let net: Net = net.parse().expect("valid default");
+                let mut q = Query::tcp(port, net);
+                q.dest = node_addr(fw, false);
+                Probe {
+                    query: q,
+                    soft: true,
+                }
+            })
+            .collect(),
+    }
+}
+
+fn apiserver_port(facts: &Facts, _ctx: &Ctx) -> Outcome {
+    let fw = get(&facts.firewall)?;
+    let rules = get(&fw.rules)?;
+    let mut probes = node_probes(fw, |n| Query::tcp(6443, n))?;
+    probes.extend(pod_probes(fw, 6443));
+    let note = match &fw.cni {
+        Some(c) => format!("pod network from {} ({})", c.source, c.name),
+        None => "no CNI configured yet: pod network checked against the common defaults (Weave 10.32.0.0/12, Flannel 10.244.0.0/16, Calico 192.168.0.0/16)".into(),
+    };
+    Ok(judge(fw, rules, &probes, "the API server port").evidence(note))
+}
+
+fn kubelet_port(facts: &Facts, _ctx: &Ctx) -> Outcome {
+    let fw = get(&facts.firewall)?;
+    let rules = get(&fw.rules)?;
+    let probes = node_probes(fw, |n| Query::tcp(10250, n))?;
+    Ok(judge(fw, rules, &probes, "the kubelet port"))
+}
+
+fn control_plane_ports(facts: &Facts, _ctx: &Ctx) -> Outcome {
+    let fw = get(&facts.firewall)?;
+    let rules = get(&fw.rules)?;
+    let mut probes = Vec::new();
+    for port in [2379, 2380, 10257, 10259] {
+        probes.extend(node_probes(fw, |n| Query::tcp(port, n))?);
+    }
+    Ok(judge(fw, rules, &probes, "the control-plane ports"))
+}
+
+/// The CNI's own ports (FACTS.md § Ports): (protocol, port) pairs; port `None` for IP-in-IP.
+fn cni_ports(cni: &str, ifaces: &[String]) -> Vec<(u8, Option<u16>)> {
+    match cni {
+        "weave" => vec![(6, Some(6783)), (17, Some(6783)), (17, Some(6784))],
+        "flannel" => vec![(17, Some(8472))],
+        "calico" => {
+            let vxlan = ifaces.iter().any(|i| i == "vxlan.calico");
+            let ipip = ifaces.iter().any(|i| i == "tunl0");
+            let mut v = vec![(6, Some(179))];
+            if ipip || !vxlan {
+                v.push((4, None));
+            }
+            if vxlan || !ipip {
+                v.push((17, Some(4789)));
+            }
+            v
+        }
+        "cilium" => vec![(17, Some(8472)), (6, Some(4240))],
+        "antrea" => vec![(17, Some(6081))],
+        _ => vec![],
+    }
+}
+
+fn overlay(facts: &Facts, _ctx: &Ctx) -> Outcome {
+    let fw = get(&facts.firewall)?;
+    let rules = get(&fw.rules)?;
+    let Some(cni) = &fw.cni else {
+        return Ok(Finding::skip(format!(
+            "no CNI found: no config in {} and no overlay interface (weave, flannel.1, cni0, cali*, vxlan.calico, cilium_host, antrea-gw0)",
+            super::gather::CNI_DIR
+        )));
+    };
+    let mut probes = Vec::new();
+    for iface in &cni.ifaces {
+        for net in &cni.pod_nets {
+            for port in [6443, 10250] {
+                let mut q = Query::tcp(port, *net).on(iface.clone());
+                q.dest = node_addr(fw, net.is_v6());
+                probes.push(Probe {
+                    query: q,
+                    soft: false,
+                });
+            }
+        }
+    }
+    for (proto, port) in cni_ports(&cni.name, &fw.interfaces) {
+        probes.extend(node_probes(fw, |n| match port {
+            Some(p) => Query {
+                proto,
+                dport: Some(p),
+                ..Query::tcp(p, n)
+            },
+            None => Query::proto(proto, n),
+        })?);
+    }
+    Ok(
+        judge(fw, rules, &probes, &format!("{} overlay traffic", cni.name)).evidence(format!(
+            "CNI {} from {}; overlay interfaces: {}",
+            cni.name,
+            cni.source,
+            cni.ifaces.join(", ")
+        )),
+    )
+}
+
+fn manager(facts: &Facts, _ctx: &Ctx) -> Outcome {
+    let fw = get(&facts.firewall)?;
+    if fw.managers.is_empty() {
+        return Ok(Finding::pass("neither firewalld nor ufw is active")
+            .evidence("no firewalld process or enabled unit; /etc/ufw/ufw.conf not ENABLED=yes"));
+    }
+    let names: Vec<&str> = fw.managers.iter().map(|m| m.name.as_str()).collect();
+    Ok(Finding::warn(format!(
+        "{} manages the firewall: it rewrites the rules on reload, dropping rules added with iptables/nft (kubeadm only looks for firewalld)",
+        names.join(" and ")
+    ))
+    .evidence_all(fw.managers.iter().map(|m| m.evidence.clone()))
+    .remediation(match names[0] {
+        "ufw" => "open the ports through ufw itself (ufw allow 6443/tcp, ufw allow 10250/tcp, the CNI's ports) or disable it (ufw disable)",
+        _ => "open the ports through firewalld (firewall-cmd --permanent --add-port=6443/tcp --add-port=10250/tcp ...; firewall-cmd --reload) or stop and disable it",
+    }))
+}
+
+fn backend(facts: &Facts, _ctx: &Ctx) -> Outcome {
+    let fw = get(&facts.firewall)?;
+    if !fw.live {
+        return Ok(Finding::skip(
+            "the backend split is only visible on the running host (not under --root)",
+        ));
+    }
+    let rules = get(&fw.rules)?;
+    let legacy = rules.holds_rules(Origin::IptablesLegacy);
+    let nft = rules.holds_rules(Origin::IptablesNft) || rules.holds_rules(Origin::Nftables);
+    let mut evidence: Vec<String> = fw.sources.iter().map(|s| format!("read {s}")).collect();
+    if let Some(b) = &fw.iptables_backend {
+        evidence.push(format!("iptables --version: {b} backend"));
+    }
+    if legacy && nft {
+        return Ok(Finding::warn(
+            "rules live in both the legacy (x_tables) and the nf_tables backend: each filters packets on its own, and tools see only one of them",
+        )
+        .evidence_all(evidence)
+        .remediation(
+            "pick one backend (update-alternatives --set iptables /usr/sbin/iptables-nft, or -legacy), move the rules there and flush the other (iptables-legacy-save / iptables-nft-save to compare)",
+        ));
+    }
+    let which = match (legacy, nft) {
+        (true, _) => "only the legacy backend holds rules",
+        (_, true) => "only the nf_tables backend holds rules",
+        _ => "no backend holds rules",
+    };
+    Ok(Finding::pass(which).evidence_all(evidence))
+}
+
+/// Judges probes: fail when a required path is blocked, warn when one is unknown or a guessed path is blocked.
+fn judge(fw: &FirewallFacts, rules: &Ruleset, probes: &[Probe], what: &str) -> Finding {
+    if probes.is_empty() {
+        return Finding::skip(format!(
+            "no network to check {what} from: no non-loopback interface with an address"
+        ));
+    }
+    let answers: Vec<(&Probe, Answer)> = probes
+        .iter()
+        .map(|p| (p, evaluate(rules, &p.query)))
+        .collect();
+    let mut evidence: Vec<String> = fw
+        .sources
+        .iter()
+        .map(|s| format!("rules read from {s}"))
+        .collect();
+    evidence.extend(fw.problems.iter().map(|p| format!("could not read: {p}")));
+    for (_, a) in &answers {
+        evidence.extend(a.explain());
+    }
+    let blocked = |soft: bool| {
+        answers
+            .iter()
+            .filter(move |(p, a)| p.soft == soft && a.verdict().blocks())
+    };
+    let unknown: Vec<_> = answers
+        .iter()
+        .filter(|(_, a)| a.verdict() == Verdict::Unknown)
+        .collect();
+    let hard: Vec<_> = blocked(false).collect();
+    let soft: Vec<_> = blocked(true).collect();
+    let n = answers.len();
+    if let Some((_, first)) = hard.first() {
+        let d = first.decisive();
+        let by = d.rule.as_ref().map(|r| r.cite()).unwrap_or_default();
+        let mut f = Finding::fail(format!(
+            "{} of {n} paths to {what} are blocked: {} is {} by {by}",
+            hard.len(),
+            first.query.describe_for(d.source),
+            if d.verdict == Verdict::Drop {
+                "dropped"
+            } else {
+                "rejected"
+            },
+        ))
+        .evidence_all(evidence);
+        let fixes: Vec<String> = hard.iter().filter_map(|(_, a)| remedy(fw, a)).collect();
+        if !fixes.is_empty() {
+            f = f.remediation(dedup(fixes).join("; "));
+        }
+        return f;
+    }
+    if let Some((_, first)) = unknown.first() {
+        let d = first.decisive();
+        return Finding::warn(format!(
+            "cannot tell whether {} is accepted: {}",
+            first.query.describe_for(d.source),
+            d.explain()
+        ))
+        .evidence_all(evidence)
+        .remediation("check the named rule by hand (or by sending a real connection); the evaluator does not model that match");
+    }
+    if let Some((_, first)) = soft.first() {
+        let d = first.decisive();
+        let fixes: Vec<String> = soft.iter().filter_map(|(_, a)| remedy(fw, a)).collect();
+        return Finding::warn(format!(
+            "{} of {n} paths to {what} would be blocked if the CNI uses its default pod range: {} by {}",
+            soft.len(),
+            first.query.describe_for(d.source),
+            d.explain()
+        ))
+        .evidence_all(evidence)
+        .remediation(dedup(fixes).join("; "));
+    }
+    Finding::pass(format!("all {n} paths to {what} are accepted")).evidence_all(evidence)
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|s| seen.insert(s.clone()));
+    v
+}
+
+/// The command that inserts an ACCEPT before the deciding rule.
+fn remedy(fw: &FirewallFacts, a: &Answer) -> Option<String> {
+    let d = a.decisive();
+    let ip = d.insert_point()?;
+    Some(accept_command(fw, &a.query, d.source, &ip))
+}
+
+/// `iptables -I INPUT 5 -s 10.0.0.0/8 -i eth0 -p tcp -m tcp --dport 6443 -j ACCEPT` or the nft equivalent.
+pub fn accept_command(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoint) -> String {
+    let v6 = source.is_v6();
+    let proto_name = match q.proto {
+        6 => "tcp".to_string(),
+        17 => "udp".to_string(),
+        p => p.to_string(),
+    };
+    if ip.origin.is_iptables() {
+        let base = if v6 { "ip6tables" } else { "iptables" };
+        let tool = match (ip.origin, fw.iptables_backend.as_deref()) {
+            (Origin::IptablesLegacy, Some("legacy"))
+            | (Origin::IptablesNft, Some("nf_tables"))
+            | (Origin::IptablesSaved, _) => base.to_string(),
+            (Origin::IptablesLegacy, _) => format!("{base}-legacy"),
+            _ => format!("{base}-nft"),
+        };
+        let mut cmd = format!("{tool} -I {} {} -s {source}", ip.chain, ip.position);
+        if let Some(i) = &q.iface {
+            cmd.push_str(&format!(" -i {i}"));
+        }
+        cmd.push_str(&format!(" -p {proto_name}"));
+        if let Some(p) = q.dport {
+            cmd.push_str(&format!(" -m {proto_name} --dport {p}"));
+        }
+        cmd.push_str(" -j ACCEPT");
+        if ip.origin == Origin::IptablesSaved {
+            cmd.push_str(" (and add the same rule before it in the saved rules file)");
+        }
+        cmd
+    } else {
+        let fam = match ip.family {
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+            Family::Inet => "inet",
+        };
+        let mut m = format!("{} saddr {source}", if v6 { "ip6" } else { "ip" });
+        if let Some(i) = &q.iface {
+            m.push_str(&format!(" iifname \"{i}\""));
+        }
+        match q.dport {
+            Some(p) => m.push_str(&format!(" {proto_name} dport {p}")),
+            None => m.push_str(&format!(" meta l4proto {proto_name}")),
+        }
+        match ip.handle {
+            Some(h) => format!(
+                "nft insert rule {fam} {} {} position {h} {m} accept",
+                ip.table, ip.chain
+            ),
+            None => format!("nft add rule {fam} {} {} {m} accept", ip.table, ip.chain),
+        }
+    }
+}
