@@ -14,9 +14,9 @@ pub mod net;
 pub mod nft;
 pub mod nft_text;
 
-pub use checks::CHECKS;
+pub use checks::{Accept, Blocked, CHECKS, accept_command, accept_rule, blocked_paths};
 pub use eval::{Answer, Decision, InsertPoint, Query, RuleRef, evaluate};
-pub use gather::{gather, read_rules};
+pub use gather::{SAVED_IPTABLES, gather, read_rules};
 pub use model::{Origin, Ruleset, Verdict};
 pub use net::Net;
 

@@ -1,8 +1,11 @@
 //! One planner per fixable check: reads the facts the check read (and the files it would edit), adds the steps.
 
+use std::collections::BTreeMap;
+
 use crate::{
     dns,
     facts::{Facts, get},
+    firewall::{self, Origin, SAVED_IPTABLES},
     kubelet, selinux,
     swap::{self, FSTAB, SYSTEMD_ETC},
     sysctl::{self, IP_FORWARD, NF_CALL_IP6TABLES, NF_CALL_IPTABLES},
@@ -10,7 +13,7 @@ use crate::{
 
 use super::{
     edit,
-    plan::{CheckFix, Content, Files, Step},
+    plan::{Action, CheckFix, Content, Files, RuleStep, Step},
 };
 
 /// Where the sysctl fixes persist their values.
@@ -23,6 +26,10 @@ pub type Planner = fn(&Facts, &Files, &mut CheckFix) -> Result<(), String>;
 
 const PLANNERS: &[(&str, Planner)] = &[
     ("dns.loopback-nameserver", dns_loopback),
+    ("firewall.apiserver-port", firewall_paths),
+    ("firewall.control-plane-ports", firewall_paths),
+    ("firewall.kubelet-port", firewall_paths),
+    ("firewall.overlay", firewall_paths),
     ("kernel.br-netfilter", br_netfilter),
     ("selinux.mode", selinux_mode),
     ("swap.active", swap_active),
@@ -47,6 +54,7 @@ pub fn paths(facts: &Facts) -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain(SAVED_IPTABLES.iter().map(|(p, _)| p.to_string()))
     .collect();
     if let Ok(s) = &facts.swap {
         v.extend(s.enabled_units.iter().map(|u| format!("{SYSTEMD_ETC}/{u}")));
@@ -295,6 +303,119 @@ fn dns_loopback(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<(), 
         &["systemctl", "restart", "kubelet"],
         None,
     ));
+    Ok(())
+}
+
+/// Opens each path the check found blocked: an ACCEPT inserted before the deciding rule in the running ruleset
+/// (`iptables -C` first, so it lands once), and the same line in the distribution's saved rules file when one
+/// is in use. Under `--root` the saved file is what the check read, so only the file changes.
+fn firewall_paths(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<(), String> {
+    let fw = get(&facts.firewall).map_err(|e| e.to_string())?;
+    let blocked = firewall::blocked_paths(&fix.id, fw).map_err(|e| e.to_string())?;
+    if blocked.is_empty() {
+        fix.note("no path is blocked outright: the finding is about rules the evaluator cannot decide; check them by hand");
+    }
+    for m in &fw.managers {
+        fix.note(format!(
+            "{} manages the firewall ({}): it drops these rules on its next reload; open the ports through it as well",
+            m.name, m.evidence
+        ));
+    }
+    let mut texts: BTreeMap<&str, (String, String)> = BTreeMap::new();
+    let mut seen = vec![];
+    let mut unsaved = false;
+    for b in &blocked {
+        for d in b.answer.parts.iter().filter(|d| d.verdict.blocks()) {
+            let q = &b.answer.query;
+            let Some(at) = d.insert_point() else {
+                fix.note(format!(
+                    "{}: no place to insert a rule was found",
+                    q.describe_for(d.source)
+                ));
+                continue;
+            };
+            let accept = firewall::accept_rule(fw, q, d.source, &at);
+            let key = (
+                accept.tool.clone(),
+                at.table.clone(),
+                at.chain.clone(),
+                accept.rule.clone(),
+            );
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.push(key);
+            if !at.origin.is_iptables() {
+                fix.note(format!(
+                    "nftables rules are not edited automatically yet: run `{}`",
+                    firewall::accept_command(fw, q, d.source, &at)
+                ));
+                continue;
+            }
+            let by = d.rule.as_ref().map(|r| r.cite()).unwrap_or_default();
+            let guessed = if b.guessed {
+                " (a CNI default pod range: no CNI is configured yet)"
+            } else {
+                ""
+            };
+            if at.origin != Origin::IptablesSaved {
+                fix.step(Step {
+                    why: format!("accept {}{guessed} before {by}", q.describe_for(d.source)),
+                    action: Action::Rule(RuleStep {
+                        program: accept.tool.clone(),
+                        table: at.table.clone(),
+                        chain: at.chain.clone(),
+                        position: at.position,
+                        spec: accept.rule.clone(),
+                    }),
+                });
+            }
+            let line = format!("-A {} {}", at.chain, accept.rule.join(" "));
+            let before = d.rule.as_ref().map(|r| r.text.as_str());
+            let mut saved = false;
+            for (path, _) in SAVED_IPTABLES.iter().filter(|(_, f)| *f == at.family) {
+                let entry = match texts.get_mut(path) {
+                    Some(e) => e,
+                    None => match files.text(path) {
+                        Ok(Some(t)) => texts.entry(path).or_insert((t.to_string(), t.to_string())),
+                        Ok(None) => continue,
+                        Err(e) => {
+                            fix.note(e);
+                            continue;
+                        }
+                    },
+                };
+                if let Some(new) = edit::insert_saved_rule(
+                    &entry.1,
+                    &at.table,
+                    &at.chain,
+                    before,
+                    at.position,
+                    &line,
+                ) {
+                    entry.1 = new;
+                }
+                saved |= entry.1.lines().any(|l| l.trim() == line);
+            }
+            unsaved |= !saved;
+        }
+    }
+    for (path, (old, new)) in texts {
+        if old != new {
+            fix.step(Step::file(
+                format!("keep the rules across reboots in {path}"),
+                path,
+                Content::Text(old),
+                Content::Text(new),
+            ));
+        }
+    }
+    if unsaved && fw.live {
+        fix.note(format!(
+            "no saved rules file ({}) is in use: the rules last until the next reboot unless your distribution's tool saves them",
+            SAVED_IPTABLES.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ")
+        ));
+    }
     Ok(())
 }
 
