@@ -8,10 +8,29 @@
 
 mod support;
 
-use std::{fs, path::Path};
+use std::{
+    fs,
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::Path,
+    process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use serde_json::Value;
-use support::{Netns, bin, can_run_privileged};
+use support::{Netns, bin, can_run_privileged, in_netns, veth};
+
+/// Hides this machine's saved firewall rules from the commands that follow, in their mount namespace only.
+const PRIVATE_RULES_FILES: &str = r#"
+set -e
+for d in /etc/sysconfig /etc/iptables; do
+  if [ -d "$d" ]; then mount -t tmpfs k8sdoctor-test "$d"; fi
+done
+"#;
 
 /// Hides this machine's sysctl configuration from the commands that follow, in their mount namespace only.
 const PRIVATE_SYSCTL_D: &str = r#"
@@ -97,4 +116,166 @@ ls -A /etc/sysctl.d > "{w}/left"
         fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
         host_value
     );
+}
+
+/// CentOS 7's stock /etc/sysconfig/iptables (iptables-services).
+const CENTOS7_RULES: &str = "*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p icmp -j ACCEPT
+-A INPUT -i lo -j ACCEPT
+-A INPUT -p tcp -m state --state NEW -m tcp --dport 22 -j ACCEPT
+-A INPUT -j REJECT --reject-with icmp-host-prohibited
+-A FORWARD -j REJECT --reject-with icmp-host-prohibited
+COMMIT
+";
+
+const SERVER: &str = "10.213.7.1";
+
+/// One bounded connection attempt from the client namespace to the kubelet port; `Ok` when a byte came back.
+fn connect(client: &Netns) -> Result<(), String> {
+    in_netns(client, || {
+        let addr: SocketAddr = format!("{SERVER}:10250").parse().unwrap();
+        let mut s =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b).map_err(|e| e.to_string())?;
+        (b == *b"ok")
+            .then_some(())
+            .ok_or_else(|| format!("got {b:?}"))
+    })
+    .join()
+    .unwrap()
+}
+
+/// `k8sdoctor ARGS` inside the server namespace and a private mount namespace without this machine's rules files.
+fn doctor(server: &Netns, args: &str) -> Value {
+    let b = bin();
+    let script = format!("{PRIVATE_RULES_FILES}\nexec \"{}\" {args}", b.display());
+    let o = server
+        .command("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+fn input_rules(ns: &Netns) -> Vec<String> {
+    let o = ns.exec(&["iptables", "-S", "INPUT"]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_firewall_fix_opens_the_kubelet_port_on_centos7_rules() {
+    if !can_run_privileged(&[
+        "ip",
+        "iptables",
+        "iptables-restore",
+        "iptables-save",
+        "unshare",
+        "mount",
+    ]) {
+        return;
+    }
+    let server = Netns::new("fx");
+    let client = Netns::new("fx");
+    veth(&server, &format!("{SERVER}/24"), &client, "10.213.7.2/24");
+    let mut restore = server
+        .command("iptables-restore")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    restore
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(CENTOS7_RULES.as_bytes())
+        .unwrap();
+    assert!(restore.wait().unwrap().success());
+
+    // A listener on the kubelet port, answering "ok" until the test ends (bounded: 60 s at most).
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let listener = in_netns(&server, move || {
+        let l = TcpListener::bind(format!("{SERVER}:10250")).unwrap();
+        l.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stop2.load(Ordering::SeqCst) && Instant::now() < deadline {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    let _ = s.write_all(b"ok");
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    });
+
+    let refused = connect(&client);
+    assert!(
+        refused.is_err(),
+        "CentOS 7's REJECT should refuse the connection before the fix"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let jd = work.path().display();
+    let apply = doctor(
+        &server,
+        &format!("fix firewall.kubelet-port --apply --yes --journal-dir {jd} -o json"),
+    );
+    assert_eq!(apply["outcome"], "applied", "{apply:#}");
+    let step = &apply["fixes"][0]["steps"][0];
+    assert_eq!(
+        (step["kind"].as_str(), step["state"].as_str()),
+        (Some("rule"), Some("applied")),
+        "{apply:#}"
+    );
+    assert_eq!(step["position"], 5);
+    assert_eq!(apply["verify"][0]["after"], "pass", "{apply:#}");
+
+    // The ACCEPT sits right before the REJECT, and a real connection now gets through.
+    let rules = input_rules(&server);
+    let accept = rules
+        .iter()
+        .position(|r| r.contains("--dport 10250") && r.ends_with("-j ACCEPT"));
+    let reject = rules.iter().position(|r| r.contains("-j REJECT"));
+    assert_eq!(accept.map(|a| a + 1), reject, "{rules:#?}");
+    connect(&client).unwrap();
+    let check = doctor(&server, "--only firewall.kubelet-port -o json");
+    assert_eq!(check["results"][0]["status"], "pass", "{check:#}");
+    let again = doctor(
+        &server,
+        &format!("fix firewall.kubelet-port --apply --yes --journal-dir {jd} -o json"),
+    );
+    assert_eq!(
+        again["fixes"][0]["steps"].as_array().unwrap().len(),
+        0,
+        "{again:#}"
+    );
+    assert_eq!(input_rules(&server), rules, "a second apply adds nothing");
+
+    // Undo deletes exactly that rule: the REJECT decides again.
+    let undo = doctor(
+        &server,
+        &format!("fix --undo --yes --journal-dir {jd} -o json"),
+    );
+    assert_eq!(undo["outcome"], "undone", "{undo:#}");
+    assert!(
+        !input_rules(&server)
+            .iter()
+            .any(|r| r.contains("--dport 10250"))
+    );
+    assert!(connect(&client).is_err());
+    stop.store(true, Ordering::SeqCst);
+    listener.join().unwrap();
 }
