@@ -169,7 +169,7 @@ fn doctor(server: &Netns, args: &str) -> Value {
     })
 }
 
-fn input_rules(ns: &Netns) -> Vec<String> {
+fn iptables_input(ns: &Netns) -> Vec<String> {
     let o = ns.exec(&["iptables", "-S", "INPUT"]);
     String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -177,33 +177,45 @@ fn input_rules(ns: &Netns) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_firewall_fix_opens_the_kubelet_port_on_centos7_rules() {
-    if !can_run_privileged(&[
-        "ip",
-        "iptables",
-        "iptables-restore",
-        "iptables-save",
-        "unshare",
-        "mount",
-    ]) {
-        return;
-    }
-    let server = Netns::new("fx");
-    let client = Netns::new("fx");
-    veth(&server, &format!("{SERVER}/24"), &client, "10.213.7.2/24");
-    let mut restore = server
-        .command("iptables-restore")
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    restore
+fn nft_input(ns: &Netns) -> Vec<String> {
+    let o = ns.exec(&["nft", "list", "chain", "inet", "filter", "input"]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// A firewalld-like nftables input chain that rejects what it does not accept.
+const NFT_RULES: &str = "table inet filter {
+  chain input {
+    type filter hook input priority 0; policy accept;
+    ct state established,related accept
+    iifname \"lo\" accept
+    tcp dport 22 accept
+    reject with icmpx type admin-prohibited
+  }
+}
+";
+
+fn load(ns: &Netns, program: &[&str], rules: &str) {
+    let mut c = ns.command(program[0]);
+    c.args(&program[1..]).stdin(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
         .stdin
         .take()
         .unwrap()
-        .write_all(CENTOS7_RULES.as_bytes())
+        .write_all(rules.as_bytes())
         .unwrap();
-    assert!(restore.wait().unwrap().success());
+    assert!(child.wait().unwrap().success(), "{program:?} failed");
+}
+
+/// Loads a ruleset that rejects the kubelet port, fixes it, proves a real connection then succeeds, undoes it.
+fn kubelet_port_is_opened(setup: impl Fn(&Netns), listing: fn(&Netns) -> Vec<String>, kind: &str) {
+    let server = Netns::new("fx");
+    let client = Netns::new("fx");
+    veth(&server, &format!("{SERVER}/24"), &client, "10.213.7.2/24");
+    setup(&server);
 
     // A listener on the kubelet port, answering "ok" until the test ends (bounded: 60 s at most).
     let stop = Arc::new(AtomicBool::new(false));
@@ -225,7 +237,7 @@ fn the_firewall_fix_opens_the_kubelet_port_on_centos7_rules() {
     let refused = connect(&client);
     assert!(
         refused.is_err(),
-        "CentOS 7's REJECT should refuse the connection before the fix"
+        "the REJECT should refuse the connection before the fix"
     );
     let work = tempfile::tempdir().unwrap();
     let jd = work.path().display();
@@ -237,18 +249,19 @@ fn the_firewall_fix_opens_the_kubelet_port_on_centos7_rules() {
     let step = &apply["fixes"][0]["steps"][0];
     assert_eq!(
         (step["kind"].as_str(), step["state"].as_str()),
-        (Some("rule"), Some("applied")),
+        (Some(kind), Some("applied")),
         "{apply:#}"
     );
-    assert_eq!(step["position"], 5);
     assert_eq!(apply["verify"][0]["after"], "pass", "{apply:#}");
 
     // The ACCEPT sits right before the REJECT, and a real connection now gets through.
-    let rules = input_rules(&server);
+    let rules = listing(&server);
     let accept = rules
         .iter()
-        .position(|r| r.contains("--dport 10250") && r.ends_with("-j ACCEPT"));
-    let reject = rules.iter().position(|r| r.contains("-j REJECT"));
+        .position(|r| r.contains("10250") && r.to_lowercase().contains("accept"));
+    let reject = rules
+        .iter()
+        .position(|r| r.to_lowercase().contains("reject"));
     assert_eq!(accept.map(|a| a + 1), reject, "{rules:#?}");
     connect(&client).unwrap();
     let check = doctor(&server, "--only firewall.kubelet-port -o json");
@@ -262,7 +275,7 @@ fn the_firewall_fix_opens_the_kubelet_port_on_centos7_rules() {
         0,
         "{again:#}"
     );
-    assert_eq!(input_rules(&server), rules, "a second apply adds nothing");
+    assert_eq!(listing(&server), rules, "a second apply adds nothing");
 
     // Undo deletes exactly that rule: the REJECT decides again.
     let undo = doctor(
@@ -270,12 +283,40 @@ fn the_firewall_fix_opens_the_kubelet_port_on_centos7_rules() {
         &format!("fix --undo --yes --journal-dir {jd} -o json"),
     );
     assert_eq!(undo["outcome"], "undone", "{undo:#}");
-    assert!(
-        !input_rules(&server)
-            .iter()
-            .any(|r| r.contains("--dport 10250"))
-    );
+    assert!(!listing(&server).iter().any(|r| r.contains("10250")));
     assert!(connect(&client).is_err());
     stop.store(true, Ordering::SeqCst);
     listener.join().unwrap();
+}
+
+#[test]
+fn the_firewall_fix_opens_the_kubelet_port_on_centos7_rules() {
+    if !can_run_privileged(&[
+        "ip",
+        "iptables",
+        "iptables-restore",
+        "iptables-save",
+        "nft",
+        "unshare",
+        "mount",
+    ]) {
+        return;
+    }
+    kubelet_port_is_opened(
+        |ns| load(ns, &["iptables-restore"], CENTOS7_RULES),
+        iptables_input,
+        "rule",
+    );
+}
+
+#[test]
+fn the_firewall_fix_opens_the_kubelet_port_in_an_nftables_chain() {
+    if !can_run_privileged(&["ip", "iptables-save", "nft", "unshare", "mount"]) {
+        return;
+    }
+    kubelet_port_is_opened(
+        |ns| load(ns, &["nft", "-f", "-"], NFT_RULES),
+        nft_input,
+        "nft_rule",
+    );
 }

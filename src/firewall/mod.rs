@@ -16,7 +16,7 @@ pub mod nft_text;
 
 pub use checks::{Accept, Blocked, CHECKS, accept_command, accept_rule, blocked_paths};
 pub use eval::{Answer, Decision, InsertPoint, Query, RuleRef, evaluate};
-pub use gather::{SAVED_IPTABLES, gather, read_rules};
+pub use gather::{SAVED_IPTABLES, SAVED_NFT, gather, read_rules};
 pub use model::{Origin, Ruleset, Verdict};
 pub use net::Net;
 

@@ -58,6 +58,25 @@ fn apply_step(
                 rule: rule.clone(),
             });
         }
+        Action::NftRule(rule) => {
+            if rule.find(&journal::output(&rule.list_argv())?).is_some() {
+                return Ok(StepState::AlreadyDone);
+            }
+            journal::run(&rule.insert_argv())?;
+            let handle = rule
+                .find(&journal::output(&rule.list_argv())?)
+                .ok_or_else(|| {
+                    format!(
+                        "inserted `{}` but cannot find it in the chain to journal its handle",
+                        rule.rule.join(" ")
+                    )
+                })?;
+            journal.entries.push(Entry::NftRule {
+                check: check.into(),
+                rule: rule.clone(),
+                handle,
+            });
+        }
         Action::File { path, old, new } => {
             let fs_path = host.path(path);
             let changed = fsops::change(&fs_path, old, new, stamp)?;

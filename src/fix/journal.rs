@@ -12,7 +12,7 @@ use crate::host::run_command;
 
 use super::{
     fsops,
-    plan::{Content, RuleStep},
+    plan::{Content, NftRuleStep, RuleStep},
 };
 
 /// How long one runtime command (or its reversal) may take.
@@ -42,6 +42,11 @@ pub enum Entry {
         check: String,
         rule: RuleStep,
     },
+    NftRule {
+        check: String,
+        rule: NftRuleStep,
+        handle: u64,
+    },
 }
 
 impl Entry {
@@ -49,7 +54,8 @@ impl Entry {
         match self {
             Entry::File { check, .. }
             | Entry::Command { check, .. }
-            | Entry::Rule { check, .. } => check,
+            | Entry::Rule { check, .. }
+            | Entry::NftRule { check, .. } => check,
         }
     }
 
@@ -67,6 +73,7 @@ impl Entry {
                 argv, undo: None, ..
             } => format!("cannot be reversed: {}", shell_line(argv)),
             Entry::Rule { rule, .. } => shell_line(&rule.delete_argv()),
+            Entry::NftRule { rule, handle, .. } => shell_line(&rule.delete_argv(*handle)),
         }
     }
 
@@ -87,15 +94,20 @@ impl Entry {
                 shell_line(argv)
             )),
             Entry::Rule { rule, .. } => run(&rule.delete_argv()),
+            Entry::NftRule { rule, handle, .. } => run(&rule.delete_argv(*handle)),
         }
     }
 }
 
 /// Runs a runtime command with the deadline; the error names the command and what it said.
 pub fn run(argv: &[String]) -> Result<(), String> {
+    output(argv).map(|_| ())
+}
+
+/// Like [`run`], returning what the command printed.
+pub fn output(argv: &[String]) -> Result<String, String> {
     let args: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
     run_command(&argv[0], &args, COMMAND_TIMEOUT)
-        .map(|_| ())
         .map_err(|e| format!("`{}`: {e}", shell_line(argv)))
 }
 

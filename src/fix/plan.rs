@@ -59,6 +59,62 @@ impl RuleStep {
     }
 }
 
+/// One nftables rule to insert before the rule with handle `before` (or append): looked for in the chain first,
+/// so applying twice adds it once; its handle is journaled so an undo deletes exactly it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NftRuleStep {
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    pub before: Option<u64>,
+    /// Statement words, e.g. `ip saddr 10.0.0.0/8 iifname "eth0" tcp dport 6443 accept`.
+    pub rule: Vec<String>,
+}
+
+impl NftRuleStep {
+    fn at(&self, op: &str) -> Vec<String> {
+        vec![
+            "nft".into(),
+            op.into(),
+            "rule".into(),
+            self.family.clone(),
+            self.table.clone(),
+            self.chain.clone(),
+        ]
+    }
+    /// `nft -a list chain ...`: the chain with handles, to find the rule.
+    pub fn list_argv(&self) -> Vec<String> {
+        let mut v = vec!["nft".into(), "-a".into(), "list".into(), "chain".into()];
+        v.extend([self.family.clone(), self.table.clone(), self.chain.clone()]);
+        v
+    }
+    pub fn insert_argv(&self) -> Vec<String> {
+        let mut v = match self.before {
+            Some(h) => {
+                let mut v = self.at("insert");
+                v.extend(["position".into(), h.to_string()]);
+                v
+            }
+            None => self.at("add"),
+        };
+        v.extend(self.rule.iter().cloned());
+        v
+    }
+    pub fn delete_argv(&self, handle: u64) -> Vec<String> {
+        let mut v = self.at("delete");
+        v.extend(["handle".into(), handle.to_string()]);
+        v
+    }
+    /// The handle of this rule in a `nft -a list chain` listing, when it is there.
+    pub fn find(&self, listing: &str) -> Option<u64> {
+        let want = self.rule.join(" ");
+        listing.lines().find_map(|l| {
+            let (body, handle) = l.rsplit_once("# handle ")?;
+            (body.trim() == want).then(|| handle.trim().parse().ok())?
+        })
+    }
+}
+
 /// What a step does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -70,6 +126,8 @@ pub enum Action {
     },
     /// A firewall rule inserted into the running ruleset.
     Rule(RuleStep),
+    /// An nftables rule inserted into the running ruleset.
+    NftRule(NftRuleStep),
     /// A host path (absolute, as on the host) changed from `old` to `new`.
     File {
         path: String,

@@ -13,7 +13,7 @@ use crate::{
 
 use super::{
     edit,
-    plan::{Action, CheckFix, Content, Files, RuleStep, Step},
+    plan::{Action, CheckFix, Content, Files, NftRuleStep, RuleStep, Step},
 };
 
 /// Where the sysctl fixes persist their values.
@@ -324,6 +324,7 @@ fn firewall_paths(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<()
     let mut texts: BTreeMap<&str, (String, String)> = BTreeMap::new();
     let mut seen = vec![];
     let mut unsaved = false;
+    let mut nft_saved = false;
     for b in &blocked {
         for d in b.answer.parts.iter().filter(|d| d.verdict.blocks()) {
             let q = &b.answer.query;
@@ -345,19 +346,28 @@ fn firewall_paths(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<()
                 continue;
             }
             seen.push(key);
-            if !at.origin.is_iptables() {
-                fix.note(format!(
-                    "nftables rules are not edited automatically yet: run `{}`",
-                    firewall::accept_command(fw, q, d.source, &at)
-                ));
-                continue;
-            }
             let by = d.rule.as_ref().map(|r| r.cite()).unwrap_or_default();
             let guessed = if b.guessed {
                 " (a CNI default pod range: no CNI is configured yet)"
             } else {
                 ""
             };
+            if !at.origin.is_iptables() {
+                if fw.live {
+                    fix.step(Step {
+                        why: format!("accept {}{guessed} before {by}", q.describe_for(d.source)),
+                        action: Action::NftRule(NftRuleStep {
+                            family: at.family.as_str().into(),
+                            table: at.table.clone(),
+                            chain: at.chain.clone(),
+                            before: at.handle,
+                            rule: accept.rule.clone(),
+                        }),
+                    });
+                }
+                nft_saved = true;
+                continue;
+            }
             if at.origin != Origin::IptablesSaved {
                 fix.step(Step {
                     why: format!("accept {}{guessed} before {by}", q.describe_for(d.source)),
@@ -409,6 +419,12 @@ fn firewall_paths(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<()
                 Content::Text(new),
             ));
         }
+    }
+    if nft_saved {
+        fix.note(format!(
+            "nftables: add the same rules to your saved ruleset ({}) by hand to keep them across reboots",
+            firewall::SAVED_NFT.join(", ")
+        ));
     }
     if unsaved && fw.live {
         fix.note(format!(

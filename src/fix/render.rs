@@ -21,6 +21,7 @@ pub fn preview(action: &Action) -> String {
             shell_line(&r.check_argv()),
             shell_line(&r.insert_argv())
         ),
+        Action::NftRule(r) => format!("$ {}", shell_line(&r.insert_argv())),
         Action::File { path, old, new } => match (old, new) {
             (_, Content::Link(t)) => {
                 format!("$ ln -sfn {} {path}", shell_line(std::slice::from_ref(t)))
