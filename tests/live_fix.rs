@@ -61,6 +61,9 @@ fn ip_forward_is_fixed_persisted_read_back_and_undone() {
     let b = b.display();
     let script = format!(
         r#"{PRIVATE_SYSCTL_D}
+K8SDOCTOR_FIX_FAULT_AFTER=1 "{b}" fix sysctl.ip-forward --apply --yes --journal-dir "{w}/journal" -o json > "{w}/fault.json" && echo 0 > "{w}/fault.rc" || echo $? > "{w}/fault.rc"
+sysctl -n net.ipv4.ip_forward > "{w}/after-fault"
+ls -A /etc/sysctl.d > "{w}/left-after-fault"
 "{b}" fix sysctl.ip-forward --apply --yes --journal-dir "{w}/journal" -o json > "{w}/apply.json" || echo $? > "{w}/apply.rc"
 sysctl -n net.ipv4.ip_forward > "{w}/live"
 cat /etc/sysctl.d/99-kubernetes.conf > "{w}/persisted"
@@ -82,6 +85,14 @@ ls -A /etc/sysctl.d > "{w}/left"
         "apply failed: {}",
         fs::read_to_string(p("apply.json")).unwrap_or_default()
     );
+
+    // A fault after the runtime step: the run is rolled back, the kernel value included, and exits 1.
+    assert_eq!(fs::read_to_string(p("fault.rc")).unwrap().trim(), "1");
+    let fault = read_json(&p("fault.json"));
+    assert_eq!(fault["outcome"], "rolled_back", "{fault:#}");
+    assert_eq!(fault["fixes"][0]["steps"][0]["state"], "rolled_back");
+    assert_eq!(fs::read_to_string(p("after-fault")).unwrap().trim(), "0");
+    assert_eq!(fs::read_to_string(p("left-after-fault")).unwrap(), "");
 
     let apply = read_json(&p("apply.json"));
     assert_eq!(apply["outcome"], "applied", "{apply:#}");
