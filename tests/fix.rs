@@ -451,3 +451,62 @@ fn apply_on_a_terminal_asks_first() {
             .contains("\nSELINUX=permissive\n")
     );
 }
+
+const DEBIAN_NFTABLES_CONF: &str = "#!/usr/sbin/nft -f\n\nflush ruleset\n\ntable inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tct state established,related accept\n\t\tiif \"lo\" accept\n\t\ttcp dport 22 accept\n\t\treject with icmpx type admin-prohibited\n\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\t}\n}\n";
+
+/// `nft -c -f`: whether nft itself accepts a ruleset file (None when nft cannot run here).
+fn nft_accepts(path: &Path) -> Option<bool> {
+    let o = Command::new("nft")
+        .arg("-c")
+        .arg("-f")
+        .arg(path)
+        .output()
+        .ok()?;
+    Some(o.status.success())
+}
+
+#[test]
+fn a_saved_nftables_ruleset_gets_the_accept_before_its_reject() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.path().join("proc/net")).unwrap();
+    fs::create_dir_all(root.path().join("etc")).unwrap();
+    fs::copy(
+        fixtures().join("fix/broken-node/proc/net/route"),
+        root.path().join("proc/net/route"),
+    )
+    .unwrap();
+    let conf = root.path().join("etc/nftables.conf");
+    fs::write(&conf, DEBIAN_NFTABLES_CONF).unwrap();
+    let original = snapshot(root.path());
+    assert_eq!(statuses(root.path())["firewall.kubelet-port"], "fail");
+    let v = json(&fix(
+        root.path(),
+        &["firewall.kubelet-port", "--apply", "--yes", "-o", "json"],
+        &[],
+    ));
+    assert_eq!(v["outcome"], "applied", "{v:#}");
+    assert_eq!(v["verify"][0]["after"], "pass", "{v:#}");
+    let rule = "\t\tip saddr 192.168.56.0/24 iifname \"eth0\" tcp dport 10250 accept\n";
+    assert_eq!(
+        fs::read_to_string(&conf).unwrap(),
+        DEBIAN_NFTABLES_CONF.replace("\t\treject with", &format!("{rule}\t\treject with"))
+    );
+    let saved = fs::read_to_string(&conf).unwrap();
+    let check = root.path().join("check.nft");
+    fs::write(&check, saved.replace("flush ruleset\n", "")).unwrap();
+    if let Some(ok) = nft_accepts(&check) {
+        assert!(ok, "nft rejects the edited ruleset:\n{saved}");
+    }
+    fs::remove_file(&check).unwrap();
+    let again = json(&fix(
+        root.path(),
+        &["firewall.kubelet-port", "--apply", "--yes", "-o", "json"],
+        &[],
+    ));
+    assert_eq!(again["outcome"], "nothing_to_do");
+    assert_eq!(
+        fix(root.path(), &["--undo", "--yes"], &[]).status.code(),
+        Some(0)
+    );
+    assert_eq!(snapshot(root.path()), original);
+}

@@ -105,6 +105,92 @@ pub fn insert_saved_rule(
     Some(out)
 }
 
+/// Inserts `rule` (nft statements) into a saved nftables ruleset, in `table FAMILY TABLE { chain CHAIN { .. } }`,
+/// before the line `before` (the deciding rule) when it is there, else before the `position`-th rule of the
+/// chain, else at the chain's end, with that line's indentation. `None` when the chain is not in this file or
+/// already holds the rule; rules written across lines or tables defined in included files are not found.
+pub fn insert_nft_rule(
+    text: &str,
+    family: &str,
+    table: &str,
+    chain: &str,
+    before: Option<&str>,
+    position: usize,
+    rule: &str,
+) -> Option<String> {
+    let ls = lines(text);
+    let words = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    // Depth of `{` nesting, and the depths at which our table and chain blocks were opened.
+    let (mut depth, mut in_table, mut in_chain) = (0usize, None, None);
+    let (mut by_text, mut by_pos, mut end, mut seen) = (None, None, None, 0);
+    for (i, l) in ls.iter().enumerate() {
+        let t = l.split('#').next().unwrap_or("").trim();
+        let w = words(t);
+        let opens = t.matches('{').count();
+        let closes = t.matches('}').count();
+        if in_chain.is_some() && opens == 0 && closes == 0 && !t.is_empty() {
+            let decl = w.first().is_some_and(|f| f == "type" || f == "policy");
+            if t == rule {
+                return None;
+            }
+            if !decl {
+                seen += 1;
+                if seen == position {
+                    by_pos = Some(i);
+                }
+                if by_text.is_none() && before == Some(t) {
+                    by_text = Some(i);
+                }
+            }
+        }
+        let matches_table = w.len() >= 3 && w[0] == "table" && w[1] == family && w[2] == table;
+        let table_default = w.len() >= 2
+            && w[0] == "table"
+            && family == "ip"
+            && w[1] == table
+            && w.get(2).is_some_and(|x| x == "{");
+        if in_table.is_none() && (matches_table || table_default) && opens > 0 {
+            in_table = Some(depth + 1);
+        } else if in_table == Some(depth)
+            && in_chain.is_none()
+            && w.len() >= 2
+            && w[0] == "chain"
+            && w[1] == chain
+            && opens > 0
+        {
+            in_chain = Some(depth + 1);
+        }
+        depth += opens;
+        depth = depth.saturating_sub(closes);
+        if let Some(c) = in_chain
+            && depth < c
+        {
+            end = Some(i);
+            in_chain = None;
+            if by_text.is_some() || by_pos.is_some() {
+                break;
+            }
+        }
+        if in_table.is_some_and(|d| depth < d) {
+            in_table = None;
+        }
+    }
+    let at = by_text.or(by_pos).or(end)?;
+    let indent: String = ls[at]
+        .chars()
+        .take_while(|c| c.is_whitespace() && *c != '\n')
+        .collect();
+    let indent = if by_text.or(by_pos).is_some() {
+        indent
+    } else {
+        format!("{indent}\t")
+    };
+    let mut out: String = ls[..at].concat();
+    out.push_str(&format!("{indent}{rule}\n"));
+    out.push_str(&ls[at..].concat());
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +244,51 @@ mod tests {
         );
         assert_eq!(
             insert_saved_rule(CENTOS7, "mangle", "INPUT", None, 1, OPEN),
+            None
+        );
+    }
+
+    #[test]
+    fn nft_rules_go_before_the_deciding_rule_in_their_chain_once() {
+        let conf = "#!/usr/sbin/nft -f\nflush ruleset\n\ntable inet filter {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\tct state established,related accept\n\t\tiifname \"lo\" accept # loopback\n\t\treject with icmpx type admin-prohibited\n\t}\n\tchain forward {\n\t\ttype filter hook forward priority 0;\n\t\treject\n\t}\n}\n";
+        let rule = "ip saddr 10.0.0.0/24 tcp dport 10250 accept";
+        let reject = Some("reject with icmpx type admin-prohibited");
+        let out = insert_nft_rule(conf, "inet", "filter", "input", reject, 3, rule).unwrap();
+        assert_eq!(
+            out,
+            conf.replace("\t\treject with", &format!("\t\t{rule}\n\t\treject with"))
+        );
+        assert_eq!(
+            insert_nft_rule(&out, "inet", "filter", "input", reject, 3, rule),
+            None
+        );
+        // By position when the text differs; at the chain's end for a policy decision.
+        assert_eq!(
+            insert_nft_rule(conf, "inet", "filter", "input", Some("reject"), 3, rule).unwrap(),
+            out
+        );
+        let end = insert_nft_rule(
+            conf,
+            "inet",
+            "filter",
+            "input",
+            Some("policy drop"),
+            9,
+            rule,
+        )
+        .unwrap();
+        assert!(
+            end.contains(&format!(
+                "\t\treject with icmpx type admin-prohibited\n\t\t{rule}\n\t}}\n\tchain forward"
+            )),
+            "{end}"
+        );
+        assert_eq!(
+            insert_nft_rule(conf, "ip", "filter", "input", reject, 3, rule),
+            None
+        );
+        assert_eq!(
+            insert_nft_rule(conf, "inet", "filter", "output", reject, 3, rule),
             None
         );
     }

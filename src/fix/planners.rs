@@ -55,6 +55,7 @@ pub fn paths(facts: &Facts) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .chain(SAVED_IPTABLES.iter().map(|(p, _)| p.to_string()))
+    .chain(firewall::SAVED_NFT.iter().map(|p| p.to_string()))
     .collect();
     if let Ok(s) = &facts.swap {
         v.extend(s.enabled_units.iter().map(|u| format!("{SYSTEMD_ETC}/{u}")));
@@ -306,9 +307,32 @@ fn dns_loopback(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<(), 
     Ok(())
 }
 
+/// A saved rules file being edited: (as read, as edited so far); `None` when it is absent or cannot be edited.
+fn saved_text<'a>(
+    texts: &'a mut BTreeMap<&'static str, (String, String)>,
+    files: &Files,
+    path: &'static str,
+    fix: &mut CheckFix,
+) -> Option<&'a mut (String, String)> {
+    if !texts.contains_key(path) {
+        match files.text(path) {
+            Ok(Some(t)) => {
+                texts.insert(path, (t.to_string(), t.to_string()));
+            }
+            Ok(None) => return None,
+            Err(e) => {
+                fix.note(e);
+                return None;
+            }
+        }
+    }
+    texts.get_mut(path)
+}
+
 /// Opens each path the check found blocked: an ACCEPT inserted before the deciding rule in the running ruleset
-/// (`iptables -C` first, so it lands once), and the same line in the distribution's saved rules file when one
-/// is in use. Under `--root` the saved file is what the check read, so only the file changes.
+/// (`iptables -C` first, or the nft chain searched for it, so it lands once), and the same line in the
+/// distribution's saved rules file (iptables-save files, nftables.conf) when one is in use. Under `--root` the
+/// saved file is what the check read, so only the file changes.
 fn firewall_paths(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<(), String> {
     let fw = get(&facts.firewall).map_err(|e| e.to_string())?;
     let blocked = firewall::blocked_paths(&fix.id, fw).map_err(|e| e.to_string())?;
@@ -324,7 +348,7 @@ fn firewall_paths(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<()
     let mut texts: BTreeMap<&str, (String, String)> = BTreeMap::new();
     let mut seen = vec![];
     let mut unsaved = false;
-    let mut nft_saved = false;
+    let mut nft_unsaved = false;
     for b in &blocked {
         for d in b.answer.parts.iter().filter(|d| d.verdict.blocks()) {
             let q = &b.answer.query;
@@ -365,7 +389,30 @@ fn firewall_paths(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<()
                         }),
                     });
                 }
-                nft_saved = true;
+                let line = accept.rule.join(" ");
+                let before = d.rule.as_ref().map(|r| r.text.as_str());
+                let mut saved = false;
+                for path in firewall::SAVED_NFT {
+                    let Some(entry) = saved_text(&mut texts, files, path, fix) else {
+                        continue;
+                    };
+                    if let Some(new) = edit::insert_nft_rule(
+                        &entry.1,
+                        at.family.as_str(),
+                        &at.table,
+                        &at.chain,
+                        before,
+                        at.position,
+                        &line,
+                    ) {
+                        entry.1 = new;
+                    }
+                    saved |= entry
+                        .1
+                        .lines()
+                        .any(|l| l.split('#').next().unwrap_or("").trim() == line);
+                }
+                nft_unsaved |= !saved;
                 continue;
             }
             if at.origin != Origin::IptablesSaved {
@@ -384,16 +431,8 @@ fn firewall_paths(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<()
             let before = d.rule.as_ref().map(|r| r.text.as_str());
             let mut saved = false;
             for (path, _) in SAVED_IPTABLES.iter().filter(|(_, f)| *f == at.family) {
-                let entry = match texts.get_mut(path) {
-                    Some(e) => e,
-                    None => match files.text(path) {
-                        Ok(Some(t)) => texts.entry(path).or_insert((t.to_string(), t.to_string())),
-                        Ok(None) => continue,
-                        Err(e) => {
-                            fix.note(e);
-                            continue;
-                        }
-                    },
+                let Some(entry) = saved_text(&mut texts, files, path, fix) else {
+                    continue;
                 };
                 if let Some(new) = edit::insert_saved_rule(
                     &entry.1,
@@ -420,10 +459,11 @@ fn firewall_paths(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<()
             ));
         }
     }
-    if nft_saved {
+    if nft_unsaved {
         fix.note(format!(
-            "nftables: add the same rules to your saved ruleset ({}) by hand to keep them across reboots",
-            firewall::SAVED_NFT.join(", ")
+            "no saved nftables ruleset here ({}) holds that chain: add the rules to the file your system loads at boot by hand{}",
+            firewall::SAVED_NFT.join(", "),
+            if fw.live { ", or they last until the next reboot" } else { "" }
         ));
     }
     if unsaved && fw.live {
