@@ -78,6 +78,9 @@ struct FixArgs {
     /// Where journals are kept (default: var/lib/k8sdoctor/fix under the root).
     #[arg(long, value_name = "DIR")]
     journal_dir: Option<PathBuf>,
+    /// Node role; auto = control plane when etc/kubernetes/manifests/kube-apiserver.yaml exists.
+    #[arg(long, value_enum, default_value_t = RoleArg::Auto)]
+    role: RoleArg,
     /// Deadline for gathering the facts, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     timeout: f64,
@@ -165,6 +168,16 @@ fn color_wanted(no_color: bool) -> bool {
     !no_color && std::env::var_os("NO_COLOR").is_none() && io::stdout().is_terminal()
 }
 
+impl From<RoleArg> for RoleChoice {
+    fn from(r: RoleArg) -> RoleChoice {
+        match r {
+            RoleArg::Auto => RoleChoice::Auto,
+            RoleArg::ControlPlane => RoleChoice::Fixed(Role::ControlPlane),
+            RoleArg::Worker => RoleChoice::Fixed(Role::Worker),
+        }
+    }
+}
+
 impl CheckArgs {
     fn into_config(self) -> Result<Config> {
         if !(self.timeout.is_finite() && self.timeout > 0.0) {
@@ -172,11 +185,7 @@ impl CheckArgs {
         }
         Ok(Config {
             root: self.root,
-            role: match self.role {
-                RoleArg::Auto => RoleChoice::Auto,
-                RoleArg::ControlPlane => RoleChoice::Fixed(Role::ControlPlane),
-                RoleArg::Worker => RoleChoice::Fixed(Role::Worker),
-            },
+            role: self.role.into(),
             selection: Selection {
                 only: self.only,
                 skip: self.skip,
@@ -252,6 +261,7 @@ fn fix_cmd(args: FixArgs) -> Result<ExitCode> {
         mode,
         journal_dir: args.journal_dir,
         timeout: Duration::from_secs_f64(args.timeout),
+        role: args.role.into(),
     };
     let yes = args.yes;
     let report = fix::run(&opts, &mut |r| if yes { Ok(true) } else { ask(r) })?;

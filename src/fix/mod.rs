@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::{
     check::Status,
-    config::{Config, Selection},
+    config::{Config, RoleChoice, Selection},
     engine,
     facts::Facts,
     host::Host,
@@ -60,6 +60,8 @@ pub struct FixOptions {
     pub mode: Mode,
     pub journal_dir: Option<PathBuf>,
     pub timeout: Duration,
+    /// The role the checks are run for (the control-plane checks fix only on control-plane nodes).
+    pub role: RoleChoice,
 }
 
 impl Default for FixOptions {
@@ -70,6 +72,7 @@ impl Default for FixOptions {
             mode: Mode::DryRun,
             journal_dir: None,
             timeout: Duration::from_secs(10),
+            role: RoleChoice::Auto,
         }
     }
 }
@@ -189,6 +192,7 @@ fn config(opts: &FixOptions, ids: Vec<String>) -> Config {
             skip: vec![],
         },
         timeout: opts.timeout,
+        role: opts.role,
         ..Config::default()
     }
 }
