@@ -73,7 +73,7 @@ struct FixArgs {
     #[arg(long)]
     yes: bool,
     /// Undo an apply from its journal (default: the newest in the journal directory).
-    #[arg(long, value_name = "JOURNAL", num_args = 0..=1)]
+    #[arg(long, value_name = "JOURNAL", num_args = 0..=1, conflicts_with = "ids")]
     undo: Option<Option<PathBuf>>,
     /// Where journals are kept (default: var/lib/k8sdoctor/fix under the root).
     #[arg(long, value_name = "DIR")]

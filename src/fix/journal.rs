@@ -194,21 +194,23 @@ impl Journal {
     }
 }
 
-/// The newest journal in a directory (names sort by time).
+/// The time stamp and sequence number in a journal name (`fix-STAMP.json`, `fix-STAMP-N.json`).
+fn journal_key(name: &str) -> Option<(String, u32)> {
+    let core = name.strip_prefix("fix-")?.strip_suffix(".json")?;
+    Some(match core.split_once('-') {
+        Some((stamp, n)) => (stamp.to_string(), n.parse().ok()?),
+        None => (core.to_string(), 0),
+    })
+}
+
+/// The newest journal in a directory, by the time stamp and sequence number in its name.
 pub fn latest(dir: &Path) -> Result<PathBuf> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+    std::fs::read_dir(dir)
         .with_context(|| format!("no journal to undo: cannot read {}", dir.display()))?
         .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("fix-") && n.ends_with(".json"))
-        })
-        .collect();
-    names.sort();
-    names
-        .pop()
+        .filter_map(|e| Some((journal_key(e.file_name().to_str()?)?, e.path())))
+        .max()
+        .map(|(_, p)| p)
         .with_context(|| format!("no journal to undo in {}", dir.display()))
 }
 
@@ -242,6 +244,10 @@ mod tests {
         j.save(&jdir.join("fix-20260101T000000Z.json")).unwrap();
         assert_eq!(j.created_dirs.len(), 4);
         j.save(&jdir.join("fix-20260102T000000Z.json")).unwrap();
+        j.save(&jdir.join("fix-20260102T000000Z-1.json")).unwrap();
+        let l = latest(&jdir).unwrap();
+        assert!(l.ends_with("fix-20260102T000000Z-1.json"), "{l:?}");
+        std::fs::remove_file(&l).unwrap();
         let l = latest(&jdir).unwrap();
         assert!(l.ends_with("fix-20260102T000000Z.json"));
         let back = Journal::load(&l).unwrap();
