@@ -416,7 +416,7 @@ fn evaluate_piece(rs: &Ruleset, q: &Query) -> Option<Decision> {
         .collect();
     bases.sort_by_key(|c| c.base.as_ref().map_or(0, |b| b.priority));
     let mut w = Walker { rs, q, steps: 0 };
-    let mut accepted: Vec<RuleRef> = Vec::new();
+    let mut accepted: Vec<(RuleRef, Vec<RuleRef>)> = Vec::new();
     let mut unknown: Option<Decision> = None;
     for c in bases {
         let decision = |verdict, rule, reason, path| Decision {
@@ -433,7 +433,7 @@ fn evaluate_piece(rs: &Ruleset, q: &Query) -> Option<Decision> {
             Out::Fallthrough => {
                 let p = c.base.as_ref().map_or(Verdict::Accept, |b| b.policy);
                 if p == Verdict::Accept {
-                    accepted.push(RuleRef::policy(c, p));
+                    accepted.push((RuleRef::policy(c, p), vec![]));
                 } else {
                     return Some(decision(p, RuleRef::policy(c, p), None, vec![]));
                 }
@@ -441,8 +441,8 @@ fn evaluate_piece(rs: &Ruleset, q: &Query) -> Option<Decision> {
             Out::Final {
                 verdict: Verdict::Accept,
                 rule,
-                ..
-            } => accepted.push(rule),
+                path,
+            } => accepted.push((rule, path)),
             Out::Final {
                 verdict,
                 rule,
@@ -459,13 +459,14 @@ fn evaluate_piece(rs: &Ruleset, q: &Query) -> Option<Decision> {
         return Some(u);
     }
     let mut it = accepted.into_iter();
+    let (rule, path) = it.next().map_or((None, vec![]), |(r, p)| (Some(r), p));
     Some(Decision {
         source: q.source,
         verdict: Verdict::Accept,
-        rule: it.next(),
+        rule,
         reason: None,
-        path: vec![],
-        also: it.collect(),
+        path,
+        also: it.map(|(r, _)| r).collect(),
         base_len: 0,
     })
 }
@@ -611,6 +612,8 @@ impl Walker<'_> {
                 }
             }
             Match::Dest { neg, any_of } => match q.dest {
+                // An unnamed destination is a unicast address of this host: never loopback or multicast.
+                None if any_of.iter().all(not_unicast_host) => bool_m(false, *neg),
                 None => M::Maybe("the destination address (the query names none)".into()),
                 Some(d) => {
                     let h = Net::host(d);
@@ -624,6 +627,8 @@ impl Walker<'_> {
                 }
             },
             Match::InIface { neg, any_of } => match &q.iface {
+                // Traffic from another network never arrives on loopback.
+                None if any_of.iter().all(|p| p == "lo") => bool_m(false, *neg),
                 None => M::Maybe("the input interface (the query names none)".into()),
                 Some(i) => bool_m(any_of.iter().any(|p| iface_matches(p, i)), *neg),
             },
@@ -666,6 +671,18 @@ impl Walker<'_> {
             Match::Unknown(what) => M::Maybe(what.clone()),
         }
     }
+}
+
+/// Whether a destination element holds only loopback or multicast addresses.
+fn not_unicast_host(e: &AddrElem) -> bool {
+    const SPECIAL: &[&str] = &["127.0.0.0/8", "224.0.0.0/4", "::1/128", "ff00::/8"];
+    let n = match e {
+        AddrElem::Net(n) => *n,
+        AddrElem::Range(..) => return false,
+    };
+    SPECIAL
+        .iter()
+        .any(|s| n.overlap_with(&s.parse().expect("valid prefix")) == Overlap::Inside)
 }
 
 fn dst_type(d: Option<IpAddr>) -> &'static str {

@@ -197,7 +197,6 @@ fn rule_meaning(words: &[Word]) -> Result<(Vec<Match>, Action), String> {
     let mut proto: Option<u8> = None;
     let mut i = 0;
     let mut neg = false;
-    let is_flag = |w: &Word| !w.quoted && w.text.starts_with('-') && w.text.len() > 1;
     while i < words.len() {
         let w = &words[i];
         if !w.quoted && w.text == "!" {
@@ -270,41 +269,7 @@ fn rule_meaning(words: &[Word]) -> Result<(Vec<Match>, Action), String> {
             }
             "-m" | "--match" => {
                 let module = val(i + 1)?.to_string();
-                let mut j = i + 2;
-                let mut opts = Vec::new();
-                while j < words.len() {
-                    let mut k = j;
-                    let mut oneg = false;
-                    if !words[k].quoted && words[k].text == "!" {
-                        oneg = true;
-                        k += 1;
-                    }
-                    let Some(ow) = words.get(k) else { break };
-                    if !ow.text.starts_with("--") || ow.quoted {
-                        break;
-                    }
-                    let mut vals = Vec::new();
-                    let mut v = k + 1;
-                    while v < words.len()
-                        && !(is_flag(&words[v]) || (!words[v].quoted && words[v].text == "!"))
-                    {
-                        vals.push(words[v].text.as_str());
-                        v += 1;
-                    }
-                    opts.push(Opt {
-                        neg: oneg,
-                        name: &ow.text,
-                        vals,
-                    });
-                    j = v;
-                }
-                let text = words[i..j]
-                    .iter()
-                    .map(|w| w.text.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                module_matches(&module, &opts, proto, &text, &mut matches)?;
-                i = j;
+                i = module_at(words, i + 2, &module, proto, i, &mut matches)?;
             }
             "-j" | "--jump" | "-g" | "--goto" => {
                 let t = val(i + 1)?;
@@ -313,11 +278,70 @@ fn rule_meaning(words: &[Word]) -> Result<(Vec<Match>, Action), String> {
                 break;
             }
             "-c" | "--set-counters" => i += 3,
+            // `-p tcp --dport 22` without `-m tcp`: iptables-restore loads the protocol's match implicitly.
+            o if o.starts_with("--") && proto.is_some() => {
+                let module = words[..i]
+                    .iter()
+                    .rev()
+                    .zip(words[..i].iter().rev().skip(1))
+                    .find(|(_, flag)| flag.text == "-p" || flag.text == "--protocol")
+                    .map(|(p, _)| p.text.clone())
+                    .unwrap_or_default();
+                let start = if neg { i - 1 } else { i };
+                i = module_at(words, start, &module, proto, start, &mut matches)?;
+            }
             other => return Err(format!("unknown option {other:?}")),
         }
         neg = false;
     }
     Ok((matches, action))
+}
+
+/// Collects a match module's options from `from` (up to the next `-m`, `-j` or core option) and adds its
+/// matches; `text_from` is where the cited text starts. Returns the index after the options.
+fn module_at(
+    words: &[Word],
+    from: usize,
+    module: &str,
+    proto: Option<u8>,
+    text_from: usize,
+    out: &mut Vec<Match>,
+) -> Result<usize, String> {
+    let is_flag = |w: &Word| !w.quoted && w.text.starts_with('-') && w.text.len() > 1;
+    let mut j = from;
+    let mut opts = Vec::new();
+    while j < words.len() {
+        let mut k = j;
+        let mut oneg = false;
+        if !words[k].quoted && words[k].text == "!" {
+            oneg = true;
+            k += 1;
+        }
+        let Some(ow) = words.get(k) else { break };
+        if !ow.text.starts_with("--") || ow.quoted {
+            break;
+        }
+        let mut vals = Vec::new();
+        let mut v = k + 1;
+        while v < words.len() && !(is_flag(&words[v]) || (!words[v].quoted && words[v].text == "!"))
+        {
+            vals.push(words[v].text.as_str());
+            v += 1;
+        }
+        opts.push(Opt {
+            neg: oneg,
+            name: &ow.text,
+            vals,
+        });
+        j = v;
+    }
+    let text = words[text_from..j]
+        .iter()
+        .map(|w| w.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    module_matches(module, &opts, proto, &text, out)?;
+    Ok(j)
 }
 
 fn target(t: &str, goto: bool, opts: &[&str]) -> Action {

@@ -48,3 +48,6 @@ pub struct FirewallFacts {
     pub cni: Option<Cni>,
     pub managers: Vec<Manager>,
 }
+
+#[cfg(test)]
+mod tests;

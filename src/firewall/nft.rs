@@ -48,6 +48,8 @@ struct JRule {
     #[serde(default)]
     expr: Vec<Value>,
     comment: Option<String>,
+    /// The rule as written, when it comes from nft text rather than `nft -j`.
+    text: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,8 +126,11 @@ pub fn from_objects(objects: Vec<HashMap<String, Value>>) -> Result<Ruleset, Nft
         };
         let named = |n: &str| sets.get(&(r.family.clone(), r.table.clone(), n.to_string()));
         let (matches, action) = meaning(&r.expr, &named);
-        let mut text = r.expr.iter().map(render_stmt).collect::<Vec<_>>().join(" ");
-        if let Some(c) = &r.comment {
+        let mut text = match &r.text {
+            Some(t) => t.clone(),
+            None => r.expr.iter().map(render_stmt).collect::<Vec<_>>().join(" "),
+        };
+        if let (Some(c), None) = (&r.comment, &r.text) {
             text.push_str(&format!(" comment \"{c}\""));
         }
         let position = chain.rules.len() + 1;

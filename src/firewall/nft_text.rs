@@ -428,7 +428,7 @@ impl P {
     fn push_rule(&mut self, family: &str, table: &str, chain: &str, toks: &[Tok], insert: bool) {
         let mut comment = None;
         let expr = statements(toks, &mut comment);
-        let mut r = json!({"family": family, "table": table, "chain": chain, "expr": expr});
+        let mut r = json!({"family": family, "table": table, "chain": chain, "expr": expr, "text": render(toks)});
         if let Some(c) = comment {
             r["comment"] = json!(c);
         }

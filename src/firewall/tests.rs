@@ -1,0 +1,294 @@
+//! Evaluator tests on saved rulesets (fixtures/firewall) and on small built ones.
+
+use super::{
+    Query, Verdict, evaluate, iptables,
+    model::{Family, Origin, Ruleset},
+    net::Net,
+    nft, nft_text,
+};
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/fixtures/firewall/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+fn ipt(text: &str) -> Ruleset {
+    iptables::parse(text, Origin::IptablesNft, Family::Ip).unwrap()
+}
+fn net(s: &str) -> Net {
+    s.parse().unwrap()
+}
+
+#[test]
+fn centos7_default_rejects_6443_and_cites_the_reject_rule() {
+    let rs = ipt(&fixture("centos7-default.rules"));
+    let a = evaluate(&rs, &Query::tcp(6443, net("192.168.1.0/24")).on("eth0"));
+    assert_eq!(a.verdict(), Verdict::Reject);
+    let d = a.decisive();
+    let r = d.rule.as_ref().unwrap();
+    assert_eq!(
+        (r.table.as_str(), r.chain.as_str(), r.position),
+        ("filter", "INPUT", Some(5))
+    );
+    assert_eq!(
+        r.text,
+        "-A INPUT -j REJECT --reject-with icmp-host-prohibited"
+    );
+    let ip = d.insert_point().unwrap();
+    assert_eq!((ip.chain.as_str(), ip.position), ("INPUT", 5));
+    // ssh is open; loopback is accepted by `-i lo`.
+    assert_eq!(
+        evaluate(&rs, &Query::tcp(22, net("0.0.0.0/0")).on("eth0")).verdict(),
+        Verdict::Accept
+    );
+    assert_eq!(
+        evaluate(&rs, &Query::tcp(6443, net("127.0.0.1/32")).on("lo")).verdict(),
+        Verdict::Accept
+    );
+}
+
+#[test]
+fn the_guides_rules_accept_only_their_networks() {
+    let rs = ipt(&fixture("centos7-guide.rules"));
+    let a = evaluate(&rs, &Query::tcp(6443, net("192.168.1.0/24")).on("eth0"));
+    assert_eq!(a.verdict(), Verdict::Accept);
+    assert_eq!(a.decisive().rule.as_ref().unwrap().position, Some(5));
+    assert_eq!(
+        evaluate(&rs, &Query::tcp(6443, net("172.16.0.0/24")).on("eth0")).verdict(),
+        Verdict::Reject
+    );
+    // Anything from 10/8 on weave is accepted by the comment rule, elsewhere rejected.
+    let a = evaluate(&rs, &Query::tcp(10250, net("10.32.0.0/12")).on("weave"));
+    assert_eq!(
+        (a.verdict(), a.decisive().rule.as_ref().unwrap().position),
+        (Verdict::Accept, Some(6))
+    );
+    assert_eq!(
+        evaluate(&rs, &Query::tcp(10250, net("10.32.0.0/12")).on("eth0")).verdict(),
+        Verdict::Reject
+    );
+}
+
+#[test]
+fn a_source_network_partly_covered_is_split_into_decided_pieces() {
+    let rs = ipt(&fixture("centos7-guide.rules"));
+    let a = evaluate(&rs, &Query::tcp(6443, net("192.0.0.0/8")).on("eth0"));
+    assert_eq!(a.verdict(), Verdict::Reject);
+    let accepted: Vec<String> = a
+        .parts
+        .iter()
+        .filter(|d| d.verdict == Verdict::Accept)
+        .map(|d| d.source.to_string())
+        .collect();
+    assert_eq!(accepted, ["192.168.0.0/16"]);
+    assert!(a.parts.iter().all(|d| d.verdict != Verdict::Unknown));
+    assert_eq!(
+        a.parts.len(),
+        9,
+        "192/8 minus 192.168/16 is 8 prefixes: {:?}",
+        a.explain()
+    );
+}
+
+#[test]
+fn without_an_interface_only_loopback_rules_are_decided() {
+    let rs = ipt(&fixture("centos7-guide.rules"));
+    // `-i lo` cannot match traffic from another network; `-i weave` can, so the answer is unknown.
+    let a = evaluate(&rs, &Query::tcp(6443, net("172.16.0.0/24")));
+    assert_eq!(a.verdict(), Verdict::Reject);
+    let a = evaluate(&rs, &Query::tcp(6443, net("10.32.0.0/12")));
+    assert_eq!(a.verdict(), Verdict::Unknown);
+    assert!(
+        a.decisive()
+            .reason
+            .as_ref()
+            .unwrap()
+            .contains("input interface")
+    );
+    assert_eq!(a.decisive().rule.as_ref().unwrap().position, Some(6));
+}
+
+#[test]
+fn ufw_drops_by_policy_after_its_chains() {
+    let rs = ipt(&fixture("ubuntu2204-ufw.rules"));
+    let a = evaluate(&rs, &Query::tcp(10250, net("192.168.1.0/24")).on("eth0"));
+    assert_eq!(a.verdict(), Verdict::Drop, "{:?}", a.explain());
+    assert_eq!(a.decisive().rule.as_ref().unwrap().text, ":INPUT DROP");
+    assert_eq!(
+        a.decisive().insert_point().unwrap().position,
+        7,
+        "after the six jumps"
+    );
+    let a = evaluate(&rs, &Query::tcp(6443, net("192.168.1.0/24")).on("eth0"));
+    assert_eq!(a.verdict(), Verdict::Accept);
+    let d = a.decisive();
+    assert_eq!(d.rule.as_ref().unwrap().chain, "ufw-user-input");
+    assert_eq!(
+        d.path.iter().map(|p| p.chain.as_str()).collect::<Vec<_>>(),
+        ["INPUT", "ufw-before-input"]
+    );
+    // Multicast is not LOCAL: ufw-not-local lets it pass to the mDNS rule.
+    let mdns = Query::udp(5353, net("192.168.1.0/24"))
+        .on("eth0")
+        .to("224.0.0.251".parse().unwrap());
+    assert_eq!(evaluate(&rs, &mdns).verdict(), Verdict::Accept);
+}
+
+#[test]
+fn kubeadm_weave_node_accepts_and_unknown_matches_that_cannot_change_the_verdict_are_ignored() {
+    let rs = ipt(&fixture("kubeadm-weave-node.rules"));
+    assert!(rs.rule_count() > 30);
+    for (port, iface, src) in [
+        (6443, "eth0", "192.168.1.0/24"),
+        (10250, "weave", "10.32.0.0/12"),
+        (6783, "eth0", "192.168.1.0/24"),
+    ] {
+        let a = evaluate(&rs, &Query::tcp(port, net(src)).on(iface));
+        assert_eq!(a.verdict(), Verdict::Accept, "{:?}", a.explain());
+    }
+    // The weave control port rule guards 127.0.0.1 only: the node's own (unnamed) address is not it.
+    let q = Query::tcp(6784, net("192.168.1.0/24")).on("eth0");
+    assert_eq!(evaluate(&rs, &q).verdict(), Verdict::Accept);
+    assert_eq!(
+        evaluate(&rs, &q.clone().to("127.0.0.1".parse().unwrap())).verdict(),
+        Verdict::Drop
+    );
+    assert_eq!(
+        evaluate(&rs, &q.to("192.168.1.10".parse().unwrap())).verdict(),
+        Verdict::Accept
+    );
+}
+
+#[test]
+fn firewalld_json_and_text_agree() {
+    let from_json = nft::parse_json(&fixture("firewalld-rhel9.json")).unwrap();
+    let from_text = nft_text::parse(&fixture("firewalld-rhel9.nft")).unwrap();
+    assert_eq!(from_json.rule_count(), from_text.rule_count());
+    for rs in [&from_json, &from_text] {
+        let a = evaluate(rs, &Query::tcp(6443, net("192.168.1.0/24")).on("eth0"));
+        assert_eq!(a.verdict(), Verdict::Reject, "{:?}", a.explain());
+        let d = a.decisive();
+        let r = d.rule.as_ref().unwrap();
+        assert_eq!(
+            (r.chain.as_str(), r.position),
+            ("filter_IN_public", Some(9))
+        );
+        assert_eq!(r.text, "reject with icmpx admin-prohibited");
+        assert_eq!(
+            d.path.iter().map(|p| p.chain.as_str()).collect::<Vec<_>>(),
+            ["filter_INPUT", "filter_INPUT_ZONES"]
+        );
+        let ssh = evaluate(rs, &Query::tcp(22, net("192.168.1.0/24")).on("eth0"));
+        assert_eq!(ssh.verdict(), Verdict::Accept);
+        assert_eq!(
+            ssh.decisive().rule.as_ref().unwrap().text,
+            "tcp dport 22 ct state new,untracked accept"
+                .replace("new,untracked", "{ new, untracked }")
+        );
+        // IPv6 to fe80::/64 port 546 is open; IPv4 never matches an ip6 match.
+        let dhcp6 = Query::udp(546, net("fe80::/64"))
+            .on("eth0")
+            .to("fe80::1".parse().unwrap());
+        assert_eq!(evaluate(rs, &dhcp6).verdict(), Verdict::Accept);
+    }
+    let ip = evaluate(&from_json, &Query::tcp(6443, net("10.0.0.0/8")).on("eth0"))
+        .decisive()
+        .insert_point()
+        .unwrap();
+    assert_eq!(
+        (ip.chain.as_str(), ip.handle.is_some()),
+        ("filter_INPUT", true)
+    );
+}
+
+#[test]
+fn nft_base_chains_in_priority_order_must_all_accept() {
+    let text = r#"
+define PODS = 10.244.0.0/16
+table inet first {
+    set ports { type inet_service; flags interval; elements = { 6443, 10250, 30000-32767 } }
+    chain in {
+        type filter hook input priority -10; policy drop;
+        iifname "lo" accept
+        ct state vmap { established : accept, related : accept, invalid : drop }
+        tcp dport @ports accept
+        ip saddr $PODS udp dport 8472 accept
+    }
+}
+table ip second {
+    chain in {
+        type filter hook input priority filter + 5; policy accept;
+        ip saddr != 192.168.0.0/16 tcp dport 10250 drop
+        meta l4proto igmp counter drop
+    }
+}
+"#;
+    let rs = nft_text::parse(text).unwrap();
+    let q = |p, s| Query::tcp(p, net(s)).on("eth0");
+    assert_eq!(
+        evaluate(&rs, &q(6443, "10.0.0.0/8")).verdict(),
+        Verdict::Accept
+    );
+    assert_eq!(
+        evaluate(&rs, &q(31000, "10.0.0.0/8")).verdict(),
+        Verdict::Accept
+    );
+    assert_eq!(evaluate(&rs, &q(22, "10.0.0.0/8")).verdict(), Verdict::Drop);
+    let a = evaluate(&rs, &q(10250, "10.0.0.0/8"));
+    assert_eq!(
+        (
+            a.verdict(),
+            a.decisive().rule.as_ref().unwrap().table.as_str()
+        ),
+        (Verdict::Drop, "second")
+    );
+    assert_eq!(
+        evaluate(&rs, &q(10250, "192.168.5.0/24")).verdict(),
+        Verdict::Accept
+    );
+    assert_eq!(
+        evaluate(&rs, &Query::udp(8472, net("10.244.1.0/24"))).verdict(),
+        Verdict::Accept
+    );
+    assert_eq!(
+        evaluate(&rs, &Query::proto(2, net("10.244.1.0/24")).on("eth0")).verdict(),
+        Verdict::Drop
+    );
+    // An IPv6 packet only meets the inet table.
+    assert_eq!(
+        evaluate(&rs, &Query::tcp(10250, net("fd00::/64")).on("eth0")).verdict(),
+        Verdict::Accept
+    );
+}
+
+#[test]
+fn unknown_matches_name_the_rule_and_goto_return_semantics_hold() {
+    let rs = ipt(
+        "*filter\n:INPUT ACCEPT [0:0]\n:A - [0:0]\n:B - [0:0]\n-A INPUT -p tcp -g A\n-A INPUT -j DROP\n-A A -p tcp --dport 80 -j RETURN\n-A A -m recent --rcheck --seconds 60 -j DROP\n-A A -j B\n-A B -p tcp -m multiport ! --dports 1000:2000,3000 -j RETURN\n-A B -j REJECT\nCOMMIT\n",
+    );
+    let q = |p| Query::tcp(p, net("10.0.0.0/8")).on("eth0");
+    // goto then RETURN goes back to INPUT's caller: the policy, not INPUT's DROP.
+    let a = evaluate(&rs, &q(80));
+    assert_eq!(
+        (
+            a.verdict(),
+            a.decisive().rule.as_ref().unwrap().text.as_str()
+        ),
+        (Verdict::Accept, ":INPUT ACCEPT")
+    );
+    let a = evaluate(&rs, &q(1500));
+    assert_eq!(a.verdict(), Verdict::Unknown);
+    assert_eq!(
+        a.decisive().rule.as_ref().unwrap().text,
+        "-A A -m recent --rcheck --seconds 60 -j DROP"
+    );
+    // Both ways end in a block? No: DROP vs REJECT differ, so still unknown. Port 5000 returns from B → policy.
+    assert_eq!(evaluate(&rs, &q(5000)).verdict(), Verdict::Unknown);
+    // UDP never enters A: dropped by INPUT's second rule.
+    assert_eq!(
+        evaluate(&rs, &Query::udp(53, net("10.0.0.0/8"))).verdict(),
+        Verdict::Drop
+    );
+}
