@@ -223,7 +223,7 @@ impl Files {
         }
     }
 
-    /// A text file's content (`Absent` → empty `None`); a link or unreadable file is an error saying so.
+    /// A text file's content, `None` when it is absent; a link or unreadable file is an error saying so.
     pub fn text(&self, path: &str) -> Result<Option<&str>, String> {
         match self.get(path)? {
             Content::Absent => Ok(None),
