@@ -194,6 +194,11 @@ fn host_info(host: &Host, role: Role) -> HostInfo {
 
 /// Runs `check`: the whole flow from config to report.
 pub fn run(cfg: &Config) -> Result<Report> {
+    run_with_facts(cfg).map(|(report, _)| report)
+}
+
+/// Like [`run`], and also hands back the gathered facts (for `fix`, whose planners read the same facts the checks did).
+pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
     let started = SystemTime::now();
     let clock = Instant::now();
     let host = Host::new(&cfg.root).context("cannot read host files")?;
@@ -268,7 +273,7 @@ pub fn run(cfg: &Config) -> Result<Report> {
             }
         })
         .collect();
-    Ok(Report {
+    let report = Report {
         schema_version: SCHEMA_VERSION.into(),
         tool: Tool::default(),
         started_at: jiff::Timestamp::try_from(started)
@@ -280,7 +285,8 @@ pub fn run(cfg: &Config) -> Result<Report> {
         summary: Summary::of(&results),
         results,
     }
-    .masked())
+    .masked();
+    Ok((report, facts))
 }
 
 /// The report's `cluster` block: the server the cluster checks talked to, when they did.
