@@ -63,7 +63,7 @@ fn copy_tree(from: &Path, to: &Path) {
 /// copy's fstab is made 0600 here: the fix must keep a mode it did not choose.
 fn broken_node() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(&fixtures().join("fix/broken-node"), dir.path());
+    copy_tree(&fixtures().join("hosts/centos7-fix-broken"), dir.path());
     fs::set_permissions(
         dir.path().join("etc/fstab"),
         fs::Permissions::from_mode(0o600),
@@ -234,7 +234,7 @@ fn apply_fixes_the_files_then_finds_nothing_to_do_and_undo_restores_every_byte()
     // Mode and every other fstab line kept byte for byte.
     let fstab = root.path().join("etc/fstab");
     assert_eq!(fs::metadata(&fstab).unwrap().mode() & 0o777, 0o600);
-    let old = fs::read_to_string(fixtures().join("fix/broken-node/etc/fstab")).unwrap();
+    let old = fs::read_to_string(fixtures().join("hosts/centos7-fix-broken/etc/fstab")).unwrap();
     let new = fs::read_to_string(&fstab).unwrap();
     let expect: String = old
         .split_inclusive('\n')
@@ -477,7 +477,7 @@ fn a_saved_nftables_ruleset_gets_the_accept_before_its_reject() {
     fs::create_dir_all(root.path().join("proc/net")).unwrap();
     fs::create_dir_all(root.path().join("etc")).unwrap();
     fs::copy(
-        fixtures().join("fix/broken-node/proc/net/route"),
+        fixtures().join("hosts/centos7-fix-broken/proc/net/route"),
         root.path().join("proc/net/route"),
     )
     .unwrap();
