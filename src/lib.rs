@@ -17,6 +17,7 @@ pub mod kubelet;
 pub mod list;
 pub mod mask;
 pub mod multicast;
+pub mod procnet;
 pub mod proxy;
 pub mod report;
 pub mod selinux;
