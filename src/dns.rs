@@ -184,7 +184,8 @@ fn effective(facts: &DnsFacts) -> Result<(Option<&ResolvConf>, Vec<String>), Fac
     }
 }
 
-fn upstreams(facts: &DnsFacts) -> Option<&ResolvConf> {
+/// systemd-resolved's upstream file when it lists real (non-loopback) nameservers.
+pub fn upstreams(facts: &DnsFacts) -> Option<&ResolvConf> {
     facts
         .resolved_upstream
         .as_ref()
@@ -208,7 +209,7 @@ fn loopback_nameserver(facts: &Facts, _ctx: &Ctx) -> Outcome {
     if !local.is_empty() {
         evidence.extend(local.iter().map(|n| eff.cite(n)));
         let all_stub = local.iter().all(|n| n.is_resolved_stub());
-        if let (true, Some(up)) = (all_stub, upstreams(dns)) {
+        if all_stub && let Some(up) = upstreams(dns) {
             evidence.push(format!(
                 "{}: upstreams {}",
                 up.path,

@@ -195,6 +195,11 @@ pub fn host_info(host: &Host, role: Role) -> HostInfo {
 
 /// Runs `check`: the whole flow from config to report.
 pub fn run(cfg: &Config) -> Result<Report> {
+    run_with_facts(cfg).map(|(report, _)| report)
+}
+
+/// Like [`run`], and also hands back the gathered facts (for `fix`, whose planners read the same facts the checks did).
+pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
     let started = SystemTime::now();
     let clock = Instant::now();
     let host = Host::new(&cfg.root).context("cannot read host files")?;
@@ -265,13 +270,14 @@ pub fn run(cfg: &Config) -> Result<Report> {
             CheckResult::from_finding(entry, finding, gather_ms + t.elapsed().as_millis() as u64)
         })
         .collect();
-    Ok(Report::new(
+    let report = Report::new(
         started,
         clock.elapsed().as_millis() as u64,
         host_info(&host, role),
         cluster_info(&facts),
         results,
-    ))
+    );
+    Ok((report, facts))
 }
 
 /// The report's `cluster` block: the server the cluster checks talked to, when they did.

@@ -78,6 +78,11 @@ impl Host {
         }
     }
 
+    /// Where a symbolic link points, or `None` when the path is not a link.
+    pub fn link_target(&self, abs: &str) -> Option<PathBuf> {
+        std::fs::read_link(self.path(abs)).ok()
+    }
+
     /// File names in a directory, sorted; a missing directory is empty.
     pub fn list_dir(&self, abs: &str) -> Result<Vec<String>, FactError> {
         let p = self.path(abs);

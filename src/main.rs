@@ -2,7 +2,7 @@
 
 use std::{
     fs::File,
-    io::{self, IsTerminal, Write},
+    io::{self, BufRead, IsTerminal, Write},
     net::IpAddr,
     path::PathBuf,
     process::ExitCode,
@@ -16,6 +16,7 @@ use k8sdoctor::{
     check::{Role, Status},
     config::{Config, Format, RoleChoice, Selection},
     engine,
+    fix::{self, FixFormat, FixOptions, FixReport, Mode},
     join::{self, JoinOptions},
     list, multicast, report,
 };
@@ -60,6 +61,48 @@ enum Cmd {
         #[command(subcommand)]
         cmd: McCmd,
     },
+    /// Plan the host fixes (dry run), or apply, verify and undo them.
+    Fix(FixArgs),
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum FixOut {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+struct FixArgs {
+    /// Checks to fix (comma list); default: every failing or warning check that has a fix.
+    #[arg(value_delimiter = ',', value_name = "IDS")]
+    ids: Vec<String>,
+    /// Fix the host whose root is DIR; runtime steps are then skipped and only files under DIR change.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+    /// Apply the plan (without it, `fix` only shows what it would do).
+    #[arg(long, conflicts_with = "undo")]
+    apply: bool,
+    /// Do not ask before applying or undoing (required without a terminal).
+    #[arg(long)]
+    yes: bool,
+    /// Undo an apply from its journal (default: the newest in the journal directory).
+    #[arg(long, value_name = "JOURNAL", num_args = 0..=1, conflicts_with = "ids")]
+    undo: Option<Option<PathBuf>>,
+    /// Where journals are kept (default: var/lib/k8sdoctor/fix under the root).
+    #[arg(long, value_name = "DIR")]
+    journal_dir: Option<PathBuf>,
+    /// Node role; auto = control plane when etc/kubernetes/manifests/kube-apiserver.yaml exists.
+    #[arg(long, value_enum, default_value_t = RoleArg::Auto)]
+    role: RoleArg,
+    /// Deadline for gathering the facts, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    timeout: f64,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = FixOut::Table)]
+    output: FixOut,
+    /// No colour (also NO_COLOR, or stdout not a terminal).
+    #[arg(long)]
+    no_color: bool,
 }
 
 #[derive(Subcommand)]
@@ -327,16 +370,22 @@ fn color_wanted(no_color: bool) -> bool {
     !no_color && std::env::var_os("NO_COLOR").is_none() && io::stdout().is_terminal()
 }
 
+impl From<RoleArg> for RoleChoice {
+    fn from(r: RoleArg) -> RoleChoice {
+        match r {
+            RoleArg::Auto => RoleChoice::Auto,
+            RoleArg::ControlPlane => RoleChoice::Fixed(Role::ControlPlane),
+            RoleArg::Worker => RoleChoice::Fixed(Role::Worker),
+        }
+    }
+}
+
 impl CheckArgs {
     fn into_config(self) -> Result<Config> {
         let timeout = positive_secs(self.timeout)?;
         Ok(Config {
             root: self.root,
-            role: match self.role {
-                RoleArg::Auto => RoleChoice::Auto,
-                RoleArg::ControlPlane => RoleChoice::Fixed(Role::ControlPlane),
-                RoleArg::Worker => RoleChoice::Fixed(Role::Worker),
-            },
+            role: self.role.into(),
             selection: Selection {
                 only: self.only,
                 skip: self.skip,
@@ -473,6 +522,64 @@ fn run_multicast(cmd: McCmd) -> Result<ExitCode> {
     }
 }
 
+/// Shows the plan on stderr and asks y/N on the terminal.
+fn ask(report: &FixReport) -> Result<bool> {
+    let mut err = io::stderr().lock();
+    fix::render(report, FixFormat::Table, false, &mut err)?;
+    let what = if report.mode == "undo" {
+        "Undo these changes"
+    } else {
+        "Apply these changes"
+    };
+    write!(err, "{what}? [y/N] ")?;
+    err.flush()?;
+    let mut line = String::new();
+    io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+fn fix_cmd(args: FixArgs) -> Result<ExitCode> {
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        bail!("--timeout must be a positive number of seconds");
+    }
+    let mode = match (args.apply, args.undo) {
+        (_, Some(j)) => Mode::Undo(j),
+        (true, None) => Mode::Apply,
+        (false, None) => Mode::DryRun,
+    };
+    let changes = mode != Mode::DryRun;
+    if changes && !args.yes && !io::stdin().is_terminal() {
+        bail!(
+            "refusing to change the host without --yes: there is no terminal to ask for confirmation"
+        );
+    }
+    let opts = FixOptions {
+        root: args.root,
+        ids: args.ids,
+        mode,
+        journal_dir: args.journal_dir,
+        timeout: Duration::from_secs_f64(args.timeout),
+        role: args.role.into(),
+    };
+    let yes = args.yes;
+    let report = fix::run(&opts, &mut |r| if yes { Ok(true) } else { ask(r) })?;
+    let format = match args.output {
+        FixOut::Table => FixFormat::Table,
+        FixOut::Json => FixFormat::Json,
+    };
+    fix::render(
+        &report,
+        format,
+        color_wanted(args.no_color),
+        &mut io::stdout().lock(),
+    )?;
+    Ok(if report.failed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let mut out = io::stdout().lock();
     match cli.command {
@@ -491,6 +598,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Some(Cmd::JoinCheck(args)) => join_check(args),
         Some(Cmd::Multicast { cmd }) => run_multicast(cmd),
+        Some(Cmd::Fix(args)) => fix_cmd(args),
         Some(Cmd::Schema) => {
             serde_json::to_writer_pretty(&mut out, &report::schema())?;
             writeln!(out)?;

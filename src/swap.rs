@@ -22,6 +22,7 @@ pub const CHECKS: &[CheckDef] = &[
 
 pub const FSTAB: &str = "/etc/fstab";
 pub const SWAP_WANTS: &str = "/etc/systemd/system/swap.target.wants";
+pub const SYSTEMD_ETC: &str = "/etc/systemd/system";
 const ZRAM_GENERATOR: &[&str] = &[
     "/etc/systemd/zram-generator.conf",
     "/usr/lib/systemd/zram-generator.conf",
@@ -93,11 +94,17 @@ pub fn zram_generator_line(text: &str) -> Option<usize> {
         .map(|i| i + 1)
 }
 
+/// A unit masked in /etc (a link to /dev/null) never starts, whatever wants it.
+pub fn is_masked(host: &Host, unit: &str) -> bool {
+    host.link_target(&format!("{SYSTEMD_ETC}/{unit}"))
+        .is_some_and(|t| t == std::path::Path::new("/dev/null"))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SwapFacts {
     pub swaps: Fact<Vec<SwapDevice>>,
     pub fstab: Fact<Vec<FstabSwap>>,
-    /// Swap units enabled in `swap.target.wants`.
+    /// Swap units enabled in `swap.target.wants` and not masked.
     pub enabled_units: Vec<String>,
     /// A zram-generator config that creates swap at boot: path and line.
     pub zram_generator: Option<(String, usize)>,
@@ -113,7 +120,7 @@ pub fn gather(host: &Host) -> Fact<SwapFacts> {
             .list_dir(SWAP_WANTS)
             .unwrap_or_default()
             .into_iter()
-            .filter(|n| n.ends_with(".swap"))
+            .filter(|n| n.ends_with(".swap") && !is_masked(host, n))
             .collect(),
         zram_generator: ZRAM_GENERATOR.iter().find_map(|p| {
             let text = host.read_opt(p).ok().flatten()?;

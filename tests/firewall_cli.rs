@@ -25,7 +25,7 @@ fn a_20000_rule_kube_proxy_ruleset_parses_and_decides() {
 
 fn check_root(root: &str) -> (i32, serde_json::Value) {
     let out = std::process::Command::new(support::bin())
-        .args(["--root", support::fixtures().join(root).to_str().unwrap()])
+        .args(["--root", support::fixtures().join("hosts").join(root).to_str().unwrap()])
         .args(["--only", "firewall.apiserver-port,firewall.kubelet-port,firewall.control-plane-ports,firewall.overlay,firewall.manager,firewall.backend"])
         .args(["--role", "control-plane", "-o", "json"])
         .output()

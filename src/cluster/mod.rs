@@ -488,13 +488,10 @@ pub fn reachable(host: &Host, ip: IpAddr, node_names: &[&str]) -> Result<(), Str
 
 /// The interface of a non-default IPv4 route in `/proc/net/route` text that covers `ip`.
 pub fn route_covering(text: &str, ip: std::net::Ipv4Addr) -> Option<String> {
-    let ip = u32::from(ip);
-    text.lines().skip(1).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let dest = u32::from_str_radix(f.get(1)?, 16).ok()?.swap_bytes();
-        let mask = u32::from_str_radix(f.get(7)?, 16).ok()?.swap_bytes();
-        (mask != 0 && ip & mask == dest & mask).then(|| f[0].to_string())
-    })
+    crate::procnet::parse_routes(text)
+        .into_iter()
+        .find(|r| !r.mask.is_unspecified() && r.covers(ip))
+        .map(|r| r.iface)
 }
 
 /// Resolves the API server's name against kube-dns with hickory, bounded by `timeout`.

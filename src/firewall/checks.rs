@@ -2,14 +2,14 @@
 
 use crate::{
     check::{CheckDef, Ctx, Finding, Outcome},
-    facts::{Area, Facts, get},
+    facts::{Area, FactError, Facts, get},
 };
 
 use super::{
     FirewallFacts,
     eval::{Answer, InsertPoint, Query, evaluate},
-    hostnet::{self, NodeNet},
-    model::{Family, Origin, Ruleset, Verdict},
+    hostnet::{self, Cni, NodeNet},
+    model::{Origin, Ruleset, Verdict},
     net::Net,
 };
 
@@ -52,10 +52,7 @@ struct Probe {
     soft: bool,
 }
 
-fn node_probes(
-    fw: &FirewallFacts,
-    make: impl Fn(Net) -> Query,
-) -> Result<Vec<Probe>, crate::facts::FactError> {
+fn node_probes(fw: &FirewallFacts, make: impl Fn(Net) -> Query) -> Result<Vec<Probe>, FactError> {
     let nets = get(&fw.node_nets)?;
     Ok(nets
         .iter()
@@ -109,11 +106,16 @@ fn pod_probes(fw: &FirewallFacts, port: u16) -> Vec<Probe> {
     }
 }
 
+fn apiserver_probes(fw: &FirewallFacts) -> Result<Vec<Probe>, FactError> {
+    let mut probes = node_probes(fw, |n| Query::tcp(6443, n))?;
+    probes.extend(pod_probes(fw, 6443));
+    Ok(probes)
+}
+
 fn apiserver_port(facts: &Facts, _ctx: &Ctx) -> Outcome {
     let fw = get(&facts.firewall)?;
     let rules = get(&fw.rules)?;
-    let mut probes = node_probes(fw, |n| Query::tcp(6443, n))?;
-    probes.extend(pod_probes(fw, 6443));
+    let probes = apiserver_probes(fw)?;
     let note = match &fw.cni {
         Some(c) => format!(
             "pod network of {} from {}: {}",
@@ -133,13 +135,18 @@ fn kubelet_port(facts: &Facts, _ctx: &Ctx) -> Outcome {
     Ok(judge(fw, rules, &probes, "the kubelet port"))
 }
 
-fn control_plane_ports(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let fw = get(&facts.firewall)?;
-    let rules = get(&fw.rules)?;
+fn control_plane_probes(fw: &FirewallFacts) -> Result<Vec<Probe>, FactError> {
     let mut probes = Vec::new();
     for port in [2379, 2380, 10257, 10259] {
         probes.extend(node_probes(fw, |n| Query::tcp(port, n))?);
     }
+    Ok(probes)
+}
+
+fn control_plane_ports(facts: &Facts, _ctx: &Ctx) -> Outcome {
+    let fw = get(&facts.firewall)?;
+    let rules = get(&fw.rules)?;
+    let probes = control_plane_probes(fw)?;
     Ok(judge(fw, rules, &probes, "the control-plane ports"))
 }
 
@@ -175,6 +182,18 @@ fn overlay(facts: &Facts, _ctx: &Ctx) -> Outcome {
             super::gather::CNI_DIR
         )));
     };
+    let probes = overlay_probes(fw, cni)?;
+    Ok(
+        judge(fw, rules, &probes, &format!("{} overlay traffic", cni.name)).evidence(format!(
+            "CNI {} from {}; overlay interfaces: {}",
+            cni.name,
+            cni.source,
+            cni.ifaces.join(", ")
+        )),
+    )
+}
+
+fn overlay_probes(fw: &FirewallFacts, cni: &Cni) -> Result<Vec<Probe>, FactError> {
     let mut probes = Vec::new();
     for iface in &cni.ifaces {
         for net in &cni.pod_nets {
@@ -198,14 +217,37 @@ fn overlay(facts: &Facts, _ctx: &Ctx) -> Outcome {
             None => Query::proto(proto, n),
         })?);
     }
-    Ok(
-        judge(fw, rules, &probes, &format!("{} overlay traffic", cni.name)).evidence(format!(
-            "CNI {} from {}; overlay interfaces: {}",
-            cni.name,
-            cni.source,
-            cni.ifaces.join(", ")
-        )),
-    )
+    Ok(probes)
+}
+
+/// A path a firewall check found blocked, with the evaluator's answer; `guessed` when its source is only a
+/// CNI's default pod range (no CNI configured yet).
+pub struct Blocked {
+    pub answer: Answer,
+    pub guessed: bool,
+}
+
+/// The blocked paths behind a firewall check's finding: what `k8sdoctor fix` opens. Same probes as the check.
+pub fn blocked_paths(id: &str, fw: &FirewallFacts) -> Result<Vec<Blocked>, FactError> {
+    let rules = get(&fw.rules)?;
+    let probes = match id {
+        "firewall.apiserver-port" => apiserver_probes(fw)?,
+        "firewall.kubelet-port" => node_probes(fw, |n| Query::tcp(10250, n))?,
+        "firewall.control-plane-ports" => control_plane_probes(fw)?,
+        "firewall.overlay" => match &fw.cni {
+            Some(cni) => overlay_probes(fw, cni)?,
+            None => vec![],
+        },
+        _ => vec![],
+    };
+    Ok(probes
+        .into_iter()
+        .map(|p| Blocked {
+            answer: evaluate(rules, &p.query),
+            guessed: p.soft,
+        })
+        .filter(|b| b.answer.verdict().blocks())
+        .collect())
 }
 
 fn manager(facts: &Facts, _ctx: &Ctx) -> Outcome {
@@ -365,53 +407,79 @@ fn remedy(fw: &FirewallFacts, a: &Answer) -> Option<String> {
     Some(accept_command(fw, &a.query, d.source, &ip))
 }
 
-/// `iptables -I INPUT 5 -s 10.0.0.0/8 -i eth0 -p tcp -m tcp --dport 6443 -j ACCEPT` or the nft equivalent.
-pub fn accept_command(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoint) -> String {
+/// The ACCEPT rule that opens one blocked path, placed before the deciding rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accept {
+    /// `iptables`, `ip6tables-nft` ... or `nft`.
+    pub tool: String,
+    pub at: InsertPoint,
+    /// The rule: iptables arguments (`-s 10.0.0.0/8 -i eth0 -p tcp -m tcp --dport 6443 -j ACCEPT`), or nft
+    /// statement words (`ip saddr 10.0.0.0/8 iifname "eth0" tcp dport 6443 accept`).
+    pub rule: Vec<String>,
+}
+
+/// The rule that accepts `q` from `source`, for the tool that holds the deciding rule.
+pub fn accept_rule(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoint) -> Accept {
     let v6 = source.is_v6();
     let proto_name = match q.proto {
         6 => "tcp".to_string(),
         17 => "udp".to_string(),
         p => p.to_string(),
     };
-    if ip.origin.is_iptables() {
+    let mut rule: Vec<String> = Vec::new();
+    let mut push = |words: &[&str]| rule.extend(words.iter().map(|w| w.to_string()));
+    let tool = if ip.origin.is_iptables() {
         let base = if v6 { "ip6tables" } else { "iptables" };
-        let tool = match (ip.origin, fw.iptables_backend.as_deref()) {
+        push(&["-s", &source.to_string()]);
+        if let Some(i) = &q.iface {
+            push(&["-i", i]);
+        }
+        push(&["-p", &proto_name]);
+        if let Some(p) = q.dport {
+            push(&["-m", &proto_name, "--dport", &p.to_string()]);
+        }
+        push(&["-j", "ACCEPT"]);
+        match (ip.origin, fw.iptables_backend.as_deref()) {
             (Origin::IptablesLegacy, Some("legacy"))
             | (Origin::IptablesNft, Some("nf_tables"))
             | (Origin::IptablesSaved, _) => base.to_string(),
             (Origin::IptablesLegacy, _) => format!("{base}-legacy"),
             _ => format!("{base}-nft"),
-        };
-        let mut cmd = format!("{tool} -I {} {} -s {source}", ip.chain, ip.position);
-        if let Some(i) = &q.iface {
-            cmd.push_str(&format!(" -i {i}"));
         }
-        cmd.push_str(&format!(" -p {proto_name}"));
-        if let Some(p) = q.dport {
-            cmd.push_str(&format!(" -m {proto_name} --dport {p}"));
-        }
-        cmd.push_str(" -j ACCEPT");
-        cmd
     } else {
-        let fam = match ip.family {
-            Family::Ip => "ip",
-            Family::Ip6 => "ip6",
-            Family::Inet => "inet",
-        };
-        let mut m = format!("{} saddr {source}", if v6 { "ip6" } else { "ip" });
+        push(&[if v6 { "ip6" } else { "ip" }, "saddr", &source.to_string()]);
         if let Some(i) = &q.iface {
-            m.push_str(&format!(" iifname \"{i}\""));
+            push(&["iifname", &format!("\"{i}\"")]);
         }
         match q.dport {
-            Some(p) => m.push_str(&format!(" {proto_name} dport {p}")),
-            None => m.push_str(&format!(" meta l4proto {proto_name}")),
+            Some(p) => push(&[&proto_name, "dport", &p.to_string()]),
+            None => push(&["meta", "l4proto", &proto_name]),
         }
+        push(&["accept"]);
+        "nft".to_string()
+    };
+    Accept {
+        tool,
+        at: ip.clone(),
+        rule,
+    }
+}
+
+/// `iptables -I INPUT 5 -s 10.0.0.0/8 -i eth0 -p tcp -m tcp --dport 6443 -j ACCEPT` or the nft equivalent.
+pub fn accept_command(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoint) -> String {
+    let a = accept_rule(fw, q, source, ip);
+    let rule = a.rule.join(" ");
+    if ip.origin.is_iptables() {
+        let cmd = format!("{} -I {} {} {rule}", a.tool, ip.chain, ip.position);
+        cmd
+    } else {
+        let fam = ip.family.as_str();
         match ip.handle {
             Some(h) => format!(
-                "nft insert rule {fam} {} {} position {h} {m} accept",
+                "nft insert rule {fam} {} {} position {h} {rule}",
                 ip.table, ip.chain
             ),
-            None => format!("nft add rule {fam} {} {} {m} accept", ip.table, ip.chain),
+            None => format!("nft add rule {fam} {} {} {rule}", ip.table, ip.chain),
         }
     }
 }
@@ -421,7 +489,7 @@ mod tests {
     use super::*;
     use crate::{
         check::{Role, Status},
-        firewall::{Manager, hostnet::Cni, iptables},
+        firewall::{Manager, hostnet::Cni, iptables, model::Family},
     };
 
     fn facts(rules: &str, origin: Origin, cni: Option<Cni>) -> Facts {

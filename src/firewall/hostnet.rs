@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde_json::Value;
 
 use super::net::Net;
+use crate::procnet::parse_routes;
 
 /// A network directly attached to one of this host's interfaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,22 +46,12 @@ pub fn is_overlay_or_container(iface: &str) -> bool {
 
 /// `/proc/net/route`: directly connected IPv4 networks (no gateway, not the default route) per interface.
 pub fn parse_proc_route(text: &str) -> Vec<(String, Net)> {
-    let hex = |s: &str| {
-        u32::from_str_radix(s, 16)
-            .ok()
-            .map(|n| Ipv4Addr::from(n.to_le_bytes()))
-    };
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() < 8 {
-                return None;
-            }
-            let (dest, gw, mask) = (hex(f[1])?, hex(f[2])?, hex(f[7])?);
-            let len = u32::from(mask).leading_ones() as u8;
-            (gw.is_unspecified() && len > 0)
-                .then(|| Net::new(IpAddr::V4(dest), len).map(|n| (f[0].to_string(), n)))
+    parse_routes(text)
+        .into_iter()
+        .filter_map(|r| {
+            let len = u32::from(r.mask).leading_ones() as u8;
+            (r.gateway.is_unspecified() && len > 0)
+                .then(|| Net::new(IpAddr::V4(r.dest), len).map(|n| (r.iface, n)))
                 .flatten()
         })
         .collect()

@@ -14,9 +14,11 @@ pub mod net;
 pub mod nft;
 pub mod nft_text;
 
-pub use checks::CHECKS;
+pub use checks::{Accept, Blocked, CHECKS, accept_command, accept_rule, blocked_paths};
 pub use eval::{Answer, Decision, InsertPoint, Query, RuleRef, evaluate};
-pub use gather::{ReadRules, Runner, gather, read_live_rules, read_rules};
+pub use gather::{
+    ReadRules, Runner, SAVED_IPTABLES, SAVED_NFT, gather, read_live_rules, read_rules,
+};
 pub use model::{Origin, Ruleset, Verdict};
 pub use net::Net;
 

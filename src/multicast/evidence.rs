@@ -4,10 +4,12 @@
 
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv6Addr},
 };
 
 use crate::host::Host;
+use crate::procnet::host_order_hex;
+pub use crate::procnet::{Route, parse_routes, route_to};
 
 use super::firewall::{self, RuleCounter};
 
@@ -28,8 +30,8 @@ pub fn parse_igmp(text: &str) -> Vec<Memberships> {
             let Some(hex) = line.split_whitespace().next() else {
                 continue;
             };
-            if let (Some(m), Ok(v)) = (out.last_mut(), u32::from_str_radix(hex, 16)) {
-                m.groups.push(IpAddr::V4(Ipv4Addr::from(v.to_ne_bytes())));
+            if let (Some(m), Some(group)) = (out.last_mut(), host_order_hex(hex)) {
+                m.groups.push(IpAddr::V4(group));
             }
         } else {
             let mut f = line.split_whitespace();
@@ -93,63 +95,6 @@ pub fn parse_counters(text: &str) -> BTreeMap<String, u64> {
         }
     }
     out
-}
-
-/// One IPv4 route of /proc/net/route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    pub iface: String,
-    pub dest: Ipv4Addr,
-    pub gateway: Ipv4Addr,
-    pub mask: Ipv4Addr,
-    pub metric: u32,
-}
-
-impl Route {
-    pub fn describe(&self) -> String {
-        let prefix = u32::from(self.mask).count_ones();
-        if self.gateway.is_unspecified() {
-            format!(
-                "{}/{prefix} dev {} metric {}",
-                self.dest, self.iface, self.metric
-            )
-        } else {
-            format!(
-                "{}/{prefix} via {} dev {} metric {}",
-                self.dest, self.gateway, self.iface, self.metric
-            )
-        }
-    }
-}
-
-/// Parses /proc/net/route (addresses in host-order hex, like /proc/net/igmp).
-pub fn parse_routes(text: &str) -> Vec<Route> {
-    let hex = |s: &str| {
-        u32::from_str_radix(s, 16)
-            .ok()
-            .map(|v| Ipv4Addr::from(v.to_ne_bytes()))
-    };
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Some(Route {
-                iface: f.first()?.to_string(),
-                dest: hex(f.get(1)?)?,
-                gateway: hex(f.get(2)?)?,
-                metric: f.get(6)?.parse().ok()?,
-                mask: hex(f.get(7)?)?,
-            })
-        })
-        .collect()
-}
-
-/// The route the kernel would pick for `ip`: longest prefix, then lowest metric.
-pub fn route_to(routes: &[Route], ip: Ipv4Addr) -> Option<&Route> {
-    routes
-        .iter()
-        .filter(|r| u32::from(ip) & u32::from(r.mask) == u32::from(r.dest))
-        .max_by_key(|r| (u32::from(r.mask).count_ones(), std::cmp::Reverse(r.metric)))
 }
 
 /// A Linux bridge's IGMP snooping state.

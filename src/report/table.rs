@@ -34,7 +34,8 @@ pub fn status_table(header: &[&str], color: bool) -> Table {
     } else {
         t.force_no_tty();
     }
-    if t.width().is_none() {
+    // No terminal, or one that reports no size (a bare pty): a readable default.
+    if t.width().is_none_or(|w| w < 40) {
         t.set_width(120);
     }
     t
@@ -48,7 +49,8 @@ pub(super) fn render(report: &Report, color: bool, out: &mut dyn Write) -> std::
             text.push_str("\n  • ");
             text.push_str(e);
         }
-        if let (Status::Warn | Status::Fail | Status::Error, Some(fix)) = (r.status, &r.remediation)
+        if matches!(r.status, Status::Warn | Status::Fail | Status::Error)
+            && let Some(fix) = &r.remediation
         {
             text.push_str("\n→ ");
             text.push_str(fix);

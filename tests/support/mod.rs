@@ -369,3 +369,18 @@ pub fn feed(ns: &Netns, args: &[&str], input: &str) {
 }
 
 pub mod kube_proxy;
+/// Runs `f` on a thread that has entered the network namespace `ns` (its sockets live there); the rest of
+/// the process stays where it is.
+pub fn in_netns<T: Send + 'static>(
+    ns: &Netns,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{}", ns.name);
+    std::thread::spawn(move || {
+        let fd = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let r = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+}
