@@ -1,4 +1,4 @@
-//! The check catalog: one TOML entry per check in `checks/`, embedded at build time.
+//! The check catalog: one TOML entry per check in `checks/`, embedded at build time (as JSON, see build.rs).
 
 use std::sync::OnceLock;
 
@@ -42,7 +42,8 @@ pub fn catalog() -> &'static [Entry] {
         let mut v: Vec<Entry> = CATALOG_FILES
             .iter()
             .map(|(name, text)| {
-                toml::from_str(text).unwrap_or_else(|e| panic!("checks/{name} is invalid: {e}"))
+                serde_json::from_str(text)
+                    .unwrap_or_else(|e| panic!("checks/{name} is invalid: {e}"))
             })
             .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
@@ -62,7 +63,7 @@ mod tests {
     #[test]
     fn every_entry_parses_and_file_names_match_ids() {
         for (name, text) in CATALOG_FILES {
-            let e: Entry = toml::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let e: Entry = serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(*name, format!("{}.toml", e.id), "file name must be the id");
             assert!(!e.roles.is_empty(), "{name}: no roles");
             assert!(

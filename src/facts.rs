@@ -46,6 +46,13 @@ pub enum Area {
 }
 
 impl Area {
+    /// Areas gathered from local files alone: they share one worker thread, since a thread per
+    /// area costs more than reading the files. Areas that run commands or talk to the network
+    /// get a thread each, so one that hangs cannot hold the others past the deadline.
+    pub fn reads_only_files(self) -> bool {
+        matches!(self, Area::Dns | Area::Swap | Area::Sysctl | Area::Selinux)
+    }
+
     pub const ALL: &[Area] = &[
         Area::Dns,
         Area::Swap,

@@ -338,10 +338,13 @@ fn judge(fw: &FirewallFacts, rules: &Ruleset, probes: &[Probe], what: &str) -> F
             } else {
                 "rejected"
             },
-            if n > 1 {
-                format!(" ({} of {n} paths blocked)", hard.len())
-            } else {
-                String::new()
+            match (n, soft.len()) {
+                (1, _) => String::new(),
+                (_, 0) => format!(" ({} of {n} paths blocked)", hard.len()),
+                (_, k) => format!(
+                    " ({} of {n} paths blocked, and {k} more if the CNI uses its default pod range)",
+                    hard.len()
+                ),
             },
         ))
         .evidence_all(evidence);
