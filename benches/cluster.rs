@@ -3,13 +3,11 @@
 //! Reports median wall time and peak RSS (wait4 rusage of each child) and their ratios.
 //! Run: `cargo bench --bench cluster`.
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::{
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{process::Command, time::Duration};
 
 use support::apiserver::{ApiServer, Scenario};
 
@@ -17,26 +15,12 @@ const RUNS: usize = 5;
 const IDS: &str = "cluster.api-reachable,version.kubectl-skew,version.kubelet-skew,version.local-binaries,token.expiry,cluster.nodes-ready,cluster.dns,cluster.cni,cluster.dashboard-admin";
 
 /// Runs a command to completion; returns (wall time, peak RSS in KiB, exit code).
-/// The child is reaped by `wait4` (for its rusage), not by `Child::wait`.
-#[allow(clippy::zombie_processes)]
 fn measure(cmd: &mut Command) -> (Duration, i64, i32) {
-    let t = Instant::now();
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut status = 0;
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
-    assert_eq!(pid, child.id() as i32, "wait4");
-    (t.elapsed(), ru.ru_maxrss, libc::WEXITSTATUS(status))
+    let (status, _, s) = common::run_capture(cmd);
+    (s.wall, s.maxrss_kib, status.code().unwrap_or(-1))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
+use common::median_of as median;
 
 fn main() {
     let mut scenario = Scenario::healthy().nodes(5000, "v1.33.2");

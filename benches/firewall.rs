@@ -2,14 +2,11 @@
 //! `iptables-save` printing the same ruleset from a network namespace. Each side runs as a child process;
 //! wall time and peak RSS come from `wait4` rusage. Run: `cargo bench --bench firewall` (as root for the reference).
 
+mod common;
 #[path = "../tests/support/kube_proxy.rs"]
 mod kube_proxy;
 
-use std::{
-    os::unix::process::ExitStatusExt,
-    process::{Command, Stdio},
-    time::{Instant, SystemTime},
-};
+use std::{process::Command, time::SystemTime};
 
 use k8sdoctor::{
     check::{Ctx, Role},
@@ -75,27 +72,13 @@ fn child(path: &str) {
 }
 
 /// Runs a command to completion; returns wall seconds and peak RSS in KiB.
-// The child is reaped by `wait4` (for its rusage), which clippy cannot see.
-#[allow(clippy::zombie_processes)]
 fn measure(cmd: &mut Command) -> (f64, i64) {
-    let t = Instant::now();
-    let child = cmd.stdout(Stdio::null()).spawn().expect("spawn");
-    let mut status = 0;
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
-    let wall = t.elapsed().as_secs_f64();
-    assert_eq!(pid, child.id() as i32, "wait4 failed");
-    assert!(
-        std::process::ExitStatus::from_raw(status).success(),
-        "{cmd:?} failed"
-    );
-    (wall, ru.ru_maxrss)
+    let (status, _, s) = common::run_capture(cmd);
+    assert!(status.success(), "{cmd:?} failed");
+    (s.wall.as_secs_f64(), s.maxrss_kib)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
+use common::median_of as median;
 
 struct Ns(String);
 impl Drop for Ns {

@@ -73,6 +73,12 @@ pub fn median(n: usize, mut make: impl FnMut() -> Command) -> Sample {
     }
 }
 
+/// The median of a list of measurements.
+pub fn median_of(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 /// Prints one comparison line and returns (time ratio, rss ratio).
 pub fn report(name: &str, ours: Sample, reference_name: &str, reference: Sample) -> (f64, f64) {
     let tr = ours.wall.as_secs_f64() / reference.wall.as_secs_f64();
