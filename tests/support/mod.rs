@@ -89,19 +89,9 @@ impl Netns {
     /// Runs `f` on a thread that has entered the namespace: sockets it creates (a listener, a UDP
     /// socket) live in the namespace and can then be used from any thread.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        use std::os::fd::AsRawFd;
-        let file = std::fs::File::open(format!("/var/run/netns/{}", self.name))
-            .unwrap_or_else(|e| panic!("open netns {}: {e}", self.name));
         std::thread::scope(|s| {
             s.spawn(|| {
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(
-                    rc,
-                    0,
-                    "setns {}: {}",
-                    self.name,
-                    std::io::Error::last_os_error()
-                );
+                enter_netns(&self.name);
                 f()
             })
             .join()
@@ -243,7 +233,7 @@ impl MulticastRouter {
         source: std::net::Ipv4Addr,
         group: std::net::Ipv4Addr,
     ) -> MulticastRouter {
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::fd::{FromRawFd, OwnedFd};
         const MRT_INIT: i32 = 200;
         const MRT_ADD_VIF: i32 = 202;
         const MRT_ADD_MFC: i32 = 204;
@@ -255,10 +245,10 @@ impl MulticastRouter {
                 String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
             })
             .collect();
-        let path = format!("/run/netns/{}", ns.name);
+        let name = ns.name.clone();
         // setns changes only the calling thread, so the socket is made in a thread of its own.
         let sock = std::thread::spawn(move || {
-            let f = std::fs::File::open(&path).unwrap();
+            enter_netns(&name);
             let set = |name: i32, p: *const libc::c_void, len: usize, fd: i32| {
                 // SAFETY: p points at a live, fully initialised struct of `len` bytes.
                 let r = unsafe {
@@ -273,7 +263,6 @@ impl MulticastRouter {
             };
             // SAFETY: plain syscalls on descriptors this thread owns.
             unsafe {
-                assert_eq!(libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET), 0);
                 let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_IGMP);
                 assert!(
                     fd >= 0,
@@ -375,12 +364,19 @@ pub fn in_netns<T: Send + 'static>(
     ns: &Netns,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> std::thread::JoinHandle<T> {
-    use std::os::fd::AsRawFd;
-    let path = format!("/run/netns/{}", ns.name);
+    let name = ns.name.clone();
     std::thread::spawn(move || {
-        let fd = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let r = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        enter_netns(&name);
         f()
     })
+}
+
+/// Moves the calling thread (only it: setns is per thread) into the named network namespace.
+pub fn enter_netns(name: &str) {
+    use std::os::fd::AsRawFd;
+    let path = format!("/run/netns/{name}");
+    let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // SAFETY: setns on a descriptor this thread owns; it changes only this thread's namespace.
+    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
 }
