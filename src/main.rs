@@ -250,18 +250,8 @@ struct JoinCheckArgs {
     /// Deadline for the whole check (resolution, connect, TLS, the request), in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     timeout: f64,
-    /// Report format.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutFormat::Table)]
-    output: OutFormat,
-    /// Write the report to FILE instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    output_file: Option<PathBuf>,
-    /// Exit 1 when any step is at or above this level.
-    #[arg(long, value_enum, default_value_t = FailOn::Fail)]
-    fail_on: FailOn,
-    /// No colour (also NO_COLOR, or stdout not a terminal).
-    #[arg(long)]
-    no_color: bool,
+    #[command(flatten)]
+    report: ReportArgs,
     /// Log each step to stderr (the token secret is masked there too).
     #[arg(short = 'v', long)]
     verbose: bool,
@@ -273,6 +263,36 @@ struct JoinCheckArgs {
         allow_hyphen_values = true
     )]
     command: Vec<String>,
+}
+
+/// Where and how `check` and `join-check` write their report, and when they exit 1.
+#[derive(Args)]
+struct ReportArgs {
+    /// Report format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutFormat::Table)]
+    output: OutFormat,
+    /// Write the report to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output_file: Option<PathBuf>,
+    /// Exit 1 when any result is at or above this level.
+    #[arg(long, value_enum, default_value_t = FailOn::Fail)]
+    fail_on: FailOn,
+    /// No colour (also NO_COLOR, or stdout not a terminal).
+    #[arg(long)]
+    no_color: bool,
+}
+
+impl ReportArgs {
+    /// Fills the report fields of a config.
+    fn into_config(self, cfg: Config) -> Config {
+        Config {
+            format: self.output.into(),
+            color: self.output_file.is_none() && color_wanted(self.no_color),
+            output_file: self.output_file,
+            fail_on: self.fail_on.into(),
+            ..cfg
+        }
+    }
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -336,18 +356,8 @@ struct CheckArgs {
     /// Port `kubectl proxy` listens on, for proxy.localhost.
     #[arg(long, value_name = "PORT", default_value_t = 8001)]
     proxy_port: u16,
-    /// Report format.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutFormat::Table)]
-    output: OutFormat,
-    /// Write the report to FILE instead of stdout.
-    #[arg(long, value_name = "FILE")]
-    output_file: Option<PathBuf>,
-    /// Exit 1 when any result is at or above this level.
-    #[arg(long, value_enum, default_value_t = FailOn::Fail)]
-    fail_on: FailOn,
-    /// No colour (also NO_COLOR, or stdout not a terminal).
-    #[arg(long)]
-    no_color: bool,
+    #[command(flatten)]
+    report: ReportArgs,
 }
 
 impl From<FailOn> for Status {
@@ -383,7 +393,7 @@ impl From<RoleArg> for RoleChoice {
 impl CheckArgs {
     fn into_config(self) -> Result<Config> {
         let timeout = positive_secs(self.timeout)?;
-        Ok(Config {
+        Ok(self.report.into_config(Config {
             root: self.root,
             role: self.role.into(),
             selection: Selection {
@@ -395,11 +405,8 @@ impl CheckArgs {
             offline: self.offline,
             timeout,
             proxy_port: self.proxy_port,
-            format: self.output.into(),
-            color: self.output_file.is_none() && color_wanted(self.no_color),
-            output_file: self.output_file,
-            fail_on: self.fail_on.into(),
-        })
+            ..Config::default()
+        }))
     }
 }
 
@@ -433,14 +440,10 @@ fn join_check(args: JoinCheckArgs) -> Result<ExitCode> {
         timeout,
         verbose: args.verbose,
     })?;
-    let cfg = Config {
+    let cfg = args.report.into_config(Config {
         timeout,
-        format: args.output.into(),
-        color: args.output_file.is_none() && color_wanted(args.no_color),
-        output_file: args.output_file,
-        fail_on: args.fail_on.into(),
         ..Config::default()
-    };
+    });
     emit(&report, &cfg)
 }
 
