@@ -12,6 +12,7 @@ pub mod engine;
 pub mod facts;
 pub mod firewall;
 pub mod fix;
+pub mod fleet;
 pub mod host;
 pub mod join;
 pub mod kubelet;

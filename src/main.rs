@@ -6,6 +6,7 @@ use std::{
     net::IpAddr,
     path::PathBuf,
     process::ExitCode,
+    sync::{Arc, atomic::AtomicBool},
     time::Duration,
 };
 
@@ -17,6 +18,7 @@ use k8sdoctor::{
     config::{Config, Format, RoleChoice, Selection},
     engine,
     fix::{self, FixFormat, FixOptions, FixReport, Mode},
+    fleet,
     join::{self, JoinOptions},
     list, multicast, report,
 };
@@ -48,8 +50,11 @@ enum Cmd {
     },
     /// Explain one check: the pitfall, why it matters, the fix.
     Explain { id: String },
-    /// Print the JSON Schema of the report.
-    Schema,
+    /// Print the JSON Schema of the report (`--fleet`: of the fleet report).
+    Schema {
+        #[arg(long)]
+        fleet: bool,
+    },
     /// Verify a `kubeadm join` command before running it: kubeadm's discovery, step by step.
     #[command(
         name = "join-check",
@@ -63,6 +68,68 @@ enum Cmd {
     },
     /// Plan the host fixes (dry run), or apply, verify and undo them.
     Fix(FixArgs),
+    /// Every node of a cluster at once, through one pod per node that the doctor creates and deletes.
+    Fleet {
+        #[command(subcommand)]
+        cmd: FleetCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum FleetCmd {
+    /// Run the node checks on every selected node and merge the reports (node × check matrix, drift).
+    Check(FleetCheckArgs),
+    /// Delete every pod the doctor left in the namespace (earlier runs, --keep).
+    Cleanup {
+        #[command(flatten)]
+        cluster: FleetClusterArgs,
+    },
+}
+
+/// Which cluster and namespace the fleet commands use.
+#[derive(Args)]
+struct FleetClusterArgs {
+    /// Namespace of the doctor's pods (created, with the Pod Security label they need, if absent).
+    #[arg(long, value_name = "NS", default_value = "k8sdoctor")]
+    namespace: String,
+    /// Kubeconfig file.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+}
+
+#[derive(Args)]
+struct FleetCheckArgs {
+    /// Only these nodes (comma list of names).
+    #[arg(long, value_delimiter = ',', conflicts_with = "selector")]
+    nodes: Vec<String>,
+    /// Only nodes matching this label selector.
+    #[arg(long, short = 'l', value_name = "LABELS")]
+    selector: Option<String>,
+    /// The doctor's container image, pullable by every node.
+    #[arg(long, value_name = "IMAGE", default_value = concat!("k8sdoctor:", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    /// Seconds the pods may take to start and finish (also their activeDeadlineSeconds).
+    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+    timeout: f64,
+    /// Leave the pods in place afterwards (`fleet cleanup` removes them).
+    #[arg(long)]
+    keep: bool,
+    /// Run only these checks on each node.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Skip these checks on each node (or `all`).
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Node role on every node (default: each node decides from its own files).
+    #[arg(long, value_enum, default_value_t = RoleArg::Auto)]
+    role: RoleArg,
+    #[command(flatten)]
+    cluster: FleetClusterArgs,
+    #[command(flatten)]
+    report: ReportArgs,
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -583,6 +650,97 @@ fn fix_cmd(args: FixArgs) -> Result<ExitCode> {
     })
 }
 
+fn fleet_cmd(cmd: FleetCmd) -> Result<ExitCode> {
+    let base = |c: FleetClusterArgs| Config {
+        kubeconfig: c.kubeconfig,
+        context: c.context,
+        ..Config::default()
+    };
+    match cmd {
+        FleetCmd::Cleanup { cluster } => {
+            let ns = cluster.namespace.clone();
+            let n = fleet::cleanup(&base(cluster), &ns)?;
+            eprintln!("k8sdoctor: deleted {n} doctor pod(s) in namespace {ns}");
+            Ok(ExitCode::SUCCESS)
+        }
+        FleetCmd::Check(args) => {
+            let timeout = positive_secs(args.timeout)?;
+            // Every selected check must exist here too: a typo would otherwise fail on every node.
+            let selection = Selection {
+                only: args.only.clone(),
+                skip: args.skip.clone(),
+            };
+            let known: Vec<&str> = engine::registry().iter().map(|c| c.id).collect();
+            let unknown = selection.unknown_ids(&known);
+            if !unknown.is_empty() {
+                bail!(
+                    "unknown check id(s): {} (see `k8sdoctor list`)",
+                    unknown.join(", ")
+                );
+            }
+            let mut check_args: Vec<String> = [
+                "check",
+                "--root",
+                fleet::HOST_MOUNT,
+                "-o",
+                "json",
+                "--offline",
+            ]
+            .map(String::from)
+            .to_vec();
+            for (flag, list) in [("--only", &args.only), ("--skip", &args.skip)] {
+                if !list.is_empty() {
+                    check_args.extend([flag.to_string(), list.join(",")]);
+                }
+            }
+            match args.role {
+                RoleArg::Auto => {}
+                RoleArg::ControlPlane => {
+                    check_args.extend(["--role".into(), "control-plane".into()])
+                }
+                RoleArg::Worker => check_args.extend(["--role".into(), "worker".into()]),
+            }
+            check_args.extend([
+                "--timeout".into(),
+                format!("{}", (timeout.as_secs() / 2).max(5)),
+            ]);
+            let opts = fleet::FleetOptions {
+                nodes: args.nodes,
+                selector: args.selector,
+                namespace: args.cluster.namespace.clone(),
+                image: args.image,
+                timeout,
+                keep: args.keep,
+                check_args,
+            };
+            let cfg = args.report.into_config(Config {
+                timeout: Duration::from_secs(10).min(timeout),
+                ..base(args.cluster)
+            });
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, stop.clone()).context("cannot handle Ctrl-C")?;
+            }
+            let progress = |m: &str| eprintln!("k8sdoctor: {m}");
+            let report = fleet::check(&cfg, &opts, stop, &progress)?;
+            let mut out: Box<dyn Write> =
+                match &cfg.output_file {
+                    Some(path) => Box::new(File::create(path).with_context(|| {
+                        format!("cannot write --output-file {}", path.display())
+                    })?),
+                    None => Box::new(io::stdout().lock()),
+                };
+            report.render(cfg.format, cfg.color, &mut out)?;
+            out.flush()?;
+            Ok(if report.worst().is_some_and(|w| w >= cfg.fail_on) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let mut out = io::stdout().lock();
     match cli.command {
@@ -602,8 +760,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Cmd::JoinCheck(args)) => join_check(args),
         Some(Cmd::Multicast { cmd }) => run_multicast(cmd),
         Some(Cmd::Fix(args)) => fix_cmd(args),
-        Some(Cmd::Schema) => {
-            serde_json::to_writer_pretty(&mut out, &report::schema())?;
+        Some(Cmd::Fleet { cmd }) => fleet_cmd(cmd),
+        Some(Cmd::Schema { fleet }) => {
+            let schema = if fleet {
+                fleet::schema()
+            } else {
+                report::schema()
+            };
+            serde_json::to_writer_pretty(&mut out, &schema)?;
             writeln!(out)?;
             Ok(ExitCode::SUCCESS)
         }
