@@ -85,6 +85,9 @@ impl NodeSpec {
     }
 }
 
+/// A pod's log: its container's stdout and stderr, capped.
+type PodLog = Arc<Mutex<Vec<u8>>>;
+
 struct PodRec {
     json: Value,
     log: Arc<Mutex<Vec<u8>>>,
@@ -434,7 +437,7 @@ impl ProcessKubelet {
         i: usize,
         pod: &Value,
         host_ip: &str,
-    ) -> Result<(Child, Arc<Mutex<Vec<u8>>>), String> {
+    ) -> Result<(Child, PodLog), String> {
         let node = &self.nodes[i];
         let spec = &pod["spec"];
         if spec["hostNetwork"] != true {
