@@ -24,14 +24,13 @@ fn host(name: &str) -> std::path::PathBuf {
 }
 
 fn fleet(kubeconfig: &Path, args: &[&str]) -> Output {
-    let out = Command::new(bin())
+    Command::new(bin())
         .args(["fleet"])
         .args(args)
         .args(["--kubeconfig".as_ref(), kubeconfig.as_os_str()])
         .env_remove("KUBECONFIG")
         .output()
-        .expect("run k8sdoctor fleet");
-    out
+        .expect("run k8sdoctor fleet")
 }
 
 fn json(out: &Output) -> Value {
