@@ -34,9 +34,12 @@ use k8s_openapi::api::core::v1::{Node, Taint};
 use serde_json::{Value, json};
 
 use super::{
-    Netns,
+    Netns, Switch,
     apiserver::{Request, Scenario, Workloads, node, status},
 };
+
+/// The bearer token the kubelet mounts into pods that use a service account.
+pub const SA_TOKEN: &str = "k8sdoctor-test-serviceaccount-token";
 
 /// A node's scripted fault.
 #[derive(Debug, Clone)]
@@ -59,6 +62,9 @@ pub struct NodeSpec {
     pub fault: Option<Fault>,
     /// A NoExecute taint (key, value).
     pub no_execute: Option<(String, String)>,
+    /// iptables-restore input loaded into every pod network namespace on this node (what a
+    /// NetworkPolicy or a CNI's rules would do there).
+    pub pod_rules: Option<String>,
 }
 
 impl NodeSpec {
@@ -69,7 +75,12 @@ impl NodeSpec {
             ready: true,
             fault: None,
             no_execute: None,
+            pod_rules: None,
         }
+    }
+    pub fn pod_rules(mut self, rules: &str) -> NodeSpec {
+        self.pod_rules = Some(rules.into());
+        self
     }
     pub fn fault(mut self, f: Fault) -> NodeSpec {
         self.fault = Some(f);
@@ -90,8 +101,10 @@ type PodLog = Arc<Mutex<Vec<u8>>>;
 
 struct PodRec {
     json: Value,
-    log: Arc<Mutex<Vec<u8>>>,
+    log: PodLog,
     child: Option<Arc<Mutex<Child>>>,
+    /// The pod's own network namespace (pods not on the host network).
+    netns: Option<Netns>,
 }
 
 #[derive(Default)]
@@ -103,6 +116,9 @@ struct Store {
     seq: u64,
     /// Every pod ever created (not dry runs): (namespace, name, node).
     created: Vec<(String, String, String)>,
+    /// Other namespaced objects clients create (configmaps, serviceaccounts, roles, rolebindings):
+    /// (plural, namespace, name) → object.
+    objects: BTreeMap<(String, String, String), Value>,
 }
 
 struct KNode {
@@ -121,6 +137,10 @@ pub struct ProcessKubelet {
     psa_default: String,
     /// A mutating policy that removes `operator: Exists` tolerations without a key.
     strip_wildcard_tolerations: bool,
+    /// The overlay: one L2 segment (10.244.0.0/16) that nodes and pods plug into.
+    network: Option<Switch>,
+    /// Where pods reach the API server (KUBERNETES_SERVICE_HOST/PORT) and its CA, once started.
+    api: Mutex<Option<(std::net::SocketAddr, String)>>,
     dir: tempfile::TempDir,
 }
 
@@ -144,8 +164,34 @@ impl ProcessKubelet {
                 .collect(),
             psa_default: "privileged".into(),
             strip_wildcard_tolerations: false,
+            network: None,
+            api: Mutex::new(None),
             dir: tempfile::tempdir().expect("kubelet dir"),
         }
+    }
+
+    /// Puts every node (at 10.244.0.N) and every pod (10.244.M.N) on one overlay segment.
+    pub fn pod_network(mut self) -> ProcessKubelet {
+        let sw = Switch::new("ovl");
+        for (i, n) in self.nodes.iter().enumerate() {
+            sw.plug(&n.netns, &format!("{}/16", node_ip(i)));
+        }
+        self.network = Some(sw);
+        self
+    }
+
+    /// A namespace on the overlay for the API server and the CLI (10.244.255.N).
+    pub fn overlay_host(&self, n: u8) -> (Netns, String) {
+        let sw = self.network.as_ref().expect("pod_network() first");
+        let ns = Netns::new("cp");
+        let ip = format!("10.244.255.{n}");
+        sw.plug(&ns, &format!("{ip}/16"));
+        (ns, ip)
+    }
+
+    /// Tells the kubelet where pods find the API server (in-cluster config) and its CA.
+    pub fn set_api(&self, addr: std::net::SocketAddr, ca_pem: &str) {
+        *self.api.lock().unwrap() = Some((addr, ca_pem.to_string()));
     }
 
     /// A namespace that exists before the run, with these labels.
@@ -186,7 +232,8 @@ impl ProcessKubelet {
             }
             s = s.with(obj);
         }
-        s.workloads(Arc::new(Api(self.clone())))
+        s.bearer(SA_TOKEN, "system:serviceaccount:k8sdoctor:k8sdoctor-probe")
+            .workloads(Arc::new(Api(self.clone())))
     }
 
     /// Every pod still stored (namespace, name).
@@ -311,6 +358,7 @@ impl ProcessKubelet {
                 json: pod.clone(),
                 log: Arc::new(Mutex::new(Vec::new())),
                 child: None,
+                netns: None,
             },
         );
         drop(st);
@@ -374,8 +422,27 @@ impl ProcessKubelet {
             });
             return;
         }
-        let host_ip = format!("10.250.0.{}", i + 1);
-        match self.start(i, &pod, &host_ip) {
+        let host_ip = node_ip(i);
+        let pod_net = match self.pod_netns(i, &pod) {
+            Ok(n) => n,
+            Err(e) => {
+                self.set_status(&key, |s| {
+                    *s = json!({"phase": "Pending", "conditions": [{"type": "PodReadyToStartContainers",
+                        "status": "False", "message": format!("network setup failed: {e}")}]});
+                });
+                return;
+            }
+        };
+        let pod_ip = pod_net
+            .as_ref()
+            .map_or(host_ip.clone(), |(_, ip)| ip.clone());
+        let netns_name = pod_net
+            .as_ref()
+            .map_or(node.netns.name.clone(), |(n, _)| n.name.clone());
+        if let (Some((ns, _)), Some(p)) = (pod_net, self.store.lock().unwrap().pods.get_mut(&key)) {
+            p.netns = Some(ns);
+        }
+        match self.start(i, &pod, &host_ip, &pod_ip, &netns_name) {
             Ok((child, log)) => {
                 let started = jiff::Timestamp::now().to_string();
                 let child = Arc::new(Mutex::new(child));
@@ -383,7 +450,7 @@ impl ProcessKubelet {
                     p.child = Some(child.clone());
                     p.log = log;
                     p.json["status"] = json!({"phase": "Running", "hostIP": host_ip,
-                        "podIP": host_ip, "startTime": started,
+                        "podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "startTime": started,
                         "containerStatuses": [{"name": cname, "ready": true, "restartCount": 0,
                             "image": image, "imageID": "", "started": true,
                             "state": {"running": {"startedAt": started}}}]});
@@ -437,12 +504,11 @@ impl ProcessKubelet {
         i: usize,
         pod: &Value,
         host_ip: &str,
+        pod_ip: &str,
+        netns_name: &str,
     ) -> Result<(Child, PodLog), String> {
         let node = &self.nodes[i];
         let spec = &pod["spec"];
-        if spec["hostNetwork"] != true {
-            return Err("this kubelet runs hostNetwork pods only".into());
-        }
         let c = &spec["containers"][0];
         let uid = pod["metadata"]["uid"].as_str().unwrap_or("pod");
         let rootfs = self.dir.path().join(uid).join("rootfs");
@@ -467,6 +533,23 @@ impl ProcessKubelet {
             ("/usr".into(), rootfs.join("usr"), true),
             (entry, rootfs.join("image/k8sdoctor"), true),
         ];
+        // The service account's token, CA and namespace, as the kubelet projects them.
+        let mut env_extra: Vec<(String, String)> = Vec::new();
+        let sa = spec["serviceAccountName"].as_str().unwrap_or("default");
+        if spec["automountServiceAccountToken"] != false && sa != "default" {
+            let dir = rootfs.join("var/run/secrets/kubernetes.io/serviceaccount");
+            fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let api = self.api.lock().unwrap().clone();
+            let Some((addr, ca)) = api else {
+                return Err("the kubelet does not know the API server".into());
+            };
+            fs::write(dir.join("token"), SA_TOKEN).map_err(|e| e.to_string())?;
+            fs::write(dir.join("ca.crt"), ca).map_err(|e| e.to_string())?;
+            let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+            fs::write(dir.join("namespace"), ns).map_err(|e| e.to_string())?;
+            env_extra.push(("KUBERNETES_SERVICE_HOST".into(), addr.ip().to_string()));
+            env_extra.push(("KUBERNETES_SERVICE_PORT".into(), addr.port().to_string()));
+        }
         let volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
         for vm in c["volumeMounts"].as_array().cloned().unwrap_or_default() {
             let vol = volumes.iter().find(|v| v["name"] == vm["name"]);
@@ -494,29 +577,15 @@ impl ProcessKubelet {
             cs(&rootfs),
         );
         let netns =
-            fs::File::open(format!("/run/netns/{}", node.netns.name)).map_err(|e| e.to_string())?;
-        let cmd: Vec<String> = c["command"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .chain(c["args"].as_array().into_iter().flatten())
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect();
-        let program = match cmd.first().map(String::as_str) {
-            Some("k8sdoctor") | None => "/image/k8sdoctor".to_string(),
-            Some(p) => p.to_string(),
-        };
-        let mut command = Command::new(&program);
-        command.args(cmd.iter().skip(1));
-        command
-            .env_clear()
-            .env("PATH", "/image:/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", "/");
+            fs::File::open(format!("/run/netns/{netns_name}")).map_err(|e| e.to_string())?;
+        // Env first: `$(VAR)` in command and args expands from it, as the kubelet does.
+        let mut env: Vec<(String, String)> = env_extra;
         for e in c["env"].as_array().cloned().unwrap_or_default() {
-            let name = e["name"].as_str().unwrap_or("");
+            let name = e["name"].as_str().unwrap_or("").to_string();
             let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
                 Some("spec.nodeName") => node.spec.name.clone(),
-                Some("status.podIP") | Some("status.hostIP") => host_ip.to_string(),
+                Some("status.podIP") => pod_ip.to_string(),
+                Some("status.hostIP") => host_ip.to_string(),
                 Some("metadata.name") => pod["metadata"]["name"].as_str().unwrap_or("").into(),
                 Some("metadata.namespace") => {
                     pod["metadata"]["namespace"].as_str().unwrap_or("").into()
@@ -524,8 +593,33 @@ impl ProcessKubelet {
                 Some(_) => continue,
                 None => e["value"].as_str().unwrap_or("").to_string(),
             };
-            command.env(name, value);
+            env.push((name, value));
         }
+        let expand = |a: &str| {
+            let mut out = a.to_string();
+            for (k, v) in &env {
+                out = out.replace(&format!("$({k})"), v);
+            }
+            out
+        };
+        let cmd: Vec<String> = c["command"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(c["args"].as_array().into_iter().flatten())
+            .filter_map(|v| v.as_str().map(expand))
+            .collect();
+        let program = match cmd.first().map(String::as_str) {
+            Some("k8sdoctor") | None => "/image/k8sdoctor".to_string(),
+            Some(p) => p.to_string(),
+        };
+        let mut command = Command::new(&program);
+        command
+            .args(cmd.iter().skip(1))
+            .env_clear()
+            .env("PATH", "/image:/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", "/")
+            .envs(env);
         let fd = netns.as_raw_fd();
         // SAFETY: between fork and exec the child only makes syscalls (setns, unshare, mount,
         // chroot, chdir) on data prepared before the fork; nothing allocates or takes a lock.
@@ -624,6 +718,29 @@ impl ProcessKubelet {
         Ok((child, log))
     }
 
+    /// The pod's own network namespace on the overlay (None for hostNetwork pods), with its
+    /// node's pod rules loaded.
+    fn pod_netns(&self, i: usize, pod: &Value) -> Result<Option<(Netns, String)>, String> {
+        if pod["spec"]["hostNetwork"] == true {
+            return Ok(None);
+        }
+        let Some(sw) = &self.network else {
+            return Err("no pod network (ProcessKubelet::pod_network)".into());
+        };
+        let n = {
+            let mut st = self.store.lock().unwrap();
+            st.seq += 1;
+            st.seq
+        };
+        let ns = Netns::new("pod");
+        let ip = format!("10.244.{}.{}", i + 1, n % 250 + 2);
+        sw.plug(&ns, &format!("{ip}/16"));
+        if let Some(rules) = &self.nodes[i].spec.pod_rules {
+            super::feed(&ns, &["iptables-restore"], rules);
+        }
+        Ok(Some((ns, ip)))
+    }
+
     fn pod_list(&self, ns: &str, q: &BTreeMap<String, String>) -> Vec<(String, String)> {
         let st = self.store.lock().unwrap();
         let sel: Vec<(String, String)> = q
@@ -663,6 +780,9 @@ impl ProcessKubelet {
         Some(v)
     }
 }
+
+/// Namespaced resources the kubelet's API side simply stores (create, get, delete).
+const GENERIC: &[&str] = &["configmaps", "serviceaccounts"];
 
 /// The API side of the kubelet (pod creation needs the `Arc` to start the pod's kubelet thread).
 struct Api(Arc<ProcessKubelet>);
@@ -759,6 +879,54 @@ impl Workloads for Api {
                     None => Some(not_found(name)),
                 }
             }
+            ("POST", ["namespaces", ns, plural]) if GENERIC.contains(plural) => {
+                let mut o: Value = serde_json::from_slice(req.body).ok()?;
+                let name = o["metadata"]["name"].as_str()?.to_string();
+                let key = (plural.to_string(), ns.to_string(), name.clone());
+                let mut st = k.store.lock().unwrap();
+                if st.objects.contains_key(&key) {
+                    let msg = format!("{plural} \"{name}\" already exists");
+                    return Some((409, status(409, "AlreadyExists", &msg, None)));
+                }
+                o["metadata"]["namespace"] = json!(ns);
+                o["metadata"]["uid"] = json!(format!("{plural}-uid-{name}"));
+                o["metadata"]["creationTimestamp"] = json!(jiff::Timestamp::now().to_string());
+                if !dry_run {
+                    st.objects.insert(key, o.clone());
+                }
+                json_ok(201, &o)
+            }
+            ("GET", ["namespaces", ns, plural, name]) if GENERIC.contains(plural) && k.owns(ns) => {
+                let st = k.store.lock().unwrap();
+                match st
+                    .objects
+                    .get(&(plural.to_string(), ns.to_string(), name.to_string()))
+                {
+                    Some(o) => json_ok(200, o),
+                    None => {
+                        let msg = format!("{plural} \"{name}\" not found");
+                        Some((
+                            404,
+                            status(
+                                404,
+                                "NotFound",
+                                &msg,
+                                Some(json!({"name": name, "kind": plural})),
+                            ),
+                        ))
+                    }
+                }
+            }
+            ("DELETE", ["namespaces", ns, plural, name]) if GENERIC.contains(plural) => {
+                let mut st = k.store.lock().unwrap();
+                match st
+                    .objects
+                    .remove(&(plural.to_string(), ns.to_string(), name.to_string()))
+                {
+                    Some(o) => json_ok(200, &o),
+                    None => Some(not_found(name)),
+                }
+            }
             ("GET", ["namespaces", ns, "pods", name, "log"]) if k.owns(ns) => {
                 let st = k.store.lock().unwrap();
                 let Some(p) = st.pods.get(&(ns.to_string(), name.to_string())) else {
@@ -779,6 +947,11 @@ impl Workloads for Api {
             _ => None,
         }
     }
+}
+
+/// Node `i`'s address on the overlay (and its hostIP).
+fn node_ip(i: usize) -> String {
+    format!("10.244.0.{}", i + 1)
 }
 
 fn not_found(name: &str) -> (u16, Vec<u8>) {
