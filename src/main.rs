@@ -79,6 +79,8 @@ enum Cmd {
 enum FleetCmd {
     /// Run the node checks on every selected node and merge the reports (node × check matrix, drift).
     Check(FleetCheckArgs),
+    /// The guide's multicast test across nodes: one probe pod per node, one sender → receiver matrix.
+    Multicast(FleetMcArgs),
     /// Delete every pod the doctor left in the namespace (earlier runs, --keep).
     Cleanup {
         #[command(flatten)]
@@ -98,6 +100,51 @@ struct FleetClusterArgs {
     /// Kubeconfig context to use.
     #[arg(long, value_name = "NAME")]
     context: Option<String>,
+}
+
+#[derive(Args)]
+struct FleetMcArgs {
+    /// Only these nodes (comma list of names).
+    #[arg(long, value_delimiter = ',', conflicts_with = "selector")]
+    nodes: Vec<String>,
+    /// Only nodes matching this label selector.
+    #[arg(long, short = 'l', value_name = "LABELS")]
+    selector: Option<String>,
+    /// Probe the node network instead of the pod network (the overlay).
+    #[arg(long)]
+    host_network: bool,
+    /// Multicast group (default 224.1.1.1).
+    #[arg(long)]
+    group: Option<IpAddr>,
+    /// UDP port of the group (the control channel uses the next one).
+    #[arg(long, default_value_t = multicast::DEFAULT_PORT)]
+    port: u16,
+    /// Datagrams each participant sends.
+    #[arg(long, short = 'c', default_value_t = 100)]
+    count: u64,
+    /// Milliseconds between datagrams.
+    #[arg(long, default_value_t = 10.0)]
+    interval: f64,
+    /// TTL of the datagrams.
+    #[arg(long, default_value_t = 1)]
+    ttl: u8,
+    /// The doctor's container image, pullable by every node.
+    #[arg(long, value_name = "IMAGE", default_value = concat!("k8sdoctor:", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    /// Seconds for the whole run (pods starting, the probe, the reports).
+    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+    timeout: f64,
+    /// Leave the pods in place afterwards.
+    #[arg(long)]
+    keep: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = McFormat::Table)]
+    output: McFormat,
+    /// No colour (also NO_COLOR, or stdout not a terminal).
+    #[arg(long)]
+    no_color: bool,
+    #[command(flatten)]
+    cluster: FleetClusterArgs,
 }
 
 #[derive(Args)]
@@ -284,8 +331,15 @@ struct McProbeArgs {
     #[command(flatten)]
     common: McCommon,
     /// Every participant's unicast address, this node's included (comma list).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "peers_from_configmap"
+    )]
     peers: Vec<IpAddr>,
+    /// Read the participants from this ConfigMap in the pod's namespace (fleet multicast pods).
+    #[arg(long, value_name = "NAME", conflicts_with = "peers")]
+    peers_from_configmap: Option<String>,
     /// Which of --peers this is (default: the first local one whose control port is free).
     #[arg(long)]
     local: Option<IpAddr>,
@@ -566,9 +620,14 @@ fn run_multicast(cmd: McCmd) -> Result<ExitCode> {
                 }
                 None => a.count,
             };
-            let v6 = a.common.ipv6 || a.peers.first().is_some_and(IpAddr::is_ipv6);
+            let wait = seconds(a.wait, "--wait")?;
+            let peers = match &a.peers_from_configmap {
+                Some(name) => fleet::peers_from_configmap(name, wait)?,
+                None => a.peers,
+            };
+            let v6 = a.common.ipv6 || peers.first().is_some_and(IpAddr::is_ipv6);
             let opts = multicast::probe::ProbeOptions {
-                peers: a.peers,
+                peers,
                 local: a.local,
                 group: a.common.group.unwrap_or(multicast::default_group(v6)),
                 port: a.common.port,
@@ -577,7 +636,7 @@ fn run_multicast(cmd: McCmd) -> Result<ExitCode> {
                 count,
                 interval,
                 max_loss: a.max_loss,
-                wait: seconds(a.wait, "--wait")?,
+                wait,
                 format: a.common.format(),
                 progress: io::stderr().is_terminal() && interval.as_secs_f64() * count as f64 > 2.0,
             };
@@ -662,6 +721,49 @@ fn fleet_cmd(cmd: FleetCmd) -> Result<ExitCode> {
             let n = fleet::cleanup(&base(cluster), &ns)?;
             eprintln!("k8sdoctor: deleted {n} doctor pod(s) in namespace {ns}");
             Ok(ExitCode::SUCCESS)
+        }
+        FleetCmd::Multicast(a) => {
+            let timeout = positive_secs(a.timeout)?;
+            let mc = fleet::McOptions {
+                host_network: a.host_network,
+                group: a.group,
+                port: a.port,
+                count: a.count,
+                interval_ms: millis(a.interval, "--interval")?.as_secs_f64() * 1000.0,
+                ttl: a.ttl,
+            };
+            let opts = fleet::FleetOptions {
+                nodes: a.nodes,
+                selector: a.selector,
+                namespace: a.cluster.namespace.clone(),
+                image: a.image,
+                timeout,
+                keep: a.keep,
+                check_args: Vec::new(),
+            };
+            let cfg = Config {
+                timeout: Duration::from_secs(10).min(timeout),
+                ..base(a.cluster)
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, stop.clone()).context("cannot handle Ctrl-C")?;
+            }
+            let progress = |m: &str| eprintln!("k8sdoctor: {m}");
+            let r = fleet::multicast(&cfg, &opts, &mc, stop, &progress)?;
+            let mut out = io::stdout().lock();
+            match a.output {
+                McFormat::Json => {
+                    serde_json::to_writer_pretty(&mut out, &r)?;
+                    writeln!(out)?;
+                }
+                McFormat::Table => r.render_table(color_wanted(a.no_color), &mut out)?,
+            }
+            Ok(if r.pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         FleetCmd::Check(args) => {
             let timeout = positive_secs(args.timeout)?;

@@ -339,3 +339,76 @@ fn ctrl_c_deletes_the_runs_pods() {
         k.pods()
     );
 }
+
+#[test]
+fn multicast_across_four_nodes_names_the_node_whose_pods_drop_the_group() {
+    if !can_run_privileged(&["ip", "iptables-restore"]) {
+        return;
+    }
+    let ok = host("ubuntu2204-kubeadm-healthy");
+    let drop_group = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p udp -m udp --dport 4700 -j DROP\nCOMMIT\n";
+    let k = Arc::new(
+        ProcessKubelet::new(
+            bin(),
+            vec![
+                NodeSpec::new("n1", &ok),
+                NodeSpec::new("n2", &ok),
+                NodeSpec::new("n3", &ok).pod_rules(drop_group),
+                NodeSpec::new("n4", &ok),
+            ],
+        )
+        .pod_network(),
+    );
+    // The API server and the CLI sit on the overlay too, so pods reach the API as in a cluster.
+    let (cp, ip) = k.overlay_host(1);
+    let server = ApiServer::start_in_at(
+        k.scenario(Scenario::empty()),
+        &cp,
+        format!("{ip}:6443").parse().unwrap(),
+    );
+    k.set_api(server.addr(), &server.ca.pem);
+    let tmp = tempfile::tempdir().unwrap();
+    let kc = server.kubeconfig(tmp.path());
+    let out = cp
+        .command(bin().to_str().unwrap())
+        .args([
+            "fleet",
+            "multicast",
+            "-o",
+            "json",
+            "--count",
+            "40",
+            "--interval",
+            "5",
+        ])
+        .args(["--port", "4700", "--timeout", "40", "--kubeconfig"])
+        .arg(&kc)
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{r:#}");
+    assert_eq!(r["network"], "pod");
+    for n in r["nodes"].as_array().unwrap() {
+        assert_eq!(n["state"], "reported", "{n}");
+        assert!(
+            n["address"].as_str().unwrap().starts_with("10.244."),
+            "pod IPs: {n}"
+        );
+    }
+    let pairs = r["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 12, "{r:#}");
+    for p in pairs {
+        let into_n3 = p["receiver_node"] == "n3";
+        assert_eq!(p["verdict"], if into_n3 { "fail" } else { "pass" }, "{p}");
+        if into_n3 {
+            assert_eq!(p["loss_pct"], 100.0, "{p}");
+            let cause = p["cause"].to_string();
+            assert!(
+                cause.contains("firewall") && cause.contains("4700"),
+                "{cause}"
+            );
+        }
+    }
+    assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
+}

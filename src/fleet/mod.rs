@@ -1,6 +1,7 @@
 //! `fleet check` and `fleet cleanup`: the node checks on every node of a cluster, through one bare
 //! Pod per node that the CLI creates, watches, reads back from its log and deletes.
 
+mod mcast;
 mod pod;
 mod report;
 
@@ -20,6 +21,7 @@ use kube::{
     core::ObjectMeta,
 };
 
+pub use mcast::{McFleetReport, McOptions, McPair, peers_from_configmap};
 pub use pod::{
     HOST_MOUNT, MANAGED_BY, PodState, PodTemplate, RUN_LABEL, managed_selector, pod_state,
 };
@@ -365,20 +367,27 @@ fn absent(node: &str, why: String) -> NodeOutcome {
     }
 }
 
-/// A node whose pod exited: its report from the log (exit 0 or 1), or the error it printed.
-async fn read_back(pods: &Api<Pod>, node: String, pod: &str, code: i32) -> NodeOutcome {
+/// A pod's log (its container's output), capped.
+async fn read_log(pods: &Api<Pod>, pod: &str) -> Result<String> {
     let lp = LogParams {
         container: Some(pod::CONTAINER.into()),
         limit_bytes: Some(LOG_LIMIT),
         ..Default::default()
     };
-    let log = match pods.logs(pod, &lp).await {
+    pods.logs(pod, &lp)
+        .await
+        .map_err(|e| api_err("reading the pod log failed", e))
+}
+
+/// A node whose pod exited: its report from the log (exit 0 or 1), or the error it printed.
+async fn read_back(pods: &Api<Pod>, node: String, pod: &str, code: i32) -> NodeOutcome {
+    let log = match read_log(pods, pod).await {
         Ok(l) => l,
         Err(e) => {
             return NodeOutcome {
                 name: node,
                 state: NodeState::Error,
-                reason: Some(format!("{:#}", api_err("reading the pod log failed", e))),
+                reason: Some(format!("{e:#}")),
                 report: None,
             };
         }
@@ -437,12 +446,41 @@ fn rejected(namespace: &str, e: kube::Error) -> anyhow::Error {
     )
 }
 
+/// Runs the multicast probe on every selected node (one pod each) and merges every view.
+pub fn multicast(
+    cfg: &Config,
+    opts: &FleetOptions,
+    mc: &McOptions,
+    stop: Arc<AtomicBool>,
+    progress: Progress,
+) -> Result<McFleetReport> {
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let (client, _) = client(cfg).await?;
+        let run = run_id();
+        let r = mcast::fan_out(&client, opts, mc, &run, &stop, progress).await;
+        if !opts.keep {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &opts.namespace);
+            let lp = ListParams::default().labels(&pod::run_selector(&run));
+            if let Err(e) = pods.delete_collection(&DeleteParams::default(), &lp).await {
+                progress(&format!(
+                    "could not delete this run's pods: {}; run `k8sdoctor fleet cleanup`",
+                    api_err("delete", e)
+                ));
+            }
+        }
+        r
+    });
+    rt.shutdown_background();
+    result
+}
+
 /// Deletes every doctor pod in the namespace; returns how many there were.
 pub fn cleanup(cfg: &Config, namespace: &str) -> Result<usize> {
     let rt = runtime()?;
     let n = rt.block_on(async {
         let (client, _) = client(cfg).await?;
-        let pods: Api<Pod> = Api::namespaced(client, namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
         let lp = ListParams::default().labels(&managed_selector());
         let n = pods
             .list(&lp)
@@ -454,6 +492,15 @@ pub fn cleanup(cfg: &Config, namespace: &str) -> Result<usize> {
             pods.delete_collection(&DeleteParams::default(), &lp)
                 .await
                 .map_err(|e| api_err("delete doctor pods", e))?;
+        }
+        // Participant lists of multicast runs that were interrupted.
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, namespace);
+        if let Ok(list) = cms.list(&lp).await {
+            for cm in list.items {
+                if let Some(name) = cm.metadata.name {
+                    let _ = cms.delete(&name, &DeleteParams::default()).await;
+                }
+            }
         }
         Ok::<_, anyhow::Error>(n)
     });

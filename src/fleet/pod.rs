@@ -133,6 +133,41 @@ impl PodTemplate {
     }
 }
 
+impl PodTemplate {
+    /// A multicast probe pod for a node: on the pod network unless `host_network`, with the
+    /// service account that may read the participants ConfigMap, its own IP in `POD_IP`.
+    pub fn probe_pod_for(
+        &self,
+        index: usize,
+        node: &str,
+        host_network: bool,
+        account: &str,
+    ) -> Pod {
+        let mut pod = self.pod_for(index, node);
+        let spec = pod.spec.as_mut().expect("pod_for sets a spec");
+        spec.host_network = Some(host_network);
+        spec.host_pid = None;
+        spec.dns_policy = None;
+        spec.volumes = None;
+        spec.service_account_name = Some(account.into());
+        spec.automount_service_account_token = Some(true);
+        let c = &mut spec.containers[0];
+        c.volume_mounts = None;
+        c.env = Some(vec![EnvVar {
+            name: "POD_IP".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "status.podIP".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]);
+        pod
+    }
+}
+
 /// Where a node's pod stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodState {

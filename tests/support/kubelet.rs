@@ -617,7 +617,10 @@ impl ProcessKubelet {
         command
             .args(cmd.iter().skip(1))
             .env_clear()
-            .env("PATH", "/image:/usr/local/bin:/usr/bin:/bin")
+            .env(
+                "PATH",
+                "/image:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("HOME", "/")
             .envs(env);
         let fd = netns.as_raw_fd();
@@ -782,7 +785,7 @@ impl ProcessKubelet {
 }
 
 /// Namespaced resources the kubelet's API side simply stores (create, get, delete).
-const GENERIC: &[&str] = &["configmaps", "serviceaccounts"];
+const GENERIC: &[&str] = &["configmaps", "serviceaccounts", "roles", "rolebindings"];
 
 /// The API side of the kubelet (pod creation needs the `Arc` to start the pod's kubelet thread).
 struct Api(Arc<ProcessKubelet>);
@@ -796,7 +799,8 @@ impl Workloads for Api {
         let k = &self.0;
         let segs: Vec<&str> = req
             .path
-            .strip_prefix("/api/v1/")?
+            .strip_prefix("/api/v1/")
+            .or_else(|| req.path.strip_prefix("/apis/rbac.authorization.k8s.io/v1/"))?
             .split('/')
             .filter(|s| !s.is_empty())
             .collect();
