@@ -1,24 +1,23 @@
-//! The command line: turns flags into a config, runs the command, and maps the outcome to an exit code.
+//! The command line, and nothing else knows clap: the flags, and the one conversion of them into the
+//! plain [`Command`] (configs and options of the library) that `main.rs` runs.
 
 use std::{
-    fs::File,
-    io::{self, BufRead, IsTerminal, Write},
+    io::{self, IsTerminal},
     net::IpAddr,
     path::PathBuf,
-    process::ExitCode,
     time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use k8sdoctor::{
-    catalog,
-    check::{Role, Status},
-    config::{Config, Format, RoleChoice, Selection},
-    engine,
-    fix::{self, FixFormat, FixOptions, FixReport, Mode},
-    join::{self, JoinOptions},
-    list, multicast, report,
+    core::{
+        check::{Role, Status},
+        config::{Config, Format, RoleChoice, Selection},
+    },
+    fix::{FixFormat, FixOptions, Mode},
+    join::JoinOptions,
+    multicast,
 };
 
 #[derive(Parser)]
@@ -28,7 +27,7 @@ use k8sdoctor::{
     about = "A doctor for Kubernetes nodes and clusters: finds the kubeadm install pitfalls, shows the evidence, says how to fix them.",
     args_conflicts_with_subcommands = true
 )]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
     #[command(flatten)]
@@ -151,20 +150,6 @@ impl McCommon {
             McFormat::Json => multicast::Format::Json,
         }
     }
-}
-
-fn millis(ms: f64, flag: &str) -> Result<Duration> {
-    if !(ms.is_finite() && ms >= 0.0) {
-        bail!("{flag} must be a number of milliseconds, 0 or more");
-    }
-    Ok(Duration::from_secs_f64(ms / 1000.0))
-}
-
-fn seconds(s: f64, flag: &str) -> Result<Duration> {
-    if !(s.is_finite() && s > 0.0) {
-        bail!("{flag} must be a positive number of seconds");
-    }
-    Ok(Duration::from_secs_f64(s))
 }
 
 #[derive(Args)]
@@ -369,13 +354,6 @@ impl From<FailOn> for Status {
     }
 }
 
-fn positive_secs(secs: f64) -> Result<Duration> {
-    if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
-        bail!("--timeout must be a positive number of seconds");
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 fn color_wanted(no_color: bool) -> bool {
     !no_color && std::env::var_os("NO_COLOR").is_none() && io::stdout().is_terminal()
 }
@@ -392,7 +370,7 @@ impl From<RoleArg> for RoleChoice {
 
 impl CheckArgs {
     fn into_config(self) -> Result<Config> {
-        let timeout = positive_secs(self.timeout)?;
+        let timeout = duration("--timeout", self.timeout, Unit::Secs)?;
         Ok(self.report.into_config(Config {
             root: self.root,
             role: self.role.into(),
@@ -410,88 +388,117 @@ impl CheckArgs {
     }
 }
 
-/// Writes the report where the config says and maps it to the exit code (`check` and `join-check`).
-fn emit(report: &report::Report, cfg: &Config) -> Result<ExitCode> {
-    match &cfg.output_file {
-        Some(path) => {
-            let mut f = File::create(path)
-                .with_context(|| format!("cannot write --output-file {}", path.display()))?;
-            report.render(cfg.format, false, &mut f)?;
-            f.flush()?;
-            eprintln!("k8sdoctor: {} → {}", report.summary, path.display());
+/// The unit a duration flag is given in.
+#[derive(Clone, Copy)]
+enum Unit {
+    /// Seconds, above 0.
+    Secs,
+    /// Milliseconds, 0 or more (0 = as fast as possible).
+    Millis,
+}
+
+/// The one duration parser of every flag: finite, under 10^9 seconds, above 0 (seconds) or 0 and more
+/// (milliseconds).
+fn duration(flag: &str, value: f64, unit: Unit) -> Result<Duration> {
+    let (secs, ok) = match unit {
+        Unit::Secs => (value, value > 0.0),
+        Unit::Millis => (value / 1000.0, value >= 0.0),
+    };
+    if !(ok && secs.is_finite() && secs < 1e9) {
+        match unit {
+            Unit::Secs => bail!("{flag} must be a positive number of seconds"),
+            Unit::Millis => bail!("{flag} must be a number of milliseconds, 0 or more"),
         }
-        None => report.render(cfg.format, cfg.color, &mut io::stdout().lock())?,
     }
-    Ok(if engine::fails(report, cfg.fail_on) {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(Duration::from_secs_f64(secs))
 }
 
-fn check(cfg: Config) -> Result<ExitCode> {
-    emit(&engine::run(&cfg)?, &cfg)
+fn secs_opt(flag: &str, value: Option<f64>) -> Result<Option<Duration>> {
+    value.map(|v| duration(flag, v, Unit::Secs)).transpose()
 }
 
-fn join_check(args: JoinCheckArgs) -> Result<ExitCode> {
-    let timeout = positive_secs(args.timeout)?;
-    let report = join::run(&JoinOptions {
-        command: args.command,
-        timeout,
-        verbose: args.verbose,
-    })?;
-    let cfg = args.report.into_config(Config {
-        timeout,
-        ..Config::default()
-    });
-    emit(&report, &cfg)
+/// What to run, in the library's plain terms.
+pub enum Command {
+    Check(Config),
+    List { format: Format, color: bool },
+    Explain(String),
+    Schema,
+    JoinCheck(JoinOptions, Config),
+    McSend(multicast::send::SendOptions),
+    McReceive(multicast::receive::ReceiveOptions, bool),
+    McProbe(multicast::probe::ProbeOptions, bool),
+    Fix(Fix),
 }
 
-fn run_multicast(cmd: McCmd) -> Result<ExitCode> {
-    let stop = multicast::interrupt_flag()?;
-    let mut out = io::stdout().lock();
-    match cmd {
-        McCmd::Send(a) => {
-            let opts = multicast::send::SendOptions {
+/// `fix`: the library's options, and how this terminal asks and shows.
+pub struct Fix {
+    pub opts: FixOptions,
+    pub yes: bool,
+    pub format: FixFormat,
+    pub color: bool,
+}
+
+impl Cli {
+    /// The one conversion from flags to what the library runs (bad values are errors, exit 2).
+    pub fn into_command(self) -> Result<Command> {
+        Ok(match self.command {
+            None => Command::Check(self.check.into_config()?),
+            Some(Cmd::Check(args)) => Command::Check(args.into_config()?),
+            Some(Cmd::List { output, no_color }) => Command::List {
+                format: output.into(),
+                color: color_wanted(no_color),
+            },
+            Some(Cmd::Explain { id }) => Command::Explain(id),
+            Some(Cmd::Schema) => Command::Schema,
+            Some(Cmd::JoinCheck(a)) => {
+                let timeout = duration("--timeout", a.timeout, Unit::Secs)?;
+                let cfg = a.report.into_config(Config {
+                    timeout,
+                    ..Config::default()
+                });
+                let opts = JoinOptions {
+                    command: a.command,
+                    timeout,
+                    verbose: a.verbose,
+                };
+                Command::JoinCheck(opts, cfg)
+            }
+            Some(Cmd::Multicast { cmd }) => multicast_command(cmd)?,
+            Some(Cmd::Fix(a)) => fix_command(a)?,
+        })
+    }
+}
+
+fn multicast_command(cmd: McCmd) -> Result<Command> {
+    Ok(match cmd {
+        McCmd::Send(a) => Command::McSend(multicast::send::SendOptions {
+            group: a.common.group(),
+            port: a.common.port,
+            ttl: a.ttl,
+            interface: a.interface,
+            count: a.count,
+            duration: secs_opt("--duration", a.duration)?,
+            interval: duration("--interval", a.interval, Unit::Millis)?,
+            text: a.text,
+            size: a.size,
+            multicast_loop: !a.no_loop,
+            format: a.common.format(),
+        }),
+        McCmd::Receive(a) => Command::McReceive(
+            multicast::receive::ReceiveOptions {
                 group: a.common.group(),
                 port: a.common.port,
-                ttl: a.ttl,
                 interface: a.interface,
                 count: a.count,
-                duration: a.duration.map(|d| seconds(d, "--duration")).transpose()?,
-                interval: millis(a.interval, "--interval")?,
-                text: a.text,
-                size: a.size,
-                multicast_loop: !a.no_loop,
+                duration: secs_opt("--duration", a.duration)?,
                 format: a.common.format(),
-            };
-            let s = multicast::send::run(&opts, &stop, &mut out)?;
-            multicast::output::send(&s, opts.format, &mut out)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        McCmd::Receive(a) => {
-            let opts = multicast::receive::ReceiveOptions {
-                group: a.common.group(),
-                port: a.common.port,
-                interface: a.interface,
-                count: a.count,
-                duration: a.duration.map(|d| seconds(d, "--duration")).transpose()?,
-                format: a.common.format(),
-            };
-            let s = multicast::receive::run(&opts, &stop, &mut out)?;
-            multicast::output::receive(&s, opts.format, color_wanted(a.common.no_color), &mut out)?;
-            // Nothing received is a failure a script can see.
-            Ok(if s.received > 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+            },
+            color_wanted(a.common.no_color),
+        ),
         McCmd::Probe(a) => {
-            let interval = millis(a.interval, "--interval")?;
-            let count = match a.soak {
+            let interval = duration("--interval", a.interval, Unit::Millis)?;
+            let count = match secs_opt("--soak", a.soak)? {
                 Some(secs) => {
-                    let secs = seconds(secs, "--soak")?;
                     if interval.is_zero() {
                         bail!("--soak needs an --interval above 0");
                     }
@@ -500,128 +507,84 @@ fn run_multicast(cmd: McCmd) -> Result<ExitCode> {
                 None => a.count,
             };
             let v6 = a.common.ipv6 || a.peers.first().is_some_and(IpAddr::is_ipv6);
-            let opts = multicast::probe::ProbeOptions {
-                peers: a.peers,
-                local: a.local,
-                group: a.common.group.unwrap_or(multicast::default_group(v6)),
-                port: a.common.port,
-                control_port: a.control_port.unwrap_or(a.common.port.wrapping_add(1)),
-                ttl: a.ttl,
-                count,
-                interval,
-                max_loss: a.max_loss,
-                wait: seconds(a.wait, "--wait")?,
-                format: a.common.format(),
-                progress: io::stderr().is_terminal() && interval.as_secs_f64() * count as f64 > 2.0,
-            };
-            let r = multicast::probe::run(&opts, stop)?;
-            multicast::output::probe(&r, opts.format, color_wanted(a.common.no_color), &mut out)?;
-            Ok(if r.pass {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Command::McProbe(
+                multicast::probe::ProbeOptions {
+                    peers: a.peers,
+                    local: a.local,
+                    group: a.common.group.unwrap_or(multicast::default_group(v6)),
+                    port: a.common.port,
+                    control_port: a.control_port.unwrap_or(a.common.port.wrapping_add(1)),
+                    ttl: a.ttl,
+                    count,
+                    interval,
+                    max_loss: a.max_loss,
+                    wait: duration("--wait", a.wait, Unit::Secs)?,
+                    format: a.common.format(),
+                    progress: io::stderr().is_terminal()
+                        && interval.as_secs_f64() * count as f64 > 2.0,
+                },
+                color_wanted(a.common.no_color),
+            )
         }
-    }
+    })
 }
 
-/// Shows the plan on stderr and asks y/N on the terminal.
-fn ask(report: &FixReport) -> Result<bool> {
-    let mut err = io::stderr().lock();
-    fix::render(report, FixFormat::Table, false, &mut err)?;
-    let what = if report.mode == "undo" {
-        "Undo these changes"
-    } else {
-        "Apply these changes"
-    };
-    write!(err, "{what}? [y/N] ")?;
-    err.flush()?;
-    let mut line = String::new();
-    io::stdin().lock().read_line(&mut line)?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
-}
-
-fn fix_cmd(args: FixArgs) -> Result<ExitCode> {
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        bail!("--timeout must be a positive number of seconds");
-    }
-    let mode = match (args.apply, args.undo) {
+fn fix_command(a: FixArgs) -> Result<Command> {
+    let timeout = duration("--timeout", a.timeout, Unit::Secs)?;
+    let mode = match (a.apply, a.undo) {
         (_, Some(j)) => Mode::Undo(j),
         (true, None) => Mode::Apply,
         (false, None) => Mode::DryRun,
     };
-    let changes = mode != Mode::DryRun;
-    if changes && !args.yes && !io::stdin().is_terminal() {
-        bail!(
-            "refusing to change the host without --yes: there is no terminal to ask for confirmation"
+    Ok(Command::Fix(Fix {
+        opts: FixOptions {
+            root: a.root,
+            ids: a.ids,
+            mode,
+            journal_dir: a.journal_dir,
+            timeout,
+            role: a.role.into(),
+        },
+        yes: a.yes,
+        format: match a.output {
+            FixOut::Table => FixFormat::Table,
+            FixOut::Json => FixFormat::Json,
+        },
+        color: color_wanted(a.no_color),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_duration_parser_for_every_flag() {
+        assert_eq!(
+            duration("--timeout", 1.5, Unit::Secs).unwrap(),
+            Duration::from_millis(1500)
         );
-    }
-    let opts = FixOptions {
-        root: args.root,
-        ids: args.ids,
-        mode,
-        journal_dir: args.journal_dir,
-        timeout: Duration::from_secs_f64(args.timeout),
-        role: args.role.into(),
-    };
-    let yes = args.yes;
-    let report = fix::run(&opts, &mut |r| if yes { Ok(true) } else { ask(r) })?;
-    let format = match args.output {
-        FixOut::Table => FixFormat::Table,
-        FixOut::Json => FixFormat::Json,
-    };
-    fix::render(
-        &report,
-        format,
-        color_wanted(args.no_color),
-        &mut io::stdout().lock(),
-    )?;
-    Ok(if report.failed() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-fn run(cli: Cli) -> Result<ExitCode> {
-    let mut out = io::stdout().lock();
-    match cli.command {
-        None => check(cli.check.into_config()?),
-        Some(Cmd::Check(args)) => check(args.into_config()?),
-        Some(Cmd::List { output, no_color }) => {
-            list::render_list(output.into(), color_wanted(no_color), &mut out)?;
-            Ok(ExitCode::SUCCESS)
+        assert_eq!(
+            duration("--interval", 0.0, Unit::Millis).unwrap(),
+            Duration::ZERO
+        );
+        assert_eq!(
+            duration("--interval", 250.0, Unit::Millis).unwrap(),
+            Duration::from_millis(250)
+        );
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e30] {
+            let e = duration("--timeout", bad, Unit::Secs).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "--timeout must be a positive number of seconds"
+            );
         }
-        Some(Cmd::Explain { id }) => {
-            let Some(e) = catalog::find(&id) else {
-                bail!("no check has the id {id:?} (see `k8sdoctor list`)");
-            };
-            list::render_explain(e, &mut out)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(Cmd::JoinCheck(args)) => join_check(args),
-        Some(Cmd::Multicast { cmd }) => run_multicast(cmd),
-        Some(Cmd::Fix(args)) => fix_cmd(args),
-        Some(Cmd::Schema) => {
-            serde_json::to_writer_pretty(&mut out, &report::schema())?;
-            writeln!(out)?;
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(code) => code,
-        Err(e) => {
-            // A closed pipe (`k8sdoctor | head`) is not the doctor's failure.
-            if e.downcast_ref::<io::Error>()
-                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-            {
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("k8sdoctor: {e:#}");
-            ExitCode::from(2)
+        for bad in [-1.0, f64::NAN, 1e30] {
+            let e = duration("--interval", bad, Unit::Millis).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "--interval must be a number of milliseconds, 0 or more"
+            );
         }
     }
 }

@@ -1,150 +1,85 @@
-//! The engine: picks the checks, gathers the areas they need concurrently under one deadline, runs each pure check, builds the report.
+//! The engine: picks the checks, gathers the sources they need concurrently under one deadline, runs each pure check, builds the report.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     panic::{AssertUnwindSafe, catch_unwind},
-    sync::mpsc,
+    sync::{Arc, mpsc},
     thread,
-    time::{Duration, Instant, SystemTime},
+    time::{Instant, SystemTime},
 };
 
 use anyhow::{Context, Result, bail};
 
-use crate::{
+use super::{
     catalog,
     check::{CheckDef, Ctx, Finding, Role, Status},
     config::{Config, RoleChoice},
-    facts::{Area, FactError, Facts},
+    facts::FactError,
     host::Host,
-    report::{CheckResult, ClusterInfo, HostInfo, Report},
+    host_info::host_info,
+    source::{AnySource, Facts, Gather, Gathered, Io, panic_text},
+};
+use crate::{
+    checks,
+    report::{CheckResult, ClusterInfo, Report},
 };
 
-/// Every implemented check; the catalog test proves this matches `checks/` one to one.
-pub fn registry() -> Vec<CheckDef> {
-    [
-        crate::dns::CHECKS,
-        crate::swap::CHECKS,
-        crate::sysctl::CHECKS,
-        crate::selinux::CHECKS,
-        crate::cluster::CHECKS,
-        crate::proxy::CHECKS,
-        crate::firewall::CHECKS,
-    ]
-    .concat()
-}
-
-/// A gathered area, ready to be put into [`Facts`].
-type Install = Box<dyn FnOnce(&mut Facts) + Send>;
-
-fn gather(area: Area, host: &Host, cfg: &Config) -> Install {
-    match area {
-        Area::Dns => {
-            let f = crate::dns::gather(host);
-            Box::new(move |x| x.dns = f)
-        }
-        Area::Swap => {
-            let f = crate::swap::gather(host);
-            Box::new(move |x| x.swap = f)
-        }
-        Area::Sysctl => {
-            let f = crate::sysctl::gather(host);
-            Box::new(move |x| x.sysctl = f)
-        }
-        Area::Selinux => {
-            let f = crate::selinux::gather(host);
-            Box::new(move |x| x.selinux = f)
-        }
-        Area::Cluster => {
-            let f = crate::cluster::gather(host, cfg);
-            Box::new(move |x| x.cluster = f)
-        }
-        Area::Proxy => {
-            let f = crate::proxy::gather(host, cfg);
-            Box::new(move |x| x.proxy = f)
-        }
-        Area::Firewall => {
-            let f = crate::firewall::gather(host, cfg.timeout);
-            Box::new(move |x| x.firewall = f)
-        }
-    }
-}
-
-fn set_error(facts: &mut Facts, area: Area, e: FactError) {
-    match area {
-        Area::Dns => facts.dns = Err(e),
-        Area::Swap => facts.swap = Err(e),
-        Area::Sysctl => facts.sysctl = Err(e),
-        Area::Selinux => facts.selinux = Err(e),
-        Area::Cluster => facts.cluster = Err(e),
-        Area::Proxy => facts.proxy = Err(e),
-        Area::Firewall => facts.firewall = Err(e),
-    }
-}
-
-/// Gathers each area in its own thread; an area not back by the deadline becomes an error naming the timeout.
+/// Gathers the sources: the file-only ones share one worker, every command or network source gets
+/// a thread of its own; a source not back by the deadline becomes an error naming the timeout.
+/// Also hands back how long each source took, in milliseconds.
 fn gather_all(
-    areas: &BTreeSet<Area>,
-    timeout: Duration,
-    gather: impl Fn(Area) -> Install + Send + Sync + 'static,
-) -> (Facts, Vec<(Area, u64)>) {
+    sources: &[&'static dyn AnySource],
+    host: &Host,
+    cfg: &Config,
+) -> (Facts, BTreeMap<&'static str, u64>) {
+    let timeout = cfg.timeout;
     let deadline = Instant::now() + timeout;
-    let gather = std::sync::Arc::new(gather);
-    let (tx, rx) = mpsc::channel::<(Area, thread::Result<Install>, u64)>();
-    let (local, remote): (Vec<Area>, Vec<Area>) = areas.iter().partition(|a| a.reads_only_files());
-    let groups = std::iter::once(local)
+    let shared = Arc::new((host.clone(), cfg.clone()));
+    let (tx, rx) = mpsc::channel::<Gathered>();
+    let (files, own): (Vec<&'static dyn AnySource>, Vec<_>) =
+        sources.iter().partition(|s| s.io() == Io::Files);
+    let groups = std::iter::once(files)
         .filter(|g| !g.is_empty())
-        .chain(remote.into_iter().map(|a| vec![a]));
+        .chain(own.into_iter().map(|s| vec![s]));
     for group in groups {
-        let (tx, gather) = (tx.clone(), gather.clone());
+        let (tx, shared) = (tx.clone(), shared.clone());
         thread::spawn(move || {
-            for area in group {
-                let t = Instant::now();
-                let r = catch_unwind(AssertUnwindSafe(|| gather(area)));
-                let _ = tx.send((area, r, t.elapsed().as_millis() as u64));
+            let g = Gather::new(&shared.0, &shared.1);
+            let mut sent = 0;
+            for source in group {
+                let _ = g.value(source); // kept in `g`, sent below
+                for done in g.gathered_since(sent) {
+                    sent += 1;
+                    let _ = tx.send(done);
+                }
             }
         });
     }
     drop(tx);
     let mut facts = Facts::default();
-    let mut pending = areas.clone();
-    let mut took = Vec::new();
+    let mut pending: BTreeSet<&str> = sources.iter().map(|s| s.name()).collect();
+    let mut took = BTreeMap::new();
     while !pending.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((area, r, ms)) => {
-                pending.remove(&area);
-                took.push((area, ms));
-                match r {
-                    Ok(install) => install(&mut facts),
-                    Err(p) => set_error(
-                        &mut facts,
-                        area,
-                        FactError::Unreadable(format!("gathering panicked: {}", panic_text(&*p))),
-                    ),
-                }
-            }
-            Err(_) => break,
-        }
+        let Ok(done) = rx.recv_timeout(left) else {
+            break;
+        };
+        pending.remove(done.name);
+        took.insert(done.name, done.ms);
+        facts.insert(done.name, done.value);
     }
-    for area in pending {
-        took.push((area, timeout.as_millis() as u64));
-        set_error(
-            &mut facts,
-            area,
-            FactError::Unreadable(format!(
-                "timed out after {:.1}s (--timeout) gathering {area:?} facts",
-                timeout.as_secs_f64()
-            )),
+    for source in sources.iter().filter(|s| pending.contains(s.name())) {
+        took.insert(source.name(), timeout.as_millis() as u64);
+        facts.insert(
+            source.name(),
+            Err(FactError::Unreadable(format!(
+                "timed out after {:.1}s (--timeout) gathering {} facts",
+                timeout.as_secs_f64(),
+                source.name()
+            ))),
         );
     }
     (facts, took)
-}
-
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Runs one pure check; a panic becomes an `error` finding and the run goes on.
@@ -167,38 +102,6 @@ pub fn resolve_role(choice: RoleChoice, host: &Host) -> Role {
     }
 }
 
-/// What the report says about the machine the doctor ran on.
-pub fn host_info(host: &Host, role: Role) -> HostInfo {
-    let first_line = |p: &str| {
-        host.read_opt(p)
-            .ok()
-            .flatten()
-            .and_then(|s| s.lines().next().map(|l| l.trim().to_string()))
-            .filter(|s| !s.is_empty())
-    };
-    let hostname = if host.is_live() {
-        first_line("/proc/sys/kernel/hostname")
-    } else {
-        first_line("/etc/hostname")
-    };
-    let os = host
-        .read_opt("/etc/os-release")
-        .ok()
-        .flatten()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-                .map(|v| v.trim().trim_matches('"').to_string())
-        });
-    HostInfo {
-        hostname: hostname.unwrap_or_else(|| "unknown".into()),
-        kernel: first_line("/proc/sys/kernel/osrelease").unwrap_or_else(|| "unknown".into()),
-        os: os.unwrap_or_else(|| "unknown".into()),
-        root: host.root().display().to_string(),
-        role: role.as_str().into(),
-    }
-}
-
 /// Runs `check`: the whole flow from config to report.
 pub fn run(cfg: &Config) -> Result<Report> {
     run_with_facts(cfg).map(|(report, _)| report)
@@ -209,13 +112,12 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
     let started = SystemTime::now();
     let clock = Instant::now();
     let host = Host::new(&cfg.root).context("cannot read host files")?;
-    let all = registry();
+    let all: Vec<&CheckDef> = checks::registry().collect();
     let known: Vec<&str> = all.iter().map(|c| c.id).collect();
     let unknown = cfg.selection.unknown_ids(&known);
     if !unknown.is_empty() {
-        let join_steps = unknown
-            .iter()
-            .any(|u| crate::join::STEPS.iter().any(|s| s.eq_ignore_ascii_case(u)));
+        // A catalog entry no host check implements is one of join-check's steps.
+        let join_steps = unknown.iter().any(|u| catalog::find(u).is_some());
         bail!(
             "unknown check id(s): {} (see `k8sdoctor list`){}",
             unknown.join(", "),
@@ -228,12 +130,12 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
     }
     if !cfg.offline {
         // A kubeconfig the user named but that cannot be read (or lacks --context) is exit 2.
-        crate::cluster::connect::load_named(cfg)?;
+        crate::checks::cluster::connect::load_named(cfg)?;
     }
     let role = resolve_role(cfg.role, &host);
     let ctx = Ctx { role, now: started };
     let mut selected: Vec<(&CheckDef, &catalog::Entry)> = all
-        .iter()
+        .into_iter()
         .filter(|c| cfg.selection.selects(c.id))
         .map(|c| {
             let entry = catalog::find(c.id)
@@ -242,15 +144,15 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
         })
         .collect();
     selected.sort_by(|a, b| a.0.id.cmp(b.0.id));
-    let areas: BTreeSet<Area> = selected
-        .iter()
-        .filter(|(_, e)| e.applies_to(role))
-        .map(|(c, _)| c.area)
-        .collect();
-    let (facts, took) = {
-        let (host, cfg) = (host.clone(), cfg.clone());
-        gather_all(&areas, cfg.timeout, move |area| gather(area, &host, &cfg))
-    };
+    let mut sources: Vec<&'static dyn AnySource> = Vec::new();
+    for (c, _) in selected.iter().filter(|(_, e)| e.applies_to(role)) {
+        for s in c.needs {
+            if !sources.iter().any(|x| x.name() == s.name()) {
+                sources.push(*s);
+            }
+        }
+    }
+    let (facts, took) = gather_all(&sources, &host, cfg);
     let results: Vec<CheckResult> = selected
         .iter()
         .map(|(def, entry)| {
@@ -269,10 +171,13 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
                     role.as_str()
                 ))
             };
-            let gather_ms = took
+            let gather_ms = def
+                .needs
                 .iter()
-                .find(|(a, _)| *a == def.area && entry.applies_to(role))
-                .map_or(0, |(_, ms)| *ms);
+                .filter(|_| entry.applies_to(role))
+                .filter_map(|s| took.get(s.name()))
+                .max()
+                .map_or(0, |ms| *ms);
             CheckResult::from_finding(entry, finding, gather_ms + t.elapsed().as_millis() as u64)
         })
         .collect();
@@ -288,7 +193,7 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
 
 /// The report's `cluster` block: the server the cluster checks talked to, when they did.
 fn cluster_info(facts: &Facts) -> Option<ClusterInfo> {
-    let c = facts.cluster.as_ref().ok()?;
+    let c = facts.get(&crate::checks::cluster::CLUSTER).ok()?;
     Some(ClusterInfo {
         server: c.server.clone(),
         server_version: c.api.as_ref().ok().map(|a| a.version.clone()),
@@ -303,104 +208,116 @@ pub fn fails(report: &Report, fail_on: Status) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::core::source::Source;
+
+    fn ctx() -> Ctx {
+        Ctx {
+            role: Role::Worker,
+            now: SystemTime::now(),
+        }
+    }
+
+    const SWAPS: Source<u32> = Source::files("test-swaps", |_| Ok(1));
 
     #[test]
     fn a_panicking_check_becomes_an_error_result() {
         let def = CheckDef {
             id: "test.panics",
-            area: Area::Swap,
+            needs: &[&SWAPS],
             run: |_, _| panic!("boom"),
         };
-        let ctx = Ctx {
-            role: Role::Worker,
-            now: SystemTime::now(),
-        };
-        let f = evaluate(&def, &Facts::default(), &ctx);
+        let f = evaluate(&def, &Facts::default(), &ctx());
         assert_eq!(f.status, Status::Error);
         assert!(f.message.contains("boom"), "{}", f.message);
     }
 
     #[test]
     fn missing_facts_skip_and_unreadable_facts_error() {
-        let ctx = Ctx {
-            role: Role::Worker,
-            now: SystemTime::now(),
-        };
         let def = CheckDef {
             id: "test.reads-swap",
-            area: Area::Swap,
-            run: |f, _| crate::facts::get(&f.swap).map(|_| Finding::pass("ok")),
+            needs: &[&SWAPS],
+            run: |f, _| f.get(&SWAPS).map(|_| Finding::pass("ok")),
         };
         let mut facts = Facts::default();
-        assert_eq!(evaluate(&def, &facts, &ctx).status, Status::Skip);
-        facts.swap = Err(FactError::Unreadable("cannot read /proc/swaps".into()));
-        let f = evaluate(&def, &facts, &ctx);
+        assert_eq!(evaluate(&def, &facts, &ctx()).status, Status::Skip);
+        facts.set(
+            &SWAPS,
+            Err(FactError::Unreadable("cannot read /proc/swaps".into())),
+        );
+        let f = evaluate(&def, &facts, &ctx());
         assert_eq!(
             (f.status, f.message.as_str()),
             (Status::Error, "cannot read /proc/swaps")
         );
+        facts.set(&SWAPS, Ok(7));
+        assert_eq!(evaluate(&def, &facts, &ctx()).status, Status::Pass);
+    }
+
+    const HUNG: Source<()> = Source::network("test-hung", |_| {
+        thread::sleep(Duration::from_secs(30));
+        unreachable!("abandoned at the deadline")
+    });
+    const BUGGY: Source<()> = Source::files("test-buggy", |_| panic!("gatherer bug"));
+    static BASE_GATHERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    const BASE: Source<String> = Source::files("test-base", |_| {
+        BASE_GATHERED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok("parsed once".into())
+    });
+    /// Two sources built on one base: the base is gathered once and shared.
+    const ON_BASE_A: Source<usize> = Source::files("test-on-base-a", |g| Ok(g.get(&BASE)?.len()));
+    const ON_BASE_B: Source<bool> = Source::files("test-on-base-b", |g| {
+        Ok(g.get(&BASE)?.starts_with("parsed"))
+    });
+
+    #[test]
+    fn a_slow_or_panicking_source_becomes_an_error_at_the_deadline() {
+        // A hung network source must not hold the file sources (which share a thread) past the deadline.
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path()).unwrap();
+        let cfg = Config {
+            timeout: Duration::from_secs(3),
+            ..Config::default()
+        };
+        let sources: [&'static dyn AnySource; 4] = [&HUNG, &BUGGY, &ON_BASE_A, &ON_BASE_B];
+        let t = Instant::now();
+        let (facts, took) = gather_all(&sources, &host, &cfg);
+        assert!(t.elapsed() < Duration::from_secs(6), "the deadline holds");
+        let hung = facts.get(&HUNG).unwrap_err();
+        assert!(
+            matches!(&hung, FactError::Unreadable(m) if m.contains("timed out after 3.0s") && m.contains("test-hung")),
+            "{hung:?}"
+        );
+        let buggy = facts.get(&BUGGY).unwrap_err();
+        assert!(
+            matches!(&buggy, FactError::Unreadable(m) if m.contains("gatherer bug")),
+            "{buggy:?}"
+        );
+        // The base was gathered once (by A) and handed to B; it also reaches the facts for checks.
+        assert_eq!(facts.get(&ON_BASE_A), Ok(&11));
+        assert_eq!(facts.get(&ON_BASE_B), Ok(&true));
+        assert_eq!(BASE_GATHERED.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(facts.get(&BASE).map(String::as_str), Ok("parsed once"));
+        assert_eq!(took.len(), 5, "{took:?}");
     }
 
     #[test]
-    fn a_slow_or_panicking_area_becomes_an_error_at_the_deadline() {
-        // A hung network area must not hold the file areas (which share a thread) past the deadline.
-        let areas: BTreeSet<Area> = [Area::Cluster, Area::Swap, Area::Selinux].into();
-        let t = Instant::now();
-        let (facts, took) = gather_all(&areas, Duration::from_secs(3), |area| match area {
-            Area::Cluster => {
-                thread::sleep(Duration::from_secs(30));
-                unreachable!("abandoned at the deadline")
-            }
-            Area::Swap => panic!("gatherer bug"),
-            _ => Box::new(|f: &mut Facts| f.selinux = Err(FactError::Missing("fine".into()))),
-        });
-        assert!(t.elapsed() < Duration::from_secs(6), "the deadline holds");
-        assert!(
-            matches!(&facts.cluster, Err(FactError::Unreadable(m)) if m.contains("timed out after 3.0s")),
-            "{:?}",
-            facts.cluster
+    fn sources_nobody_needs_are_not_gathered() {
+        let root = tempfile::tempdir().unwrap();
+        let host = Host::new(root.path()).unwrap();
+        let (facts, _) = gather_all(&[&SWAPS], &host, &Config::default());
+        assert_eq!(facts.get(&SWAPS), Ok(&1));
+        assert_eq!(
+            facts.get(&BASE),
+            Err(FactError::Missing("not gathered".into()))
         );
-        assert!(
-            matches!(&facts.swap, Err(FactError::Unreadable(m)) if m.contains("gatherer bug")),
-            "{:?}",
-            facts.swap
-        );
-        assert_eq!(facts.selinux, Err(FactError::Missing("fine".into())));
-        assert_eq!(took.len(), 3);
     }
 
     #[test]
     fn error_counts_at_and_above_fail() {
         assert!(Status::Error >= Status::Fail && Status::Fail >= Status::Warn);
         assert!(Status::Warn > Status::Skip && Status::Skip > Status::Pass);
-    }
-}
-
-#[cfg(test)]
-mod catalog_tests {
-    use super::*;
-
-    /// Host checks come from the registry; join-check's steps (`join::STEPS`) are catalog entries
-    /// that `check` never selects. Together they are exactly the catalog, each id once.
-    #[test]
-    fn catalog_and_implementations_match_one_to_one() {
-        let registry = registry();
-        let mut implemented: Vec<&str> = registry.iter().map(|c| c.id).collect();
-        implemented.extend_from_slice(crate::join::STEPS);
-        implemented.sort();
-        let before = implemented.len();
-        implemented.dedup();
-        assert_eq!(
-            before,
-            implemented.len(),
-            "duplicate check ids in the registry or join steps"
-        );
-        let cataloged: Vec<&str> = catalog::catalog().iter().map(|e| e.id.as_str()).collect();
-        assert_eq!(implemented, cataloged);
-        assert!(
-            registry.iter().all(|c| !c.id.starts_with("join.")),
-            "join.* ids are join-check steps, not host checks"
-        );
     }
 }

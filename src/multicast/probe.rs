@@ -23,7 +23,7 @@ use super::{
     stats::StreamStats,
     wire::{self, Header, Stream},
 };
-use crate::host::Host;
+use crate::core::host::Host;
 
 /// The TTL of the side stream that tells "TTL too low" from "not routed".
 const SIDE_TTL: u8 = 8;

@@ -1,0 +1,131 @@
+//! The binary: parses the command line ([`cli`]), runs the command, and maps the outcome to an exit code.
+
+mod cli;
+
+use std::{
+    fs::File,
+    io::{self, BufRead, IsTerminal, Write},
+    process::ExitCode,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use k8sdoctor::{
+    core::{catalog, config::Config, engine},
+    fix::{self, FixFormat, FixReport},
+    join, list, multicast, report,
+};
+
+use cli::{Cli, Command};
+
+/// Writes the report where the config says and maps it to the exit code (`check` and `join-check`).
+fn emit(report: &report::Report, cfg: &Config) -> Result<ExitCode> {
+    match &cfg.output_file {
+        Some(path) => {
+            let mut f = File::create(path)
+                .with_context(|| format!("cannot write --output-file {}", path.display()))?;
+            report.render(cfg.format, false, &mut f)?;
+            f.flush()?;
+            eprintln!("k8sdoctor: {} → {}", report.summary, path.display());
+        }
+        None => report.render(cfg.format, cfg.color, &mut io::stdout().lock())?,
+    }
+    Ok(exit(!engine::fails(report, cfg.fail_on)))
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Shows the plan on stderr and asks y/N on the terminal.
+fn ask(report: &FixReport) -> Result<bool> {
+    let mut err = io::stderr().lock();
+    fix::render(report, FixFormat::Table, false, &mut err)?;
+    let what = if report.mode == "undo" {
+        "Undo these changes"
+    } else {
+        "Apply these changes"
+    };
+    write!(err, "{what}? [y/N] ")?;
+    err.flush()?;
+    let mut line = String::new();
+    io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+fn fix_cmd(f: cli::Fix) -> Result<ExitCode> {
+    let changes = f.opts.mode != fix::Mode::DryRun;
+    if changes && !f.yes && !io::stdin().is_terminal() {
+        bail!(
+            "refusing to change the host without --yes: there is no terminal to ask for confirmation"
+        );
+    }
+    let yes = f.yes;
+    let report = fix::run(&f.opts, &mut |r| if yes { Ok(true) } else { ask(r) })?;
+    fix::render(&report, f.format, f.color, &mut io::stdout().lock())?;
+    Ok(exit(!report.failed()))
+}
+
+fn run(cmd: Command) -> Result<ExitCode> {
+    let mut out = io::stdout().lock();
+    match cmd {
+        Command::Check(cfg) => emit(&engine::run(&cfg)?, &cfg),
+        Command::List { format, color } => {
+            list::render_list(format, color, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain(id) => {
+            let Some(e) = catalog::find(&id) else {
+                bail!("no check has the id {id:?} (see `k8sdoctor list`)");
+            };
+            list::render_explain(e, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema => {
+            serde_json::to_writer_pretty(&mut out, &report::schema())?;
+            writeln!(out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::JoinCheck(opts, cfg) => emit(&join::run(&opts)?, &cfg),
+        Command::McSend(opts) => {
+            let stop = multicast::interrupt_flag()?;
+            let s = multicast::send::run(&opts, &stop, &mut out)?;
+            multicast::output::send(&s, opts.format, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::McReceive(opts, color) => {
+            let stop = multicast::interrupt_flag()?;
+            let s = multicast::receive::run(&opts, &stop, &mut out)?;
+            multicast::output::receive(&s, opts.format, color, &mut out)?;
+            // Nothing received is a failure a script can see.
+            Ok(exit(s.received > 0))
+        }
+        Command::McProbe(opts, color) => {
+            let stop = multicast::interrupt_flag()?;
+            let r = multicast::probe::run(&opts, stop)?;
+            multicast::output::probe(&r, opts.format, color, &mut out)?;
+            Ok(exit(r.pass))
+        }
+        Command::Fix(f) => fix_cmd(f),
+    }
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().into_command().and_then(run) {
+        Ok(code) => code,
+        Err(e) => {
+            // A closed pipe (`k8sdoctor | head`) is not the doctor's failure.
+            if e.downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("k8sdoctor: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
