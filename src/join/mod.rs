@@ -72,7 +72,7 @@ impl Run {
 
     fn log(&self, msg: &str) {
         if self.verbose {
-            eprintln!("k8sdoctor: {}", self.redact(msg));
+            crate::core::stderr::note(&self.redact(msg));
         }
     }
 
