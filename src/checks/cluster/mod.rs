@@ -163,7 +163,7 @@ pub fn gather(host: &Host, cfg: &Config) -> Fact<ClusterFacts> {
         ));
     }
     let started = std::time::Instant::now();
-    // Leave the engine's deadline a margin so a timeout is reported by layer, not as an abandoned area.
+    // Leave the engine's deadline a margin so a timeout is reported by layer, not as an abandoned source.
     let budget = cfg.timeout.mul_f64(0.9);
     let target = connect::find(cfg)?;
     let cni_conf = cni_configs(host);
