@@ -173,7 +173,8 @@ impl<'a> Gather<'a> {
         }
     }
 
-    /// Another source's value, gathered now unless this worker already has it.
+    /// Another source's value, gathered now unless this worker already has it. It runs on this
+    /// source's thread, so a file source builds only on file sources.
     pub fn get<T: Any + Send + Sync>(&self, source: &Source<T>) -> Result<Arc<T>, FactError> {
         self.value(source)?.downcast::<T>().map_err(|_| {
             panic!(
