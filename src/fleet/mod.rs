@@ -27,7 +27,9 @@ pub use pod::{
 };
 pub use report::{FleetReport, NodeOutcome, NodeState, report_from_log, schema};
 
-use crate::{cluster::connect, config::Config, mask::mask_secrets, report::ClusterInfo};
+use crate::{
+    checks::cluster::connect, core::config::Config, mask::mask_secrets, report::ClusterInfo,
+};
 
 /// The Pod Security label a namespace needs for host-namespace, hostPath pods.
 pub const PSA_LABEL: (&str, &str) = ("pod-security.kubernetes.io/enforce", "privileged");
@@ -93,6 +95,23 @@ fn run_id() -> String {
         (nanos / 1_000_000) & 0xffff_ffff,
         std::process::id() & 0xffff
     )
+}
+
+/// Check ids in `--only`/`--skip` that no node check has (a typo would fail on every node).
+pub fn unknown_ids(only: &[String], skip: &[String]) -> Result<()> {
+    let known: Vec<&str> = crate::checks::registry().map(|c| c.id).collect();
+    let sel = crate::core::config::Selection {
+        only: only.to_vec(),
+        skip: skip.to_vec(),
+    };
+    let unknown = sel.unknown_ids(&known);
+    if !unknown.is_empty() {
+        bail!(
+            "unknown check id(s): {} (see `k8sdoctor list`)",
+            unknown.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Runs the node checks on every selected node and gathers one fleet report. `stop` (set by

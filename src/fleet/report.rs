@@ -7,8 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    check::Status,
-    config::Format,
+    core::{check::Status, config::Format},
     mask::mask_secrets,
     report::{ClusterInfo, Report, Tool, markdown_cell, status_table},
 };
