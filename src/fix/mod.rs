@@ -201,7 +201,11 @@ fn config(opts: &FixOptions, ids: Vec<String>) -> Config {
 fn read_files(host: &Host, facts: &Facts) -> Files {
     let mut files = Files::default();
     for p in planners::paths(facts) {
-        files.insert(&p, fsops::read_state(&host.path(&p)));
+        let state = match host.tree() {
+            Ok(t) => fsops::plain(Path::new(&p)).and_then(|_| fsops::read_state(t, Path::new(&p))),
+            Err(e) => Err(format!("cannot open the root: {e}")),
+        };
+        files.insert(&p, state);
     }
     files
 }
@@ -286,33 +290,19 @@ fn stamp() -> (String, String) {
     )
 }
 
-/// A free journal name in `dir` for this run.
-fn journal_path(dir: &Path, stamp: &str) -> PathBuf {
-    (0..)
-        .map(|n| match n {
-            0 => dir.join(format!("fix-{stamp}.json")),
-            n => dir.join(format!("fix-{stamp}-{n}.json")),
-        })
-        .find(|p| !p.exists())
-        .expect("an unbounded range yields a free name")
-}
-
 /// Runs `fix`. `confirm` sees the plan before anything changes and says whether to go on.
 pub fn run(
     opts: &FixOptions,
     confirm: &mut dyn FnMut(&FixReport) -> Result<bool>,
 ) -> Result<FixReport> {
     let host = Host::new(&opts.root).context("cannot read host files")?;
-    let journal_dir = opts
-        .journal_dir
-        .clone()
-        .unwrap_or_else(|| host.path(JOURNAL_DIR));
+    let jd = journal::JournalDir::new(&host, opts.journal_dir.as_deref(), JOURNAL_DIR)?;
     if let Mode::Undo(named) = &opts.mode {
-        let path = match named {
-            Some(p) => p.clone(),
-            None => journal::latest(&journal_dir)?,
+        let name = match named {
+            Some(p) => jd.name_of(p)?,
+            None => jd.latest()?,
         };
-        return undo(opts, &host, &path, confirm);
+        return undo(opts, &host, &jd, &name, confirm);
     }
     let explicit = !opts.ids.is_empty();
     let (report, facts) = engine::run_with_facts(&config(opts, opts.ids.clone()))?;
@@ -374,8 +364,8 @@ pub fn run(
         return Ok(out);
     }
     let (started_at, stamp) = stamp();
-    let jpath = journal_path(&journal_dir, &stamp);
-    let done = apply::apply(&mut out.fixes, &host, &jpath, &started_at, &stamp);
+    let name = jd.free_name(&stamp);
+    let done = apply::apply(&mut out.fixes, &host, &jd, &name, &started_at, &stamp);
     out.journal = done.journal.as_ref().map(|p| p.display().to_string());
     out.outcome = match (&done.failure, done.rolled_back) {
         (None, _) => Outcome::Applied,
@@ -404,10 +394,14 @@ pub fn run(
 fn undo(
     opts: &FixOptions,
     host: &Host,
-    path: &Path,
+    jd: &journal::JournalDir,
+    name: &str,
     confirm: &mut dyn FnMut(&FixReport) -> Result<bool>,
 ) -> Result<FixReport> {
-    let mut j = journal::Journal::load(path)?;
+    let mut j = journal::Journal::load(jd, name, host)?;
+    let tree = host.tree()?;
+    let path = jd.shown(name);
+    let path = path.as_path();
     let mut out = new_report("undo", host);
     out.journal = Some(path.display().to_string());
     out.reversals = j
@@ -432,7 +426,7 @@ fn undo(
     let before = engine::run(&config(opts, ids.clone()))?;
     let mut left = vec![];
     for (e, r) in j.entries.iter().rev().zip(&mut out.reversals) {
-        match e.reverse() {
+        match e.reverse(tree, host.is_live()) {
             Ok(()) => r.ok = true,
             Err(msg) => {
                 // A command with no reversal is reported, not a failure of the undo.
@@ -445,13 +439,13 @@ fn undo(
     }
     let total = j.entries.len();
     if left.is_empty() {
-        j.discard(path);
+        j.discard(tree, jd, name);
         out.outcome = Outcome::Undone;
         out.message = format!("undone: {total} change(s) reversed; the journal was removed");
     } else {
         // Keep only what is still applied, so the next `--undo` retries exactly that.
         j.entries = left;
-        j.save(path)?;
+        j.save(jd, name)?;
         out.outcome = Outcome::Failed;
         out.message = format!(
             "undo incomplete: see the entries that failed; {} is kept",
