@@ -22,7 +22,7 @@ pub use connect::{ApiFailure, Layer, Target};
 use crate::{
     config::Config,
     facts::{Fact, FactError},
-    host::{Host, run_command},
+    host::Host,
     mask::mask_secrets,
 };
 
@@ -125,13 +125,7 @@ pub enum DnsProbe {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalVersions {
-    /// (binary, version or why there is none); `Err` = not installed.
-    pub kubectl: Result<String, String>,
-    pub kubeadm: Result<String, String>,
-    pub kubelet: Result<String, String>,
-}
+pub use crate::nodebin::LocalVersions;
 
 /// The name every bootstrap-token Secret has, and its type.
 const TOKEN_TYPE: &str = "bootstrap.kubernetes.io/token";
@@ -151,8 +145,8 @@ pub fn gather(host: &Host, cfg: &Config) -> Fact<ClusterFacts> {
     // Leave the engine's deadline a margin so a timeout is reported by layer, not as an abandoned area.
     let budget = cfg.timeout.mul_f64(0.9);
     let target = connect::find(cfg)?;
-    let local_cfg = budget;
-    let local = std::thread::spawn(move || local_versions(local_cfg));
+    let node = host.clone();
+    let local = std::thread::spawn(move || crate::nodebin::gather(&node, budget));
     let cni_conf = cni_configs(host);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -527,27 +521,6 @@ async fn probe_dns(ip: IpAddr, timeout: Duration) -> DnsProbe {
             server,
             error: format!("no answer within {:.1}s", timeout.as_secs_f64()),
         },
-    }
-}
-
-/// Versions of the Kubernetes binaries installed on this node (each bounded by `timeout`).
-fn local_versions(timeout: Duration) -> LocalVersions {
-    let run =
-        |prog: &str, args: &[&str]| run_command(prog, args, timeout).map_err(|e| e.to_string());
-    let kubectl = run("kubectl", &["version", "--client", "-o", "json"]).and_then(|o| {
-        version::kubectl_client(&o).ok_or_else(|| "kubectl printed no clientVersion".into())
-    });
-    let kubeadm = run("kubeadm", &["version", "-o", "short"]).map(|o| o.trim().to_string());
-    let kubelet = run("kubelet", &["--version"]).and_then(|o| {
-        o.split_whitespace()
-            .last()
-            .map(String::from)
-            .ok_or_else(|| "kubelet printed no version".into())
-    });
-    LocalVersions {
-        kubectl,
-        kubeadm,
-        kubelet,
     }
 }
 
