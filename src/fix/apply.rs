@@ -23,6 +23,8 @@ pub struct Applied {
     pub failure: Option<String>,
     /// Whether the rollback reversed everything (only meaningful after a failure).
     pub rolled_back: bool,
+    /// Whether the run stopped before its first change.
+    pub refused: bool,
 }
 
 /// The fault-injection hook of debug and test builds: fail the step after `N` changes (`K8SDOCTOR_FIX_FAULT_AFTER=N`).
@@ -140,7 +142,7 @@ pub fn apply(
         Err(e) => return refused(fixes, format!("cannot open the root: {e}")),
     };
     if let Err(e) = preflight(fixes, tree, jd) {
-        return refused(fixes, format!("nothing was changed: {e}"));
+        return refused(fixes, e);
     }
     let mut journal = Journal::new(started_at.into(), host.canonical());
     // Which step each journal entry came from, to mark it rolled back.
@@ -184,6 +186,7 @@ pub fn apply(
             journal: (!journal.entries.is_empty()).then_some(journal_path),
             failure: None,
             rolled_back: false,
+            refused: false,
         };
     };
     not_run(fixes);
@@ -211,6 +214,7 @@ pub fn apply(
         journal: (!complete).then_some(journal_path),
         failure: Some(failure),
         rolled_back: complete,
+        refused: false,
     }
 }
 
@@ -231,5 +235,6 @@ fn refused(fixes: &mut [FixResult], why: String) -> Applied {
         journal: None,
         failure: Some(why),
         rolled_back: true,
+        refused: true,
     }
 }

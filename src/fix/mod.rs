@@ -141,6 +141,8 @@ pub enum Outcome {
     Applied,
     /// A step failed and every change of the run was reversed.
     RolledBack,
+    /// A step could not be made (a path leaves the root, a file changed since the plan): nothing was changed.
+    Refused,
     /// A step failed and some change could not be reversed, or an undo was incomplete.
     Failed,
     Undone,
@@ -175,7 +177,10 @@ impl FixReport {
 
     /// Exit 1 when a step failed or an undo was incomplete.
     pub fn failed(&self) -> bool {
-        matches!(self.outcome, Outcome::RolledBack | Outcome::Failed)
+        matches!(
+            self.outcome,
+            Outcome::RolledBack | Outcome::Refused | Outcome::Failed
+        )
     }
 }
 
@@ -368,6 +373,7 @@ pub fn run(
     let done = apply::apply(&mut out.fixes, &host, &jd, &name, &started_at, &stamp);
     out.journal = done.journal.as_ref().map(|p| p.display().to_string());
     out.outcome = match (&done.failure, done.rolled_back) {
+        (Some(_), _) if done.refused => Outcome::Refused,
         (None, _) => Outcome::Applied,
         (Some(_), true) => Outcome::RolledBack,
         (Some(_), false) => Outcome::Failed,
@@ -378,6 +384,7 @@ pub fn run(
             j.display()
         ),
         (None, None) => format!("nothing was changed{skipped_note}"),
+        (Some(f), _) if done.refused => format!("refused before any change, nothing was changed: {f}"),
         (Some(f), _) if done.rolled_back => {
             format!("a step failed, every change of this run was reversed: {f}")
         }
