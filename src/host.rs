@@ -412,6 +412,73 @@ mod tests {
     }
 
     #[test]
+    fn live_reads_refuse_fifos_devices_and_huge_files_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let big = dir.path().join("big");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_FILE + 1)
+            .unwrap();
+        let live = Host::live();
+        let err = |p: &Path| live.read(p.to_str().unwrap()).unwrap_err().to_string();
+        assert!(err(&fifo).contains("is a FIFO"), "{}", err(&fifo));
+        assert!(err(Path::new("/dev/zero")).contains("character device"));
+        assert!(err(&big).contains("larger than 16 MiB"));
+        assert!(err(dir.path()).contains("directory"));
+        // /proc pseudo-files report size 0 and still read.
+        assert!(live.read("/proc/self/status").unwrap().contains("Pid:"));
+        assert!(!live.read("/proc/sys/kernel/osrelease").unwrap().is_empty());
+        // The same under a root: the FIFO is refused before it is opened.
+        let h = Host::new(dir.path()).unwrap();
+        assert!(h.read("/fifo").unwrap_err().to_string().contains("FIFO"));
+        assert!(
+            h.read("/big")
+                .unwrap_err()
+                .to_string()
+                .contains("bytes, larger")
+        );
+    }
+
+    #[test]
+    fn a_root_resolves_links_and_dotdot_inside_itself() {
+        let top = tempfile::tempdir().unwrap();
+        let root = top.path().join("r");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::fs::write(top.path().join("secret"), "outside\n").unwrap();
+        std::fs::write(root.join("secret"), "inside\n").unwrap();
+        std::fs::write(root.join("real/a"), "a\n").unwrap();
+        std::os::unix::fs::symlink("/secret", root.join("etc/abs")).unwrap();
+        std::os::unix::fs::symlink("../../secret", root.join("etc/rel")).unwrap();
+        std::os::unix::fs::symlink("/real", root.join("etc/dir")).unwrap();
+        std::os::unix::fs::symlink("/etc/loop", root.join("etc/loop")).unwrap();
+        let h = Host::new(root.join("etc/..")).unwrap();
+        assert_eq!(h.canonical(), std::fs::canonicalize(&root).unwrap());
+        for p in [
+            "/etc/abs",
+            "/etc/rel",
+            "/../../secret",
+            "/etc/../../../secret",
+        ] {
+            assert_eq!(h.read(p).unwrap(), "inside\n", "{p}");
+        }
+        assert_eq!(h.list_dir("/etc/dir").unwrap(), vec!["a"]);
+        assert!(h.exists("/etc/dir/a"));
+        assert_eq!(h.link_target("/etc/abs"), Some(PathBuf::from("/secret")));
+        assert!(matches!(h.read("/etc/loop"), Err(FactError::Unreadable(_))));
+        assert!(Host::new("/").unwrap().is_live());
+    }
+
+    #[test]
     fn rejects_a_missing_root() {
         let e = Host::new("/nonexistent/root").unwrap_err();
         assert!(e.to_string().contains("no such directory"));

@@ -17,7 +17,13 @@ pub struct LocalVersions {
 }
 
 /// Where a node keeps these binaries (distribution packages, the kubeadm guide's /usr/local/bin, CoreOS's /opt/bin).
-const BIN_DIRS: &[&str] = &["/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin", "/opt/bin"];
+const BIN_DIRS: &[&str] = &[
+    "/usr/bin",
+    "/usr/local/bin",
+    "/bin",
+    "/usr/sbin",
+    "/opt/bin",
+];
 /// Larger than any Kubernetes binary; a bigger file is not scanned.
 const MAX_BINARY: u64 = 1 << 30;
 
@@ -103,7 +109,8 @@ pub fn dpkg_installed(text: &str) -> BTreeMap<String, String> {
                     .map(str::trim)
             })
         };
-        let installed = field("Status").is_some_and(|s| s.split_whitespace().last() == Some("installed"));
+        let installed =
+            field("Status").is_some_and(|s| s.split_whitespace().last() == Some("installed"));
         if let (true, Some(p), Some(v)) = (installed, field("Package"), field("Version")) {
             out.insert(p.to_string(), v.to_string());
         }
@@ -166,8 +173,7 @@ fn stamped_at(b: &[u8]) -> Option<String> {
         && parts
             .iter()
             .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|c| c.is_ascii_digit()))
-        && s
-            .bytes()
+        && s.bytes()
             .all(|c| c.is_ascii_alphanumeric() || b".-+_".contains(&c));
     ok.then(|| s.to_string())
 }

@@ -75,7 +75,13 @@ fn sentinel(dir: &Path) -> BTreeMap<PathBuf, (String, Vec<u8>, SystemTime)> {
             let p = e.unwrap().path();
             let m = fs::symlink_metadata(&p).unwrap();
             let (kind, bytes) = if m.file_type().is_symlink() {
-                ("link", fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes())
+                (
+                    "link",
+                    fs::read_link(&p)
+                        .unwrap()
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                )
             } else if m.is_dir() {
                 stack.push(p.clone());
                 ("dir", vec![])
@@ -121,8 +127,20 @@ impl Tripwire {
 }
 
 const TOOLS: &[&str] = &[
-    "kubectl", "kubeadm", "kubelet", "sysctl", "swapoff", "swapon", "modprobe", "setenforce",
-    "systemctl", "iptables", "iptables-save", "ip6tables", "nft", "sh",
+    "kubectl",
+    "kubeadm",
+    "kubelet",
+    "sysctl",
+    "swapoff",
+    "swapon",
+    "modprobe",
+    "setenforce",
+    "systemctl",
+    "iptables",
+    "iptables-save",
+    "ip6tables",
+    "nft",
+    "sh",
 ];
 
 fn run(args: &[&str], path: &str) -> (Output, Duration) {
@@ -170,7 +188,11 @@ fn check_reads_the_inside_copy_through_every_kind_of_link() {
 
     // Absolute link to a file: resolves against the root.
     l.link("etc/resolv.conf", out.join("resolv.conf"));
-    fs::write(l.mirrored(&out.join("resolv.conf")), "nameserver 127.0.0.53\n").unwrap();
+    fs::write(
+        l.mirrored(&out.join("resolv.conf")),
+        "nameserver 127.0.0.53\n",
+    )
+    .unwrap();
     // Relative link climbing out: `..` stops at the root.
     l.link("etc/sysconfig/iptables", "../../../outside/secret");
     l.write_inside("outside/secret", "INSIDE-GARBAGE-LINE\n");
@@ -196,10 +218,7 @@ fn check_reads_the_inside_copy_through_every_kind_of_link() {
         "nameserver 192.0.2.77\n",
     )
     .unwrap();
-    l.write_inside(
-        "etc/nftables.conf",
-        "include \"../../outside/rules.nft\"\n",
-    );
+    l.write_inside("etc/nftables.conf", "include \"../../outside/rules.nft\"\n");
     l.write_inside("outside/rules.nft", "table inet inside_only {\n}\n");
     l.write_inside("proc/sys/net/ipv4/ip_forward", "1\n");
     l.write_inside("proc/swaps", "Filename\tType\tSize\tUsed\tPriority\n");
@@ -212,7 +231,16 @@ fn check_reads_the_inside_copy_through_every_kind_of_link() {
     let wire = Tripwire::new(TOOLS);
     let root = l.root.to_str().unwrap();
     let (o, took) = run(
-        &["check", "--root", root, "--offline", "--timeout", "5", "-o", "json"],
+        &[
+            "check",
+            "--root",
+            root,
+            "--offline",
+            "--timeout",
+            "5",
+            "-o",
+            "json",
+        ],
         &wire.path(),
     );
     let text = String::from_utf8_lossy(&o.stdout).to_string();
@@ -221,7 +249,10 @@ fn check_reads_the_inside_copy_through_every_kind_of_link() {
     assert_eq!(sentinel(&out), before, "a file outside the root changed");
     assert_eq!(wire.ran(), "", "a command ran under --root");
     for leak in ["OUTSIDE", "203.0.113."] {
-        assert!(!text.contains(leak), "{leak} leaked into the report: {text}");
+        assert!(
+            !text.contains(leak),
+            "{leak} leaked into the report: {text}"
+        );
     }
     // The inside copies were read: the loopback resolver behind the absolute link, the inside file behind
     // the escaping one (quoted by the parser that rejects it), kubelet's resolvConf inside the root.
@@ -257,7 +288,16 @@ fn a_fifo_a_device_and_a_huge_file_are_errors_not_hangs() {
     l.write_inside("etc/selinux/config", "SELINUX=permissive\n");
     let wire = Tripwire::new(TOOLS);
     let (o, took) = run(
-        &["check", "--root", &root, "--offline", "--timeout", "5", "-o", "json"],
+        &[
+            "check",
+            "--root",
+            &root,
+            "--offline",
+            "--timeout",
+            "5",
+            "-o",
+            "json",
+        ],
         &wire.path(),
     );
     let report = json(&o);
@@ -309,7 +349,12 @@ fn copy_tree(from: &Path, to: &Path) {
 /// or `..`-climbing); the inside copy is where the link resolves inside the root, an outside copy is the
 /// sentinel.
 fn links_out_of_every_target_dir(l: &Layout) {
-    let abs = ["etc/sysconfig", "etc/selinux", "etc/systemd/system", "etc/sysctl.d"];
+    let abs = [
+        "etc/sysconfig",
+        "etc/selinux",
+        "etc/systemd/system",
+        "etc/sysctl.d",
+    ];
     let rel = [
         ("var/lib/kubelet", "../../../outside/kubelet"),
         ("etc/modules-load.d", "../outside/modules-load.d"),
@@ -358,7 +403,17 @@ fn fix_writes_through_linked_target_dirs_stay_inside_and_undo_restores() {
     let wire = Tripwire::new(TOOLS);
     let root = l.root.to_str().unwrap();
     let (o, took) = run(
-        &["fix", "--root", root, "--apply", "--yes", "--timeout", "5", "-o", "json"],
+        &[
+            "fix",
+            "--root",
+            root,
+            "--apply",
+            "--yes",
+            "--timeout",
+            "5",
+            "-o",
+            "json",
+        ],
         &wire.path(),
     );
     let v = json(&o);
@@ -384,7 +439,10 @@ fn fix_writes_through_linked_target_dirs_stay_inside_and_undo_restores() {
         "/etc/systemd/system/swapfile.swap",
         "/var/lib/kubelet/config.yaml",
     ] {
-        assert!(written.iter().any(|w| w == want), "{want} not written: {v:#}");
+        assert!(
+            written.iter().any(|w| w == want),
+            "{want} not written: {v:#}"
+        );
     }
     assert!(
         fs::read_to_string(l.mirrored(&l.out.join("sysctl.d/99-kubernetes.conf")))
@@ -398,7 +456,9 @@ fn fix_writes_through_linked_target_dirs_stay_inside_and_undo_restores() {
         "{journal}"
     );
     assert_eq!(
-        fs::read_dir(l.root.join("outside/k8sdoctor/fix")).unwrap().count(),
+        fs::read_dir(l.root.join("outside/k8sdoctor/fix"))
+            .unwrap()
+            .count(),
         1
     );
     // Undo from another working directory with the root given relatively.
@@ -452,7 +512,11 @@ fn a_target_that_cannot_resolve_inside_the_root_refuses_the_run_before_any_chang
         m.contains("nothing was changed") && m.contains("/etc/modules-load.d is a link"),
         "{m}"
     );
-    assert_eq!(sentinel(&l.root), before_root, "a refused run changed the root");
+    assert_eq!(
+        sentinel(&l.root),
+        before_root,
+        "a refused run changed the root"
+    );
     assert_eq!(sentinel(&l.out), before_out);
     assert_eq!(wire.ran(), "");
 }
@@ -492,11 +556,41 @@ fn a_planted_journal_runs_nothing_and_touches_nothing() {
     let wire = Tripwire::new(TOOLS);
     let root = l.root.to_str().unwrap();
     let cases: [(&str, &str, Value, u32, &str); 5] = [
-        ("fix-20990101T000000Z.json", &canonical, command, 0o600, "runtime command"),
-        ("fix-20990102T000000Z.json", &canonical, escaping, 0o600, "`..`"),
-        ("fix-20990103T000000Z.json", &canonical, elsewhere.clone(), 0o600, "not one the fix takes"),
-        ("fix-20990104T000000Z.json", "/", serde_json::json!([]), 0o600, "written for the root /"),
-        ("fix-20990105T000000Z.json", &canonical, serde_json::json!([]), 0o646, "others may write"),
+        (
+            "fix-20990101T000000Z.json",
+            &canonical,
+            command,
+            0o600,
+            "runtime command",
+        ),
+        (
+            "fix-20990102T000000Z.json",
+            &canonical,
+            escaping,
+            0o600,
+            "`..`",
+        ),
+        (
+            "fix-20990103T000000Z.json",
+            &canonical,
+            elsewhere.clone(),
+            0o600,
+            "not one the fix takes",
+        ),
+        (
+            "fix-20990104T000000Z.json",
+            "/",
+            serde_json::json!([]),
+            0o600,
+            "written for the root /",
+        ),
+        (
+            "fix-20990105T000000Z.json",
+            &canonical,
+            serde_json::json!([]),
+            0o646,
+            "others may write",
+        ),
     ];
     for (name, jroot, entries, mode, why) in cases {
         plant(name, jroot, entries, mode);
@@ -507,7 +601,10 @@ fn a_planted_journal_runs_nothing_and_touches_nothing() {
         );
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{name}: {err}");
-        assert!(err.contains("not trusted") && err.contains(why), "{name}: {err}");
+        assert!(
+            err.contains("not trusted") && err.contains(why),
+            "{name}: {err}"
+        );
         assert!(took < Duration::from_secs(5));
         assert_eq!(sentinel(&l.root), before_root, "{name} changed the root");
         fs::remove_file(jdir.join(name)).unwrap();
@@ -517,7 +614,14 @@ fn a_planted_journal_runs_nothing_and_touches_nothing() {
     let named = l.out.join("fix-20990106T000000Z.json");
     fs::rename(jdir.join("fix-20990106T000000Z.json"), &named).unwrap();
     let (o, _) = run(
-        &["fix", "--root", root, "--undo", named.to_str().unwrap(), "--yes"],
+        &[
+            "fix",
+            "--root",
+            root,
+            "--undo",
+            named.to_str().unwrap(),
+            "--yes",
+        ],
         &wire.path(),
     );
     fs::remove_file(&named).unwrap();
@@ -558,8 +662,17 @@ fn node_binaries_under_a_root_are_the_nodes_never_the_containers_path() {
     let root = l.root.to_str().unwrap();
     let (o, took) = run(
         &[
-            "check", "--root", root, "--only", "version.local-binaries", "--kubeconfig",
-            kc.to_str().unwrap(), "--timeout", "5", "-o", "json",
+            "check",
+            "--root",
+            root,
+            "--only",
+            "version.local-binaries",
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "--timeout",
+            "5",
+            "-o",
+            "json",
         ],
         &wire.path(),
     );

@@ -147,7 +147,11 @@ fn free_name(tree: &Root, path: &Path, suffix: &str) -> io::Result<PathBuf> {
 }
 
 fn tmp_name(tree: &Root, path: &Path) -> io::Result<PathBuf> {
-    free_name(tree, path, &format!(".k8sdoctor-tmp-{}", std::process::id()))
+    free_name(
+        tree,
+        path,
+        &format!(".k8sdoctor-tmp-{}", std::process::id()),
+    )
 }
 
 /// Writes `bytes` to `path` atomically; `like` gives the mode and owner to keep (else 0644, ours).
@@ -225,7 +229,10 @@ pub fn missing_parents(tree: &Root, path: &Path) -> io::Result<Vec<PathBuf>> {
             Err(e) => {
                 return Err(io::Error::new(
                     e.kind(),
-                    format!("{} does not resolve to a directory inside the root: {e}", d.display()),
+                    format!(
+                        "{} does not resolve to a directory inside the root: {e}",
+                        d.display()
+                    ),
                 ));
             }
         }
@@ -349,14 +356,13 @@ pub fn restore(
     match backup {
         Some(b) => {
             plain(b)?;
-            tree.rename(b, path, RenameFlags::empty())
-                .map_err(|e| {
-                    format!(
-                        "cannot restore {shown} from {}: {}",
-                        b.display(),
-                        io_error(e)
-                    )
-                })?
+            tree.rename(b, path, RenameFlags::empty()).map_err(|e| {
+                format!(
+                    "cannot restore {shown} from {}: {}",
+                    b.display(),
+                    io_error(e)
+                )
+            })?
         }
         None if now == Content::Absent => {}
         None => tree
@@ -460,7 +466,11 @@ mod tests {
     fn links_are_states_too() {
         let (dir, t) = root();
         let p = Path::new("/dev-sda2.swap");
-        symlink("/lib/systemd/system/x.swap", dir.path().join("dev-sda2.swap")).unwrap();
+        symlink(
+            "/lib/systemd/system/x.swap",
+            dir.path().join("dev-sda2.swap"),
+        )
+        .unwrap();
         let old = read_state(&t, p).unwrap();
         assert_eq!(old, Content::Link("/lib/systemd/system/x.swap".into()));
         let c = change(&t, p, &old, &Content::Link("/dev/null".into()), "T").unwrap();
@@ -468,7 +478,13 @@ mod tests {
             fs::read_link(dir.path().join("dev-sda2.swap")).unwrap(),
             Path::new("/dev/null")
         );
-        restore(&t, p, c.backup.as_deref(), &Content::Link("/dev/null".into())).unwrap();
+        restore(
+            &t,
+            p,
+            c.backup.as_deref(),
+            &Content::Link("/dev/null".into()),
+        )
+        .unwrap();
         assert_eq!(read_state(&t, p).unwrap(), old);
         fs::write(dir.path().join("bin"), b"\xff\xfe").unwrap();
         assert!(
@@ -504,7 +520,10 @@ mod tests {
         }
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
         // `../../outside` stops at the root: /outside inside it; the absolute link is the root's own path.
-        assert_eq!(fs::read_to_string(inside.join("outside/k.conf")).unwrap(), "x\n");
+        assert_eq!(
+            fs::read_to_string(inside.join("outside/k.conf")).unwrap(),
+            "x\n"
+        );
         assert!(
             inside
                 .join(outside.strip_prefix("/").unwrap())

@@ -173,7 +173,8 @@ pub struct JournalDir {
 /// Makes a path of the operator's absolute (against the working directory) and free of `.`/`..` and links
 /// where it exists, so it compares with the journal directory.
 fn absolute(p: &Path) -> Result<PathBuf> {
-    let abs = std::path::absolute(p).with_context(|| format!("{} cannot be made absolute", p.display()))?;
+    let abs = std::path::absolute(p)
+        .with_context(|| format!("{} cannot be made absolute", p.display()))?;
     Ok(std::fs::canonicalize(&abs).unwrap_or(abs))
 }
 
@@ -302,7 +303,8 @@ impl Journal {
             .map_err(io_error)
             .with_context(|| format!("cannot read the journal {s}"))?;
         let st = rustix::fs::fstat(&handle).with_context(|| format!("cannot inspect {s}"))?;
-        let untrusted = |why: &str| anyhow::anyhow!("{s} is not trusted: {why}; nothing was undone");
+        let untrusted =
+            |why: &str| anyhow::anyhow!("{s} is not trusted: {why}; nothing was undone");
         if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
             return Err(untrusted("it is not a regular file"));
         }
@@ -434,7 +436,10 @@ mod tests {
         assert_eq!(j.journal_dirs.len(), 4);
         j.save(&jd, "fix-20260102T000000Z.json").unwrap();
         j.save(&jd, "fix-20260102T000000Z-1.json").unwrap();
-        assert_eq!(jd.free_name("20260102T000000Z"), "fix-20260102T000000Z-2.json");
+        assert_eq!(
+            jd.free_name("20260102T000000Z"),
+            "fix-20260102T000000Z-2.json"
+        );
         let l = jd.latest().unwrap();
         assert_eq!(l, "fix-20260102T000000Z-1.json");
         let jdir = dir.path().join("var/lib/k8sdoctor/fix");
@@ -496,7 +501,11 @@ mod tests {
         assert!(err("fix-3.json").contains("not one the fix takes"));
         plant("fix-4.json", &Journal::new("t".into(), root), 0o666);
         assert!(err("fix-4.json").contains("others may write"));
-        plant("fix-5.json", &Journal::new("t".into(), Path::new("/")), 0o600);
+        plant(
+            "fix-5.json",
+            &Journal::new("t".into(), Path::new("/")),
+            0o600,
+        );
         assert!(err("fix-5.json").contains("written for the root /"));
         std::os::unix::fs::symlink("fix-5.json", jdir.join("fix-6.json")).unwrap();
         assert!(err("fix-6.json").contains("not a regular file"));

@@ -380,11 +380,13 @@ pub fn run(
     };
     out.message = match (&done.failure, &done.journal) {
         (None, Some(j)) => format!(
-            "{changes} change(s) applied{skipped_note}; undo with `k8sdoctor fix --undo {}`",
-            j.display()
+            "{changes} change(s) applied{skipped_note}; undo with `{}`",
+            undo_command(&host, opts, j)
         ),
         (None, None) => format!("nothing was changed{skipped_note}"),
-        (Some(f), _) if done.refused => format!("refused before any change, nothing was changed: {f}"),
+        (Some(f), _) if done.refused => {
+            format!("refused before any change, nothing was changed: {f}")
+        }
         (Some(f), _) if done.rolled_back => {
             format!("a step failed, every change of this run was reversed: {f}")
         }
@@ -396,6 +398,22 @@ pub fn run(
         out.fixes.iter().map(|f| (f.id.clone(), f.before)).collect();
     out.verify = verify(opts, &before)?;
     Ok(out)
+}
+
+/// The command that undoes this run: the same root and journal directory, since only journals found there
+/// are trusted.
+fn undo_command(host: &Host, opts: &FixOptions, journal: &Path) -> String {
+    let mut argv: Vec<String> = vec!["k8sdoctor".into(), "fix".into()];
+    if !host.is_live() {
+        argv.extend(["--root".into(), host.canonical().display().to_string()]);
+    }
+    if opts.journal_dir.is_some()
+        && let Some(d) = journal.parent()
+    {
+        argv.extend(["--journal-dir".into(), d.display().to_string()]);
+    }
+    argv.extend(["--undo".into(), journal.display().to_string()]);
+    journal::shell_line(&argv)
 }
 
 fn undo(
