@@ -3,10 +3,7 @@
 
 use std::{collections::BTreeMap, io::Read, time::Duration};
 
-use crate::{
-    cluster::version,
-    host::{Host, run_command},
-};
+use crate::host::{Host, run_command};
 
 /// The three binaries' versions; `Err` says why there is none (not installed, unreadable ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,9 +78,8 @@ pub fn gather(host: &Host, timeout: Duration) -> LocalVersions {
 fn run_here(timeout: Duration) -> LocalVersions {
     let run =
         |prog: &str, args: &[&str]| run_command(prog, args, timeout).map_err(|e| e.to_string());
-    let kubectl = run("kubectl", &["version", "--client", "-o", "json"]).and_then(|o| {
-        version::kubectl_client(&o).ok_or_else(|| "kubectl printed no clientVersion".into())
-    });
+    let kubectl = run("kubectl", &["version", "--client", "-o", "json"])
+        .and_then(|o| kubectl_client(&o).ok_or_else(|| "kubectl printed no clientVersion".into()));
     let kubeadm = run("kubeadm", &["version", "-o", "short"]).map(|o| o.trim().to_string());
     let kubelet = run("kubelet", &["--version"]).and_then(|o| {
         o.split_whitespace()
@@ -96,6 +92,12 @@ fn run_here(timeout: Duration) -> LocalVersions {
         kubeadm,
         kubelet,
     }
+}
+
+/// `clientVersion.gitVersion` from `kubectl version --client -o json`.
+pub fn kubectl_client(json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v["clientVersion"]["gitVersion"].as_str().map(String::from)
 }
 
 /// Installed packages and their versions from `/var/lib/dpkg/status` text (stanzas whose Status ends `installed`).
@@ -122,7 +124,22 @@ pub fn dpkg_installed(text: &str) -> BTreeMap<String, String> {
 pub fn package_version(v: &str) -> Option<String> {
     let no_epoch = v.split_once(':').map_or(v, |(_, r)| r);
     let upstream = no_epoch.rsplit_once('-').map_or(no_epoch, |(u, _)| u);
-    version::Version::parse(upstream).map(|v| v.to_string())
+    let v = format!("v{upstream}");
+    is_release(&v).then_some(v)
+}
+
+/// `vMAJOR.MINOR.PATCH[-suffix]`, as Kubernetes stamps its releases.
+fn is_release(s: &str) -> bool {
+    let Some(core) = s.split(['-', '+']).next() else {
+        return false;
+    };
+    let parts: Vec<&str> = core.strip_prefix('v').unwrap_or("").split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|c| c.is_ascii_digit()))
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b".-+_".contains(&c))
 }
 
 /// Finds the version a Kubernetes Go binary was stamped with, reading it as data (never running it): the
@@ -194,6 +211,13 @@ mod tests {
         assert_eq!(package_version("1.33.2-1.1").as_deref(), Some("v1.33.2"));
         assert_eq!(package_version("garbage"), None);
         assert!(dpkg_installed("garbage\n\n\n").is_empty());
+    }
+
+    #[test]
+    fn reads_kubectl_client_json() {
+        let json = r#"{"clientVersion":{"major":"1","minor":"32+","gitVersion":"v1.32.4-dispatcher"},"kustomizeVersion":"v5.5.0"}"#;
+        assert_eq!(kubectl_client(json).as_deref(), Some("v1.32.4-dispatcher"));
+        assert_eq!(kubectl_client("not json"), None);
     }
 
     #[test]
