@@ -3,7 +3,7 @@
 use std::{
     fs::{File, Metadata},
     io::{self, Read},
-    os::unix::fs::{FileTypeExt, OpenOptionsExt},
+    os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::Arc,
@@ -52,6 +52,7 @@ fn inspect(fd: impl std::os::fd::AsFd) -> io::Result<(Option<&'static str>, u64)
     let st = rustix::fs::fstat(fd)?;
     let kind = match T::from_raw_mode(st.st_mode) {
         T::RegularFile => None,
+        T::CharacterDevice if is_dev_null(st.st_rdev) => None,
         T::Directory => Some("a directory"),
         T::Fifo => Some("a FIFO (named pipe)"),
         T::CharacterDevice => Some("a character device"),
@@ -62,10 +63,16 @@ fn inspect(fd: impl std::os::fd::AsFd) -> io::Result<(Option<&'static str>, u64)
     Ok((kind, st.st_size.max(0) as u64))
 }
 
+/// `/dev/null` (char 1:3), which reads as an empty file: how files are masked (a bind mount, a unit linked
+/// to it), so it is read like one rather than refused as a device.
+fn is_dev_null(rdev: u64) -> bool {
+    rustix::fs::major(rdev) == 1 && rustix::fs::minor(rdev) == 3
+}
+
 /// The same for a path on the live host (`stat`, following links), before anything is opened.
 fn kind_of(m: &Metadata) -> Option<&'static str> {
     let t = m.file_type();
-    if t.is_file() {
+    if t.is_file() || (t.is_char_device() && is_dev_null(m.rdev())) {
         None
     } else if t.is_dir() {
         Some("a directory")
@@ -154,11 +161,6 @@ impl Host {
         self.tree
             .as_deref()
             .ok_or_else(|| io::Error::other("cannot open / as the root"))
-    }
-
-    /// Where an absolute host path is, for messages only: never open it, resolve it through [`Host::tree`].
-    pub fn shown(&self, abs: &str) -> PathBuf {
-        self.root.join(abs.trim_start_matches('/'))
     }
 
     /// The non-live tree to resolve in, or `None` on the live host (plain paths, as the kernel resolves them).
@@ -432,6 +434,8 @@ mod tests {
         let err = |p: &Path| live.read(p.to_str().unwrap()).unwrap_err().to_string();
         assert!(err(&fifo).contains("is a FIFO"), "{}", err(&fifo));
         assert!(err(Path::new("/dev/zero")).contains("character device"));
+        // /dev/null masks files: it reads as empty.
+        assert_eq!(live.read("/dev/null").unwrap(), "");
         assert!(err(&big).contains("larger than 16 MiB"));
         assert!(err(dir.path()).contains("directory"));
         // /proc pseudo-files report size 0 and still read.
