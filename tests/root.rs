@@ -144,8 +144,21 @@ const TOOLS: &[&str] = &[
 ];
 
 fn run(args: &[&str], path: &str) -> (Output, Duration) {
+    run_under(&[], args, path)
+}
+
+/// Runs the binary, under `wrap` (a tracer) when it is not empty.
+fn run_under(wrap: &[&str], args: &[&str], path: &str) -> (Output, Duration) {
     let t = Instant::now();
-    let o = Command::new(bin())
+    let mut c = match wrap {
+        [] => Command::new(bin()),
+        [tool, rest @ ..] => {
+            let mut c = Command::new(tool);
+            c.args(rest).arg(bin());
+            c
+        }
+    };
+    let o = c
         .args(args)
         .env("PATH", path)
         .env_remove("KUBECONFIG")
@@ -176,6 +189,37 @@ fn result<'a>(report: &'a Value, id: &str) -> &'a Value {
 
 #[test]
 fn check_reads_the_inside_copy_through_every_kind_of_link() {
+    reads_inside_copies(&[]);
+}
+
+/// The same on a kernel without openat2 (before 5.6, e.g. CentOS 7's 3.10): strace makes every openat2 fail
+/// with ENOSYS, and pathrs falls back to its O_PATH walk with the same confinement.
+#[test]
+fn without_openat2_the_o_path_fallback_confines_the_same() {
+    if !can_run_privileged(&["strace"]) {
+        return;
+    }
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let log_path = log.path().to_str().unwrap().to_string();
+    reads_inside_copies(&[
+        "strace",
+        "-f",
+        "-qq",
+        "-o",
+        &log_path,
+        "-e",
+        "trace=openat2",
+        "-e",
+        "inject=openat2:error=ENOSYS",
+    ]);
+    let traced = fs::read_to_string(log.path()).unwrap();
+    assert!(
+        traced.contains("openat2(") && traced.contains("ENOSYS"),
+        "openat2 was not tried and refused: {traced}"
+    );
+}
+
+fn reads_inside_copies(wrap: &[&str]) {
     let l = Layout::new();
     let out = l.out.clone();
     // What a naive reader would reach outside the root.
@@ -230,7 +274,8 @@ fn check_reads_the_inside_copy_through_every_kind_of_link() {
 
     let wire = Tripwire::new(TOOLS);
     let root = l.root.to_str().unwrap();
-    let (o, took) = run(
+    let (o, took) = run_under(
+        wrap,
         &[
             "check",
             "--root",
