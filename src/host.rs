@@ -197,13 +197,14 @@ impl Host {
         };
         let opened = match self.confined() {
             Some(t) => t.resolve(abs).map_err(io_error).and_then(|handle| {
-                // The O_PATH handle is inspected first: nothing is opened for reading unless it is a regular file.
+                // The O_PATH handle is inspected first: nothing is opened for reading unless it is a regular
+                // file. The open is a second in-root resolution (not a reopen through /proc, which would
+                // make pathrs mount a private procfs); what it opened is inspected again below.
                 let (kind, len) = inspect(&handle)?;
                 if kind.is_some() || len > cap {
                     return Ok(Err((kind, len)));
                 }
-                handle
-                    .reopen(OpenFlags::O_RDONLY | OpenFlags::O_NONBLOCK)
+                t.open_subpath(abs, OpenFlags::O_RDONLY | OpenFlags::O_NONBLOCK)
                     .map(Ok)
                     .map_err(io_error)
             }),
@@ -283,8 +284,7 @@ impl Host {
         match self.confined() {
             Some(t) => {
                 let dir = match t
-                    .resolve(abs)
-                    .and_then(|h| h.reopen(OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY))
+                    .open_subpath(abs, OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY)
                     .map_err(io_error)
                 {
                     Ok(d) => d,

@@ -322,10 +322,21 @@ impl Journal {
             )));
         }
         let mut text = Vec::new();
-        handle
-            .reopen(OpenFlags::O_RDONLY | OpenFlags::O_NONBLOCK)
+        let file = jd
+            .tree
+            .open_subpath(
+                jd.dir.join(name),
+                OpenFlags::O_RDONLY | OpenFlags::O_NONBLOCK | OpenFlags::O_NOFOLLOW,
+            )
             .map_err(io_error)
-            .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut text))
+            .with_context(|| format!("cannot read the journal {s}"))?;
+        // The file read must be the one inspected, not one swapped in since.
+        let opened = rustix::fs::fstat(&file).with_context(|| format!("cannot inspect {s}"))?;
+        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino) {
+            return Err(untrusted("it was replaced while being read"));
+        }
+        file.take(MAX_FILE + 1)
+            .read_to_end(&mut text)
             .with_context(|| format!("cannot read the journal {s}"))?;
         if text.len() as u64 > MAX_FILE {
             return Err(untrusted("it is larger than a journal can be"));
