@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, io::Read, time::Duration};
 
-use crate::host::{Host, run_command};
+use crate::core::host::{Host, run_command};
 
 /// The three binaries' versions; `Err` says why there is none (not installed, unreadable ...).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::{
 
 use pathrs::Root;
 
-use crate::host::Host;
+use crate::core::host::Host;
 
 use super::{
     FixResult, StepState, fsops,

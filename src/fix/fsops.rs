@@ -21,7 +21,7 @@ use pathrs::{
 use rustix::fs::FileType;
 
 use super::plan::Content;
-use crate::host::{MAX_FILE, io_error};
+use crate::core::host::{MAX_FILE, io_error};
 
 /// Mode and owner of a file, kept when it is replaced.
 #[derive(Debug, Clone, Copy)]

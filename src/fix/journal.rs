@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use pathrs::{Root, flags::OpenFlags};
 use serde::{Deserialize, Serialize};
 
-use crate::host::{Host, MAX_FILE, io_error, run_command};
+use crate::core::host::{Host, MAX_FILE, io_error, run_command};
 
 use super::{
     fsops,

@@ -14,7 +14,7 @@ use std::{
 use pathrs::{Root, flags::OpenFlags};
 use thiserror::Error;
 
-use crate::facts::FactError;
+use super::facts::FactError;
 
 /// The largest host file read: configuration is kilobytes, so anything bigger is not what we expect.
 pub const MAX_FILE: u64 = 16 << 20;
