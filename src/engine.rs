@@ -36,7 +36,7 @@ pub fn registry() -> Vec<CheckDef> {
 /// A gathered area, ready to be put into [`Facts`].
 type Install = Box<dyn FnOnce(&mut Facts) + Send>;
 
-fn gather(area: Area, host: &Host, cfg: &Config) -> Install {
+fn gather(area: Area, host: &Host, cfg: &Config, cluster: crate::cluster::Needs) -> Install {
     match area {
         Area::Dns => {
             let f = crate::dns::gather(host);
@@ -55,7 +55,7 @@ fn gather(area: Area, host: &Host, cfg: &Config) -> Install {
             Box::new(move |x| x.selinux = f)
         }
         Area::Cluster => {
-            let f = crate::cluster::gather(host, cfg);
+            let f = crate::cluster::gather(host, cfg, cluster);
             Box::new(move |x| x.cluster = f)
         }
         Area::Proxy => {
@@ -247,9 +247,18 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
         .filter(|(_, e)| e.applies_to(role))
         .map(|(c, _)| c.area)
         .collect();
+    // The cluster area gathers only what its selected checks read (no kubectl child otherwise).
+    let cluster = selected
+        .iter()
+        .filter(|(c, e)| c.area == Area::Cluster && e.applies_to(role))
+        .fold(crate::cluster::Needs::default(), |n, (c, _)| {
+            n.union(crate::cluster::needs(c.id))
+        });
     let (facts, took) = {
         let (host, cfg) = (host.clone(), cfg.clone());
-        gather_all(&areas, cfg.timeout, move |area| gather(area, &host, &cfg))
+        gather_all(&areas, cfg.timeout, move |area| {
+            gather(area, &host, &cfg, cluster)
+        })
     };
     let results: Vec<CheckResult> = selected
         .iter()

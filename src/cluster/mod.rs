@@ -1,9 +1,11 @@
-//! The cluster area: connects with the `kube` crate, gathers what the cluster checks read over the
-//! Kubernetes API (versions, nodes, bootstrap tokens, DNS pods, CNI daemonsets, cluster-admin
-//! bindings), probes kube-dns when its Service IP is reachable from here, and reads local binaries.
+//! The cluster area: connects with the `kube` crate, gathers what the selected cluster checks read
+//! over the Kubernetes API (versions, nodes, bootstrap tokens, DNS pods, CNI daemonsets,
+//! cluster-admin bindings) with every list started together and each page folded in as it arrives,
+//! probes kube-dns when its Service IP is reachable from here, and reads local binaries.
 
 mod checks;
 pub mod connect;
+pub mod nodes;
 pub mod version;
 
 use std::{net::IpAddr, time::Duration};
@@ -13,11 +15,15 @@ use k8s_openapi::api::{
     core::v1::{Node, Pod, Secret, Service},
     rbac::v1::ClusterRoleBinding,
 };
-use kube::{Api, Client, api::ListParams};
+use kube::{
+    Client, Resource,
+    api::{ListParams, ObjectList},
+};
 use serde::de::DeserializeOwned;
 
-pub use checks::CHECKS;
+pub use checks::{CHECKS, needs};
 pub use connect::{ApiFailure, Layer, Target};
+pub use nodes::NodeSummary;
 
 use crate::{
     config::Config,
@@ -44,7 +50,7 @@ pub struct ClusterFacts {
 #[derive(Debug, Clone)]
 pub struct ApiFacts {
     pub version: String,
-    pub nodes: Fact<Vec<NodeInfo>>,
+    pub nodes: Fact<NodeSummary>,
     pub tokens: Fact<Vec<TokenInfo>>,
     pub dns_pods: Fact<Vec<PodInfo>>,
     pub dns_service_ip: Fact<Option<String>>,
@@ -53,15 +59,6 @@ pub struct ApiFacts {
     pub admin_bindings: Fact<Vec<AdminBinding>>,
     /// Requests RBAC denied, as the server named them (`list secrets in kube-system`).
     pub denied: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeInfo {
-    pub name: String,
-    pub kubelet: String,
-    pub kube_proxy: String,
-    /// (type, status, reason, message) for every condition.
-    pub conditions: Vec<(String, String, String, String)>,
 }
 
 /// A bootstrap token without its secret: the secret is never read into facts.
@@ -133,6 +130,53 @@ pub struct LocalVersions {
     pub kubelet: Result<String, String>,
 }
 
+/// Which of the cluster area's inputs the selected checks read (see [`needs`]); the rest is never
+/// fetched or run. Each field maps onto one source of the sources registry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub nodes: bool,
+    pub tokens: bool,
+    /// kube-dns pods and Service, and the resolution probe.
+    pub dns: bool,
+    pub daemonsets: bool,
+    pub admin_bindings: bool,
+    /// `kubectl version --client`.
+    pub kubectl: bool,
+    /// `kubeadm version` and `kubelet --version`.
+    pub node_binaries: bool,
+    /// /etc/cni/net.d.
+    pub cni_conf: bool,
+}
+
+impl Needs {
+    /// Everything the area can gather.
+    pub const ALL: Needs = Needs {
+        nodes: true,
+        tokens: true,
+        dns: true,
+        daemonsets: true,
+        admin_bindings: true,
+        kubectl: true,
+        node_binaries: true,
+        cni_conf: true,
+    };
+
+    pub fn union(self, o: Needs) -> Needs {
+        Needs {
+            nodes: self.nodes || o.nodes,
+            tokens: self.tokens || o.tokens,
+            dns: self.dns || o.dns,
+            daemonsets: self.daemonsets || o.daemonsets,
+            admin_bindings: self.admin_bindings || o.admin_bindings,
+            kubectl: self.kubectl || o.kubectl,
+            node_binaries: self.node_binaries || o.node_binaries,
+            cni_conf: self.cni_conf || o.cni_conf,
+        }
+    }
+}
+
+/// Why an input is absent: no selected check reads it.
+const NOT_GATHERED: &str = "not gathered: no selected check reads it";
 /// The name every bootstrap-token Secret has, and its type.
 const TOKEN_TYPE: &str = "bootstrap.kubernetes.io/token";
 /// Page size for lists: big enough for few round trips, small enough to keep memory flat.
@@ -140,8 +184,9 @@ const PAGE: u32 = 500;
 /// The name kube-dns answers for the API server.
 pub const PROBE_NAME: &str = "kubernetes.default.svc.cluster.local.";
 
-/// Gathers the cluster facts: `Missing` when no kubeconfig is found (every cluster check skips).
-pub fn gather(host: &Host, cfg: &Config) -> Fact<ClusterFacts> {
+/// Gathers the cluster facts the selected checks read (`needs`): `Missing` when no kubeconfig is
+/// found (every cluster check skips).
+pub fn gather(host: &Host, cfg: &Config, needs: Needs) -> Fact<ClusterFacts> {
     if cfg.offline {
         return Err(FactError::Missing(
             "--offline: the cluster checks need the network".into(),
@@ -151,9 +196,14 @@ pub fn gather(host: &Host, cfg: &Config) -> Fact<ClusterFacts> {
     // Leave the engine's deadline a margin so a timeout is reported by layer, not as an abandoned area.
     let budget = cfg.timeout.mul_f64(0.9);
     let target = connect::find(cfg)?;
-    let local_cfg = budget;
-    let local = std::thread::spawn(move || local_versions(local_cfg));
-    let cni_conf = cni_configs(host);
+    // The local binaries run in their own thread, alongside the API work, and only when read.
+    let local = (needs.kubectl || needs.node_binaries)
+        .then(|| std::thread::spawn(move || local_versions(budget, needs)));
+    let cni_conf = if needs.cni_conf {
+        cni_configs(host)
+    } else {
+        Err(FactError::Missing(NOT_GATHERED.into()))
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -162,21 +212,24 @@ pub fn gather(host: &Host, cfg: &Config) -> Fact<ClusterFacts> {
     let context = target.context.clone();
     let api = rt.block_on(async {
         let left = budget.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, gather_api(host, target, cfg, left)).await {
+        match tokio::time::timeout(left, gather_api(host, target, cfg, left, needs)).await {
             Ok(r) => r,
             Err(_) => Err(ApiFailure::timeout(&server, cfg.timeout)),
         }
     });
     // A resolver thread stuck in getaddrinfo must not hold the run past its deadline.
     rt.shutdown_background();
-    let local = local.join().unwrap_or_else(|_| {
-        let e = || Err("reading the version panicked".to_string());
-        LocalVersions {
-            kubectl: e(),
-            kubeadm: e(),
-            kubelet: e(),
-        }
-    });
+    let not_run = |why: &str| LocalVersions {
+        kubectl: Err(why.into()),
+        kubeadm: Err(why.into()),
+        kubelet: Err(why.into()),
+    };
+    let local = match local {
+        Some(t) => t
+            .join()
+            .unwrap_or_else(|_| not_run("reading the version panicked")),
+        None => not_run(NOT_GATHERED),
+    };
     Ok(ClusterFacts {
         server: mask_secrets(&server),
         context,
@@ -191,37 +244,66 @@ async fn gather_api(
     target: Target,
     cfg: &Config,
     budget: Duration,
+    needs: Needs,
 ) -> Result<ApiFacts, ApiFailure> {
     let server = target.server.clone();
     let client = connect::client(target, budget).await?;
-    let info = client
-        .apiserver_version()
-        .await
-        .map_err(|e| ApiFailure::classify(&server, &e, cfg.timeout))?;
-    let mut denied = Vec::new();
-    let svc_ip = |s: &Service| {
-        let ip = s.spec.as_ref()?.cluster_ip.clone()?;
-        Some((s.metadata.name.clone().unwrap_or_default(), ip))
+    // This host's name, to learn while the nodes stream by whether it is one of them (cluster.dns).
+    let hostname = host
+        .is_live()
+        .then(|| host.read("/proc/sys/kernel/hostname").ok())
+        .flatten()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty());
+    let version = async {
+        client
+            .apiserver_version()
+            .await
+            .map_err(|e| ApiFailure::classify(&server, &e, cfg.timeout))
     };
-    let (node_api, ds_api, crb_api) = (
-        Api::<Node>::all(client.clone()),
-        Api::<DaemonSet>::all(client.clone()),
-        Api::<ClusterRoleBinding>::all(client.clone()),
-    );
-    let (secret_api, pod_api, svc_api) = (
-        kube_system::<Secret>(&client),
-        kube_system::<Pod>(&client),
-        kube_system::<Service>(&client),
-    );
+    let c = &client;
+    const KS: Option<&str> = Some("kube-system");
     let dns_label = Some(("k8s-app", "kube-dns"));
-    let (nodes, tokens, dns_pods, dns_svc, daemonsets, crbs) = tokio::join!(
-        pages(&node_api, None, |n| Some(node_info(n))),
-        pages(&secret_api, Some(("type", TOKEN_TYPE)), token_info),
-        pages(&pod_api, dns_label, |p| Some(pod_info(p))),
-        pages(&svc_api, dns_label, svc_ip),
-        pages(&ds_api, None, |d| Some(daemonset_info(d))),
-        pages(&crb_api, None, |b| Some(admin_bindings(b))),
+    let nodes = when(needs.nodes, async {
+        let mut summary = NodeSummary::watching(hostname.clone());
+        list(c, &Node::url_path(&(), None), None, |page| {
+            summary.add_page(page)
+        })
+        .await
+        .map(|()| summary)
+    });
+    let tokens = when(
+        needs.tokens,
+        kept::<Secret, _>(c, KS, Some(("type", TOKEN_TYPE)), token_info),
     );
+    let dns_pods = when(
+        needs.dns,
+        kept::<Pod, _>(c, KS, dns_label, |p| Some(pod_info(p))),
+    );
+    let dns_svc = when(
+        needs.dns,
+        kept::<Service, _>(c, KS, dns_label, |s| {
+            let ip = s.spec.as_ref()?.cluster_ip.clone()?;
+            Some((s.metadata.name.clone().unwrap_or_default(), ip))
+        }),
+    );
+    let daemonsets = when(
+        needs.daemonsets,
+        kept::<DaemonSet, _>(c, None, None, |d| Some(daemonset_info(d))),
+    );
+    let crbs = when(
+        needs.admin_bindings,
+        kept::<ClusterRoleBinding, _>(c, None, None, |b| Some(admin_bindings(b))),
+    );
+    // /version and every list start together; a failing /version ends the rest at once.
+    let lists = async {
+        Ok(tokio::join!(
+            nodes, tokens, dns_pods, dns_svc, daemonsets, crbs
+        ))
+    };
+    let (info, (nodes, tokens, dns_pods, dns_svc, daemonsets, crbs)) =
+        tokio::try_join!(version, lists)?;
+    let mut denied = Vec::new();
     let nodes = fact(&mut denied, nodes);
     let tokens = fact(&mut denied, tokens);
     let dns_pods = fact(&mut denied, dns_pods);
@@ -234,22 +316,23 @@ async fn gather_api(
     });
     let daemonsets = fact(&mut denied, daemonsets);
     let admin_bindings = fact(&mut denied, crbs).map(|v| v.into_iter().flatten().collect());
-    let dns_probe = match (&dns_service_ip, &nodes) {
-        (Ok(Some(ip)), nodes) => {
-            let names: Vec<&str> = nodes
-                .as_ref()
-                .map(|n| n.iter().map(|n| n.name.as_str()).collect())
-                .unwrap_or_default();
+    let dns_probe = match &dns_service_ip {
+        _ if !needs.dns => DnsProbe::NotRun(NOT_GATHERED.into()),
+        Ok(Some(ip)) => {
+            let seen: Vec<&str> = match (&nodes, &hostname) {
+                (Ok(n), Some(h)) if n.watched_seen => vec![h.as_str()],
+                _ => vec![],
+            };
             match ip.parse::<IpAddr>() {
-                Ok(addr) => match reachable(host, addr, &names) {
+                Ok(addr) => match reachable(host, addr, &seen) {
                     Ok(()) => probe_dns(addr, cfg.timeout.mul_f64(0.3)).await,
                     Err(why) => DnsProbe::NotRun(why),
                 },
                 Err(_) => DnsProbe::NotRun(format!("kube-dns ClusterIP {ip:?} is not an IP")),
             }
         }
-        (Ok(None), _) => DnsProbe::NotRun("no kube-dns Service in kube-system".into()),
-        (Err(e), _) => DnsProbe::NotRun(e.to_string()),
+        Ok(None) => DnsProbe::NotRun("no kube-dns Service in kube-system".into()),
+        Err(e) => DnsProbe::NotRun(e.to_string()),
     };
     Ok(ApiFacts {
         version: info.git_version,
@@ -264,14 +347,22 @@ async fn gather_api(
     })
 }
 
-/// A list's result as a fact, remembering what RBAC denied.
-fn fact<T>(denied: &mut Vec<String>, r: Result<Vec<T>, ListError>) -> Fact<Vec<T>> {
-    r.map_err(|e| {
-        if let ListError::Denied(d) = &e {
-            denied.push(d.clone());
-        }
-        FactError::Unreadable(e.to_string())
-    })
+/// Runs `fetch` only when its input is needed; None otherwise.
+async fn when<T>(needed: bool, fetch: impl Future<Output = T>) -> Option<T> {
+    if needed { Some(fetch.await) } else { None }
+}
+
+/// A list's result as a fact, remembering what RBAC denied; None = not gathered.
+fn fact<T>(denied: &mut Vec<String>, r: Option<Result<T, ListError>>) -> Fact<T> {
+    match r {
+        None => Err(FactError::Missing(NOT_GATHERED.into())),
+        Some(r) => r.map_err(|e| {
+            if let ListError::Denied(d) = &e {
+                denied.push(d.clone());
+            }
+            FactError::Unreadable(e.to_string())
+        }),
+    }
 }
 
 /// Why a list failed: RBAC denied it (named as the server names it) or anything else.
@@ -283,23 +374,14 @@ enum ListError {
     Other(String),
 }
 
-fn kube_system<K>(client: &Client) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    Api::namespaced(client.clone(), "kube-system")
-}
-
-/// Lists every object of a kind, page by page (`limit`/`continue`), keeping only what `keep`
-/// extracts from each object so memory stays one page deep.
-async fn pages<K, O>(
-    api: &Api<K>,
+/// Lists every object at `path`, page by page (`limit`/`continue`), handing each page's bytes to
+/// `page`, which folds it in and returns the next `continue` token: memory stays one page deep.
+async fn list(
+    client: &Client,
+    path: &str,
     selector: Option<(&str, &str)>,
-    keep: impl Fn(&K) -> Option<O>,
-) -> Result<Vec<O>, ListError>
-where
-    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
+    mut page: impl FnMut(&[u8]) -> Result<Option<String>, serde_json::Error>,
+) -> Result<(), ListError> {
     let mut lp = ListParams::default().limit(PAGE);
     if let Some((k, v)) = selector {
         lp = if k == "type" {
@@ -308,47 +390,45 @@ where
             lp.labels(&format!("{k}={v}"))
         };
     }
-    let mut out = Vec::new();
     // Bounded: at most 1,000 pages (500,000 objects).
     for _ in 0..1000 {
-        let list = api.list(&lp).await.map_err(|e| match &e {
+        let req = kube::core::Request::new(path)
+            .list(&lp)
+            .map_err(|e| ListError::Other(e.to_string()))?;
+        let body = client.request_text(req).await.map_err(|e| match &e {
             kube::Error::Api(s) if s.code == 403 => ListError::Denied(connect::denied_text(s)),
             _ => ListError::Other(mask_secrets(&e.to_string())),
         })?;
-        out.extend(list.items.iter().filter_map(&keep));
-        match list.metadata.continue_.filter(|c| !c.is_empty()) {
+        let next = page(body.as_bytes()).map_err(|e| {
+            ListError::Other(format!("the answer to GET {path} is not a list: {e}"))
+        })?;
+        match next {
             Some(c) => lp = lp.continue_token(&c),
-            None => return Ok(out),
+            None => return Ok(()),
         }
     }
     Err(ListError::Other("more than 1,000 pages: stopped".into()))
 }
 
-fn node_info(n: &Node) -> NodeInfo {
-    let status = n.status.as_ref();
-    let info = status.and_then(|s| s.node_info.as_ref());
-    NodeInfo {
-        name: n.metadata.name.clone().unwrap_or_default(),
-        kubelet: info.map(|i| i.kubelet_version.clone()).unwrap_or_default(),
-        kube_proxy: info
-            .map(|i| i.kube_proxy_version.clone())
-            .unwrap_or_default(),
-        conditions: status
-            .and_then(|s| s.conditions.as_ref())
-            .map(|c| {
-                c.iter()
-                    .map(|c| {
-                        (
-                            c.type_.clone(),
-                            c.status.clone(),
-                            c.reason.clone().unwrap_or_default(),
-                            c.message.clone().unwrap_or_default(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-    }
+/// Lists every object of a kind (cluster-wide, or in namespace `ns`), keeping only
+/// what `keep` extracts from each.
+async fn kept<K, O>(
+    client: &Client,
+    ns: Option<&str>,
+    selector: Option<(&str, &str)>,
+    keep: impl Fn(&K) -> Option<O>,
+) -> Result<Vec<O>, ListError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned,
+{
+    let mut out = Vec::new();
+    list(client, &K::url_path(&(), ns), selector, |page| {
+        let l: ObjectList<K> = serde_json::from_slice(page)?;
+        out.extend(l.items.iter().filter_map(&keep));
+        Ok(l.metadata.continue_.filter(|c| !c.is_empty()))
+    })
+    .await?;
+    Ok(out)
 }
 
 /// The public half and metadata of a bootstrap token; the secret is not copied.
@@ -530,15 +610,26 @@ async fn probe_dns(ip: IpAddr, timeout: Duration) -> DnsProbe {
     }
 }
 
-/// Versions of the Kubernetes binaries installed on this node (each bounded by `timeout`).
-fn local_versions(timeout: Duration) -> LocalVersions {
-    let run =
-        |prog: &str, args: &[&str]| run_command(prog, args, timeout).map_err(|e| e.to_string());
-    let kubectl = run("kubectl", &["version", "--client", "-o", "json"]).and_then(|o| {
+/// Versions of the Kubernetes binaries installed on this node that `needs` asks for (each bounded by
+/// `timeout`); the others are not run.
+fn local_versions(timeout: Duration, needs: Needs) -> LocalVersions {
+    let run = |needed: bool, prog: &str, args: &[&str]| {
+        if !needed {
+            return Err(NOT_GATHERED.to_string());
+        }
+        run_command(prog, args, timeout).map_err(|e| e.to_string())
+    };
+    let kubectl = run(
+        needs.kubectl,
+        "kubectl",
+        &["version", "--client", "-o", "json"],
+    )
+    .and_then(|o| {
         version::kubectl_client(&o).ok_or_else(|| "kubectl printed no clientVersion".into())
     });
-    let kubeadm = run("kubeadm", &["version", "-o", "short"]).map(|o| o.trim().to_string());
-    let kubelet = run("kubelet", &["--version"]).and_then(|o| {
+    let kubeadm = run(needs.node_binaries, "kubeadm", &["version", "-o", "short"])
+        .map(|o| o.trim().to_string());
+    let kubelet = run(needs.node_binaries, "kubelet", &["--version"]).and_then(|o| {
         o.split_whitespace()
             .last()
             .map(String::from)

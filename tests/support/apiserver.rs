@@ -29,7 +29,9 @@
 //! * The running server: `url()`, `addr()`, `ca` ([`TestCa`]: `pem`, `der`, `spki_der`, `pin()` =
 //!   `sha256:<hex>` of the CA's SubjectPublicKeyInfo as `--discovery-token-ca-cert-hash` wants it),
 //!   `kubeconfig(dir)` / `kubeconfig_with(dir, file, bearer, ca_pem)` (context `cl-test`),
-//!   `get(path, bearer)` (a verified HTTPS GET for assertions), `requests()` (the request log).
+//!   `get(path, bearer)` (a verified HTTPS GET for assertions), `requests()` (the request log),
+//!   `connections()` (TCP connections accepted). Every connection sets `TCP_NODELAY`, as Go's
+//!   servers do, and each answer is written at once.
 //! * Builders for single objects: [`node`], [`bootstrap_token`], [`pod`], [`daemonset`],
 //!   [`cluster_role_binding`], [`kube_dns_service`]; [`b64url`] for JWS checks.
 #![allow(dead_code)]
@@ -41,7 +43,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread,
     time::Duration,
@@ -468,10 +470,22 @@ impl Scenario {
         self
     }
 
-    /// Adds `n` Ready worker nodes `node-00000`.. at `version`.
+    /// Adds `n` Ready worker nodes `node-00000`.. at `version` (replacing nodes of those names).
     pub fn nodes(mut self, n: usize, version: &str) -> Scenario {
-        for i in 0..n {
-            self = self.with(node(&format!("node-{i:05}"), version, true, false));
+        let names: Vec<String> = (0..n).map(|i| format!("node-{i:05}")).collect();
+        let new: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        self.objects
+            .retain(|o| !(o.plural == "nodes" && new.contains(o.name.as_str())));
+        // Pushed directly: `with` would compare each against every object stored (quadratic at 50,000).
+        for name in &names {
+            let json = serde_json::to_value(node(name, version, true, false)).unwrap();
+            self.objects.push(Stored {
+                group_version: "v1".into(),
+                plural: "nodes".into(),
+                namespace: None,
+                name: name.clone(),
+                json,
+            });
         }
         self
     }
@@ -662,6 +676,7 @@ pub struct ApiServer {
     pub ca: Arc<TestCa>,
     stop: Arc<AtomicBool>,
     log: Arc<Mutex<Vec<String>>>,
+    conns: Arc<AtomicUsize>,
     /// The listening socket (a clone), shut down on drop to wake the accept loop.
     listener: TcpListener,
     accept: Option<thread::JoinHandle<()>>,
@@ -672,6 +687,7 @@ struct State {
     tls: Option<Arc<rustls::ServerConfig>>,
     stop: Arc<AtomicBool>,
     log: Arc<Mutex<Vec<String>>>,
+    conns: Arc<AtomicUsize>,
     held: Mutex<Vec<TcpStream>>,
 }
 
@@ -733,11 +749,13 @@ impl ApiServer {
         scenario = scenario.with(info);
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(Vec::new()));
+        let conns = Arc::new(AtomicUsize::new(0));
         let state = Arc::new(State {
             tls: (!scenario.blackhole).then(|| Arc::new(tls)),
             scenario,
             stop: stop.clone(),
             log: log.clone(),
+            conns: conns.clone(),
             held: Mutex::new(Vec::new()),
         });
         let wake = listener.try_clone().expect("clone the listening socket");
@@ -747,6 +765,7 @@ impl ApiServer {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
+                state.conns.fetch_add(1, Ordering::SeqCst);
                 match &state.tls {
                     None => state.held.lock().unwrap().push(conn),
                     Some(_) => {
@@ -761,6 +780,7 @@ impl ApiServer {
             ca,
             stop,
             log,
+            conns,
             listener: wake,
             accept: Some(accept),
         }
@@ -778,6 +798,11 @@ impl ApiServer {
     /// Every request line answered (or refused) so far, as `USER METHOD /path?query STATUS`.
     pub fn requests(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// TCP connections accepted so far (each a TLS handshake unless blackholed).
+    pub fn connections(&self) -> usize {
+        self.conns.load(Ordering::SeqCst)
     }
 
     /// A plain HTTPS GET verified by the test CA, with or without a bearer: (status code, body).
@@ -920,6 +945,8 @@ fn decode_b64(s: &str) -> Option<Vec<u8>> {
 
 fn serve_conn(state: &State, tcp: TcpStream) {
     let _ = tcp.set_read_timeout(Some(Duration::from_secs(30)));
+    // As Go's servers do: without it the tail of every response waits ~40 ms for a delayed ACK.
+    let _ = tcp.set_nodelay(true);
     let conn = rustls::ServerConnection::new(state.tls.clone().unwrap()).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     let mut buf: Vec<u8> = Vec::new();
@@ -1004,13 +1031,9 @@ fn serve_conn(state: &State, tcp: TcpStream) {
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
         );
-        if tls
-            .write_all(head.as_bytes())
-            .and_then(|_| tls.write_all(&body))
-            .and_then(|_| tls.flush())
-            .is_err()
-            || close
-        {
+        let mut answer = head.into_bytes();
+        answer.extend_from_slice(&body);
+        if tls.write_all(&answer).and_then(|_| tls.flush()).is_err() || close {
             return;
         }
     }
