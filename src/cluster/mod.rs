@@ -264,14 +264,7 @@ async fn gather_api(
     let c = &client;
     const KS: Option<&str> = Some("kube-system");
     let dns_label = Some(("k8s-app", "kube-dns"));
-    let nodes = when(needs.nodes, async {
-        let mut summary = NodeSummary::watching(hostname.clone());
-        list(c, &Node::url_path(&(), None), None, |page| {
-            summary.add_page(page)
-        })
-        .await
-        .map(|()| summary)
-    });
+    let nodes = when(needs.nodes, node_list(c, hostname.clone()));
     let tokens = when(
         needs.tokens,
         kept::<Secret, _>(c, KS, Some(("type", TOKEN_TYPE)), token_info),
@@ -395,10 +388,7 @@ async fn list(
         let req = kube::core::Request::new(path)
             .list(&lp)
             .map_err(|e| ListError::Other(e.to_string()))?;
-        let body = client.request_text(req).await.map_err(|e| match &e {
-            kube::Error::Api(s) if s.code == 403 => ListError::Denied(connect::denied_text(s)),
-            _ => ListError::Other(mask_secrets(&e.to_string())),
-        })?;
+        let body = client.request_text(req).await.map_err(|e| list_error(&e))?;
         let next = page(body.as_bytes()).map_err(|e| {
             ListError::Other(format!("the answer to GET {path} is not a list: {e}"))
         })?;
@@ -408,6 +398,123 @@ async fn list(
         }
     }
     Err(ListError::Other("more than 1,000 pages: stopped".into()))
+}
+
+/// Lists every node, each page streamed into a decoding thread as its bytes arrive (decoding runs
+/// alongside the transfer, and no page is held whole), folding all into one [`NodeSummary`].
+async fn node_list(client: &Client, hostname: Option<String>) -> Result<NodeSummary, ListError> {
+    use http_body_util::BodyExt;
+    let path = Node::url_path(&(), None);
+    let mut lp = ListParams::default().limit(PAGE);
+    let mut summary = NodeSummary::watching(hostname);
+    // Bounded: at most 1,000 pages (500,000 nodes).
+    for _ in 0..1000 {
+        let req = kube::core::Request::new(&path)
+            .list(&lp)
+            .map_err(|e| ListError::Other(e.to_string()))?;
+        let res = client
+            .send(req.map(kube::client::Body::from))
+            .await
+            .map_err(|e| list_error(&e))?;
+        if !res.status().is_success() {
+            return Err(list_error(&status_error(res).await));
+        }
+        // A few chunks in flight at most: memory stays flat however fast the server sends.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let decoder = tokio::task::spawn_blocking(move || {
+            let next = summary.add_page_from(Chunks {
+                rx,
+                cur: bytes::Bytes::new(),
+            });
+            (summary, next)
+        });
+        let mut body = res.into_body();
+        let mut received = Ok(());
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => {
+                    let Ok(data) = f.into_data() else { continue };
+                    // The decoder stopped (bad JSON): its error says why.
+                    if tx.send(data).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    received = Err(ListError::Other(mask_secrets(&format!(
+                        "reading GET {path}: {e}"
+                    ))));
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let (s, next) = decoder
+            .await
+            .map_err(|e| ListError::Other(format!("decoding the node list failed: {e}")))?;
+        summary = s;
+        received?;
+        let next = next.map_err(|e| {
+            ListError::Other(format!("the answer to GET {path} is not a list: {e}"))
+        })?;
+        match next {
+            Some(c) => lp = lp.continue_token(&c),
+            None => return Ok(summary),
+        }
+    }
+    Err(ListError::Other("more than 1,000 pages: stopped".into()))
+}
+
+/// A response body arriving in chunks, read from the decoding thread.
+struct Chunks {
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    cur: bytes::Bytes,
+}
+
+impl std::io::Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use bytes::Buf;
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.cur = b,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur.advance(n);
+        Ok(n)
+    }
+}
+
+/// A non-2xx answer as kube's own requests word it: the server's Status when it sent one.
+async fn status_error(res: http::Response<kube::client::Body>) -> kube::Error {
+    use http_body_util::BodyExt;
+    let code = res.status();
+    // An error Status is small; read at most 64 KiB of it.
+    let body = http_body_util::Limited::new(res.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    match serde_json::from_slice::<kube::core::Status>(&body) {
+        Ok(s) => kube::Error::Api(s.boxed()),
+        Err(_) => kube::Error::Api(
+            kube::core::Status::failure(
+                String::from_utf8_lossy(&body).trim(),
+                "Failed to parse error data",
+            )
+            .with_code(code.as_u16())
+            .boxed(),
+        ),
+    }
+}
+
+/// A list request's error: RBAC denial named as the server names it, anything else masked.
+fn list_error(e: &kube::Error) -> ListError {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => ListError::Denied(connect::denied_text(s)),
+        _ => ListError::Other(mask_secrets(&e.to_string())),
+    }
 }
 
 /// Lists every object of a kind (cluster-wide, or in namespace `ns`), keeping only

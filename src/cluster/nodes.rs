@@ -3,9 +3,17 @@
 //! version and per condition with a bounded sample of node names, so memory stays flat however many
 //! nodes the cluster has.
 
-use std::{borrow::Cow, collections::BTreeMap};
+use std::{
+    borrow::Cow,
+    collections::BTreeMap,
+    fmt,
+    io::{BufReader, Read},
+};
 
-use serde::Deserialize;
+use serde::{
+    Deserialize, Deserializer,
+    de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor},
+};
 
 use super::version::Version;
 
@@ -185,35 +193,44 @@ impl NodeSummary {
 
     /// Folds one page of a node list (JSON bytes) in; returns the page's `continue` token.
     pub fn add_page(&mut self, page: &[u8]) -> Result<Option<String>, serde_json::Error> {
-        let page: Page = serde_json::from_slice(page)?;
-        for n in &page.items {
-            let status = n.status.as_ref();
-            let info = status.and_then(|s| s.node_info.as_ref());
-            let conds: Vec<Condition> = status
-                .and_then(|s| s.conditions.as_deref())
-                .unwrap_or_default()
-                .iter()
-                .map(|c| {
-                    (
-                        text(c.type_.as_ref()),
-                        text(c.status.as_ref()),
-                        text(c.reason.as_ref()),
-                        text(c.message.as_ref()),
-                    )
-                })
-                .collect();
-            self.add(
-                text(n.metadata.as_ref().and_then(|m| m.name.as_ref())),
-                text(info.and_then(|i| i.kubelet_version.as_ref())),
-                text(info.and_then(|i| i.kube_proxy_version.as_ref())),
-                &conds,
-            );
-        }
-        Ok(page
-            .metadata
-            .and_then(|m| m.continue_)
-            .map(Cow::into_owned)
-            .filter(|c| !c.is_empty()))
+        let mut de = serde_json::Deserializer::from_slice(page);
+        let next = PageSeed(self).deserialize(&mut de)?;
+        de.end()?;
+        Ok(next)
+    }
+
+    /// Like [`NodeSummary::add_page`], reading the page as it arrives: each node is folded in as
+    /// soon as its bytes are read, so no page is ever held whole.
+    pub fn add_page_from(&mut self, page: impl Read) -> Result<Option<String>, serde_json::Error> {
+        let mut de =
+            serde_json::Deserializer::from_reader(BufReader::with_capacity(64 * 1024, page));
+        let next = PageSeed(self).deserialize(&mut de)?;
+        de.end()?;
+        Ok(next)
+    }
+
+    fn add_item(&mut self, n: &Item) {
+        let status = n.status.as_ref();
+        let info = status.and_then(|s| s.node_info.as_ref());
+        let conds: Vec<Condition> = status
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                (
+                    text(c.type_.as_ref()),
+                    text(c.status.as_ref()),
+                    text(c.reason.as_ref()),
+                    text(c.message.as_ref()),
+                )
+            })
+            .collect();
+        self.add(
+            text(n.metadata.as_ref().and_then(|m| m.name.as_ref())),
+            text(info.and_then(|i| i.kubelet_version.as_ref())),
+            text(info.and_then(|i| i.kube_proxy_version.as_ref())),
+            &conds,
+        );
     }
 }
 
@@ -234,15 +251,89 @@ fn clip(s: &str) -> Cow<'_, str> {
     Cow::Owned(format!("{}…", &s[..end]))
 }
 
-// The few fields of a NodeList page the checks read, borrowed from the page where no JSON escape
-// forces a copy; every other field is skipped by serde without being built.
+// The few fields of a Node the checks read, borrowed from the page where it is a slice and no JSON
+// escape forces a copy; every other field is skipped by serde without being built.
+
+/// A NodeList page: `metadata.continue` kept, each of `items` folded into the summary as it is
+/// decoded, everything else skipped.
+struct PageSeed<'s>(&'s mut NodeSummary);
 
 #[derive(Deserialize)]
-struct Page<'a> {
-    #[serde(borrow)]
-    metadata: Option<ListMeta<'a>>,
-    #[serde(borrow, default)]
-    items: Vec<Item<'a>>,
+#[serde(field_identifier, rename_all = "lowercase")]
+enum Field {
+    Metadata,
+    Items,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> DeserializeSeed<'de> for PageSeed<'_> {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PageSeed<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a NodeList")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut next = None;
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Metadata => {
+                    next = map
+                        .next_value::<Option<ListMeta>>()?
+                        .and_then(|m| m.continue_)
+                        .map(Cow::into_owned)
+                }
+                Field::Items => map.next_value_seed(ItemsSeed(&mut *self.0))?,
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(next.filter(|c| !c.is_empty()))
+    }
+}
+
+/// `items` (or null): each node folded in, none kept.
+struct ItemsSeed<'s>(&'s mut NodeSummary);
+
+impl<'de> DeserializeSeed<'de> for ItemsSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ItemsSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of Nodes")
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<Item>()? {
+            self.0.add_item(&item);
+        }
+        Ok(())
+    }
 }
 
 #[derive(Deserialize)]
@@ -343,6 +434,16 @@ mod tests {
         let last = r#"{"metadata":{"continue":""},"items":[]}"#;
         assert_eq!(s.add_page(last.as_bytes()).unwrap(), None);
         assert!(s.add_page(b"{\"items\": [").is_err());
+        // Read as a stream, a page folds in the same way.
+        let mut r = NodeSummary::watching(Some("w1".into()));
+        let next = r.add_page_from(PAGE.as_bytes()).unwrap();
+        let mut b = NodeSummary::watching(Some("w1".into()));
+        assert_eq!((next, r), (b.add_page(PAGE.as_bytes()).unwrap(), b));
+        assert_eq!(
+            s.add_page(br#"{"items": null, "metadata": null}"#).unwrap(),
+            None
+        );
+        assert!(s.add_page_from(&b"{\"items\": [{}, "[..]).is_err());
         assert!(s.add_page(b"<html>").is_err());
     }
 

@@ -105,6 +105,32 @@ struct Stored {
     namespace: Option<String>,
     name: String,
     json: Value,
+    /// The object as a list item (no apiVersion/kind), serialized once: a page is these joined.
+    item: Vec<u8>,
+}
+
+impl Stored {
+    fn new(
+        group_version: &str,
+        plural: &str,
+        namespace: Option<String>,
+        name: String,
+        json: Value,
+    ) -> Stored {
+        let mut v = json.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("apiVersion");
+            m.remove("kind");
+        }
+        Stored {
+            group_version: group_version.into(),
+            plural: plural.into(),
+            namespace,
+            name,
+            json,
+            item: serde_json::to_vec(&v).unwrap(),
+        }
+    }
 }
 
 fn meta(name: &str, ns: Option<&str>) -> ObjectMeta {
@@ -460,13 +486,13 @@ impl Scenario {
         self.objects.retain(|o| {
             !(o.plural == K::URL_PATH_SEGMENT && o.namespace == namespace && o.name == name)
         });
-        self.objects.push(Stored {
-            group_version: K::API_VERSION.into(),
-            plural: K::URL_PATH_SEGMENT.into(),
+        self.objects.push(Stored::new(
+            K::API_VERSION,
+            K::URL_PATH_SEGMENT,
             namespace,
             name,
             json,
-        });
+        ));
         self
     }
 
@@ -479,13 +505,8 @@ impl Scenario {
         // Pushed directly: `with` would compare each against every object stored (quadratic at 50,000).
         for name in &names {
             let json = serde_json::to_value(node(name, version, true, false)).unwrap();
-            self.objects.push(Stored {
-                group_version: "v1".into(),
-                plural: "nodes".into(),
-                namespace: None,
-                name: name.clone(),
-                json,
-            });
+            self.objects
+                .push(Stored::new("v1", "nodes", None, name.clone(), json));
         }
         self
     }
@@ -689,6 +710,9 @@ struct State {
     log: Arc<Mutex<Vec<String>>>,
     conns: Arc<AtomicUsize>,
     held: Mutex<Vec<TcpStream>>,
+    /// (group/version, plural) → indices into the objects, sorted by (namespace, name): a list
+    /// walks only its own kind, in order (50,000 nodes would otherwise be filtered and sorted per page).
+    index: BTreeMap<(String, String), Vec<usize>>,
 }
 
 impl ApiServer {
@@ -750,7 +774,17 @@ impl ApiServer {
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(Vec::new()));
         let conns = Arc::new(AtomicUsize::new(0));
+        let mut index: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+        for (i, o) in scenario.objects.iter().enumerate() {
+            let key = (o.group_version.clone(), o.plural.clone());
+            index.entry(key).or_default().push(i);
+        }
+        for ids in index.values_mut() {
+            let o = &scenario.objects;
+            ids.sort_by(|&a, &b| (&o[a].namespace, &o[a].name).cmp(&(&o[b].namespace, &o[b].name)));
+        }
         let state = Arc::new(State {
+            index,
             tls: (!scenario.blackhole).then(|| Arc::new(tls)),
             scenario,
             stop: stop.clone(),
@@ -1301,13 +1335,16 @@ fn respond(
             user,
         );
     }
-    let matches = |o: &&Stored| {
-        o.group_version == gv
-            && o.plural == plural
-            && (ns.is_none() || !namespaced || o.namespace.as_deref() == ns)
-    };
+    // This kind's objects in order; only the namespace is left to match.
+    let of_kind = state
+        .index
+        .get(&(gv.clone(), plural.to_string()))
+        .into_iter()
+        .flatten()
+        .map(|&i| &s.objects[i])
+        .filter(|o| ns.is_none() || !namespaced || o.namespace.as_deref() == ns);
     if let Some(name) = name {
-        return match s.objects.iter().filter(matches).find(|o| o.name == name) {
+        return match of_kind.clone().find(|o| o.name == name) {
             Some(o) => (200, serde_json::to_vec(&o.json).unwrap(), user),
             None => {
                 let msg = format!("{plural} \"{name}\" not found");
@@ -1350,16 +1387,12 @@ fn respond(
             }
         })
     };
-    let mut items: Vec<&Stored> = s
-        .objects
-        .iter()
-        .filter(matches)
+    let items: Vec<&Stored> = of_kind
         .filter(|o| {
             selector_ok(o, q.get("labelSelector"), true)
                 && selector_ok(o, q.get("fieldSelector"), false)
         })
         .collect();
-    items.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     let start: usize = match q.get("continue").filter(|c| !c.is_empty()) {
         None => 0,
         Some(c) => match c.strip_prefix("cl-continue-").and_then(|n| n.parse().ok()) {
@@ -1390,23 +1423,23 @@ fn respond(
         list_meta["continue"] = json!(format!("cl-continue-{end}"));
         list_meta["remainingItemCount"] = json!(items.len() - end);
     }
-    let body = if accept.contains("as=Table") {
-        table(plural, page, list_meta)
-    } else {
-        let items: Vec<Value> = page
-            .iter()
-            .map(|o| {
-                let mut v = o.json.clone();
-                if let Some(m) = v.as_object_mut() {
-                    m.remove("apiVersion");
-                    m.remove("kind");
-                }
-                v
-            })
-            .collect();
-        json!({"kind": format!("{kind}List"), "apiVersion": gv, "metadata": list_meta, "items": items})
-    };
-    (200, serde_json::to_vec(&body).unwrap(), user)
+    if accept.contains("as=Table") {
+        let body = table(plural, page, list_meta);
+        return (200, serde_json::to_vec(&body).unwrap(), user);
+    }
+    // Metadata first, as kube-apiserver writes it; the items as serialized once at start.
+    let mut body = format!(
+        "{{\"kind\":\"{kind}List\",\"apiVersion\":\"{gv}\",\"metadata\":{list_meta},\"items\":["
+    )
+    .into_bytes();
+    for (i, o) in page.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&o.item);
+    }
+    body.extend_from_slice(b"]}");
+    (200, body, user)
 }
 
 fn age(o: &Value) -> String {
