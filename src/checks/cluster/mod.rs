@@ -1,7 +1,7 @@
 //! The cluster area: connects with the `kube` crate, gathers what the selected cluster checks read
 //! over the Kubernetes API (versions, nodes, bootstrap tokens, DNS pods, CNI daemonsets,
 //! cluster-admin bindings) with every list started together and each page folded in as it arrives,
-//! probes kube-dns when its Service IP is reachable from here, and reads local binaries.
+//! probes kube-dns when its Service IP is reachable from here; and the local binaries' versions.
 
 mod checks;
 pub mod connect;
@@ -21,16 +21,42 @@ use kube::{
 };
 use serde::de::DeserializeOwned;
 
-pub use checks::{CHECKS, needs};
 pub use connect::{ApiFailure, Layer, Target};
 pub use nodes::NodeSummary;
 
+use super::Area;
 use crate::{
-    config::Config,
-    facts::{Fact, FactError},
-    host::{Host, run_command},
+    core::{
+        config::Config,
+        facts::{Fact, FactError},
+        host::{Host, run_command},
+        source::Source,
+    },
     mask::mask_secrets,
 };
+
+pub const AREA: Area = Area {
+    checks: checks::CHECKS,
+    fixes: &[],
+};
+
+/// What the Kubernetes API answers (`Missing` without a kubeconfig or with `--offline`).
+/// Only the lists the selected checks read are fetched (see [`checks::needs`]).
+pub const CLUSTER: Source<ClusterFacts> = Source::network("cluster", |g| {
+    gather(g.host, g.cfg, checks::selected(&g.cfg.selection))
+});
+
+/// The versions of the kubeadm, kubelet and kubectl installed on this node: no cluster needed.
+/// `--offline` runs no commands here, as before (each binary costs tens of milliseconds to start).
+pub const LOCAL_BINARIES: Source<LocalVersions> = Source::command("local-binaries", |g| {
+    if g.cfg.offline {
+        return Err(FactError::Missing(
+            "--offline: the node's kubeadm, kubelet and kubectl are not run".into(),
+        ));
+    }
+    // The same margin under the deadline as the cluster source leaves.
+    Ok(local_versions(g.cfg.timeout.mul_f64(0.9)))
+});
 
 /// Everything the cluster checks read.
 #[derive(Debug, Clone)]
@@ -40,8 +66,6 @@ pub struct ClusterFacts {
     pub context: Option<String>,
     /// What the API answered, or the layer at which talking to it failed.
     pub api: Result<ApiFacts, ApiFailure>,
-    /// `kubectl`, `kubeadm`, `kubelet` on this node.
-    pub local: LocalVersions,
     /// Pod network configs in /etc/cni/net.d.
     pub cni_conf: Fact<Vec<String>>,
 }
@@ -130,8 +154,8 @@ pub struct LocalVersions {
     pub kubelet: Result<String, String>,
 }
 
-/// Which of the cluster area's inputs the selected checks read (see [`needs`]); the rest is never
-/// fetched or run. Each field maps onto one source of the sources registry.
+/// Which of the API's lists (and /etc/cni/net.d) the selected checks read (see [`checks::needs`]);
+/// the rest is never fetched. (The local binaries are a source of their own, [`LOCAL_BINARIES`].)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Needs {
     pub nodes: bool,
@@ -140,10 +164,6 @@ pub struct Needs {
     pub dns: bool,
     pub daemonsets: bool,
     pub admin_bindings: bool,
-    /// `kubectl version --client`.
-    pub kubectl: bool,
-    /// `kubeadm version` and `kubelet --version`.
-    pub node_binaries: bool,
     /// /etc/cni/net.d.
     pub cni_conf: bool,
 }
@@ -156,8 +176,6 @@ impl Needs {
         dns: true,
         daemonsets: true,
         admin_bindings: true,
-        kubectl: true,
-        node_binaries: true,
         cni_conf: true,
     };
 
@@ -168,8 +186,6 @@ impl Needs {
             dns: self.dns || o.dns,
             daemonsets: self.daemonsets || o.daemonsets,
             admin_bindings: self.admin_bindings || o.admin_bindings,
-            kubectl: self.kubectl || o.kubectl,
-            node_binaries: self.node_binaries || o.node_binaries,
             cni_conf: self.cni_conf || o.cni_conf,
         }
     }
@@ -193,12 +209,9 @@ pub fn gather(host: &Host, cfg: &Config, needs: Needs) -> Fact<ClusterFacts> {
         ));
     }
     let started = std::time::Instant::now();
-    // Leave the engine's deadline a margin so a timeout is reported by layer, not as an abandoned area.
+    // Leave the engine's deadline a margin so a timeout is reported by layer, not as an abandoned source.
     let budget = cfg.timeout.mul_f64(0.9);
     let target = connect::find(cfg)?;
-    // The local binaries run in their own thread, alongside the API work, and only when read.
-    let local = (needs.kubectl || needs.node_binaries)
-        .then(|| std::thread::spawn(move || local_versions(budget, needs)));
     let cni_conf = if needs.cni_conf {
         cni_configs(host)
     } else {
@@ -219,22 +232,10 @@ pub fn gather(host: &Host, cfg: &Config, needs: Needs) -> Fact<ClusterFacts> {
     });
     // A resolver thread stuck in getaddrinfo must not hold the run past its deadline.
     rt.shutdown_background();
-    let not_run = |why: &str| LocalVersions {
-        kubectl: Err(why.into()),
-        kubeadm: Err(why.into()),
-        kubelet: Err(why.into()),
-    };
-    let local = match local {
-        Some(t) => t
-            .join()
-            .unwrap_or_else(|_| not_run("reading the version panicked")),
-        None => not_run(NOT_GATHERED),
-    };
     Ok(ClusterFacts {
         server: mask_secrets(&server),
         context,
         api,
-        local,
         cni_conf,
     })
 }
@@ -717,26 +718,15 @@ async fn probe_dns(ip: IpAddr, timeout: Duration) -> DnsProbe {
     }
 }
 
-/// Versions of the Kubernetes binaries installed on this node that `needs` asks for (each bounded by
-/// `timeout`); the others are not run.
-fn local_versions(timeout: Duration, needs: Needs) -> LocalVersions {
-    let run = |needed: bool, prog: &str, args: &[&str]| {
-        if !needed {
-            return Err(NOT_GATHERED.to_string());
-        }
-        run_command(prog, args, timeout).map_err(|e| e.to_string())
-    };
-    let kubectl = run(
-        needs.kubectl,
-        "kubectl",
-        &["version", "--client", "-o", "json"],
-    )
-    .and_then(|o| {
+/// Versions of the Kubernetes binaries installed on this node (each bounded by `timeout`).
+fn local_versions(timeout: Duration) -> LocalVersions {
+    let run =
+        |prog: &str, args: &[&str]| run_command(prog, args, timeout).map_err(|e| e.to_string());
+    let kubectl = run("kubectl", &["version", "--client", "-o", "json"]).and_then(|o| {
         version::kubectl_client(&o).ok_or_else(|| "kubectl printed no clientVersion".into())
     });
-    let kubeadm = run(needs.node_binaries, "kubeadm", &["version", "-o", "short"])
-        .map(|o| o.trim().to_string());
-    let kubelet = run(needs.node_binaries, "kubelet", &["--version"]).and_then(|o| {
+    let kubeadm = run("kubeadm", &["version", "-o", "short"]).map(|o| o.trim().to_string());
+    let kubelet = run("kubelet", &["--version"]).and_then(|o| {
         o.split_whitespace()
             .last()
             .map(String::from)
