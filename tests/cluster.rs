@@ -700,7 +700,16 @@ fn node_pages_reuse_connections_and_only_kubectl_checks_run_kubectl() {
         "{} connections for {requests} requests",
         server.connections()
     );
-    let a = args("version.kubectl-skew");
+    // On the live host (no --root) the node's kubectl is the one on PATH.
+    let a = [
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--only",
+        "version.kubectl-skew",
+        "-o",
+        "json",
+    ]
+    .map(String::from);
     let (_, v) = run(
         &a.iter().map(String::as_str).collect::<Vec<_>>(),
         &bins,
