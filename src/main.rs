@@ -28,7 +28,14 @@ fn emit(report: &report::Report, cfg: &Config) -> Result<ExitCode> {
             f.flush()?;
             eprintln!("k8sdoctor: {} → {}", report.summary, path.display());
         }
-        None => report.render(cfg.format, cfg.color, &mut io::stdout().lock())?,
+        None => {
+            // One write of the whole report, not a syscall per line.
+            let mut out = Vec::new();
+            report.render(cfg.format, cfg.color, &mut out)?;
+            let mut stdout = io::stdout().lock();
+            stdout.write_all(&out)?;
+            stdout.flush()?;
+        }
     }
     Ok(exit(!engine::fails(report, cfg.fail_on)))
 }

@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 
 use super::{
-    ApiFacts, CLUSTER, ClusterFacts, DnsProbe, LOCAL_BINARIES, LocalVersions,
+    ApiFacts, CLUSTER, ClusterFacts, DnsProbe, LOCAL_BINARIES, LocalVersions, Needs,
+    nodes::{MAX_GROUPS, Sample, Versions},
     version::{Version, kubelet_skew},
 };
 use crate::core::{
     check::{CheckDef, Ctx, Finding, Outcome},
+    config::Selection,
     facts::{FactError, get},
     source::Facts,
 };
@@ -60,8 +62,46 @@ pub const CHECKS: &[CheckDef] = &[
     },
 ];
 
-/// Names listed per evidence line before "+N more".
-const NAMES_PER_LINE: usize = 10;
+/// What each cluster check reads of the API: the lists [`super::gather`] fetches for a selection
+/// (all of them read `/version`; the local binaries are the [`LOCAL_BINARIES`] source).
+pub fn needs(id: &str) -> Needs {
+    let none = Needs::default();
+    match id {
+        "cluster.api-reachable" | "version.kubectl-skew" | "version.local-binaries" => none,
+        "version.kubelet-skew" | "cluster.nodes-ready" => Needs {
+            nodes: true,
+            ..none
+        },
+        "token.expiry" => Needs {
+            tokens: true,
+            ..none
+        },
+        // The nodes say whether this host is one of them (then the Service IP is reachable).
+        "cluster.dns" => Needs {
+            dns: true,
+            nodes: true,
+            ..none
+        },
+        "cluster.cni" => Needs {
+            daemonsets: true,
+            cni_conf: true,
+            ..none
+        },
+        "cluster.dashboard-admin" => Needs {
+            admin_bindings: true,
+            ..none
+        },
+        _ => Needs::ALL,
+    }
+}
+
+/// The inputs the cluster checks that `selection` selects read.
+pub fn selected(selection: &Selection) -> Needs {
+    CHECKS
+        .iter()
+        .filter(|c| selection.selects(c.id))
+        .fold(Needs::default(), |n, c| n.union(needs(c.id)))
+}
 
 /// The API's answers, or an error naming the layer that failed (cluster.api-reachable says more).
 fn api(f: &Facts) -> Result<(&ClusterFacts, &ApiFacts), FactError> {
@@ -86,22 +126,67 @@ fn server_version(a: &ApiFacts) -> Result<Version, FactError> {
     })
 }
 
-/// `key: a, b, c (+N more)` lines, one per key.
-fn grouped(items: BTreeMap<String, Vec<String>>) -> Vec<String> {
+/// `key: a, b, c (+N more)` lines, one per key: the sampled names, then how many more there are.
+fn grouped(items: &BTreeMap<String, Sample>) -> Vec<String> {
     items
-        .into_iter()
-        .map(|(k, names)| {
-            let more = names.len().saturating_sub(NAMES_PER_LINE);
-            let mut line = format!(
-                "{k}: {}",
-                names[..names.len().min(NAMES_PER_LINE)].join(", ")
-            );
+        .iter()
+        .map(|(k, s)| {
+            let mut line = format!("{k}: {}", s.names.join(", "));
+            let more = s.count.saturating_sub(s.names.len());
             if more > 0 {
                 line.push_str(&format!(" (+{more} more)"));
             }
             line
         })
         .collect()
+}
+
+/// Adds a group under its evidence text (texts that read the same share a line).
+fn put(map: &mut BTreeMap<String, Sample>, key: String, s: &Sample) {
+    if s.count > 0 {
+        map.entry(key).or_default().merge(s);
+    }
+}
+
+/// One component's version groups, split into (breaks the skew policy, within it).
+fn judge(
+    what: &str,
+    v: &Versions,
+    server: Version,
+    bad: &mut BTreeMap<String, Sample>,
+    ok: &mut BTreeMap<String, Sample>,
+) {
+    for (raw, s) in &v.by_version.groups {
+        match Version::parse(raw).map_or(Some("unparseable version".into()), |c| {
+            kubelet_skew(server, c)
+        }) {
+            Some(why) => put(bad, format!("{what} {raw}: {why}"), s),
+            None => put(ok, format!("{what} {raw}"), s),
+        }
+    }
+    // Past MAX_GROUPS versions only the span is kept; the policy is an interval, so its ends decide.
+    let over = &v.by_version.overflow;
+    let mut why: Vec<String> = v
+        .overflow_span
+        .iter()
+        .flat_map(|(lo, hi)| [*lo, *hi])
+        .filter_map(|c| kubelet_skew(server, c))
+        .collect();
+    why.dedup();
+    if v.overflow_unparseable > 0 {
+        why.push(format!("{} unparseable", v.overflow_unparseable));
+    }
+    let span = v
+        .overflow_span
+        .map_or("no parseable one".into(), |(lo, hi)| {
+            format!("{lo} to {hi}")
+        });
+    let key = format!("{what} at further versions (past {MAX_GROUPS} distinct, {span})");
+    if why.is_empty() {
+        put(ok, key, over);
+    } else {
+        put(bad, format!("{key}: some {}", why.join("; ")), over);
+    }
 }
 
 fn api_reachable(f: &Facts, _: &Ctx) -> Outcome {
@@ -172,43 +257,28 @@ fn kubelet_skew_check(f: &Facts, _: &Ctx) -> Outcome {
     let (_, a) = api(f)?;
     let server = server_version(a)?;
     let nodes = get(&a.nodes)?;
-    if nodes.is_empty() {
+    if nodes.total == 0 {
         return Ok(Finding::skip("the cluster has no nodes"));
     }
-    let mut bad: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut ok: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for n in nodes {
-        for (what, raw) in [("kubelet", &n.kubelet), ("kube-proxy", &n.kube_proxy)] {
-            if raw.is_empty() {
-                continue;
-            }
-            let why = match Version::parse(raw) {
-                Some(v) => kubelet_skew(server, v),
-                None => Some("unparseable version".into()),
-            };
-            let key = match &why {
-                Some(w) => format!("{what} {raw}: {w}"),
-                None => format!("{what} {raw}"),
-            };
-            let map = if why.is_some() { &mut bad } else { &mut ok };
-            map.entry(key).or_default().push(n.name.clone());
-        }
-    }
+    let mut bad = BTreeMap::new();
+    let mut ok = BTreeMap::new();
+    judge("kubelet", &nodes.kubelet, server, &mut bad, &mut ok);
+    judge("kube-proxy", &nodes.kube_proxy, server, &mut bad, &mut ok);
     let max = super::version::kubelet_max_lag(server);
     Ok(if bad.is_empty() {
         Finding::pass(format!(
             "all {} nodes' kubelet and kube-proxy are within the skew policy of the server {} (never newer, at most {max} minors older)",
-            nodes.len(),
+            nodes.total,
             a.version
         ))
-        .evidence_all(grouped(ok))
+        .evidence_all(grouped(&ok))
     } else {
-        let count: usize = bad.values().map(Vec::len).sum();
+        let count: usize = bad.values().map(|s| s.count).sum();
         Finding::fail(format!(
             "{count} node component(s) break the version-skew policy against the server {} (never newer, at most {max} minors older)",
             a.version
         ))
-        .evidence_all(grouped(bad))
+        .evidence_all(grouped(&bad))
         .remediation(format!(
             "upgrade those nodes one minor at a time (kubeadm upgrade node, then the kubelet package) toward v{}.{}; never run a kubelet newer than the API server",
             server.major, server.minor
@@ -385,48 +455,42 @@ fn token_expiry(f: &Facts, ctx: &Ctx) -> Outcome {
 fn nodes_ready(f: &Facts, _: &Ctx) -> Outcome {
     let (_, a) = api(f)?;
     let nodes = get(&a.nodes)?;
-    if nodes.is_empty() {
+    if nodes.total == 0 {
         return Ok(Finding::fail("the cluster has no nodes registered"));
     }
-    let mut not_ready: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut pressure: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for n in nodes {
-        let ready = n.conditions.iter().find(|c| c.0 == "Ready");
-        match ready {
-            Some((_, s, _, _)) if s == "True" => {}
-            Some((_, s, reason, msg)) => not_ready
-                .entry(format!("NotReady (Ready={s}, {reason}: {msg})"))
-                .or_default()
-                .push(n.name.clone()),
-            None => not_ready
-                .entry("NotReady (no Ready condition yet)".into())
-                .or_default()
-                .push(n.name.clone()),
-        }
-        for (t, s, reason, msg) in &n.conditions {
-            let bad = matches!(
-                t.as_str(),
-                "MemoryPressure" | "DiskPressure" | "PIDPressure" | "NetworkUnavailable"
-            );
-            if bad && s == "True" {
-                pressure
-                    .entry(format!("{t} ({reason}: {msg})"))
-                    .or_default()
-                    .push(n.name.clone());
-            }
-        }
+    let mut not_ready = BTreeMap::new();
+    for (state, s) in &nodes.not_ready.groups {
+        let key = match state {
+            Some((s, reason, msg)) => format!("NotReady (Ready={s}, {reason}: {msg})"),
+            None => "NotReady (no Ready condition yet)".into(),
+        };
+        put(&mut not_ready, key, s);
     }
-    let nr: usize = not_ready.values().map(Vec::len).sum();
-    let mut ev = grouped(not_ready);
-    ev.extend(grouped(pressure.clone()));
+    put(
+        &mut not_ready,
+        format!("NotReady (further reasons, past {MAX_GROUPS} distinct)"),
+        &nodes.not_ready.overflow,
+    );
+    let mut pressure = BTreeMap::new();
+    for ((t, reason, msg), s) in &nodes.pressure.groups {
+        put(&mut pressure, format!("{t} ({reason}: {msg})"), s);
+    }
+    put(
+        &mut pressure,
+        format!("pressure (further reasons, past {MAX_GROUPS} distinct)"),
+        &nodes.pressure.overflow,
+    );
+    let nr = nodes.not_ready.count();
+    let mut ev = grouped(&not_ready);
+    ev.extend(grouped(&pressure));
     Ok(if nr > 0 {
-        Finding::fail(format!("{nr} of {} node(s) are NotReady", nodes.len()))
+        Finding::fail(format!("{nr} of {} node(s) are NotReady", nodes.total))
             .evidence_all(ev)
             .remediation("on each node: systemctl status kubelet; journalctl -u kubelet -n 50 (a NotReady node with a running kubelet usually lacks its pod network: see cluster.cni)")
     } else if !pressure.is_empty() {
         Finding::warn(format!(
             "all {} node(s) are Ready, but some report pressure",
-            nodes.len()
+            nodes.total
         ))
         .evidence_all(ev)
         .remediation(
@@ -435,7 +499,7 @@ fn nodes_ready(f: &Facts, _: &Ctx) -> Outcome {
     } else {
         Finding::pass(format!(
             "all {} node(s) are Ready with no pressure",
-            nodes.len()
+            nodes.total
         ))
     })
 }
@@ -633,13 +697,13 @@ mod tests {
     use super::*;
     use crate::{
         core::check::{Role, Status},
-        checks::cluster::{AdminBinding, DaemonSetInfo, NodeInfo, TokenInfo},
+        checks::cluster::{AdminBinding, DaemonSetInfo, NodeSummary, TokenInfo},
     };
 
     fn api_facts() -> ApiFacts {
         ApiFacts {
             version: "v1.33.2".into(),
-            nodes: Ok(vec![]),
+            nodes: Ok(NodeSummary::default()),
             tokens: Ok(vec![]),
             dns_pods: Ok(vec![]),
             dns_service_ip: Ok(None),
@@ -749,23 +813,26 @@ mod tests {
         );
     }
 
-    fn node(name: &str, v: &str, conds: &[(&str, &str)]) -> NodeInfo {
-        NodeInfo {
-            name: name.into(),
-            kubelet: v.into(),
-            kube_proxy: v.into(),
-            conditions: conds
-                .iter()
-                .map(|(t, s)| (t.to_string(), s.to_string(), "R".into(), "M".into()))
-                .collect(),
+    /// Nodes (name, kubelet and kube-proxy version, (type, status) conditions) as gathering folds them.
+    type TestNode<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+    fn fold(list: &[TestNode]) -> NodeSummary {
+        let mut s = NodeSummary::default();
+        for (name, v, conds) in list {
+            let c: Vec<_> = conds.iter().map(|(t, st)| (*t, *st, "R", "M")).collect();
+            s.add(name, v, v, &c);
         }
+        s
     }
 
     #[test]
     fn kubelet_skew_groups_many_nodes_by_version() {
-        let nodes: Vec<NodeInfo> = (0..25)
-            .map(|i| node(&format!("n{i:02}"), "v1.28.0", &[]))
+        let names: Vec<String> = (0..25).map(|i| format!("n{i:02}")).collect();
+        let list: Vec<_> = names
+            .iter()
+            .map(|n| (n.as_str(), "v1.28.0", &[][..]))
             .collect();
+        let nodes = fold(&list);
         let f = run(
             kubelet_skew_check,
             ApiFacts {
@@ -789,7 +856,7 @@ mod tests {
         let f = run(
             kubelet_skew_check,
             ApiFacts {
-                nodes: Ok(vec![node("new", "v1.34.0", &[])]),
+                nodes: Ok(fold(&[("new", "v1.34.0", &[])])),
                 ..api_facts()
             },
             none(),
@@ -799,12 +866,78 @@ mod tests {
     }
 
     #[test]
+    fn past_the_group_bound_evidence_says_how_many_more_and_verdicts_hold() {
+        let mut s = NodeSummary::default();
+        for i in 0..600 {
+            let name = format!("n{i:03}");
+            // 60 distinct versions v1.30.0 .. v1.30.59 (all within the policy) until the last one.
+            let v = if i == 599 {
+                "v1.34.0".to_string()
+            } else {
+                format!("v1.30.{}", i % 60)
+            };
+            let msg = format!("PLEG not healthy for {i}s");
+            s.add(
+                &name,
+                &v,
+                "",
+                &[("Ready", "False", "KubeletNotReady", &msg)],
+            );
+        }
+        let with = |n: &NodeSummary| ApiFacts {
+            nodes: Ok(n.clone()),
+            ..api_facts()
+        };
+        let f = run(kubelet_skew_check, with(&s), none(), vec![]);
+        assert_eq!(f.status, Status::Fail, "{f:?}");
+        let last = f.evidence.last().unwrap();
+        assert!(
+            last.starts_with("kubelet at further versions (past 50 distinct, v1.30.50 to v1.34.0): some newer than the API server")
+                && last.ends_with("(+90 more)"),
+            "{last}"
+        );
+        let f = run(nodes_ready, with(&s), none(), vec![]);
+        assert_eq!(f.status, Status::Fail);
+        assert_eq!(f.message, "600 of 600 node(s) are NotReady");
+        assert_eq!(f.evidence.len(), MAX_GROUPS + 1, "{f:?}");
+        assert!(
+            f.evidence.iter().any(|e| e
+                .starts_with("NotReady (further reasons, past 50 distinct): n050, n051")
+                && e.ends_with("(+540 more)")),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn every_check_names_what_it_reads_and_only_kubectl_checks_run_kubectl() {
+        let mut all = Needs::default();
+        for c in CHECKS {
+            all = all.union(needs(c.id));
+            assert_ne!(needs(c.id), Needs::ALL, "{} has no entry in needs()", c.id);
+            let local = c.needs.iter().any(|s| s.name() == LOCAL_BINARIES.name);
+            assert_eq!(
+                local,
+                c.id == "version.kubectl-skew" || c.id == "version.local-binaries",
+                "{}",
+                c.id
+            );
+        }
+        assert_eq!(all, Needs::ALL, "every input is read by some check");
+        let only = |ids: &[&str]| Selection {
+            only: ids.iter().map(|s| s.to_string()).collect(),
+            skip: vec![],
+        };
+        assert_eq!(selected(&only(&["token.expiry"])), needs("token.expiry"));
+        assert_eq!(selected(&Selection::default()), Needs::ALL);
+    }
+
+    #[test]
     fn pressure_warns_and_not_ready_fails() {
-        let nodes = vec![node(
+        let nodes = fold(&[(
             "a",
             "v1.33.2",
             &[("Ready", "True"), ("DiskPressure", "True")],
-        )];
+        )]);
         let f = run(
             nodes_ready,
             ApiFacts {
@@ -816,10 +949,10 @@ mod tests {
         );
         assert_eq!(f.status, Status::Warn);
         assert_eq!(f.evidence, ["DiskPressure (R: M): a"]);
-        let nodes = vec![
-            node("a", "v1.33.2", &[("Ready", "False")]),
-            node("b", "v1.33.2", &[]),
-        ];
+        let nodes = fold(&[
+            ("a", "v1.33.2", &[("Ready", "False")][..]),
+            ("b", "v1.33.2", &[]),
+        ]);
         let f = run(
             nodes_ready,
             ApiFacts {

@@ -1,9 +1,11 @@
-//! The cluster area: connects with the `kube` crate, gathers what the cluster checks read over the
-//! Kubernetes API (versions, nodes, bootstrap tokens, DNS pods, CNI daemonsets, cluster-admin
-//! bindings), probes kube-dns when its Service IP is reachable from here; and the local binaries' versions.
+//! The cluster area: connects with the `kube` crate, gathers what the selected cluster checks read
+//! over the Kubernetes API (versions, nodes, bootstrap tokens, DNS pods, CNI daemonsets,
+//! cluster-admin bindings) with every list started together and each page folded in as it arrives,
+//! probes kube-dns when its Service IP is reachable from here; and the local binaries' versions.
 
 mod checks;
 pub mod connect;
+pub mod nodes;
 pub mod version;
 
 use std::{net::IpAddr, time::Duration};
@@ -13,10 +15,14 @@ use k8s_openapi::api::{
     core::v1::{Node, Pod, Secret, Service},
     rbac::v1::ClusterRoleBinding,
 };
-use kube::{Api, Client, api::ListParams};
+use kube::{
+    Client, Resource,
+    api::{ListParams, ObjectList},
+};
 use serde::de::DeserializeOwned;
 
 pub use connect::{ApiFailure, Layer, Target};
+pub use nodes::NodeSummary;
 
 use super::Area;
 use crate::{
@@ -35,7 +41,10 @@ pub const AREA: Area = Area {
 };
 
 /// What the Kubernetes API answers (`Missing` without a kubeconfig or with `--offline`).
-pub const CLUSTER: Source<ClusterFacts> = Source::network("cluster", |g| gather(g.host, g.cfg));
+/// Only the lists the selected checks read are fetched (see [`checks::needs`]).
+pub const CLUSTER: Source<ClusterFacts> = Source::network("cluster", |g| {
+    gather(g.host, g.cfg, checks::selected(&g.cfg.selection))
+});
 
 /// The versions of the kubeadm, kubelet and kubectl installed on this node: no cluster needed.
 /// `--offline` runs no commands here, as before (each binary costs tens of milliseconds to start).
@@ -65,7 +74,7 @@ pub struct ClusterFacts {
 #[derive(Debug, Clone)]
 pub struct ApiFacts {
     pub version: String,
-    pub nodes: Fact<Vec<NodeInfo>>,
+    pub nodes: Fact<NodeSummary>,
     pub tokens: Fact<Vec<TokenInfo>>,
     pub dns_pods: Fact<Vec<PodInfo>>,
     pub dns_service_ip: Fact<Option<String>>,
@@ -74,15 +83,6 @@ pub struct ApiFacts {
     pub admin_bindings: Fact<Vec<AdminBinding>>,
     /// Requests RBAC denied, as the server named them (`list secrets in kube-system`).
     pub denied: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeInfo {
-    pub name: String,
-    pub kubelet: String,
-    pub kube_proxy: String,
-    /// (type, status, reason, message) for every condition.
-    pub conditions: Vec<(String, String, String, String)>,
 }
 
 /// A bootstrap token without its secret: the secret is never read into facts.
@@ -148,6 +148,45 @@ pub enum DnsProbe {
 
 pub use crate::nodebin::LocalVersions;
 
+/// Which of the API's lists (and /etc/cni/net.d) the selected checks read (see [`checks::needs`]);
+/// the rest is never fetched. (The local binaries are a source of their own, [`LOCAL_BINARIES`].)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub nodes: bool,
+    pub tokens: bool,
+    /// kube-dns pods and Service, and the resolution probe.
+    pub dns: bool,
+    pub daemonsets: bool,
+    pub admin_bindings: bool,
+    /// /etc/cni/net.d.
+    pub cni_conf: bool,
+}
+
+impl Needs {
+    /// Everything the area can gather.
+    pub const ALL: Needs = Needs {
+        nodes: true,
+        tokens: true,
+        dns: true,
+        daemonsets: true,
+        admin_bindings: true,
+        cni_conf: true,
+    };
+
+    pub fn union(self, o: Needs) -> Needs {
+        Needs {
+            nodes: self.nodes || o.nodes,
+            tokens: self.tokens || o.tokens,
+            dns: self.dns || o.dns,
+            daemonsets: self.daemonsets || o.daemonsets,
+            admin_bindings: self.admin_bindings || o.admin_bindings,
+            cni_conf: self.cni_conf || o.cni_conf,
+        }
+    }
+}
+
+/// Why an input is absent: no selected check reads it.
+const NOT_GATHERED: &str = "not gathered: no selected check reads it";
 /// The name every bootstrap-token Secret has, and its type.
 const TOKEN_TYPE: &str = "bootstrap.kubernetes.io/token";
 /// Page size for lists: big enough for few round trips, small enough to keep memory flat.
@@ -155,8 +194,9 @@ const PAGE: u32 = 500;
 /// The name kube-dns answers for the API server.
 pub const PROBE_NAME: &str = "kubernetes.default.svc.cluster.local.";
 
-/// Gathers the cluster facts: `Missing` when no kubeconfig is found (every cluster check skips).
-pub fn gather(host: &Host, cfg: &Config) -> Fact<ClusterFacts> {
+/// Gathers the cluster facts the selected checks read (`needs`): `Missing` when no kubeconfig is
+/// found (every cluster check skips).
+pub fn gather(host: &Host, cfg: &Config, needs: Needs) -> Fact<ClusterFacts> {
     if cfg.offline {
         return Err(FactError::Missing(
             "--offline: the cluster checks need the network".into(),
@@ -166,7 +206,11 @@ pub fn gather(host: &Host, cfg: &Config) -> Fact<ClusterFacts> {
     // Leave the engine's deadline a margin so a timeout is reported by layer, not as an abandoned source.
     let budget = cfg.timeout.mul_f64(0.9);
     let target = connect::find(cfg)?;
-    let cni_conf = cni_configs(host);
+    let cni_conf = if needs.cni_conf {
+        cni_configs(host)
+    } else {
+        Err(FactError::Missing(NOT_GATHERED.into()))
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -175,7 +219,7 @@ pub fn gather(host: &Host, cfg: &Config) -> Fact<ClusterFacts> {
     let context = target.context.clone();
     let api = rt.block_on(async {
         let left = budget.saturating_sub(started.elapsed());
-        match tokio::time::timeout(left, gather_api(host, target, cfg, left)).await {
+        match tokio::time::timeout(left, gather_api(host, target, cfg, left, needs)).await {
             Ok(r) => r,
             Err(_) => Err(ApiFailure::timeout(&server, cfg.timeout)),
         }
@@ -195,37 +239,59 @@ async fn gather_api(
     target: Target,
     cfg: &Config,
     budget: Duration,
+    needs: Needs,
 ) -> Result<ApiFacts, ApiFailure> {
     let server = target.server.clone();
     let client = connect::client(target, budget).await?;
-    let info = client
-        .apiserver_version()
-        .await
-        .map_err(|e| ApiFailure::classify(&server, &e, cfg.timeout))?;
-    let mut denied = Vec::new();
-    let svc_ip = |s: &Service| {
-        let ip = s.spec.as_ref()?.cluster_ip.clone()?;
-        Some((s.metadata.name.clone().unwrap_or_default(), ip))
+    // This host's name, to learn while the nodes stream by whether it is one of them (cluster.dns).
+    let hostname = host
+        .is_live()
+        .then(|| host.read("/proc/sys/kernel/hostname").ok())
+        .flatten()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty());
+    let version = async {
+        client
+            .apiserver_version()
+            .await
+            .map_err(|e| ApiFailure::classify(&server, &e, cfg.timeout))
     };
-    let (node_api, ds_api, crb_api) = (
-        Api::<Node>::all(client.clone()),
-        Api::<DaemonSet>::all(client.clone()),
-        Api::<ClusterRoleBinding>::all(client.clone()),
-    );
-    let (secret_api, pod_api, svc_api) = (
-        kube_system::<Secret>(&client),
-        kube_system::<Pod>(&client),
-        kube_system::<Service>(&client),
-    );
+    let c = &client;
+    const KS: Option<&str> = Some("kube-system");
     let dns_label = Some(("k8s-app", "kube-dns"));
-    let (nodes, tokens, dns_pods, dns_svc, daemonsets, crbs) = tokio::join!(
-        pages(&node_api, None, |n| Some(node_info(n))),
-        pages(&secret_api, Some(("type", TOKEN_TYPE)), token_info),
-        pages(&pod_api, dns_label, |p| Some(pod_info(p))),
-        pages(&svc_api, dns_label, svc_ip),
-        pages(&ds_api, None, |d| Some(daemonset_info(d))),
-        pages(&crb_api, None, |b| Some(admin_bindings(b))),
+    let nodes = when(needs.nodes, node_list(c, hostname.clone()));
+    let tokens = when(
+        needs.tokens,
+        kept::<Secret, _>(c, KS, Some(("type", TOKEN_TYPE)), token_info),
     );
+    let dns_pods = when(
+        needs.dns,
+        kept::<Pod, _>(c, KS, dns_label, |p| Some(pod_info(p))),
+    );
+    let dns_svc = when(
+        needs.dns,
+        kept::<Service, _>(c, KS, dns_label, |s| {
+            let ip = s.spec.as_ref()?.cluster_ip.clone()?;
+            Some((s.metadata.name.clone().unwrap_or_default(), ip))
+        }),
+    );
+    let daemonsets = when(
+        needs.daemonsets,
+        kept::<DaemonSet, _>(c, None, None, |d| Some(daemonset_info(d))),
+    );
+    let crbs = when(
+        needs.admin_bindings,
+        kept::<ClusterRoleBinding, _>(c, None, None, |b| Some(admin_bindings(b))),
+    );
+    // /version and every list start together; a failing /version ends the rest at once.
+    let lists = async {
+        Ok(tokio::join!(
+            nodes, tokens, dns_pods, dns_svc, daemonsets, crbs
+        ))
+    };
+    let (info, (nodes, tokens, dns_pods, dns_svc, daemonsets, crbs)) =
+        tokio::try_join!(version, lists)?;
+    let mut denied = Vec::new();
     let nodes = fact(&mut denied, nodes);
     let tokens = fact(&mut denied, tokens);
     let dns_pods = fact(&mut denied, dns_pods);
@@ -238,22 +304,23 @@ async fn gather_api(
     });
     let daemonsets = fact(&mut denied, daemonsets);
     let admin_bindings = fact(&mut denied, crbs).map(|v| v.into_iter().flatten().collect());
-    let dns_probe = match (&dns_service_ip, &nodes) {
-        (Ok(Some(ip)), nodes) => {
-            let names: Vec<&str> = nodes
-                .as_ref()
-                .map(|n| n.iter().map(|n| n.name.as_str()).collect())
-                .unwrap_or_default();
+    let dns_probe = match &dns_service_ip {
+        _ if !needs.dns => DnsProbe::NotRun(NOT_GATHERED.into()),
+        Ok(Some(ip)) => {
+            let seen: Vec<&str> = match (&nodes, &hostname) {
+                (Ok(n), Some(h)) if n.watched_seen => vec![h.as_str()],
+                _ => vec![],
+            };
             match ip.parse::<IpAddr>() {
-                Ok(addr) => match reachable(host, addr, &names) {
+                Ok(addr) => match reachable(host, addr, &seen) {
                     Ok(()) => probe_dns(addr, cfg.timeout.mul_f64(0.3)).await,
                     Err(why) => DnsProbe::NotRun(why),
                 },
                 Err(_) => DnsProbe::NotRun(format!("kube-dns ClusterIP {ip:?} is not an IP")),
             }
         }
-        (Ok(None), _) => DnsProbe::NotRun("no kube-dns Service in kube-system".into()),
-        (Err(e), _) => DnsProbe::NotRun(e.to_string()),
+        Ok(None) => DnsProbe::NotRun("no kube-dns Service in kube-system".into()),
+        Err(e) => DnsProbe::NotRun(e.to_string()),
     };
     Ok(ApiFacts {
         version: info.git_version,
@@ -268,14 +335,22 @@ async fn gather_api(
     })
 }
 
-/// A list's result as a fact, remembering what RBAC denied.
-fn fact<T>(denied: &mut Vec<String>, r: Result<Vec<T>, ListError>) -> Fact<Vec<T>> {
-    r.map_err(|e| {
-        if let ListError::Denied(d) = &e {
-            denied.push(d.clone());
-        }
-        FactError::Unreadable(e.to_string())
-    })
+/// Runs `fetch` only when its input is needed; None otherwise.
+async fn when<T>(needed: bool, fetch: impl Future<Output = T>) -> Option<T> {
+    if needed { Some(fetch.await) } else { None }
+}
+
+/// A list's result as a fact, remembering what RBAC denied; None = not gathered.
+fn fact<T>(denied: &mut Vec<String>, r: Option<Result<T, ListError>>) -> Fact<T> {
+    match r {
+        None => Err(FactError::Missing(NOT_GATHERED.into())),
+        Some(r) => r.map_err(|e| {
+            if let ListError::Denied(d) = &e {
+                denied.push(d.clone());
+            }
+            FactError::Unreadable(e.to_string())
+        }),
+    }
 }
 
 /// Why a list failed: RBAC denied it (named as the server names it) or anything else.
@@ -287,23 +362,14 @@ enum ListError {
     Other(String),
 }
 
-fn kube_system<K>(client: &Client) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    Api::namespaced(client.clone(), "kube-system")
-}
-
-/// Lists every object of a kind, page by page (`limit`/`continue`), keeping only what `keep`
-/// extracts from each object so memory stays one page deep.
-async fn pages<K, O>(
-    api: &Api<K>,
+/// Lists every object at `path`, page by page (`limit`/`continue`), handing each page's bytes to
+/// `page`, which folds it in and returns the next `continue` token: memory stays one page deep.
+async fn list(
+    client: &Client,
+    path: &str,
     selector: Option<(&str, &str)>,
-    keep: impl Fn(&K) -> Option<O>,
-) -> Result<Vec<O>, ListError>
-where
-    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
+    mut page: impl FnMut(&[u8]) -> Result<Option<String>, serde_json::Error>,
+) -> Result<(), ListError> {
     let mut lp = ListParams::default().limit(PAGE);
     if let Some((k, v)) = selector {
         lp = if k == "type" {
@@ -312,47 +378,159 @@ where
             lp.labels(&format!("{k}={v}"))
         };
     }
-    let mut out = Vec::new();
     // Bounded: at most 1,000 pages (500,000 objects).
     for _ in 0..1000 {
-        let list = api.list(&lp).await.map_err(|e| match &e {
-            kube::Error::Api(s) if s.code == 403 => ListError::Denied(connect::denied_text(s)),
-            _ => ListError::Other(mask_secrets(&e.to_string())),
+        let req = kube::core::Request::new(path)
+            .list(&lp)
+            .map_err(|e| ListError::Other(e.to_string()))?;
+        let body = client.request_text(req).await.map_err(|e| list_error(&e))?;
+        let next = page(body.as_bytes()).map_err(|e| {
+            ListError::Other(format!("the answer to GET {path} is not a list: {e}"))
         })?;
-        out.extend(list.items.iter().filter_map(&keep));
-        match list.metadata.continue_.filter(|c| !c.is_empty()) {
+        match next {
             Some(c) => lp = lp.continue_token(&c),
-            None => return Ok(out),
+            None => return Ok(()),
         }
     }
     Err(ListError::Other("more than 1,000 pages: stopped".into()))
 }
 
-fn node_info(n: &Node) -> NodeInfo {
-    let status = n.status.as_ref();
-    let info = status.and_then(|s| s.node_info.as_ref());
-    NodeInfo {
-        name: n.metadata.name.clone().unwrap_or_default(),
-        kubelet: info.map(|i| i.kubelet_version.clone()).unwrap_or_default(),
-        kube_proxy: info
-            .map(|i| i.kube_proxy_version.clone())
-            .unwrap_or_default(),
-        conditions: status
-            .and_then(|s| s.conditions.as_ref())
-            .map(|c| {
-                c.iter()
-                    .map(|c| {
-                        (
-                            c.type_.clone(),
-                            c.status.clone(),
-                            c.reason.clone().unwrap_or_default(),
-                            c.message.clone().unwrap_or_default(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+/// Lists every node, each page streamed into a decoding thread as its bytes arrive (decoding runs
+/// alongside the transfer, and no page is held whole), folding all into one [`NodeSummary`].
+async fn node_list(client: &Client, hostname: Option<String>) -> Result<NodeSummary, ListError> {
+    use http_body_util::BodyExt;
+    let path = Node::url_path(&(), None);
+    let mut lp = ListParams::default().limit(PAGE);
+    let mut summary = NodeSummary::watching(hostname);
+    // Bounded: at most 1,000 pages (500,000 nodes).
+    for _ in 0..1000 {
+        let req = kube::core::Request::new(&path)
+            .list(&lp)
+            .map_err(|e| ListError::Other(e.to_string()))?;
+        let res = client
+            .send(req.map(kube::client::Body::from))
+            .await
+            .map_err(|e| list_error(&e))?;
+        if !res.status().is_success() {
+            return Err(list_error(&status_error(res).await));
+        }
+        // A few chunks in flight at most: memory stays flat however fast the server sends.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let decoder = tokio::task::spawn_blocking(move || {
+            let next = summary.add_page_from(Chunks {
+                rx,
+                cur: bytes::Bytes::new(),
+            });
+            (summary, next)
+        });
+        let mut body = res.into_body();
+        let mut received = Ok(());
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => {
+                    let Ok(data) = f.into_data() else { continue };
+                    // The decoder stopped (bad JSON): its error says why.
+                    if tx.send(data).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    received = Err(ListError::Other(mask_secrets(&format!(
+                        "reading GET {path}: {e}"
+                    ))));
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let (s, next) = decoder
+            .await
+            .map_err(|e| ListError::Other(format!("decoding the node list failed: {e}")))?;
+        summary = s;
+        received?;
+        let next = next.map_err(|e| {
+            ListError::Other(format!("the answer to GET {path} is not a list: {e}"))
+        })?;
+        match next {
+            Some(c) => lp = lp.continue_token(&c),
+            None => return Ok(summary),
+        }
     }
+    Err(ListError::Other("more than 1,000 pages: stopped".into()))
+}
+
+/// A response body arriving in chunks, read from the decoding thread.
+struct Chunks {
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    cur: bytes::Bytes,
+}
+
+impl std::io::Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use bytes::Buf;
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.cur = b,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur.advance(n);
+        Ok(n)
+    }
+}
+
+/// A non-2xx answer as kube's own requests word it: the server's Status when it sent one.
+async fn status_error(res: http::Response<kube::client::Body>) -> kube::Error {
+    use http_body_util::BodyExt;
+    let code = res.status();
+    // An error Status is small; read at most 64 KiB of it.
+    let body = http_body_util::Limited::new(res.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    match serde_json::from_slice::<kube::core::Status>(&body) {
+        Ok(s) => kube::Error::Api(s.boxed()),
+        Err(_) => kube::Error::Api(
+            kube::core::Status::failure(
+                String::from_utf8_lossy(&body).trim(),
+                "Failed to parse error data",
+            )
+            .with_code(code.as_u16())
+            .boxed(),
+        ),
+    }
+}
+
+/// A list request's error: RBAC denial named as the server names it, anything else masked.
+fn list_error(e: &kube::Error) -> ListError {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => ListError::Denied(connect::denied_text(s)),
+        _ => ListError::Other(mask_secrets(&e.to_string())),
+    }
+}
+
+/// Lists every object of a kind (cluster-wide, or in namespace `ns`), keeping only
+/// what `keep` extracts from each.
+async fn kept<K, O>(
+    client: &Client,
+    ns: Option<&str>,
+    selector: Option<(&str, &str)>,
+    keep: impl Fn(&K) -> Option<O>,
+) -> Result<Vec<O>, ListError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned,
+{
+    let mut out = Vec::new();
+    list(client, &K::url_path(&(), ns), selector, |page| {
+        let l: ObjectList<K> = serde_json::from_slice(page)?;
+        out.extend(l.items.iter().filter_map(&keep));
+        Ok(l.metadata.continue_.filter(|c| !c.is_empty()))
+    })
+    .await?;
+    Ok(out)
 }
 
 /// The public half and metadata of a bootstrap token; the secret is not copied.
