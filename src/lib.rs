@@ -18,6 +18,7 @@ pub mod kubelet;
 pub mod list;
 pub mod mask;
 pub mod multicast;
+pub mod preflight;
 pub mod procnet;
 pub mod proxy;
 pub mod report;

@@ -1,0 +1,8 @@
+//! kubeadm preflight parity, read-only: the inputs (each a parser from strings plus its gatherer) and
+//! the decisions of the checks kubeadm runs before `init`/`join`, done without binding, loading or creating anything.
+
+pub mod ports;
+pub mod stage;
+pub mod cri;
+pub mod leftover;
+pub mod runtime_config;
