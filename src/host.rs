@@ -101,6 +101,44 @@ impl Host {
     }
 }
 
+/// What `stat` says of a host file, for the checks that judge ownership and permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits (`0o600`).
+    pub mode: u32,
+    pub is_file: bool,
+    pub is_dir: bool,
+}
+
+impl Host {
+    /// A file's bytes (binary files such as /proc/config.gz); a missing file is `Ok(None)`.
+    pub fn read_bytes_opt(&self, abs: &str) -> Result<Option<Vec<u8>>, FactError> {
+        match std::fs::read(self.path(abs)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FactError::Unreadable(format!("cannot read {abs}: {e}"))),
+        }
+    }
+
+    /// Owner, mode and kind of a file (links followed); a missing file is `Ok(None)`.
+    pub fn stat(&self, abs: &str) -> Result<Option<FileStat>, FactError> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(self.path(abs)) {
+            Ok(m) => Ok(Some(FileStat {
+                uid: m.uid(),
+                gid: m.gid(),
+                mode: m.mode() & 0o7777,
+                is_file: m.is_file(),
+                is_dir: m.is_dir(),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FactError::Unreadable(format!("cannot stat {abs}: {e}"))),
+        }
+    }
+}
+
 /// Why a command gave no usable output.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CmdError {

@@ -6,3 +6,6 @@ pub mod stage;
 pub mod cri;
 pub mod leftover;
 pub mod runtime_config;
+pub mod cgroup;
+pub mod kconfig;
+pub mod resources;
