@@ -16,8 +16,8 @@ use super::{
     plan::{Action, CheckFix, Content, Files, NftRuleStep, RuleStep, Step},
 };
 
-/// Where the sysctl fixes persist their values.
-pub const SYSCTL_PERSIST: &str = "/etc/sysctl.d/99-kubernetes.conf";
+/// Where the sysctl fixes persist their values, unless a later file would win (see [`sysctl::persist_file`]).
+pub const SYSCTL_PERSIST: &str = sysctl::PERSIST_FILE;
 /// Where the br_netfilter fix makes the module load at boot.
 pub const MODULES_CONF: &str = "/etc/modules-load.d/k8s.conf";
 
@@ -59,6 +59,14 @@ pub fn paths(facts: &Facts) -> Vec<String> {
     .collect();
     if let Ok(s) = &facts.swap {
         v.extend(s.enabled_units.iter().map(|u| format!("{SYSTEMD_ETC}/{u}")));
+    }
+    if let Ok(Ok(p)) = facts.sysctl.as_ref().map(|s| s.persisted.as_ref()) {
+        for keys in [&[IP_FORWARD][..], &[NF_CALL_IPTABLES, NF_CALL_IP6TABLES]] {
+            let f = sysctl::persist_file(p, keys);
+            if !v.contains(&f) {
+                v.push(f);
+            }
+        }
     }
     v
 }
@@ -167,13 +175,14 @@ fn br_netfilter(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<(), 
     Ok(())
 }
 
-/// Whether a sysctl.d file is applied after ours: a later name, or `/etc/sysctl.conf` (always last).
-fn applied_after_ours(file: &str) -> bool {
-    let ours = SYSCTL_PERSIST.rsplit('/').next().unwrap_or_default();
+/// Whether a sysctl.d file is applied after `ours`: a later name, or `/etc/sysctl.conf` (always last).
+fn applied_after(file: &str, ours: &str) -> bool {
+    let ours = ours.rsplit('/').next().unwrap_or_default();
     file == sysctl::SYSCTL_CONF || file.rsplit('/').next().is_some_and(|n| n > ours)
 }
 
-/// Sets each key to 1 now and in [`SYSCTL_PERSIST`]; names any later file that would override it at boot.
+/// Sets each key to 1 now and in a sysctl.d file that sorts after every file setting it otherwise
+/// ([`sysctl::persist_file`]); names /etc/sysctl.conf lines, which no sysctl.d file can beat.
 fn sysctl_one(
     facts: &Facts,
     files: &Files,
@@ -193,9 +202,10 @@ fn sysctl_one(
         }
     }
     let persisted = get(&s.persisted).map_err(|e| e.to_string())?;
-    let old = files.text(SYSCTL_PERSIST)?;
+    let target = sysctl::persist_file(persisted, keys);
+    let old = files.text(&target)?;
     let mut text = old.unwrap_or("").to_string();
-    let ours = sysctl::parse_sysctl_conf(SYSCTL_PERSIST, &text);
+    let ours = sysctl::parse_sysctl_conf(&target, &text);
     for k in keys {
         let mine: Vec<_> = ours.iter().filter(|a| a.key == *k).collect();
         if mine.is_empty() {
@@ -206,10 +216,10 @@ fn sysctl_one(
         }
         for a in persisted
             .iter()
-            .filter(|a| a.key == *k && a.value != "1" && applied_after_ours(&a.file))
+            .filter(|a| a.key == *k && a.value != "1" && a.file != target && applied_after(&a.file, &target))
         {
             fix.note(format!(
-                "{} is applied after {SYSCTL_PERSIST} and wins at boot: remove that line",
+                "{} is applied after {target} and wins at boot: remove that line",
                 a.cite()
             ));
         }
@@ -217,7 +227,7 @@ fn sysctl_one(
     if Some(text.as_str()) != old {
         fix.step(Step::file(
             format!("persist {} = 1 for the next boot", keys.join(", ")),
-            SYSCTL_PERSIST,
+            &target,
             old.map_or(Content::Absent, |t| Content::Text(t.to_string())),
             Content::Text(text),
         ));
@@ -512,7 +522,11 @@ mod tests {
                 persisted: Ok(persisted),
                 bridge_sysctls: true,
                 module_listed: Some(true),
+                modules_note: None,
                 builtin: false,
+                builtin_evidence: None,
+                proc_present: true,
+                init: crate::preflight::init::InitSystem::Systemd,
                 load_at_boot: vec![],
             }),
             ..Facts::default()
@@ -573,6 +587,20 @@ mod tests {
             "{:?}",
             fix.notes
         );
+    }
+
+    #[test]
+    fn a_later_sysctl_d_file_gets_a_persist_file_that_sorts_after_it() {
+        let p = sysctl::parse_sysctl_conf("/etc/sysctl.d/99-zz-disable-forwarding.conf", "net.ipv4.ip_forward = 0\n");
+        let fx = sysctl_facts("0", p);
+        assert!(paths(&fx).contains(&"/etc/sysctl.d/z99-kubernetes.conf".to_string()));
+        let fix = plan(ip_forward, &fx, &files(&[("/etc/sysctl.d/z99-kubernetes.conf", Content::Absent)]));
+        let Action::File { path, new, .. } = &fix.steps[1].action else {
+            panic!("{fix:?}")
+        };
+        assert_eq!(path, "/etc/sysctl.d/z99-kubernetes.conf");
+        assert_eq!(*new, Content::Text("net.ipv4.ip_forward = 1\n".into()));
+        assert!(fix.notes.is_empty(), "the new file wins: {:?}", fix.notes);
     }
 
     #[test]
