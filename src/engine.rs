@@ -211,7 +211,8 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
     let host = Host::new(&cfg.root).context("cannot read host files")?;
     let all = registry();
     let known: Vec<&str> = all.iter().map(|c| c.id).collect();
-    let unknown = cfg.selection.unknown_ids(&known);
+    let selection = cfg.selection.expanded();
+    let unknown = selection.unknown_ids(&known);
     if !unknown.is_empty() {
         let join_steps = unknown
             .iter()
@@ -234,7 +235,7 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
     let ctx = Ctx { role, now: started };
     let mut selected: Vec<(&CheckDef, &catalog::Entry)> = all
         .iter()
-        .filter(|c| cfg.selection.selects(c.id))
+        .filter(|c| selection.selects(c.id))
         .map(|c| {
             let entry = catalog::find(c.id)
                 .unwrap_or_else(|| panic!("check {} has no catalog entry", c.id));

@@ -16,3 +16,4 @@ pub mod ipv6;
 pub mod kubeconfig_perms;
 pub mod kubelet_service;
 pub mod proxy_env;
+pub mod cgroup_driver;
