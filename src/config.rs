@@ -61,6 +61,8 @@ impl Selection {
 pub struct Config {
     pub root: PathBuf,
     pub role: RoleChoice,
+    /// `--stage`: before init, before join, installed, or auto.
+    pub stage: crate::preflight::stage::StageChoice,
     pub selection: Selection,
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
@@ -79,6 +81,7 @@ impl Default for Config {
         Config {
             root: PathBuf::from("/"),
             role: RoleChoice::Auto,
+            stage: Default::default(),
             selection: Selection::default(),
             kubeconfig: None,
             context: None,

@@ -29,6 +29,7 @@ pub fn registry() -> Vec<CheckDef> {
         crate::cluster::CHECKS,
         crate::proxy::CHECKS,
         crate::firewall::CHECKS,
+        crate::preflight::CHECKS,
     ]
     .concat()
 }
@@ -66,6 +67,10 @@ fn gather(area: Area, host: &Host, cfg: &Config) -> Install {
             let f = crate::firewall::gather(host, cfg.timeout);
             Box::new(move |x| x.firewall = f)
         }
+        Area::Preflight => {
+            let f = crate::preflight::gather(host, cfg);
+            Box::new(move |x| x.preflight = f)
+        }
     }
 }
 
@@ -78,6 +83,7 @@ fn set_error(facts: &mut Facts, area: Area, e: FactError) {
         Area::Cluster => facts.cluster = Err(e),
         Area::Proxy => facts.proxy = Err(e),
         Area::Firewall => facts.firewall = Err(e),
+        Area::Preflight => facts.preflight = Err(e),
     }
 }
 
@@ -168,7 +174,7 @@ pub fn resolve_role(choice: RoleChoice, host: &Host) -> Role {
 }
 
 /// What the report says about the machine the doctor ran on.
-pub fn host_info(host: &Host, role: Role) -> HostInfo {
+pub fn host_info(host: &Host, role: Role, stage: Option<crate::preflight::stage::Stage>) -> HostInfo {
     let first_line = |p: &str| {
         host.read_opt(p)
             .ok()
@@ -196,6 +202,7 @@ pub fn host_info(host: &Host, role: Role) -> HostInfo {
         os: os.unwrap_or_else(|| "unknown".into()),
         root: host.root().display().to_string(),
         role: role.as_str().into(),
+        stage: stage.map(|s| s.as_str().into()),
     }
 }
 
@@ -280,7 +287,7 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
     let report = Report::new(
         started,
         clock.elapsed().as_millis() as u64,
-        host_info(&host, role),
+        host_info(&host, role, Some(crate::preflight::checks::stage(&host, cfg))),
         cluster_info(&facts),
         results,
     );

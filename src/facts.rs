@@ -31,6 +31,7 @@ pub struct Facts {
     pub cluster: Fact<crate::cluster::ClusterFacts>,
     pub proxy: Fact<crate::proxy::ProxyFacts>,
     pub firewall: Fact<crate::firewall::FirewallFacts>,
+    pub preflight: Fact<crate::preflight::PreflightFacts>,
 }
 
 /// The gatherable areas; every check names the one it reads.
@@ -43,6 +44,7 @@ pub enum Area {
     Cluster,
     Proxy,
     Firewall,
+    Preflight,
 }
 
 impl Area {
@@ -61,6 +63,7 @@ impl Area {
         Area::Cluster,
         Area::Proxy,
         Area::Firewall,
+        Area::Preflight,
     ];
 }
 
@@ -75,6 +78,7 @@ impl Default for Facts {
             cluster: Err(ng()),
             proxy: Err(ng()),
             firewall: Err(ng()),
+            preflight: Err(ng()),
         }
     }
 }

@@ -18,7 +18,9 @@ use k8sdoctor::{
     engine,
     fix::{self, FixFormat, FixOptions, FixReport, Mode},
     join::{self, JoinOptions},
-    list, multicast, report,
+    list, multicast,
+    preflight::stage::{Stage, StageChoice},
+    report,
 };
 
 #[derive(Parser)]
@@ -322,6 +324,25 @@ enum RoleArg {
 }
 
 #[derive(Copy, Clone, ValueEnum)]
+enum StageArg {
+    Auto,
+    PreInit,
+    PreJoin,
+    Installed,
+}
+
+impl From<StageArg> for StageChoice {
+    fn from(s: StageArg) -> StageChoice {
+        match s {
+            StageArg::Auto => StageChoice::Auto,
+            StageArg::PreInit => StageChoice::Fixed(Stage::PreInit),
+            StageArg::PreJoin => StageChoice::Fixed(Stage::PreJoin),
+            StageArg::Installed => StageChoice::Fixed(Stage::Installed),
+        }
+    }
+}
+
+#[derive(Copy, Clone, ValueEnum)]
 enum FailOn {
     Warn,
     Fail,
@@ -332,6 +353,9 @@ struct CheckArgs {
     /// Node role; auto = control plane when etc/kubernetes/manifests/kube-apiserver.yaml exists.
     #[arg(long, value_enum, default_value_t = RoleArg::Auto)]
     role: RoleArg,
+    /// Install stage: auto = installed when etc/kubernetes/kubelet.conf exists, else pre-init for a control plane and pre-join for a worker.
+    #[arg(long, value_enum, default_value_t = StageArg::Auto)]
+    stage: StageArg,
     /// Run only these checks (comma list of ids, case-insensitive).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -396,6 +420,7 @@ impl CheckArgs {
         Ok(self.report.into_config(Config {
             root: self.root,
             role: self.role.into(),
+            stage: self.stage.into(),
             selection: Selection {
                 only: self.only,
                 skip: self.skip,

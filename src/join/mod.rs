@@ -221,7 +221,7 @@ pub fn run(opts: &JoinOptions) -> Result<Report> {
         Role::Worker
     };
     let host_info = Host::new("/")
-        .map(|h| crate::engine::host_info(&h, role))
+        .map(|h| crate::engine::host_info(&h, role, None))
         .unwrap_or_default();
     let mut report = Report::new(
         started,

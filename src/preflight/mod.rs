@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod kconfig;
 pub mod resources;
 pub mod binaries;
+pub mod checks;
 pub mod hostname;
 pub mod init;
 pub mod ipv6;
@@ -17,3 +18,5 @@ pub mod kubeconfig_perms;
 pub mod kubelet_service;
 pub mod proxy_env;
 pub mod cgroup_driver;
+
+pub use checks::{CHECKS, PreflightFacts, gather};
