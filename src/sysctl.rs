@@ -172,7 +172,7 @@ pub struct SysctlFacts {
     pub builtin: bool,
     /// The line that shows it is built in.
     pub builtin_evidence: Option<String>,
-    /// The root has a /proc/sys at all (a bare root directory has none: nothing live can be judged).
+    /// The root shows live module state at all (/proc/sys/net or /proc/modules); a bare root has neither.
     pub proc_present: bool,
     /// The init system, for what "at boot" means here.
     pub init: InitSystem,
@@ -252,7 +252,7 @@ pub fn gather(host: &Host) -> Fact<SysctlFacts> {
         modules_note,
         builtin: builtin_evidence.is_some(),
         builtin_evidence,
-        proc_present: host.exists("/proc/sys"),
+        proc_present: host.exists("/proc/sys/net") || host.exists("/proc/modules"),
         init: InitSystem::detect(host),
         load_at_boot,
     })
@@ -262,7 +262,7 @@ fn br_netfilter(facts: &Facts, _ctx: &Ctx) -> Outcome {
     let s = get(&facts.sysctl)?;
     if !s.proc_present {
         return Ok(Finding::skip(
-            "no /proc/sys under this root: whether br_netfilter is loaded is known only on the live node",
+            "neither /proc/sys/net nor /proc/modules exists under this root: whether br_netfilter is loaded is known only on the live node",
         ));
     }
     let loaded = s.bridge_sysctls || s.module_listed == Some(true);

@@ -89,9 +89,9 @@ pub fn gather(host: &Host) -> Fact<BinariesFacts> {
 }
 
 pub fn decide(b: &BinariesFacts) -> Finding {
-    if b.dirs.is_empty() {
+    if !b.dirs.iter().any(|d| d == "/usr/bin" || d == "/bin") {
         return Finding::skip(format!(
-            "none of the PATH directories ({}, from {}) exists under this root",
+            "neither /usr/bin nor /bin is on PATH under this root ({}, from {}): not a full root file system",
             b.path, b.path_source
         ));
     }
@@ -163,7 +163,7 @@ mod tests {
         let f = decide(&b);
         assert_eq!(f.status, Status::Fail);
         assert!(f.message.contains("[ERROR FileExisting-losetup]"), "{}", f.message);
-        b.dirs.clear();
-        assert_eq!(decide(&b).status, Status::Skip);
+        b.dirs = vec!["/sbin".into()];
+        assert_eq!(decide(&b).status, Status::Skip, "a root without /usr/bin or /bin is not judged");
     }
 }

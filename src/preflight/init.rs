@@ -7,8 +7,10 @@ use crate::host::Host;
 pub enum InitSystem {
     Systemd,
     OpenRc,
-    /// Neither; the name PID 1 goes by, when known.
+    /// Neither: the name PID 1 goes by.
     Other(String),
+    /// Nothing under the root tells (no /run/systemd/system, /sbin/init, /sbin/openrc).
+    Unknown,
 }
 
 impl InitSystem {
@@ -34,7 +36,10 @@ impl InitSystem {
         } else if host.exists("/sbin/openrc") || host.exists("/etc/runlevels") {
             InitSystem::OpenRc
         } else {
-            InitSystem::Other(comm.unwrap_or_else(|| "unknown".into()))
+            match comm {
+                Some(c) => InitSystem::Other(c),
+                None => InitSystem::Unknown,
+            }
         }
     }
 
@@ -43,6 +48,7 @@ impl InitSystem {
             InitSystem::Systemd => "systemd".into(),
             InitSystem::OpenRc => "OpenRC".into(),
             InitSystem::Other(n) => n.clone(),
+            InitSystem::Unknown => "an unknown init system".into(),
         }
     }
 
@@ -54,6 +60,7 @@ impl InitSystem {
             InitSystem::Other(n) => format!(
                 "PID 1 is {n}, not systemd: make its boot scripts run `sysctl --system` so /etc/sysctl.d is applied"
             ),
+            InitSystem::Unknown => "/etc/sysctl.d is applied at boot by systemd-sysctl, or by `sysctl --system` in the boot scripts of other init systems".into(),
         }
     }
 
@@ -65,6 +72,7 @@ impl InitSystem {
             InitSystem::Other(n) => format!(
                 "PID 1 is {n}, not systemd: make its boot scripts `modprobe` the module"
             ),
+            InitSystem::Unknown => "systemd-modules-load (or OpenRC's modules service) reads /etc/modules-load.d at boot".into(),
         }
     }
 }
@@ -77,7 +85,7 @@ mod tests {
     fn detects_from_a_root() {
         let d = tempfile::tempdir().unwrap();
         let host = Host::new(d.path()).unwrap();
-        assert_eq!(InitSystem::detect(&host), InitSystem::Other("unknown".into()));
+        assert_eq!(InitSystem::detect(&host), InitSystem::Unknown);
         std::fs::create_dir_all(d.path().join("etc/runlevels/default")).unwrap();
         assert_eq!(InitSystem::detect(&host), InitSystem::OpenRc);
         std::fs::create_dir_all(d.path().join("sbin")).unwrap();

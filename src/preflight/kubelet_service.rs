@@ -79,10 +79,18 @@ pub fn gather(host: &Host) -> Fact<KubeletServiceFacts> {
 }
 
 pub fn decide(k: &KubeletServiceFacts) -> Finding {
-    if let InitSystem::Other(n) = &k.init {
-        return Finding::skip(format!(
-            "PID 1 is {n}, neither systemd nor OpenRC: enable the kubelet with that init system (kubeadm skips Service-Kubelet there too)"
-        ));
+    match &k.init {
+        InitSystem::Other(n) => {
+            return Finding::skip(format!(
+                "PID 1 is {n}, neither systemd nor OpenRC: enable the kubelet with that init system (kubeadm skips Service-Kubelet there too)"
+            ));
+        }
+        InitSystem::Unknown => {
+            return Finding::skip(
+                "the init system is unknown under this root (no /run/systemd/system, /sbin/init or /sbin/openrc)",
+            );
+        }
+        _ => {}
     }
     let mut ev = Vec::new();
     if let Some(m) = &k.masked {
