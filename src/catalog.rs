@@ -97,7 +97,10 @@ mod tests {
             expand_kubeadm_names(&v(&["SystemVerification"])),
             ["cgroup.version", "kernel.config"]
         );
-        assert_eq!(expand_kubeadm_names(&v(&["all", "dns.loopback-nameserver", "bogus"])), ["all", "dns.loopback-nameserver", "bogus"]);
+        assert_eq!(
+            expand_kubeadm_names(&v(&["all", "dns.loopback-nameserver", "bogus"])),
+            ["all", "dns.loopback-nameserver", "bogus"]
+        );
         // No kubeadm name is also one of our ids, and each names checks that exist.
         for e in catalog() {
             for k in &e.kubeadm {

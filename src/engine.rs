@@ -174,7 +174,11 @@ pub fn resolve_role(choice: RoleChoice, host: &Host) -> Role {
 }
 
 /// What the report says about the machine the doctor ran on.
-pub fn host_info(host: &Host, role: Role, stage: Option<crate::preflight::stage::Stage>) -> HostInfo {
+pub fn host_info(
+    host: &Host,
+    role: Role,
+    stage: Option<crate::preflight::stage::Stage>,
+) -> HostInfo {
     let first_line = |p: &str| {
         host.read_opt(p)
             .ok()
@@ -287,7 +291,11 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
     let report = Report::new(
         started,
         clock.elapsed().as_millis() as u64,
-        host_info(&host, role, Some(crate::preflight::checks::stage(&host, cfg))),
+        host_info(
+            &host,
+            role,
+            Some(crate::preflight::checks::stage(&host, cfg)),
+        ),
         cluster_info(&facts),
         results,
     );

@@ -290,17 +290,25 @@ mod tests {
     fn an_unreadable_fstab_does_not_hide_zram() {
         let mut f = facts("", "");
         if let Ok(s) = &mut f.swap {
-            s.fstab = Err(crate::facts::FactError::Unreadable("cannot read /etc/fstab: Is a directory (os error 21)".into()));
+            s.fstab = Err(crate::facts::FactError::Unreadable(
+                "cannot read /etc/fstab: Is a directory (os error 21)".into(),
+            ));
             s.zram_generator = Some(("/etc/systemd/zram-generator.conf".into(), 1));
         }
         let r = persistent(&f, &ctx()).unwrap();
         assert_eq!(r.status, Status::Warn);
-        assert_eq!(r.evidence[0], "/etc/systemd/zram-generator.conf:1: zram swap device");
+        assert_eq!(
+            r.evidence[0],
+            "/etc/systemd/zram-generator.conf:1: zram swap device"
+        );
         assert!(r.evidence[1].contains("not judged"), "{:?}", r.evidence);
         if let Ok(s) = &mut f.swap {
             s.zram_generator = None;
         }
-        assert!(persistent(&f, &ctx()).is_err(), "alone, the unreadable fstab is an error");
+        assert!(
+            persistent(&f, &ctx()).is_err(),
+            "alone, the unreadable fstab is an error"
+        );
     }
 
     #[test]

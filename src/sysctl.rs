@@ -204,15 +204,13 @@ pub fn gather(host: &Host) -> Fact<SysctlFacts> {
         .ok()
         .flatten()
         .map(|t| first_token(&t));
-    let mut builtin_evidence = release
-        .as_ref()
-        .and_then(|r| {
-            let f = format!("/lib/modules/{r}/modules.builtin");
-            let t = host.read_opt(&f).ok().flatten()?;
-            t.lines()
-                .any(|l| l.ends_with("/br_netfilter.ko"))
-                .then(|| format!("{f}: br_netfilter is built into the kernel"))
-        });
+    let mut builtin_evidence = release.as_ref().and_then(|r| {
+        let f = format!("/lib/modules/{r}/modules.builtin");
+        let t = host.read_opt(&f).ok().flatten()?;
+        t.lines()
+            .any(|l| l.ends_with("/br_netfilter.ko"))
+            .then(|| format!("{f}: br_netfilter is built into the kernel"))
+    });
     if builtin_evidence.is_none()
         && let Ok(k) = kconfig::gather(host)
         && let Some((_, kconfig::Opt::BuiltIn)) = k.get("BRIDGE_NETFILTER", &[])
@@ -237,7 +235,10 @@ pub fn gather(host: &Host) -> Fact<SysctlFacts> {
         }
     }
     let (module_listed, modules_note) = match host.read_opt("/proc/modules") {
-        Ok(Some(t)) => (Some(t.lines().any(|l| l.starts_with("br_netfilter "))), None),
+        Ok(Some(t)) => (
+            Some(t.lines().any(|l| l.starts_with("br_netfilter "))),
+            None,
+        ),
         Ok(None) => (
             None,
             Some("/proc/modules: does not exist (a kernel without loadable modules)".to_string()),
@@ -284,7 +285,10 @@ fn br_netfilter(facts: &Facts, _ctx: &Ctx) -> Outcome {
     }];
     if let Some(b) = &s.builtin_evidence {
         ev.push(b.clone());
-        return Ok(Finding::pass("br_netfilter is built into the kernel: present at every boot").evidence_all(ev));
+        return Ok(
+            Finding::pass("br_netfilter is built into the kernel: present at every boot")
+                .evidence_all(ev),
+        );
     }
     if s.load_at_boot.is_empty() {
         return Ok(Finding::warn(
@@ -322,7 +326,10 @@ fn persist_advice(s: &SysctlFacts, persisted: &[Assignment], keys: &[&str]) -> S
         .filter(|a| keys.contains(&a.key.as_str()) && a.value != "1")
         .collect();
     if file != PERSIST_FILE
-        && let Some(r) = rivals.iter().filter(|a| a.file != SYSCTL_CONF).max_by_key(|a| a.file.rsplit('/').next())
+        && let Some(r) = rivals
+            .iter()
+            .filter(|a| a.file != SYSCTL_CONF)
+            .max_by_key(|a| a.file.rsplit('/').next())
     {
         text.push_str(&format!(
             " ({file} sorts after {}, which sets {} = {}; or override that file by creating /etc/sysctl.d/ with its name)",
@@ -370,9 +377,9 @@ fn sysctl_is_one(s: &SysctlFacts, keys: &[&str], why: &str) -> Outcome {
                 not_kept.push(format!("{k} is set to {} at boot by {}", a.value, a.file));
             }
             // Not persisted is not reverted when the kernel starts with 1 anyway.
-            None if kernel_default(k) == Some("1") => {
-                ev.push(format!("{k}: no sysctl.d file sets it; the kernel default is 1"))
-            }
+            None if kernel_default(k) == Some("1") => ev.push(format!(
+                "{k}: no sysctl.d file sets it; the kernel default is 1"
+            )),
             None => {
                 ev.push(format!(
                     "{k}: no sysctl.d file sets it; the kernel default is {}",
@@ -387,9 +394,12 @@ fn sysctl_is_one(s: &SysctlFacts, keys: &[&str], why: &str) -> Outcome {
             Finding::pass(format!("{} = 1 now and at boot", keys.join(", "))).evidence_all(ev),
         );
     }
-    Ok(Finding::warn(format!("1 now, but {}: a reboot undoes it", not_kept.join("; ")))
-        .evidence_all(ev)
-        .remediation(persist_advice(s, persisted, keys)))
+    Ok(Finding::warn(format!(
+        "1 now, but {}: a reboot undoes it",
+        not_kept.join("; ")
+    ))
+    .evidence_all(ev)
+    .remediation(persist_advice(s, persisted, keys)))
 }
 
 fn bridge_nf_call(facts: &Facts, _ctx: &Ctx) -> Outcome {
@@ -522,26 +532,51 @@ mod tests {
         assert_eq!(f.status, Status::Pass, "{f:?}");
         assert!(f.evidence.iter().any(|e| e.contains("kernel default is 1")));
         // ... but a file that sets it to 0 still reverts it.
-        let p = parse_sysctl_conf("/usr/lib/sysctl.d/00-system.conf", "net.bridge.bridge-nf-call-iptables = 0\n");
-        assert_eq!(bridge_nf_call(&facts(&[], p), &ctx()).unwrap().status, Status::Warn);
+        let p = parse_sysctl_conf(
+            "/usr/lib/sysctl.d/00-system.conf",
+            "net.bridge.bridge-nf-call-iptables = 0\n",
+        );
+        assert_eq!(
+            bridge_nf_call(&facts(&[], p), &ctx()).unwrap().status,
+            Status::Warn
+        );
     }
 
     #[test]
     fn the_persist_file_sorts_after_the_file_it_must_beat() {
-        let p = parse_sysctl_conf("/etc/sysctl.d/99-zz-disable.conf", "net.ipv4.ip_forward = 0\n");
-        assert_eq!(persist_file(&p, &[IP_FORWARD]), "/etc/sysctl.d/z99-kubernetes.conf");
+        let p = parse_sysctl_conf(
+            "/etc/sysctl.d/99-zz-disable.conf",
+            "net.ipv4.ip_forward = 0\n",
+        );
+        assert_eq!(
+            persist_file(&p, &[IP_FORWARD]),
+            "/etc/sysctl.d/z99-kubernetes.conf"
+        );
         let mut p2 = p.clone();
-        p2.extend(parse_sysctl_conf("/etc/sysctl.d/zzz.conf", "net.ipv4.ip_forward = 0\n"));
+        p2.extend(parse_sysctl_conf(
+            "/etc/sysctl.d/zzz.conf",
+            "net.ipv4.ip_forward = 0\n",
+        ));
         let f = persist_file(&p2, &[IP_FORWARD]);
         assert!(f.rsplit('/').next().unwrap() > "zzz.conf", "{f}");
         assert_eq!(persist_file(&[], &[IP_FORWARD]), PERSIST_FILE);
-        let early = parse_sysctl_conf("/usr/lib/sysctl.d/50-default.conf", "net.ipv4.ip_forward = 0\n");
+        let early = parse_sysctl_conf(
+            "/usr/lib/sysctl.d/50-default.conf",
+            "net.ipv4.ip_forward = 0\n",
+        );
         assert_eq!(persist_file(&early, &[IP_FORWARD]), PERSIST_FILE);
         let f = ip_forward(&facts(&[(IP_FORWARD, "0")], p), &ctx()).unwrap();
         let r = f.remediation.unwrap();
-        assert!(r.contains(">> /etc/sysctl.d/z99-kubernetes.conf") && r.contains("sorts after /etc/sysctl.d/99-zz-disable.conf"), "{r}");
+        assert!(
+            r.contains(">> /etc/sysctl.d/z99-kubernetes.conf")
+                && r.contains("sorts after /etc/sysctl.d/99-zz-disable.conf"),
+            "{r}"
+        );
         let c = parse_sysctl_conf(SYSCTL_CONF, "net.ipv4.ip_forward = 0\n");
-        let r = ip_forward(&facts(&[], c), &ctx()).unwrap().remediation.unwrap();
+        let r = ip_forward(&facts(&[], c), &ctx())
+            .unwrap()
+            .remediation
+            .unwrap();
         assert!(r.contains("change /etc/sysctl.conf:1 to 1"), "{r}");
     }
 
@@ -551,7 +586,13 @@ mod tests {
         if let Ok(s) = &mut x.sysctl {
             s.init = InitSystem::OpenRc;
         }
-        assert!(ip_forward(&x, &ctx()).unwrap().remediation.unwrap().contains("rc-update add sysctl boot"));
+        assert!(
+            ip_forward(&x, &ctx())
+                .unwrap()
+                .remediation
+                .unwrap()
+                .contains("rc-update add sysctl boot")
+        );
     }
 
     #[test]
@@ -560,7 +601,8 @@ mod tests {
         if let Ok(s) = &mut x.sysctl {
             s.load_at_boot.clear();
             s.module_listed = None;
-            s.modules_note = Some("/proc/modules: does not exist (a kernel without loadable modules)".into());
+            s.modules_note =
+                Some("/proc/modules: does not exist (a kernel without loadable modules)".into());
             s.builtin = true;
             s.builtin_evidence = Some("/boot/config-6.1.0: CONFIG_BRIDGE_NETFILTER=y, and CONFIG_MODULES is not set (no loadable modules at all)".into());
         }
@@ -573,7 +615,10 @@ mod tests {
         }
         let f = br_netfilter(&x, &ctx()).unwrap();
         assert_eq!(f.status, Status::Fail);
-        assert!(f.evidence[1].contains("does not exist"), "absent is not 'not readable': {f:?}");
+        assert!(
+            f.evidence[1].contains("does not exist"),
+            "absent is not 'not readable': {f:?}"
+        );
         if let Ok(s) = &mut x.sysctl {
             s.proc_present = false;
         }

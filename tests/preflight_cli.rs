@@ -43,13 +43,20 @@ fn root(name: &str) -> String {
 
 fn run(root: &str, extra: &[&str]) -> (Value, i32) {
     let out = k8sdoctor()
-        .args(["--root", root, "--offline", "-o", "json", "--only", &PREFLIGHT.join(",")])
+        .args([
+            "--root",
+            root,
+            "--offline",
+            "-o",
+            "json",
+            "--only",
+            &PREFLIGHT.join(","),
+        ])
         .args(extra)
         .output()
         .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}", String::from_utf8_lossy(&out.stderr))
-    });
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     (v, out.status.code().unwrap())
 }
 
@@ -89,9 +96,18 @@ fn an_installed_ubuntu_control_plane_passes_every_preflight_check() {
     }
     assert_eq!(code, 0);
     let ports = result(&r, "ports.in-use");
-    let ev: Vec<&str> = ports["evidence"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    let ev: Vec<&str> = ports["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
     assert!(ev.contains(&"/proc/net/tcp6:2: [::]:6443 LISTEN (socket inode 41601) held by pid 1231 (kube-apiserver)"), "{ev:#?}");
-    assert!(result(&r, "runtime.cri-socket")["evidence"].to_string().contains("not called: --root"));
+    assert!(
+        result(&r, "runtime.cri-socket")["evidence"]
+            .to_string()
+            .contains("not called: --root")
+    );
     snapshot("ubuntu2204-kubeadm-healthy", &r);
 }
 
@@ -112,30 +128,66 @@ fn a_worker_rejoined_without_reset_fails_before_join_and_is_consistent_once_inst
     ] {
         assert_eq!(status(&r, id), want, "{id}: {:#}", result(&r, id));
     }
-    assert!(result(&r, "ports.in-use")["message"].as_str().unwrap().contains("10250 by pid 677 (kubelet)"));
-    assert!(result(&r, "kubeadm.leftover-state")["message"].as_str().unwrap().contains("[ERROR FileAvailable--etc-kubernetes-pki-ca.crt]"));
+    assert!(
+        result(&r, "ports.in-use")["message"]
+            .as_str()
+            .unwrap()
+            .contains("10250 by pid 677 (kubelet)")
+    );
+    assert!(
+        result(&r, "kubeadm.leftover-state")["message"]
+            .as_str()
+            .unwrap()
+            .contains("[ERROR FileAvailable--etc-kubernetes-pki-ca.crt]")
+    );
     let text = r.to_string();
-    assert!(!text.contains("Winter2024"), "the proxy password never reaches a report");
+    assert!(
+        !text.contains("Winter2024"),
+        "the proxy password never reaches a report"
+    );
     snapshot("debian12-worker-not-reset-pre-join", &r);
     // auto: kubelet.conf exists, so the node is installed: its kubelet on 10250 is expected, and its
     // files are the cluster's own.
     let (r, _) = run(&f, &[]);
     assert_eq!(r["host"]["stage"], "installed");
-    assert_eq!(status(&r, "ports.in-use"), "pass", "{:#}", result(&r, "ports.in-use"));
+    assert_eq!(
+        status(&r, "ports.in-use"),
+        "pass",
+        "{:#}",
+        result(&r, "ports.in-use")
+    );
     assert_eq!(status(&r, "kubeadm.leftover-state"), "skip");
 }
 
 #[test]
 fn a_raspberry_pi_without_memcg_and_with_1gb_cannot_be_a_control_plane() {
-    let (r, _) = run(&root("raspberrypi-bookworm-no-memcg"), &["--role", "control-plane"]);
+    let (r, _) = run(
+        &root("raspberrypi-bookworm-no-memcg"),
+        &["--role", "control-plane"],
+    );
     assert_eq!(r["host"]["stage"], "pre-init");
     assert_eq!(status(&r, "cgroup.version"), "fail");
-    assert!(result(&r, "cgroup.version")["message"].as_str().unwrap().contains("missing required cgroups: memory"));
+    assert!(
+        result(&r, "cgroup.version")["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing required cgroups: memory")
+    );
     assert_eq!(status(&r, "host.cpu-memory"), "fail");
-    assert!(result(&r, "host.cpu-memory")["message"].as_str().unwrap().contains("[ERROR Mem]"));
+    assert!(
+        result(&r, "host.cpu-memory")["message"]
+            .as_str()
+            .unwrap()
+            .contains("[ERROR Mem]")
+    );
     // Raspberry Pi OS builds the config as a module: no file until `modprobe configs`, which we never run.
     assert_eq!(status(&r, "kernel.config"), "skip");
-    assert!(result(&r, "kernel.config")["message"].as_str().unwrap().contains("never runs `modprobe configs`"));
+    assert!(
+        result(&r, "kernel.config")["message"]
+            .as_str()
+            .unwrap()
+            .contains("never runs `modprobe configs`")
+    );
     assert_eq!(status(&r, "kubeadm.leftover-state"), "pass");
     assert_eq!(status(&r, "host.hostname"), "pass");
     snapshot("raspberrypi-bookworm-no-memcg", &r);
@@ -148,10 +200,22 @@ fn an_lxc_guest_is_judged_by_its_cgroup_limits_not_the_hosts_proc() {
     assert_eq!(cm["status"], "fail");
     let m = cm["message"].as_str().unwrap();
     assert!(m.contains("1.00 CPU(s)") && m.contains("1024 MiB"), "{m}");
-    assert!(cm["evidence"].to_string().contains("MemTotal 64240 MiB"), "/proc shows the host");
+    assert!(
+        cm["evidence"].to_string().contains("MemTotal 64240 MiB"),
+        "/proc shows the host"
+    );
     assert_eq!(status(&r, "host.binaries"), "fail");
-    assert!(result(&r, "host.binaries")["message"].as_str().unwrap().contains("[ERROR FileExisting-losetup]"));
-    assert_eq!(status(&r, "host.hostname"), "warn", "k8s_cp1 is not a DNS-1123 name");
+    assert!(
+        result(&r, "host.binaries")["message"]
+            .as_str()
+            .unwrap()
+            .contains("[ERROR FileExisting-losetup]")
+    );
+    assert_eq!(
+        status(&r, "host.hostname"),
+        "warn",
+        "k8s_cp1 is not a DNS-1123 name"
+    );
     assert_eq!(status(&r, "kubelet.service"), "warn");
     assert_eq!(status(&r, "cgroup.version"), "pass");
     snapshot("lxc-ubuntu2204-guest", &r);
@@ -161,11 +225,22 @@ fn an_lxc_guest_is_judged_by_its_cgroup_limits_not_the_hosts_proc() {
 fn alpine_with_openrc_and_a_global_ipv6_address() {
     let (r, _) = run(&root("alpine319-openrc-ipv6"), &[]);
     assert_eq!(status(&r, "kubelet.service"), "pass");
-    assert!(result(&r, "kubelet.service")["evidence"].to_string().contains("/etc/runlevels/default/kubelet"));
+    assert!(
+        result(&r, "kubelet.service")["evidence"]
+            .to_string()
+            .contains("/etc/runlevels/default/kubelet")
+    );
     assert_eq!(status(&r, "sysctl.ipv6-forward"), "warn");
-    assert!(result(&r, "sysctl.ipv6-forward")["evidence"].to_string().contains("2001:db8:56::21/64 on eth0"));
+    assert!(
+        result(&r, "sysctl.ipv6-forward")["evidence"]
+            .to_string()
+            .contains("2001:db8:56::21/64 on eth0")
+    );
     // The healthy node has a global address too, with forwarding on and persisted.
-    let (h, _) = run(&root("ubuntu2204-kubeadm-healthy"), &["--only", "sysctl.ipv6-forward"]);
+    let (h, _) = run(
+        &root("ubuntu2204-kubeadm-healthy"),
+        &["--only", "sysctl.ipv6-forward"],
+    );
     assert_eq!(status(&h, "sysctl.ipv6-forward"), "pass");
     snapshot("alpine319-openrc-ipv6", &r);
 }
@@ -173,7 +248,12 @@ fn alpine_with_openrc_and_a_global_ipv6_address() {
 /// Copies nothing: builds a root in a temp dir (permissions and gzip files git cannot carry).
 fn temp_root() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    for p in ["etc", "home/kube/.kube", "etc/kubernetes", "proc/sys/kernel"] {
+    for p in [
+        "etc",
+        "home/kube/.kube",
+        "etc/kubernetes",
+        "proc/sys/kernel",
+    ] {
         fs::create_dir_all(d.path().join(p)).unwrap();
     }
     fs::write(
@@ -200,7 +280,12 @@ fn kubeconfig_ownership_and_modes() {
         eprintln!("skipped: chown to uid 1000 needs root");
         return;
     }
-    write_mode(&r.join("etc/kubernetes/admin.conf"), "apiVersion: v1\n", 0o600, 0);
+    write_mode(
+        &r.join("etc/kubernetes/admin.conf"),
+        "apiVersion: v1\n",
+        0o600,
+        0,
+    );
     let (v, _) = run(r.to_str().unwrap(), &["--only", "files.kubeconfig-perms"]);
     assert_eq!(status(&v, "files.kubeconfig-perms"), "pass", "{v:#}");
     // The guide's `cp` without the `chown`: root's file, world-readable.
@@ -208,12 +293,33 @@ fn kubeconfig_ownership_and_modes() {
     let (v, _) = run(r.to_str().unwrap(), &["--only", "files.kubeconfig-perms"]);
     let f = result(&v, "files.kubeconfig-perms");
     assert_eq!(f["status"], "warn");
-    assert!(f["message"].as_str().unwrap().contains("belongs to root, not kube"), "{f:#}");
-    assert!(f["remediation"].as_str().unwrap().contains("chown kube: /home/kube/.kube/config"));
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .contains("belongs to root, not kube"),
+        "{f:#}"
+    );
+    assert!(
+        f["remediation"]
+            .as_str()
+            .unwrap()
+            .contains("chown kube: /home/kube/.kube/config")
+    );
     write_mode(&conf, "apiVersion: v1\n", 0o600, 1000);
-    write_mode(&r.join("etc/kubernetes/admin.conf"), "apiVersion: v1\n", 0o644, 0);
+    write_mode(
+        &r.join("etc/kubernetes/admin.conf"),
+        "apiVersion: v1\n",
+        0o644,
+        0,
+    );
     let (v, _) = run(r.to_str().unwrap(), &["--only", "files.kubeconfig-perms"]);
-    assert!(result(&v, "files.kubeconfig-perms")["message"].as_str().unwrap().contains("/etc/kubernetes/admin.conf is 0644"));
+    assert!(
+        result(&v, "files.kubeconfig-perms")["message"]
+            .as_str()
+            .unwrap()
+            .contains("/etc/kubernetes/admin.conf is 0644")
+    );
 }
 
 /// A Gentoo-style hand-built kernel exposing /proc/config.gz.
@@ -238,28 +344,63 @@ fn kernel_config_from_proc_config_gz_and_a_kernel_without_modules() {
         fs::write(r.join("proc/sys/net/bridge").join(k), "1\n").unwrap();
     }
     let root = r.to_str().unwrap();
-    let (v, _) = run(root, &["--only", "kernel.config,kernel.br-netfilter,sysctl.bridge-nf-call-iptables"]);
+    let (v, _) = run(
+        root,
+        &[
+            "--only",
+            "kernel.config,kernel.br-netfilter,sysctl.bridge-nf-call-iptables",
+        ],
+    );
     assert_eq!(status(&v, "kernel.config"), "pass", "{v:#}");
-    assert!(result(&v, "kernel.config")["evidence"][0].as_str().unwrap().starts_with("/proc/config.gz:"));
+    assert!(
+        result(&v, "kernel.config")["evidence"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("/proc/config.gz:")
+    );
     // Built in is present at every boot: no warning about modules-load.d.
     let br = result(&v, "kernel.br-netfilter");
     assert_eq!(br["status"], "pass", "{br:#}");
-    assert!(br["evidence"].to_string().contains("CONFIG_MODULES is not set"));
+    assert!(
+        br["evidence"]
+            .to_string()
+            .contains("CONFIG_MODULES is not set")
+    );
     // 1 and nothing setting it otherwise: the kernel default, not reverted by a reboot.
-    assert_eq!(status(&v, "sysctl.bridge-nf-call-iptables"), "pass", "{v:#}");
-    fs::write(r.join("proc/config.gz"), gzip(&GENTOO_CONFIG.replace("CONFIG_MEMCG=y", "# CONFIG_MEMCG is not set"))).unwrap();
+    assert_eq!(
+        status(&v, "sysctl.bridge-nf-call-iptables"),
+        "pass",
+        "{v:#}"
+    );
+    fs::write(
+        r.join("proc/config.gz"),
+        gzip(&GENTOO_CONFIG.replace("CONFIG_MEMCG=y", "# CONFIG_MEMCG is not set")),
+    )
+    .unwrap();
     let (v, _) = run(root, &["--only", "kernel.config"]);
     assert_eq!(status(&v, "kernel.config"), "fail");
-    assert!(result(&v, "kernel.config")["message"].as_str().unwrap().contains("CONFIG_MEMCG (not set)"));
+    assert!(
+        result(&v, "kernel.config")["message"]
+            .as_str()
+            .unwrap()
+            .contains("CONFIG_MEMCG (not set)")
+    );
     fs::write(r.join("proc/config.gz"), b"not gzip at all").unwrap();
     let (v, _) = run(root, &["--only", "kernel.config"]);
-    assert_eq!(status(&v, "kernel.config"), "error", "a broken config.gz is an error, not a skip");
+    assert_eq!(
+        status(&v, "kernel.config"),
+        "error",
+        "a broken config.gz is an error, not a skip"
+    );
 }
 
 #[test]
 fn a_root_without_proc_skips_instead_of_failing() {
     let d = temp_root();
-    let (v, _) = run(d.path().to_str().unwrap(), &["--only", "kernel.br-netfilter,ports.in-use"]);
+    let (v, _) = run(
+        d.path().to_str().unwrap(),
+        &["--only", "kernel.br-netfilter,ports.in-use"],
+    );
     assert_eq!(status(&v, "kernel.br-netfilter"), "skip", "{v:#}");
     assert_eq!(status(&v, "ports.in-use"), "skip");
 }
@@ -273,26 +414,54 @@ fn kubeadm_preflight_names_select_checks() {
             .args(extra)
             .output()
             .unwrap();
-        assert!(out.status.code().unwrap() < 2, "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.code().unwrap() < 2,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(ids(&["--only", "Port-6443"]), ["ports.in-use"]);
-    assert_eq!(ids(&["--only", "swap,FileContent--proc-sys-net-ipv4-ip_forward"]), ["swap.active", "sysctl.ip-forward"]);
-    assert_eq!(ids(&["--only", "SystemVerification"]), ["cgroup.version", "kernel.config"]);
+    assert_eq!(
+        ids(&["--only", "swap,FileContent--proc-sys-net-ipv4-ip_forward"]),
+        ["swap.active", "sysctl.ip-forward"]
+    );
+    assert_eq!(
+        ids(&["--only", "SystemVerification"]),
+        ["cgroup.version", "kernel.config"]
+    );
     assert!(ids(&["--skip", "all"]).is_empty());
     let all = ids(&["--only", "all"]);
     assert_eq!(all.len(), 36, "every host check: {all:?}");
     assert!(!ids(&["--skip", "Swap"]).contains(&"swap.active".to_string()));
     let out = k8sdoctor().args(["--only", "Port-6444"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "an unknown name is still a typo");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown name is still a typo"
+    );
 }
 
 #[test]
 fn explain_names_the_kubeadm_equivalent() {
-    let out = k8sdoctor().args(["explain", "ports.in-use"]).output().unwrap();
+    let out = k8sdoctor()
+        .args(["explain", "ports.in-use"])
+        .output()
+        .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.contains("kubeadm preflight equivalent:\n  Port-6443, Port-10259"), "{s}");
-    let out = k8sdoctor().args(["explain", "dns.loopback-nameserver"]).output().unwrap();
+    assert!(
+        s.contains("kubeadm preflight equivalent:\n  Port-6443, Port-10259"),
+        "{s}"
+    );
+    let out = k8sdoctor()
+        .args(["explain", "dns.loopback-nameserver"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("none (kubeadm does not check this)"));
 }

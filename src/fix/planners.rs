@@ -214,10 +214,9 @@ fn sysctl_one(
         for a in mine.iter().filter(|a| a.value != "1") {
             text = edit::replace_line(&text, a.line, &format!("{k} = 1"));
         }
-        for a in persisted
-            .iter()
-            .filter(|a| a.key == *k && a.value != "1" && a.file != target && applied_after(&a.file, &target))
-        {
+        for a in persisted.iter().filter(|a| {
+            a.key == *k && a.value != "1" && a.file != target && applied_after(&a.file, &target)
+        }) {
             fix.note(format!(
                 "{} is applied after {target} and wins at boot: remove that line",
                 a.cite()
@@ -591,10 +590,17 @@ mod tests {
 
     #[test]
     fn a_later_sysctl_d_file_gets_a_persist_file_that_sorts_after_it() {
-        let p = sysctl::parse_sysctl_conf("/etc/sysctl.d/99-zz-disable-forwarding.conf", "net.ipv4.ip_forward = 0\n");
+        let p = sysctl::parse_sysctl_conf(
+            "/etc/sysctl.d/99-zz-disable-forwarding.conf",
+            "net.ipv4.ip_forward = 0\n",
+        );
         let fx = sysctl_facts("0", p);
         assert!(paths(&fx).contains(&"/etc/sysctl.d/z99-kubernetes.conf".to_string()));
-        let fix = plan(ip_forward, &fx, &files(&[("/etc/sysctl.d/z99-kubernetes.conf", Content::Absent)]));
+        let fix = plan(
+            ip_forward,
+            &fx,
+            &files(&[("/etc/sysctl.d/z99-kubernetes.conf", Content::Absent)]),
+        );
         let Action::File { path, new, .. } = &fix.steps[1].action else {
             panic!("{fix:?}")
         };

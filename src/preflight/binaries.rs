@@ -57,7 +57,10 @@ pub fn gather(host: &Host) -> Fact<BinariesFacts> {
     {
         (p, "/etc/login.defs: ENV_SUPATH".to_string())
     } else {
-        (DEFAULT_PATH.to_string(), "the default root PATH".to_string())
+        (
+            DEFAULT_PATH.to_string(),
+            "the default root PATH".to_string(),
+        )
     };
     let mut dirs = Vec::new();
     for d in path.split(':').filter(|d| d.starts_with('/')) {
@@ -162,8 +165,16 @@ mod tests {
         b.found[0].1 = None;
         let f = decide(&b);
         assert_eq!(f.status, Status::Fail);
-        assert!(f.message.contains("[ERROR FileExisting-losetup]"), "{}", f.message);
+        assert!(
+            f.message.contains("[ERROR FileExisting-losetup]"),
+            "{}",
+            f.message
+        );
         b.dirs = vec!["/sbin".into()];
-        assert_eq!(decide(&b).status, Status::Skip, "a root without /usr/bin or /bin is not judged");
+        assert_eq!(
+            decide(&b).status,
+            Status::Skip,
+            "a root without /usr/bin or /bin is not judged"
+        );
     }
 }

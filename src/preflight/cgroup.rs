@@ -11,7 +11,9 @@ pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// What system-validators requires on cgroup v2 (devices is implicit in the kernel, freezer is `cgroup.freeze`).
 pub const REQUIRED_V2: &[&str] = &["cpu", "cpuset", "devices", "freezer", "memory", "pids"];
 /// What it requires on cgroup v1 (/proc/cgroups).
-pub const REQUIRED_V1: &[&str] = &["cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids"];
+pub const REQUIRED_V1: &[&str] = &[
+    "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hierarchy {
@@ -136,12 +138,17 @@ pub fn decide(c: &CgroupFacts) -> Finding {
         format!("{source}: {}", c.controllers.join(" ")),
     ];
     if let Some(s) = &c.subtree_control {
-        ev.push(format!("{CGROUP_ROOT}/cgroup.subtree_control: {}", s.join(" ")));
+        ev.push(format!(
+            "{CGROUP_ROOT}/cgroup.subtree_control: {}",
+            s.join(" ")
+        ));
     }
     if c.hierarchy == Hierarchy::V2 {
         ev.push(match &c.freeze_file {
             Some(f) => format!("{f}: exists (freezer)"),
-            None => format!("{CGROUP_ROOT}/*/cgroup.freeze: none found (no freezer, or no child cgroup yet)"),
+            None => format!(
+                "{CGROUP_ROOT}/*/cgroup.freeze: none found (no freezer, or no child cgroup yet)"
+            ),
         });
     }
     if !missing.is_empty() {
@@ -222,12 +229,22 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        assert_eq!(decide(&v2("cpuset cpu io memory hugetlb pids rdma misc", true)).status, Status::Pass);
+        assert_eq!(
+            decide(&v2("cpuset cpu io memory hugetlb pids rdma misc", true)).status,
+            Status::Pass
+        );
         let f = decide(&v2("cpuset cpu io hugetlb pids", true));
         assert_eq!(f.status, Status::Fail);
-        assert!(f.message.contains("missing required cgroups: memory"), "{}", f.message);
+        assert!(
+            f.message.contains("missing required cgroups: memory"),
+            "{}",
+            f.message
+        );
         // No child cgroup to look at: the freezer is not called missing.
-        assert_eq!(decide(&v2("cpuset cpu memory pids", false)).status, Status::Pass);
+        assert_eq!(
+            decide(&v2("cpuset cpu memory pids", false)).status,
+            Status::Pass
+        );
         let v1 = CgroupFacts {
             hierarchy: Hierarchy::V1 { hybrid: false },
             how: "x".into(),
@@ -236,7 +253,11 @@ mod tests {
             freeze_file: None,
         };
         let f = decide(&v1);
-        assert_eq!(f.status, Status::Fail, "memory is disabled in that /proc/cgroups");
+        assert_eq!(
+            f.status,
+            Status::Fail,
+            "memory is disabled in that /proc/cgroups"
+        );
         let mut ok = v1.clone();
         ok.controllers.push("memory".into());
         let f = decide(&ok);

@@ -42,7 +42,10 @@ pub fn gather(host: &Host) -> Fact<DriverFacts> {
         Some(Ok(k)) => match k.cgroup_driver.as_deref() {
             Some(d) => (
                 Driver::parse(d).ok_or_else(|| {
-                    FactError::Unreadable(format!("{}: unknown cgroupDriver {d:?}", kubelet::CONFIG_PATH))
+                    FactError::Unreadable(format!(
+                        "{}: unknown cgroupDriver {d:?}",
+                        kubelet::CONFIG_PATH
+                    ))
                 })?,
                 format!(
                     "{}:{}: cgroupDriver: {d}",
@@ -52,15 +55,24 @@ pub fn gather(host: &Host) -> Fact<DriverFacts> {
             ),
             None => (
                 Driver::Cgroupfs,
-                format!("{}: no cgroupDriver: the kubelet's default is cgroupfs", kubelet::CONFIG_PATH),
+                format!(
+                    "{}: no cgroupDriver: the kubelet's default is cgroupfs",
+                    kubelet::CONFIG_PATH
+                ),
             ),
         },
         Some(Err(e)) => {
-            return Err(FactError::Unreadable(format!("{}: {e}", kubelet::CONFIG_PATH)));
+            return Err(FactError::Unreadable(format!(
+                "{}: {e}",
+                kubelet::CONFIG_PATH
+            )));
         }
         None => (
             Driver::Systemd,
-            format!("{} does not exist yet: kubeadm writes cgroupDriver: systemd (its default since v1.22)", kubelet::CONFIG_PATH),
+            format!(
+                "{} does not exist yet: kubeadm writes cgroupDriver: systemd (its default since v1.22)",
+                kubelet::CONFIG_PATH
+            ),
         ),
     };
     let flags = host.read_opt(kubelet::FLAGS_ENV)?;
@@ -78,7 +90,10 @@ pub fn gather(host: &Host) -> Fact<DriverFacts> {
         let name = cri::runtime_of(&sock);
         let driver = match name {
             "containerd" => match host.read_opt(runtime_config::CONTAINERD_CONFIG) {
-                Ok(Some(t)) => runtime_config::parse_containerd(runtime_config::CONTAINERD_CONFIG, &t).map(|c| c.driver),
+                Ok(Some(t)) => {
+                    runtime_config::parse_containerd(runtime_config::CONTAINERD_CONFIG, &t)
+                        .map(|c| c.driver)
+                }
                 Ok(None) => Ok(runtime_config::containerd_defaults().driver),
                 Err(e) => Err(e.to_string()),
             },
@@ -92,7 +107,9 @@ pub fn gather(host: &Host) -> Fact<DriverFacts> {
                 ),
                 Err(e) => Err(e.to_string()),
             },
-            other => Err(format!("{sock}: {other}: its cgroup driver is not known to k8sdoctor")),
+            other => Err(format!(
+                "{sock}: {other}: its cgroup driver is not known to k8sdoctor"
+            )),
         };
         (format!("{name} ({sock})"), driver)
     });
@@ -169,7 +186,10 @@ mod tests {
             ..d.clone()
         };
         assert_eq!(decide(&ok).unwrap().status, Status::Pass);
-        let none = DriverFacts { runtime: None, ..d.clone() };
+        let none = DriverFacts {
+            runtime: None,
+            ..d.clone()
+        };
         assert_eq!(decide(&none).unwrap().status, Status::Skip);
         let bad = DriverFacts {
             runtime: Some(("containerd".into(), Err("not valid TOML".into()))),

@@ -79,16 +79,37 @@ pub const CHECKS: &[CheckDef] = &[
         let p = get(&f.preflight)?;
         leftover::check(&p.leftover, p.stage)
     }),
-    check!("runtime.cri-socket", |f, _| cri::check(&get(&f.preflight)?.cri)),
-    check!("runtime.cgroup-driver", |f, _| cgroup_driver::check(&get(&f.preflight)?.driver)),
-    check!("cgroup.version", |f, _| cgroup::check(&get(&f.preflight)?.cgroup)),
-    check!("host.cpu-memory", |f, _| resources::check(&get(&f.preflight)?.resources)),
-    check!("host.binaries", |f, _| binaries::check(&get(&f.preflight)?.binaries)),
-    check!("host.hostname", |f, _| hostname::check(&get(&f.preflight)?.hostname)),
-    check!("proxy.env", |f, _| proxy_env::check(&get(&f.preflight)?.proxy_env)),
-    check!("sysctl.ipv6-forward", |f, _| ipv6::check(&get(&f.preflight)?.ipv6)),
-    check!("kernel.config", |f, _| kconfig::check(&get(&f.preflight)?.kconfig)),
-    check!("kubelet.service", |f, _| kubelet_service::check(&get(&f.preflight)?.kubelet_service)),
-    check!("files.kubeconfig-perms", |f, _| kubeconfig_perms::check(&get(&f.preflight)?.perms)),
+    check!("runtime.cri-socket", |f, _| cri::check(
+        &get(&f.preflight)?.cri
+    )),
+    check!("runtime.cgroup-driver", |f, _| cgroup_driver::check(
+        &get(&f.preflight)?.driver
+    )),
+    check!("cgroup.version", |f, _| cgroup::check(
+        &get(&f.preflight)?.cgroup
+    )),
+    check!("host.cpu-memory", |f, _| resources::check(
+        &get(&f.preflight)?.resources
+    )),
+    check!("host.binaries", |f, _| binaries::check(
+        &get(&f.preflight)?.binaries
+    )),
+    check!("host.hostname", |f, _| hostname::check(
+        &get(&f.preflight)?.hostname
+    )),
+    check!("proxy.env", |f, _| proxy_env::check(
+        &get(&f.preflight)?.proxy_env
+    )),
+    check!("sysctl.ipv6-forward", |f, _| ipv6::check(
+        &get(&f.preflight)?.ipv6
+    )),
+    check!("kernel.config", |f, _| kconfig::check(
+        &get(&f.preflight)?.kconfig
+    )),
+    check!("kubelet.service", |f, _| kubelet_service::check(
+        &get(&f.preflight)?.kubelet_service
+    )),
+    check!("files.kubeconfig-perms", |f, _| kubeconfig_perms::check(
+        &get(&f.preflight)?.perms
+    )),
 ];
-

@@ -110,14 +110,20 @@ pub fn grpc_frame(msg: &[u8]) -> Vec<u8> {
 /// The one message of a unary gRPC body.
 pub fn grpc_unframe(body: &[u8]) -> Result<&[u8], CriError> {
     if body.len() < 5 {
-        return Err(CriError::Malformed(format!("{} byte(s) of body", body.len())));
+        return Err(CriError::Malformed(format!(
+            "{} byte(s) of body",
+            body.len()
+        )));
     }
     if body[0] != 0 {
-        return Err(CriError::Malformed("compressed message (not asked for)".into()));
+        return Err(CriError::Malformed(
+            "compressed message (not asked for)".into(),
+        ));
     }
     let n = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
-    body.get(5..5 + n)
-        .ok_or_else(|| CriError::Malformed(format!("message of {n} bytes, {} present", body.len() - 5)))
+    body.get(5..5 + n).ok_or_else(|| {
+        CriError::Malformed(format!("message of {n} bytes, {} present", body.len() - 5))
+    })
 }
 
 fn varint(b: &[u8], i: &mut usize) -> Result<u64, CriError> {
@@ -179,7 +185,9 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%'
-            && let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(v);
             i += 3;
@@ -312,7 +320,10 @@ pub struct CriFacts {
 }
 
 /// The endpoint the kubelet is configured with: config.yaml's `containerRuntimeEndpoint`, else kubeadm-flags.env.
-pub fn configured_endpoint(config_yaml: Option<&str>, flags_env: Option<&str>) -> Option<Configured> {
+pub fn configured_endpoint(
+    config_yaml: Option<&str>,
+    flags_env: Option<&str>,
+) -> Option<Configured> {
     if let Some(text) = config_yaml
         && let Ok(k) = kubelet::parse(text)
         && let Some(e) = k.container_runtime_endpoint.filter(|e| !e.is_empty())
@@ -365,14 +376,16 @@ pub fn gather(host: &Host, timeout: Duration) -> Fact<CriFacts> {
     let containerd = socket
         .as_deref()
         .filter(|s| runtime_of(s) == "containerd")
-        .and_then(|_| match host.read_opt(super::runtime_config::CONTAINERD_CONFIG) {
-            Ok(Some(t)) => Some(super::runtime_config::parse_containerd(
-                super::runtime_config::CONTAINERD_CONFIG,
-                &t,
-            )),
-            Ok(None) => None,
-            Err(e) => Some(Err(e.to_string())),
-        });
+        .and_then(
+            |_| match host.read_opt(super::runtime_config::CONTAINERD_CONFIG) {
+                Ok(Some(t)) => Some(super::runtime_config::parse_containerd(
+                    super::runtime_config::CONTAINERD_CONFIG,
+                    &t,
+                )),
+                Ok(None) => None,
+                Err(e) => Some(Err(e.to_string())),
+            },
+        );
     Ok(CriFacts {
         configured,
         found,
@@ -475,12 +488,9 @@ pub fn decide(c: &CriFacts) -> Finding {
                 .evidence_all(ev)
                 .remediation("remove \"cri\" from disabled_plugins in /etc/containerd/config.toml (or regenerate it with `containerd config default`), then `systemctl restart containerd`");
             }
-            Finding::pass(format!(
-                "CRI socket {sock} ({}) exists",
-                runtime_of(&sock)
-            ))
-            .evidence_all(ev)
-            .evidence(format!("not called: {why}"))
+            Finding::pass(format!("CRI socket {sock} ({}) exists", runtime_of(&sock)))
+                .evidence_all(ev)
+                .evidence(format!("not called: {why}"))
         }
     }
 }
@@ -509,14 +519,21 @@ mod tests {
     fn version_response_decodes_and_garbage_is_an_error() {
         let v = decode_version(&containerd_answer()).unwrap();
         assert_eq!(
-            (v.runtime_name.as_str(), v.runtime_version.as_str(), v.runtime_api_version.as_str()),
+            (
+                v.runtime_name.as_str(),
+                v.runtime_version.as_str(),
+                v.runtime_api_version.as_str()
+            ),
             ("containerd", "1.7.2", "v1")
         );
         // Unknown varint and fixed fields are skipped.
         let mut m = vec![5 << 3, 0x96, 0x01, 6 << 3 | 5, 1, 2, 3, 4];
         m.extend(containerd_answer());
         assert_eq!(decode_version(&m).unwrap().runtime_version, "1.7.2");
-        assert!(decode_version(&[2 << 3 | 2, 200, 1]).is_err(), "length past the end");
+        assert!(
+            decode_version(&[2 << 3 | 2, 200, 1]).is_err(),
+            "length past the end"
+        );
         assert!(decode_version(&[0x80]).is_err(), "truncated varint");
         assert!(decode_version(&[3 << 3 | 3]).is_err(), "group wire type");
         let framed = grpc_frame(b"abc");
@@ -524,7 +541,10 @@ mod tests {
         assert_eq!(grpc_unframe(&framed).unwrap(), b"abc");
         assert!(grpc_unframe(&[0, 0, 0, 0, 9, 1]).is_err());
         assert!(grpc_unframe(&[1, 0, 0, 0, 0]).is_err());
-        assert_eq!(percent_decode("unknown%20service%3A x"), "unknown service: x");
+        assert_eq!(
+            percent_decode("unknown%20service%3A x"),
+            "unknown service: x"
+        );
     }
 
     #[test]
@@ -533,7 +553,10 @@ mod tests {
             socket_path("unix:///run/containerd/containerd.sock").as_deref(),
             Some("/run/containerd/containerd.sock")
         );
-        assert_eq!(socket_path("/var/run/crio/crio.sock").as_deref(), Some("/var/run/crio/crio.sock"));
+        assert_eq!(
+            socket_path("/var/run/crio/crio.sock").as_deref(),
+            Some("/var/run/crio/crio.sock")
+        );
         assert_eq!(socket_path("tcp://10.0.0.1:1234"), None);
         let c = configured_endpoint(
             Some("kind: KubeletConfiguration\ncontainerRuntimeEndpoint: unix:///var/run/crio/crio.sock\n"),
@@ -573,12 +596,23 @@ mod tests {
         let v = decode_version(&containerd_answer()).unwrap();
         let f = decide(&facts(&[sock], Probe::Answered(v)));
         assert_eq!(f.status, Status::Pass);
-        assert!(f.message.contains("containerd 1.7.2 answers"), "{}", f.message);
+        assert!(
+            f.message.contains("containerd 1.7.2 answers"),
+            "{}",
+            f.message
+        );
         let f = decide(&facts(&[], Probe::NotRun("x".into())));
         assert_eq!(f.status, Status::Fail);
         assert!(f.message.contains("[ERROR CRI]"));
-        let f = decide(&facts(&[sock, "/var/run/crio/crio.sock"], Probe::NotRun("x".into())));
-        assert!(f.message.contains("Found multiple CRI endpoints"), "{}", f.message);
+        let f = decide(&facts(
+            &[sock, "/var/run/crio/crio.sock"],
+            Probe::NotRun("x".into()),
+        ));
+        assert!(
+            f.message.contains("Found multiple CRI endpoints"),
+            "{}",
+            f.message
+        );
         let unimpl = CriError::Status {
             code: 12,
             name: "UNIMPLEMENTED",
@@ -595,7 +629,11 @@ mod tests {
             "disabled_plugins = [\"cri\"]\n",
         )
         .unwrap()));
-        assert_eq!(decide(&x).status, Status::Fail, "CRI off in the config, even unprobed");
+        assert_eq!(
+            decide(&x).status,
+            Status::Fail,
+            "CRI off in the config, even unprobed"
+        );
         let mut x = facts(&[], Probe::NotRun("x".into()));
         x.configured = Some(Configured {
             endpoint: "unix:///run/crio/crio.sock".into(),

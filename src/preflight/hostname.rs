@@ -16,7 +16,10 @@ pub fn dns1123_problem(name: &str) -> Option<String> {
         return Some("it is empty".into());
     }
     if name.len() > 253 {
-        return Some(format!("it is {} characters long (at most 253)", name.len()));
+        return Some(format!(
+            "it is {} characters long (at most 253)",
+            name.len()
+        ));
     }
     if name.chars().any(|c| c.is_ascii_uppercase()) {
         return Some(format!(
@@ -50,7 +53,8 @@ pub fn hosts_entries(text: &str, name: &str) -> Vec<(usize, IpAddr)> {
             let l = l.split('#').next()?;
             let mut f = l.split_whitespace();
             let ip: IpAddr = f.next()?.parse().ok()?;
-            f.any(|n| n.eq_ignore_ascii_case(name)).then_some((i + 1, ip))
+            f.any(|n| n.eq_ignore_ascii_case(name))
+                .then_some((i + 1, ip))
         })
         .collect()
 }
@@ -126,7 +130,10 @@ pub fn decide(h: &HostnameFacts) -> Finding {
             Ok(a) if !a.is_empty() => {
                 ev.push(format!(
                     "resolver: {}",
-                    a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+                    a.iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
                 true
             }
@@ -154,7 +161,8 @@ pub fn decide(h: &HostnameFacts) -> Finding {
         }
     }
     if problems.is_empty() {
-        return Finding::pass(format!("node name {} is valid and resolves", h.name)).evidence_all(ev);
+        return Finding::pass(format!("node name {} is valid and resolves", h.name))
+            .evidence_all(ev);
     }
     Finding::warn(problems.join("; ")).evidence_all(ev).remediation(format!(
         "set a lowercase hostname (`hostnamectl set-hostname {}`) and add it to /etc/hosts with the node's address (`echo \"<node-ip> {}\" >> /etc/hosts`)",
@@ -176,7 +184,11 @@ mod tests {
     fn dns1123() {
         assert_eq!(dns1123_problem("k8s-master.example.com"), None);
         assert_eq!(dns1123_problem("node1"), None);
-        assert!(dns1123_problem("K8S-Master").unwrap().contains("\"k8s-master\""));
+        assert!(
+            dns1123_problem("K8S-Master")
+                .unwrap()
+                .contains("\"k8s-master\"")
+        );
         assert!(dns1123_problem("node_1").is_some());
         assert!(dns1123_problem("-node").is_some());
         assert!(dns1123_problem("node.").is_some());
@@ -186,7 +198,8 @@ mod tests {
 
     #[test]
     fn resolution_from_hosts_or_not_asked() {
-        let hosts = "127.0.0.1 localhost\n192.168.1.10 k8s-master.example.com K8S-MASTER # the node\n";
+        let hosts =
+            "127.0.0.1 localhost\n192.168.1.10 k8s-master.example.com K8S-MASTER # the node\n";
         assert_eq!(
             hosts_entries(hosts, "k8s-master"),
             vec![(2, "192.168.1.10".parse().unwrap())]

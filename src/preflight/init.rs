@@ -91,6 +91,10 @@ mod tests {
         std::fs::create_dir_all(d.path().join("sbin")).unwrap();
         std::os::unix::fs::symlink("/lib/systemd/systemd", d.path().join("sbin/init")).unwrap();
         assert_eq!(InitSystem::detect(&host), InitSystem::Systemd);
-        assert!(InitSystem::Other("runit".into()).sysctl_at_boot().contains("runit"));
+        assert!(
+            InitSystem::Other("runit".into())
+                .sysctl_at_boot()
+                .contains("runit")
+        );
     }
 }

@@ -28,7 +28,9 @@ pub fn parse_if_inet6(text: &str) -> Vec<Inet6> {
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             let hex = f.first()?;
-            let v = u128::from_str_radix(hex, 16).ok().filter(|_| hex.len() == 32)?;
+            let v = u128::from_str_radix(hex, 16)
+                .ok()
+                .filter(|_| hex.len() == 32)?;
             Some(Inet6 {
                 addr: Ipv6Addr::from(v),
                 prefix: u8::from_str_radix(f.get(2)?, 16).ok()?,
@@ -56,8 +58,14 @@ pub fn gather(host: &Host) -> Fact<Ipv6Facts> {
     let text = host.read_opt("/proc/net/if_inet6")?.ok_or_else(|| {
         FactError::Missing("/proc/net/if_inet6 does not exist: IPv6 is off in this kernel".into())
     })?;
-    let global = parse_if_inet6(&text).into_iter().filter(is_global).collect();
-    let read = |k: &str| host.read(&sysctl::proc_path(k)).map(|t| sysctl::first_token(&t));
+    let global = parse_if_inet6(&text)
+        .into_iter()
+        .filter(is_global)
+        .collect();
+    let read = |k: &str| {
+        host.read(&sysctl::proc_path(k))
+            .map(|t| sysctl::first_token(&t))
+    };
     Ok(Ipv6Facts {
         global,
         all_forwarding: read(ALL_FORWARDING),
@@ -109,7 +117,9 @@ pub fn decide(x: &Ipv6Facts) -> Result<Finding, FactError> {
             .remediation(format!("change {}:{} to 1", a.file, a.line)))
         }
         None => {
-            ev.push(format!("{ALL_FORWARDING}: no sysctl.d file sets it (the kernel default is 0)"));
+            ev.push(format!(
+                "{ALL_FORWARDING}: no sysctl.d file sets it (the kernel default is 0)"
+            ));
             Ok(Finding::warn(format!(
                 "1 now, but nothing sets {ALL_FORWARDING} at boot and the kernel default is 0: a reboot turns it off"
             ))
@@ -139,13 +149,20 @@ fe80000000000000505400fffe123456 02 40 20 80     eth0\n";
         assert_eq!(a[1].addr, "2001:db8::10".parse::<Ipv6Addr>().unwrap());
         assert_eq!((a[1].prefix, a[1].scope), (64, 0));
         let g: Vec<_> = a.iter().filter(|x| is_global(x)).collect();
-        assert_eq!(g.len(), 1, "loopback (host scope) and link-local are not global");
+        assert_eq!(
+            g.len(),
+            1,
+            "loopback (host scope) and link-local are not global"
+        );
         assert!(parse_if_inet6("zz 01\n").is_empty());
     }
 
     #[test]
     fn verdicts() {
-        let global: Vec<Inet6> = parse_if_inet6(IF_INET6).into_iter().filter(is_global).collect();
+        let global: Vec<Inet6> = parse_if_inet6(IF_INET6)
+            .into_iter()
+            .filter(is_global)
+            .collect();
         let mut x = Ipv6Facts {
             global: global.clone(),
             all_forwarding: Ok("0".into()),
@@ -157,7 +174,10 @@ fe80000000000000505400fffe123456 02 40 20 80     eth0\n";
         let f = decide(&x).unwrap();
         assert_eq!(f.status, Status::Warn);
         assert!(f.message.contains("kernel default is 0"));
-        x.persisted = Ok(sysctl::parse_sysctl_conf("/etc/sysctl.d/k8s.conf", "net.ipv6.conf.all.forwarding=1\n"));
+        x.persisted = Ok(sysctl::parse_sysctl_conf(
+            "/etc/sysctl.d/k8s.conf",
+            "net.ipv6.conf.all.forwarding=1\n",
+        ));
         assert_eq!(decide(&x).unwrap().status, Status::Pass);
         x.global.clear();
         assert_eq!(decide(&x).unwrap().status, Status::Skip);

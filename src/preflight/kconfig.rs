@@ -36,7 +36,11 @@ pub const REQUIRED: &[(&str, &[&str])] = &[
 ];
 /// Optional entries that still matter to a kubeadm node today (aufs and devicemapper do not).
 pub const OPTIONAL: &[(&str, &[&str], &str)] = &[
-    ("OVERLAY_FS", &["OVERLAYFS_FS"], "containerd's and CRI-O's default overlayfs snapshotter"),
+    (
+        "OVERLAY_FS",
+        &["OVERLAYFS_FS"],
+        "containerd's and CRI-O's default overlayfs snapshotter",
+    ),
     ("CFS_BANDWIDTH", &[], "CPU limits of pods"),
 ];
 
@@ -211,7 +215,10 @@ mod tests {
         assert_eq!(m.get("AUFS_FS"), Some(&Opt::Off));
         assert_eq!(m.get("HZ"), None, "numbers are not tristates");
         assert_eq!(m.get("CC_VERSION_TEXT"), None);
-        assert_eq!(config_paths("6.1.0-18-amd64")[1], "/boot/config-6.1.0-18-amd64");
+        assert_eq!(
+            config_paths("6.1.0-18-amd64")[1],
+            "/boot/config-6.1.0-18-amd64"
+        );
     }
 
     #[test]
@@ -226,19 +233,45 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        let k = KernelConfig { file: "/boot/config-6.1.0-18-amd64".into(), options: parse(DEBIAN12) };
+        let k = KernelConfig {
+            file: "/boot/config-6.1.0-18-amd64".into(),
+            options: parse(DEBIAN12),
+        };
         let f = decide(&k);
         assert_eq!(f.status, Status::Pass, "{f:?}");
-        assert!(f.evidence.contains(&"CONFIG_NETFILTER_XT_TARGET_REDIRECT=m".to_string()));
+        assert!(
+            f.evidence
+                .contains(&"CONFIG_NETFILTER_XT_TARGET_REDIRECT=m".to_string())
+        );
         // An old kernel names REDIRECT differently: the alias counts.
-        let text = DEBIAN12.replace("CONFIG_NETFILTER_XT_TARGET_REDIRECT=m", "CONFIG_IP_NF_TARGET_REDIRECT=y");
-        let f = decide(&KernelConfig { file: "f".into(), options: parse(&text) });
+        let text = DEBIAN12.replace(
+            "CONFIG_NETFILTER_XT_TARGET_REDIRECT=m",
+            "CONFIG_IP_NF_TARGET_REDIRECT=y",
+        );
+        let f = decide(&KernelConfig {
+            file: "f".into(),
+            options: parse(&text),
+        });
         assert_eq!(f.status, Status::Pass);
         let text = DEBIAN12.replace("CONFIG_MEMCG=y", "# CONFIG_MEMCG is not set");
-        let f = decide(&KernelConfig { file: "f".into(), options: parse(&text) });
+        let f = decide(&KernelConfig {
+            file: "f".into(),
+            options: parse(&text),
+        });
         assert_eq!(f.status, Status::Fail);
-        assert!(f.message.contains("CONFIG_MEMCG (not set)"), "{}", f.message);
+        assert!(
+            f.message.contains("CONFIG_MEMCG (not set)"),
+            "{}",
+            f.message
+        );
         let text = DEBIAN12.replace("CONFIG_OVERLAY_FS=m\n", "");
-        assert_eq!(decide(&KernelConfig { file: "f".into(), options: parse(&text) }).status, Status::Warn);
+        assert_eq!(
+            decide(&KernelConfig {
+                file: "f".into(),
+                options: parse(&text)
+            })
+            .status,
+            Status::Warn
+        );
     }
 }

@@ -57,7 +57,11 @@ pub fn gather(host: &Host) -> Fact<PermsFacts> {
     let mut files = Vec::new();
     for p in ROOT_ONLY {
         if let Some(stat) = host.stat(p)? {
-            files.push(Kubeconfig { path: p.to_string(), user: None, stat });
+            files.push(Kubeconfig {
+                path: p.to_string(),
+                user: None,
+                stat,
+            });
         }
     }
     let mut homes = std::collections::BTreeSet::new();
@@ -67,7 +71,11 @@ pub fn gather(host: &Host) -> Fact<PermsFacts> {
         }
         let p = format!("{}/.kube/config", u.home.trim_end_matches('/'));
         if let Some(stat) = host.stat(&p)? {
-            files.push(Kubeconfig { path: p, user: Some(u.clone()), stat });
+            files.push(Kubeconfig {
+                path: p,
+                user: Some(u.clone()),
+                stat,
+            });
         }
     }
     Ok(PermsFacts {
@@ -85,7 +93,9 @@ fn owner(p: &PermsFacts, uid: u32) -> String {
 
 pub fn decide(p: &PermsFacts) -> Finding {
     if p.files.is_empty() {
-        return Finding::skip("no kubeconfig here: neither kubeadm's admin.conf/kubelet.conf nor any user's ~/.kube/config");
+        return Finding::skip(
+            "no kubeconfig here: neither kubeadm's admin.conf/kubelet.conf nor any user's ~/.kube/config",
+        );
     }
     let mut ev = Vec::new();
     let mut bad = Vec::new();
@@ -122,8 +132,11 @@ pub fn decide(p: &PermsFacts) -> Finding {
         }
     }
     if bad.is_empty() {
-        return Finding::pass(format!("{} kubeconfig(s) owned and protected as they should be", p.files.len()))
-            .evidence_all(ev);
+        return Finding::pass(format!(
+            "{} kubeconfig(s) owned and protected as they should be",
+            p.files.len()
+        ))
+        .evidence_all(ev);
     }
     Finding::warn(bad.join("; "))
         .evidence_all(ev)
@@ -142,14 +155,27 @@ mod tests {
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\nkube:x:1000:1000:Kube Admin,,,:/home/kube:/bin/bash\nbroken line\n";
 
     fn stat(uid: u32, mode: u32) -> FileStat {
-        FileStat { uid, gid: uid, mode, is_file: true, is_dir: false }
+        FileStat {
+            uid,
+            gid: uid,
+            mode,
+            is_file: true,
+            is_dir: false,
+        }
     }
 
     #[test]
     fn parses_passwd() {
         let u = parse_passwd(PASSWD);
         assert_eq!(u.len(), 4);
-        assert_eq!(u[3], User { name: "kube".into(), uid: 1000, home: "/home/kube".into() });
+        assert_eq!(
+            u[3],
+            User {
+                name: "kube".into(),
+                uid: 1000,
+                home: "/home/kube".into()
+            }
+        );
     }
 
     #[test]
@@ -159,8 +185,16 @@ mod tests {
         let names = users.iter().map(|u| (u.uid, u.name.clone())).collect();
         let mut p = PermsFacts {
             files: vec![
-                Kubeconfig { path: "/etc/kubernetes/admin.conf".into(), user: None, stat: stat(0, 0o600) },
-                Kubeconfig { path: "/home/kube/.kube/config".into(), user: Some(kube.clone()), stat: stat(1000, 0o600) },
+                Kubeconfig {
+                    path: "/etc/kubernetes/admin.conf".into(),
+                    user: None,
+                    stat: stat(0, 0o600),
+                },
+                Kubeconfig {
+                    path: "/home/kube/.kube/config".into(),
+                    user: Some(kube.clone()),
+                    stat: stat(1000, 0o600),
+                },
             ],
             names,
         };
@@ -169,9 +203,20 @@ mod tests {
         p.files[1].stat = stat(0, 0o644);
         let f = decide(&p);
         assert_eq!(f.status, Status::Warn);
-        assert!(f.message.contains("belongs to root, not kube"), "{}", f.message);
-        assert!(f.message.contains("readable by every user"), "{}", f.message);
-        assert_eq!(f.remediation.as_deref(), Some("chown kube: /home/kube/.kube/config; chmod 600 /home/kube/.kube/config"));
+        assert!(
+            f.message.contains("belongs to root, not kube"),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.message.contains("readable by every user"),
+            "{}",
+            f.message
+        );
+        assert_eq!(
+            f.remediation.as_deref(),
+            Some("chown kube: /home/kube/.kube/config; chmod 600 /home/kube/.kube/config")
+        );
         p.files[1].stat = stat(1000, 0o600);
         p.files[0].stat = stat(0, 0o644);
         assert!(decide(&p).message.contains("root's alone"));

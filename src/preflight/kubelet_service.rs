@@ -94,9 +94,13 @@ pub fn decide(k: &KubeletServiceFacts) -> Finding {
     }
     let mut ev = Vec::new();
     if let Some(m) = &k.masked {
-        return Finding::warn(format!("{UNIT} is masked: it never starts, so the node never joins"))
-            .evidence(format!("{m} -> /dev/null"))
-            .remediation(format!("systemctl unmask {UNIT} && systemctl enable --now kubelet"));
+        return Finding::warn(format!(
+            "{UNIT} is masked: it never starts, so the node never joins"
+        ))
+        .evidence(format!("{m} -> /dev/null"))
+        .remediation(format!(
+            "systemctl unmask {UNIT} && systemctl enable --now kubelet"
+        ));
     }
     let Some(unit) = &k.unit_file else {
         return Finding::warn(
@@ -125,7 +129,11 @@ pub fn decide(k: &KubeletServiceFacts) -> Finding {
         .remediation(cmd);
     }
     ev.extend(k.enabled_by.iter().map(|e| format!("{e}: enables it")));
-    Finding::pass(format!("the kubelet is enabled at boot ({})", k.init.name())).evidence_all(ev)
+    Finding::pass(format!(
+        "the kubelet is enabled at boot ({})",
+        k.init.name()
+    ))
+    .evidence_all(ev)
 }
 
 pub fn check(k: &Fact<KubeletServiceFacts>) -> Result<Finding, FactError> {
@@ -159,7 +167,11 @@ mod tests {
         .unwrap();
         let facts = gather(&host).unwrap();
         assert_eq!(facts.init, InitSystem::Systemd);
-        assert_eq!(decide(&facts).status, Status::Pass, "an absolute link counts even if it dangles outside the root");
+        assert_eq!(
+            decide(&facts).status,
+            Status::Pass,
+            "an absolute link counts even if it dangles outside the root"
+        );
         symlink("/dev/null", r.join("etc/systemd/system/kubelet.service")).unwrap();
         let f = decide(&gather(&host).unwrap());
         assert!(f.message.contains("masked"), "{}", f.message);
@@ -173,8 +185,16 @@ mod tests {
             masked: None,
             enabled_by: vec![],
         };
-        assert!(decide(&k).remediation.unwrap().contains("rc-update add kubelet default"));
-        let k = KubeletServiceFacts { init: InitSystem::Other("runit".into()), ..k };
+        assert!(
+            decide(&k)
+                .remediation
+                .unwrap()
+                .contains("rc-update add kubelet default")
+        );
+        let k = KubeletServiceFacts {
+            init: InitSystem::Other("runit".into()),
+            ..k
+        };
         assert_eq!(decide(&k).status, Status::Skip);
     }
 }

@@ -119,7 +119,10 @@ pub fn decide(l: &LeftoverFacts, stage: Stage) -> Finding {
             "{ETCD_DIR}: not empty ({})",
             l.etcd_entries.join(", ")
         ));
-        kubeadm.push(format!("[ERROR {}]", kubeadm_name("DirAvailable", ETCD_DIR)));
+        kubeadm.push(format!(
+            "[ERROR {}]",
+            kubeadm_name("DirAvailable", ETCD_DIR)
+        ));
     }
     let cni = !l.cni_configs.is_empty();
     if cni {
@@ -131,14 +134,21 @@ pub fn decide(l: &LeftoverFacts, stage: Stage) -> Finding {
     if ev.is_empty() {
         return Finding::pass(format!(
             "no state of an earlier cluster is left before {}",
-            if stage == Stage::PreInit { "kubeadm init" } else { "kubeadm join" }
+            if stage == Stage::PreInit {
+                "kubeadm init"
+            } else {
+                "kubeadm join"
+            }
         ))
         .evidence("/etc/kubernetes: no manifests, kubeconfigs or CA left")
         .evidence(format!("{ETCD_DIR}: empty or absent; {CNI_DIR}: no config"));
     }
     let mut msg = format!("an earlier cluster left {} item(s) behind", ev.len());
     if !kubeadm.is_empty() {
-        msg.push_str(&format!("; kubeadm's preflight fails with {}", kubeadm.join(" ")));
+        msg.push_str(&format!(
+            "; kubeadm's preflight fails with {}",
+            kubeadm.join(" ")
+        ));
     }
     if cni {
         msg.push_str("; old CNI configs make new pods use the old network");
@@ -172,30 +182,49 @@ mod tests {
             kubeadm_name("FileAvailable", "/etc/kubernetes/manifests/etcd.yaml"),
             "FileAvailable--etc-kubernetes-manifests-etcd.yaml"
         );
-        assert_eq!(kubeadm_name("DirAvailable", ETCD_DIR), "DirAvailable--var-lib-etcd");
+        assert_eq!(
+            kubeadm_name("DirAvailable", ETCD_DIR),
+            "DirAvailable--var-lib-etcd"
+        );
         assert!(is_cni_config("10-weave.conflist") && !is_cni_config("README"));
     }
 
     #[test]
     fn leftovers_fail_before_install_and_skip_after() {
         let l = facts(
-            &["/etc/kubernetes/manifests/etcd.yaml", "/etc/kubernetes/pki/ca.crt"],
+            &[
+                "/etc/kubernetes/manifests/etcd.yaml",
+                "/etc/kubernetes/pki/ca.crt",
+            ],
             &["member"],
             &["10-weave.conflist"],
         );
         let f = decide(&l, Stage::PreInit);
         assert_eq!(f.status, Status::Fail);
-        assert!(f.message.contains("[ERROR FileAvailable--etc-kubernetes-manifests-etcd.yaml]"));
+        assert!(
+            f.message
+                .contains("[ERROR FileAvailable--etc-kubernetes-manifests-etcd.yaml]")
+        );
         assert!(f.message.contains("[ERROR DirAvailable--var-lib-etcd]"));
-        assert!(!f.message.contains("ca.crt"), "an own CA before init is fine: {}", f.message);
+        assert!(
+            !f.message.contains("ca.crt"),
+            "an own CA before init is fine: {}",
+            f.message
+        );
         assert_eq!(f.evidence.len(), 3);
         let f = decide(&l, Stage::PreJoin);
         assert!(f.message.contains("pki-ca.crt"), "{}", f.message);
-        assert!(!f.message.contains("DirAvailable"), "join does not look at etcd");
+        assert!(
+            !f.message.contains("DirAvailable"),
+            "join does not look at etcd"
+        );
         assert_eq!(decide(&l, Stage::Installed).status, Status::Skip);
         let clean = facts(&[], &[], &[]);
         assert_eq!(decide(&clean, Stage::PreJoin).status, Status::Pass);
-        let f = decide(&facts(&[], &[], &["87-podman-bridge.conflist"]), Stage::PreJoin);
+        let f = decide(
+            &facts(&[], &[], &["87-podman-bridge.conflist"]),
+            Stage::PreJoin,
+        );
         assert_eq!(f.status, Status::Fail);
         assert!(f.message.contains("old CNI"));
     }

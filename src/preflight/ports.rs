@@ -134,7 +134,10 @@ pub fn parse_listeners(file: &str, text: &str) -> Vec<Listener> {
 
 /// The inode of a `/proc/PID/fd/N` link target `socket:[12345]`.
 pub fn socket_inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// A process holding a listening socket.
@@ -320,23 +323,24 @@ pub fn decide(p: &PortsFacts, role: Role, stage: Stage) -> Finding {
             list(&unknown)
         ))
         .evidence_all(ev)
-        .remediation("run as root on the node itself so /proc/PID/fd can be read, or check with `ss -ltnp`");
+        .remediation(
+            "run as root on the node itself so /proc/PID/fd can be read, or check with `ss -ltnp`",
+        );
     }
     let ports: Vec<String> = ports_for(role).map(|k| k.port.to_string()).collect();
     Finding::pass(if stage.is_pre_install() {
         format!("ports {} are free", ports.join(", "))
     } else {
-        format!(
-            "ports {} are held by their components",
-            ports.join(", ")
-        )
+        format!("ports {} are held by their components", ports.join(", "))
     })
     .evidence_all(ev)
 }
 
 /// Like [`decide`], with a fact that may be missing.
 pub fn check(p: &Fact<PortsFacts>, role: Role, stage: Stage) -> Result<Finding, FactError> {
-    p.as_ref().map_err(Clone::clone).map(|p| decide(p, role, stage))
+    p.as_ref()
+        .map_err(Clone::clone)
+        .map(|p| decide(p, role, stage))
 }
 
 #[cfg(test)]
@@ -412,12 +416,20 @@ mod tests {
         let p = facts();
         let f = decide(&p, Role::ControlPlane, Stage::PreInit);
         assert_eq!(f.status, Status::Fail);
-        assert!(f.message.contains("6443 by pid 1402 (kube-apiserver)"), "{}", f.message);
+        assert!(
+            f.message.contains("6443 by pid 1402 (kube-apiserver)"),
+            "{}",
+            f.message
+        );
         assert!(f.message.contains("[ERROR Port-2379]"), "{}", f.message);
         // A worker only needs 10250.
         let f = decide(&p, Role::Worker, Stage::PreJoin);
         assert_eq!(f.status, Status::Fail);
-        assert!(f.message.contains("10250 by pid 801 (kubelet)"), "{}", f.message);
+        assert!(
+            f.message.contains("10250 by pid 801 (kubelet)"),
+            "{}",
+            f.message
+        );
         assert!(!f.message.contains("6443"));
         let free = PortsFacts {
             listeners: vec![],
@@ -435,12 +447,29 @@ mod tests {
         let mut p = facts();
         let f = decide(&p, Role::ControlPlane, Stage::Installed);
         assert_eq!(f.status, Status::Pass, "{f:?}");
-        assert!(Owner { pid: 1, comm: "kube-controller".into() }.is("kube-controller-manager"));
+        assert!(
+            Owner {
+                pid: 1,
+                comm: "kube-controller".into()
+            }
+            .is("kube-controller-manager")
+        );
         // The kubelet's port taken by something else.
-        p.owners.insert(32002, Owner { pid: 77, comm: "nginx".into() });
+        p.owners.insert(
+            32002,
+            Owner {
+                pid: 77,
+                comm: "nginx".into(),
+            },
+        );
         let f = decide(&p, Role::ControlPlane, Stage::Installed);
         assert_eq!(f.status, Status::Fail);
-        assert!(f.message.contains("10250 is held by pid 77 (nginx), not kubelet"), "{}", f.message);
+        assert!(
+            f.message
+                .contains("10250 is held by pid 77 (nginx), not kubelet"),
+            "{}",
+            f.message
+        );
         // Owner unknown: warn.
         p.owners.remove(&32002);
         p.owners_note = Some("cannot read".into());
@@ -450,6 +479,11 @@ mod tests {
         p.listeners.retain(|l| l.port != 6443);
         let f = decide(&p, Role::ControlPlane, Stage::Installed);
         assert_eq!(f.status, Status::Fail);
-        assert!(f.message.contains("nothing listens on 6443 (kube-apiserver)"), "{}", f.message);
+        assert!(
+            f.message
+                .contains("nothing listens on 6443 (kube-apiserver)"),
+            "{}",
+            f.message
+        );
     }
 }

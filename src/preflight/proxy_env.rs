@@ -15,7 +15,12 @@ use crate::{
 
 /// The units whose environment matters: the kubelet talks to the API, the runtimes pull images.
 pub const UNITS: &[&str] = &["kubelet", "containerd", "crio", "docker"];
-const UNIT_DIRS: &[&str] = &["/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
+const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
 /// kubeadm's default service CIDR.
 pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
 const APISERVER_MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
@@ -136,7 +141,11 @@ pub fn mask_credentials(url: &str) -> String {
     match rest[..auth_end].rfind('@') {
         Some(at) => {
             let user = rest[..at].split(':').next().unwrap_or("");
-            let prefix = if scheme.is_empty() { String::new() } else { format!("{scheme}://") };
+            let prefix = if scheme.is_empty() {
+                String::new()
+            } else {
+                format!("{scheme}://")
+            };
             format!("{prefix}{user}:****{}", &rest[at..])
         }
         None => url.to_string(),
@@ -174,7 +183,8 @@ pub fn no_proxy_covers(no_proxy: &str, dest: &Dest) -> bool {
     match dest {
         Dest::Cidr(net) => entries.iter().any(|e| {
             e.parse::<IpNet>().is_ok_and(|n| n.contains(net))
-                || e.parse::<IpAddr>().is_ok_and(|ip| net.prefix_len() == net.max_prefix_len() && net.addr() == ip)
+                || e.parse::<IpAddr>()
+                    .is_ok_and(|ip| net.prefix_len() == net.max_prefix_len() && net.addr() == ip)
         }),
         Dest::Host(h) => {
             let h = h.to_ascii_lowercase();
@@ -191,8 +201,14 @@ pub fn no_proxy_covers(no_proxy: &str, dest: &Dest) -> bool {
                 });
             }
             entries.iter().any(|e| {
-                let e = e.rsplit_once(':').filter(|(_, p)| p.parse::<u16>().is_ok()).map_or(e.as_str(), |(h, _)| h);
-                let e = e.strip_prefix("*.").map(|s| format!(".{s}")).unwrap_or(e.to_string());
+                let e = e
+                    .rsplit_once(':')
+                    .filter(|(_, p)| p.parse::<u16>().is_ok())
+                    .map_or(e.as_str(), |(h, _)| h);
+                let e = e
+                    .strip_prefix("*.")
+                    .map(|s| format!(".{s}"))
+                    .unwrap_or(e.to_string());
                 match e.strip_prefix('.') {
                     Some(suffix) => h.ends_with(&format!(".{suffix}")),
                     None => h == e || h.ends_with(&format!(".{e}")),
@@ -204,13 +220,19 @@ pub fn no_proxy_covers(no_proxy: &str, dest: &Dest) -> bool {
 
 /// The API server's host from a kubeconfig (`server: https://HOST:PORT`).
 pub fn kubeconfig_server_host(text: &str) -> Option<String> {
-    let url = text.lines().find_map(|l| l.trim().strip_prefix("server:"))?.trim();
+    let url = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))?
+        .trim();
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let hostport = rest.split('/').next()?;
     let host = if let Some(v6) = hostport.strip_prefix('[') {
         v6.split(']').next()?.to_string()
     } else {
-        hostport.rsplit_once(':').map_or(hostport, |(h, _)| h).to_string()
+        hostport
+            .rsplit_once(':')
+            .map_or(hostport, |(h, _)| h)
+            .to_string()
     };
     (!host.is_empty()).then_some(host)
 }
@@ -220,7 +242,8 @@ pub fn manifest_flag(text: &str, flag: &str) -> Option<String> {
     let want = format!("--{flag}=");
     text.lines().find_map(|l| {
         let l = l.trim().trim_start_matches("- ").trim().trim_matches('"');
-        l.strip_prefix(&want).map(|v| v.trim_matches('"').to_string())
+        l.strip_prefix(&want)
+            .map(|v| v.trim_matches('"').to_string())
     })
 }
 
@@ -234,7 +257,10 @@ pub struct ProxyEnvFacts {
 }
 
 fn cidrs(list: &str) -> Vec<IpNet> {
-    list.split(',').filter_map(|c| c.trim().parse::<IpNet>().ok()).map(|n| n.trunc()).collect()
+    list.split(',')
+        .filter_map(|c| c.trim().parse::<IpNet>().ok())
+        .map(|n| n.trunc())
+        .collect()
 }
 
 pub fn gather(host: &Host) -> Fact<ProxyEnvFacts> {
@@ -242,9 +268,20 @@ pub fn gather(host: &Host) -> Fact<ProxyEnvFacts> {
     if host.is_live() {
         let vars: BTreeMap<String, Var> = std::env::vars()
             .filter(|(k, _)| is_proxy_var(k))
-            .map(|(k, v)| (k.clone(), Var { value: v, at: format!("environment: {k}") }))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    Var {
+                        value: v,
+                        at: format!("environment: {k}"),
+                    },
+                )
+            })
             .collect();
-        sources.push(EnvSource { reader: "kubeadm (the environment k8sdoctor runs in)".into(), vars });
+        sources.push(EnvSource {
+            reader: "kubeadm (the environment k8sdoctor runs in)".into(),
+            vars,
+        });
     }
     if let Some(t) = host.read_opt("/etc/environment")? {
         sources.push(EnvSource {
@@ -278,7 +315,10 @@ pub fn gather(host: &Host) -> Fact<ProxyEnvFacts> {
             }
         }
         if !vars.is_empty() {
-            sources.push(EnvSource { reader: format!("{unit}.service"), vars });
+            sources.push(EnvSource {
+                reader: format!("{unit}.service"),
+                vars,
+            });
         }
     }
     let mut dests = Vec::new();
@@ -296,11 +336,20 @@ pub fn gather(host: &Host) -> Fact<ProxyEnvFacts> {
     });
     match api {
         Some((h, at)) => dests.push(("the API endpoint".into(), Dest::Host(h), at)),
-        None => unknown.push("the API endpoint: no kubelet.conf, admin.conf or API server manifest yet".into()),
+        None => unknown.push(
+            "the API endpoint: no kubelet.conf, admin.conf or API server manifest yet".into(),
+        ),
     }
-    match apiserver.as_deref().and_then(|t| manifest_flag(t, "service-cluster-ip-range")) {
+    match apiserver
+        .as_deref()
+        .and_then(|t| manifest_flag(t, "service-cluster-ip-range"))
+    {
         Some(v) => dests.extend(cidrs(&v).into_iter().map(|c| {
-            ("the service CIDR".to_string(), Dest::Cidr(c), format!("{APISERVER_MANIFEST}: --service-cluster-ip-range"))
+            (
+                "the service CIDR".to_string(),
+                Dest::Cidr(c),
+                format!("{APISERVER_MANIFEST}: --service-cluster-ip-range"),
+            )
         })),
         None => dests.push((
             "the service CIDR".into(),
@@ -318,7 +367,11 @@ pub fn gather(host: &Host) -> Fact<ProxyEnvFacts> {
         })),
         None => unknown.push("the pod CIDR: not known before `kubeadm init --pod-network-cidr` (check it is in NO_PROXY)".into()),
     }
-    Ok(ProxyEnvFacts { sources, dests, unknown })
+    Ok(ProxyEnvFacts {
+        sources,
+        dests,
+        unknown,
+    })
 }
 
 fn var<'a>(vars: &'a BTreeMap<String, Var>, name: &str) -> Option<&'a Var> {
@@ -340,7 +393,12 @@ pub fn decide(p: &ProxyEnvFacts) -> Finding {
         any_proxy = true;
         for (n, v) in [("HTTPS_PROXY", https), ("HTTP_PROXY", http)] {
             if let Some(v) = v {
-                ev.push(format!("{}: {n}={} ({})", v.at, mask_credentials(&v.value), s.reader));
+                ev.push(format!(
+                    "{}: {n}={} ({})",
+                    v.at,
+                    mask_credentials(&v.value),
+                    s.reader
+                ));
             }
         }
         let no_proxy = var(&s.vars, "NO_PROXY");
@@ -362,10 +420,12 @@ pub fn decide(p: &ProxyEnvFacts) -> Finding {
     }
     ev.extend(p.unknown.iter().map(|u| format!("not checked: {u}")));
     if !any_proxy {
-        return Finding::pass("no HTTP(S)_PROXY is set for kubeadm, the kubelet or the runtime").evidence_all(ev);
+        return Finding::pass("no HTTP(S)_PROXY is set for kubeadm, the kubelet or the runtime")
+            .evidence_all(ev);
     }
     if leaks.is_empty() {
-        return Finding::pass("a proxy is set, and NO_PROXY keeps cluster traffic off it").evidence_all(ev);
+        return Finding::pass("a proxy is set, and NO_PROXY keeps cluster traffic off it")
+            .evidence_all(ev);
     }
     let missing: Vec<String> = p.dests.iter().map(|(_, d, _)| d.to_string()).collect();
     Finding::warn(format!(
@@ -396,18 +456,51 @@ mod tests {
     fn no_proxy_matching_follows_go() {
         assert!(no_proxy_covers("*", &Dest::Host("x".into())));
         assert!(no_proxy_covers("10.0.0.0/8", &cidr("10.96.0.0/12")));
-        assert!(!no_proxy_covers("10.96.0.0/16", &cidr("10.96.0.0/12")), "only part of it");
+        assert!(
+            !no_proxy_covers("10.96.0.0/16", &cidr("10.96.0.0/12")),
+            "only part of it"
+        );
         assert!(!no_proxy_covers("10.96.0.1", &cidr("10.96.0.0/12")));
-        assert!(no_proxy_covers(" 192.168.1.0/24 ", &Dest::Host("192.168.1.10".into())));
-        assert!(no_proxy_covers("192.168.1.10", &Dest::Host("192.168.1.10".into())));
-        assert!(!no_proxy_covers("192.168.1.1", &Dest::Host("192.168.1.10".into())));
-        assert!(no_proxy_covers("example.com", &Dest::Host("k8s.example.com".into())));
-        assert!(no_proxy_covers(".example.com", &Dest::Host("k8s.example.com".into())));
-        assert!(!no_proxy_covers(".example.com", &Dest::Host("example.com".into())));
-        assert!(no_proxy_covers("*.example.com", &Dest::Host("api.example.com".into())));
-        assert!(no_proxy_covers("k8s.example.com:6443", &Dest::Host("k8s.example.com".into())));
-        assert!(!no_proxy_covers("notexample.com", &Dest::Host("example.com.evil".into())));
-        assert!(no_proxy_covers("", &Dest::Host("127.0.0.1".into())), "loopback is never proxied");
+        assert!(no_proxy_covers(
+            " 192.168.1.0/24 ",
+            &Dest::Host("192.168.1.10".into())
+        ));
+        assert!(no_proxy_covers(
+            "192.168.1.10",
+            &Dest::Host("192.168.1.10".into())
+        ));
+        assert!(!no_proxy_covers(
+            "192.168.1.1",
+            &Dest::Host("192.168.1.10".into())
+        ));
+        assert!(no_proxy_covers(
+            "example.com",
+            &Dest::Host("k8s.example.com".into())
+        ));
+        assert!(no_proxy_covers(
+            ".example.com",
+            &Dest::Host("k8s.example.com".into())
+        ));
+        assert!(!no_proxy_covers(
+            ".example.com",
+            &Dest::Host("example.com".into())
+        ));
+        assert!(no_proxy_covers(
+            "*.example.com",
+            &Dest::Host("api.example.com".into())
+        ));
+        assert!(no_proxy_covers(
+            "k8s.example.com:6443",
+            &Dest::Host("k8s.example.com".into())
+        ));
+        assert!(!no_proxy_covers(
+            "notexample.com",
+            &Dest::Host("example.com.evil".into())
+        ));
+        assert!(
+            no_proxy_covers("", &Dest::Host("127.0.0.1".into())),
+            "loopback is never proxied"
+        );
         assert!(no_proxy_covers("fd00::/8", &cidr("fd00:10:96::/112")));
     }
 
@@ -422,18 +515,33 @@ mod tests {
             "[Service]\nEnvironment=\"HTTPS_PROXY=http://proxy.corp:3128\"\nEnvironment=\"NO_PROXY=localhost\"\nEnvironmentFile=-/etc/default/containerd\n",
         );
         assert_eq!(v["HTTPS_PROXY"].value, "http://proxy.corp:3128");
-        assert_eq!(v["NO_PROXY"].at, "/etc/systemd/system/containerd.service.d/http-proxy.conf:3");
+        assert_eq!(
+            v["NO_PROXY"].at,
+            "/etc/systemd/system/containerd.service.d/http-proxy.conf:3"
+        );
         assert_eq!(f, ["/etc/default/containerd"]);
-        let e = parse_env_file("/etc/environment", "PATH=\"/usr/bin\"\nhttps_proxy=\"http://u:pw@p:8080/\"\n# NO_PROXY=x\n");
+        let e = parse_env_file(
+            "/etc/environment",
+            "PATH=\"/usr/bin\"\nhttps_proxy=\"http://u:pw@p:8080/\"\n# NO_PROXY=x\n",
+        );
         assert_eq!(e.len(), 1);
         assert_eq!(e["https_proxy"].value, "http://u:pw@p:8080/");
-        assert_eq!(mask_credentials("http://u:pw@p:8080/"), "http://u:****@p:8080/");
+        assert_eq!(
+            mask_credentials("http://u:pw@p:8080/"),
+            "http://u:****@p:8080/"
+        );
         assert_eq!(mask_credentials("http://p:8080"), "http://p:8080");
         assert_eq!(
-            kubeconfig_server_host("clusters:\n- cluster:\n    server: https://192.168.1.10:6443\n").as_deref(),
+            kubeconfig_server_host(
+                "clusters:\n- cluster:\n    server: https://192.168.1.10:6443\n"
+            )
+            .as_deref(),
             Some("192.168.1.10")
         );
-        assert_eq!(kubeconfig_server_host("    server: https://[fd00::1]:6443\n").as_deref(), Some("fd00::1"));
+        assert_eq!(
+            kubeconfig_server_host("    server: https://[fd00::1]:6443\n").as_deref(),
+            Some("fd00::1")
+        );
         assert_eq!(
             manifest_flag("    - kube-apiserver\n    - --service-cluster-ip-range=10.96.0.0/12,fd00:10:96::/112\n", "service-cluster-ip-range").as_deref(),
             Some("10.96.0.0/12,fd00:10:96::/112")
@@ -444,23 +552,62 @@ mod tests {
     fn verdicts() {
         let src = |np: Option<&str>| {
             let mut vars = BTreeMap::new();
-            vars.insert("HTTPS_PROXY".into(), Var { value: "http://user:secret@proxy:3128".into(), at: "f:1".into() });
+            vars.insert(
+                "HTTPS_PROXY".into(),
+                Var {
+                    value: "http://user:secret@proxy:3128".into(),
+                    at: "f:1".into(),
+                },
+            );
             if let Some(n) = np {
-                vars.insert("NO_PROXY".into(), Var { value: n.into(), at: "f:2".into() });
+                vars.insert(
+                    "NO_PROXY".into(),
+                    Var {
+                        value: n.into(),
+                        at: "f:2".into(),
+                    },
+                );
             }
-            EnvSource { reader: "kubelet.service".into(), vars }
+            EnvSource {
+                reader: "kubelet.service".into(),
+                vars,
+            }
         };
         let dests = vec![
-            ("the API endpoint".to_string(), Dest::Host("192.168.1.10".into()), "a".to_string()),
-            ("the service CIDR".to_string(), cidr("10.96.0.0/12"), "b".to_string()),
-            ("the pod CIDR".to_string(), cidr("10.244.0.0/16"), "c".to_string()),
+            (
+                "the API endpoint".to_string(),
+                Dest::Host("192.168.1.10".into()),
+                "a".to_string(),
+            ),
+            (
+                "the service CIDR".to_string(),
+                cidr("10.96.0.0/12"),
+                "b".to_string(),
+            ),
+            (
+                "the pod CIDR".to_string(),
+                cidr("10.244.0.0/16"),
+                "c".to_string(),
+            ),
         ];
-        let mut p = ProxyEnvFacts { sources: vec![src(Some("localhost,192.168.1.0/24,10.96.0.0/12"))], dests, unknown: vec![] };
+        let mut p = ProxyEnvFacts {
+            sources: vec![src(Some("localhost,192.168.1.0/24,10.96.0.0/12"))],
+            dests,
+            unknown: vec![],
+        };
         let f = decide(&p);
         assert_eq!(f.status, Status::Warn);
-        assert!(f.message.contains("the pod CIDR 10.244.0.0/16"), "{}", f.message);
+        assert!(
+            f.message.contains("the pod CIDR 10.244.0.0/16"),
+            "{}",
+            f.message
+        );
         assert!(!f.message.contains("service CIDR"), "{}", f.message);
-        assert!(f.evidence.iter().all(|e| !e.contains("secret")), "{:?}", f.evidence);
+        assert!(
+            f.evidence.iter().all(|e| !e.contains("secret")),
+            "{:?}",
+            f.evidence
+        );
         p.sources = vec![src(Some("localhost,192.168.1.10,10.0.0.0/8"))];
         assert_eq!(decide(&p).status, Status::Pass);
         p.sources = vec![src(None)];

@@ -51,7 +51,10 @@ pub fn cpu_max(text: &str) -> Option<f64> {
 
 /// A memory limit file (`memory.max` = bytes or `max`; v1 `memory.limit_in_bytes`), None when unlimited.
 pub fn memory_limit(text: &str) -> Option<u64> {
-    text.trim().parse::<u64>().ok().filter(|b| *b < V1_UNLIMITED)
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|b| *b < V1_UNLIMITED)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +106,10 @@ pub fn gather(host: &Host) -> Fact<ResourceFacts> {
     let v2 = |f: &str| format!("{CGROUP_ROOT}/{f}");
     let cpuset = first(
         host,
-        &[&v2("cpuset.cpus.effective"), &v2("cpuset/cpuset.effective_cpus")],
+        &[
+            &v2("cpuset.cpus.effective"),
+            &v2("cpuset/cpuset.effective_cpus"),
+        ],
         count_cpu_list,
     )
     .filter(|c| c.value > 0);
@@ -168,7 +174,8 @@ pub fn decide(r: &ResourceFacts) -> Finding {
         ));
     }
     if bad.is_empty() {
-        return Finding::pass(format!("{cpus:.2} CPU(s) and {mem_mib} MiB usable")).evidence_all(ev);
+        return Finding::pass(format!("{cpus:.2} CPU(s) and {mem_mib} MiB usable"))
+            .evidence_all(ev);
     }
     let limited = r.cpuset.is_some() || r.quota.is_some() || r.mem_limit.is_some();
     Finding::fail(bad.join("; ")).evidence_all(ev).remediation(if limited {
@@ -194,21 +201,34 @@ mod tests {
         assert_eq!(count_cpu_list("0"), Some(1));
         assert_eq!(count_cpu_list("3-1"), None);
         assert_eq!(count_cpu_list("x"), None);
-        assert_eq!(mem_total_kib("MemTotal:        2014580 kB\nMemFree: 1 kB\n"), Some(2014580));
+        assert_eq!(
+            mem_total_kib("MemTotal:        2014580 kB\nMemFree: 1 kB\n"),
+            Some(2014580)
+        );
         assert_eq!(mem_total_kib("nothing"), None);
         assert_eq!(cpu_max("max 100000\n"), None);
         assert_eq!(cpu_max("150000 100000\n"), Some(1.5));
         assert_eq!(memory_limit("max\n"), None);
         assert_eq!(memory_limit("1073741824\n"), Some(1 << 30));
-        assert_eq!(memory_limit("9223372036854771712\n"), None, "v1's unlimited");
+        assert_eq!(
+            memory_limit("9223372036854771712\n"),
+            None,
+            "v1's unlimited"
+        );
     }
 
     fn facts(cpus: u32, mem_kib: u64) -> ResourceFacts {
         ResourceFacts {
-            cpus: Limit { value: cpus, file: "/sys/devices/system/cpu/online".into() },
+            cpus: Limit {
+                value: cpus,
+                file: "/sys/devices/system/cpu/online".into(),
+            },
             cpuset: None,
             quota: None,
-            mem_kib: Limit { value: mem_kib, file: "/proc/meminfo".into() },
+            mem_kib: Limit {
+                value: mem_kib,
+                file: "/proc/meminfo".into(),
+            },
             mem_limit: None,
         }
     }
@@ -219,17 +239,34 @@ mod tests {
         // A 1 GB droplet: kubeadm's Mem error.
         let f = decide(&facts(1, 1_004_000));
         assert_eq!(f.status, Status::Fail);
-        assert!(f.message.contains("[ERROR NumCPU]") && f.message.contains("[ERROR Mem]"), "{}", f.message);
+        assert!(
+            f.message.contains("[ERROR NumCPU]") && f.message.contains("[ERROR Mem]"),
+            "{}",
+            f.message
+        );
         // An LXC/Docker container on a big host: /proc shows the host, the cgroup the truth.
         let mut c = facts(32, 64 << 20);
-        c.quota = Some(Limit { value: 1.5, file: "/sys/fs/cgroup/cpu.max".into() });
-        c.mem_limit = Some(Limit { value: 1 << 30, file: "/sys/fs/cgroup/memory.max".into() });
+        c.quota = Some(Limit {
+            value: 1.5,
+            file: "/sys/fs/cgroup/cpu.max".into(),
+        });
+        c.mem_limit = Some(Limit {
+            value: 1 << 30,
+            file: "/sys/fs/cgroup/memory.max".into(),
+        });
         let f = decide(&c);
         assert_eq!(f.status, Status::Fail);
-        assert!(f.message.contains("1.50 CPU(s)") && f.message.contains("1024 MiB"), "{}", f.message);
+        assert!(
+            f.message.contains("1.50 CPU(s)") && f.message.contains("1024 MiB"),
+            "{}",
+            f.message
+        );
         assert!(f.remediation.unwrap().contains("container"));
         let mut c = facts(32, 64 << 20);
-        c.cpuset = Some(Limit { value: 2, file: "/sys/fs/cgroup/cpuset.cpus.effective".into() });
+        c.cpuset = Some(Limit {
+            value: 2,
+            file: "/sys/fs/cgroup/cpuset.cpus.effective".into(),
+        });
         assert_eq!(decide(&c).status, Status::Pass);
     }
 }

@@ -50,11 +50,12 @@ pub struct Containerd {
 
 /// The 1-based line of the first line containing `needle`, for evidence.
 fn line_of(text: &str, needle: &str) -> Option<usize> {
-    text.lines().position(|l| {
-        let l = l.split('#').next().unwrap_or("");
-        l.contains(needle)
-    })
-    .map(|i| i + 1)
+    text.lines()
+        .position(|l| {
+            let l = l.split('#').next().unwrap_or("");
+            l.contains(needle)
+        })
+        .map(|i| i + 1)
 }
 
 fn table<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
@@ -88,9 +89,7 @@ pub fn parse_containerd(file: &str, text: &str) -> Result<Containerd, String> {
     } else {
         &["io.containerd.grpc.v1.cri", "cri"]
     };
-    let cri = plugin_keys
-        .iter()
-        .find_map(|k| table(&v, &["plugins", k]));
+    let cri = plugin_keys.iter().find_map(|k| table(&v, &["plugins", k]));
     let default_runtime = cri
         .and_then(|c| table(c, &["containerd", "default_runtime_name"]))
         .and_then(Value::as_str)
@@ -99,7 +98,13 @@ pub fn parse_containerd(file: &str, text: &str) -> Result<Containerd, String> {
         .and_then(|c| {
             table(
                 c,
-                &["containerd", "runtimes", default_runtime, "options", "SystemdCgroup"],
+                &[
+                    "containerd",
+                    "runtimes",
+                    default_runtime,
+                    "options",
+                    "SystemdCgroup",
+                ],
             )
         })
         .and_then(Value::as_bool);
@@ -129,7 +134,9 @@ pub fn containerd_defaults() -> Containerd {
     Containerd {
         driver: RuntimeDriver {
             driver: Driver::Cgroupfs,
-            evidence: format!("{CONTAINERD_CONFIG}: does not exist: containerd's default is cgroupfs"),
+            evidence: format!(
+                "{CONTAINERD_CONFIG}: does not exist: containerd's default is cgroupfs"
+            ),
         },
         cri_disabled: None,
     }
@@ -162,14 +169,20 @@ pub fn parse_crio(files: &[(String, String)]) -> Result<RuntimeDriver, String> {
 /// systemd on cgroup v2 and cgroupfs on v1.
 pub fn parse_docker(text: Option<&str>, cgroup_v2: bool) -> Result<RuntimeDriver, String> {
     let default = || RuntimeDriver {
-        driver: if cgroup_v2 { Driver::Systemd } else { Driver::Cgroupfs },
+        driver: if cgroup_v2 {
+            Driver::Systemd
+        } else {
+            Driver::Cgroupfs
+        },
         evidence: format!(
             "{DOCKER_DAEMON_JSON}: no native.cgroupdriver: Docker's default on cgroup {} is {}",
             if cgroup_v2 { "v2" } else { "v1" },
             if cgroup_v2 { "systemd" } else { "cgroupfs" }
         ),
     };
-    let Some(text) = text else { return Ok(default()) };
+    let Some(text) = text else {
+        return Ok(default());
+    };
     let v: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| format!("{DOCKER_DAEMON_JSON}: not valid JSON: {e}"))?;
     let opt = v["exec-opts"].as_array().and_then(|a| {
@@ -221,7 +234,10 @@ version = 2
         assert_eq!(c.driver.driver, Driver::Cgroupfs);
         // A v2-style key in a v3 file is not read: containerd 2 ignores it too.
         let mixed = "version = 3\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n";
-        assert_eq!(parse_containerd("f", mixed).unwrap().driver.driver, Driver::Cgroupfs);
+        assert_eq!(
+            parse_containerd("f", mixed).unwrap().driver.driver,
+            Driver::Cgroupfs
+        );
         // Docker's containerd.io package: CRI disabled.
         let docker = "#   Copyright 2018-2022 Docker Inc.\n\ndisabled_plugins = [\"cri\"]\n";
         let c = parse_containerd(CONTAINERD_CONFIG, docker).unwrap();
@@ -232,7 +248,10 @@ version = 2
         assert_eq!(c.driver.driver, Driver::Cgroupfs);
         // A custom default runtime is the one that counts.
         let crun = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\ndefault_runtime_name = \"crun\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.crun.options]\nSystemdCgroup = true\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = false\n";
-        assert_eq!(parse_containerd("f", crun).unwrap().driver.driver, Driver::Systemd);
+        assert_eq!(
+            parse_containerd("f", crun).unwrap().driver.driver,
+            Driver::Systemd
+        );
         assert!(parse_containerd("f", "version = [").is_err());
     }
 
@@ -245,23 +264,37 @@ version = 2
             ),
             (
                 format!("{CRIO_CONFIG_DIR}/02-cgroup.conf"),
-                "[crio.runtime]\nconmon_cgroup = \"pod\"\ncgroup_manager = \"cgroupfs\"\n".to_string(),
+                "[crio.runtime]\nconmon_cgroup = \"pod\"\ncgroup_manager = \"cgroupfs\"\n"
+                    .to_string(),
             ),
         ];
         let d = parse_crio(&files).unwrap();
         assert_eq!(d.driver, Driver::Cgroupfs);
-        assert_eq!(d.evidence, "/etc/crio/crio.conf.d/02-cgroup.conf:3: cgroup_manager = \"cgroupfs\"");
+        assert_eq!(
+            d.evidence,
+            "/etc/crio/crio.conf.d/02-cgroup.conf:3: cgroup_manager = \"cgroupfs\""
+        );
         assert_eq!(parse_crio(&[]).unwrap().driver, Driver::Systemd);
-        let bad = vec![("f".to_string(), "[crio.runtime]\ncgroup_manager = \"x\"\n".to_string())];
+        let bad = vec![(
+            "f".to_string(),
+            "[crio.runtime]\ncgroup_manager = \"x\"\n".to_string(),
+        )];
         assert!(parse_crio(&bad).is_err());
     }
 
     #[test]
     fn docker_exec_opts_and_defaults() {
-        let d = parse_docker(Some(r#"{"exec-opts": ["native.cgroupdriver=systemd"]}"#), false).unwrap();
+        let d = parse_docker(
+            Some(r#"{"exec-opts": ["native.cgroupdriver=systemd"]}"#),
+            false,
+        )
+        .unwrap();
         assert_eq!(d.driver, Driver::Systemd);
         assert_eq!(parse_docker(None, true).unwrap().driver, Driver::Systemd);
-        assert_eq!(parse_docker(Some("{}"), false).unwrap().driver, Driver::Cgroupfs);
+        assert_eq!(
+            parse_docker(Some("{}"), false).unwrap().driver,
+            Driver::Cgroupfs
+        );
         assert!(parse_docker(Some("{"), false).is_err());
     }
 }

@@ -60,10 +60,7 @@ mod tests {
     #[test]
     fn auto_is_installed_with_kubelet_conf_and_otherwise_follows_the_role() {
         let auto = StageChoice::Auto;
-        assert_eq!(
-            Stage::resolve(auto, true, Role::Worker),
-            Stage::Installed
-        );
+        assert_eq!(Stage::resolve(auto, true, Role::Worker), Stage::Installed);
         assert_eq!(
             Stage::resolve(auto, false, Role::ControlPlane),
             Stage::PreInit
