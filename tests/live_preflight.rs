@@ -311,7 +311,11 @@ fn start_containerd(disable_cri: bool) -> Containerd {
         root = d.join("root").display(),
         state = d.join("state").display(),
         sock = sock.display(),
-        disabled = if disable_cri { "\"io.containerd.grpc.v1.cri\"" } else { "" },
+        disabled = if disable_cri {
+            "\"io.containerd.grpc.v1.cri\""
+        } else {
+            ""
+        },
     );
     std::fs::write(d.join("config.toml"), config).unwrap();
     let child = Command::new("containerd")

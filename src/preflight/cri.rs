@@ -157,7 +157,7 @@ pub fn decode_version(msg: &[u8]) -> Result<VersionInfo, CriError> {
             2 => {
                 let n = varint(msg, &mut i)? as usize;
                 let bytes = msg
-                    .get(i..i.checked_add(n).unwrap_or(usize::MAX))
+                    .get(i..i.saturating_add(n))
                     .ok_or_else(|| CriError::Malformed("truncated field".into()))?;
                 i += n;
                 let s = String::from_utf8_lossy(bytes).into_owned();

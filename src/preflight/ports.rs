@@ -347,6 +347,7 @@ pub fn check(p: &Fact<PortsFacts>, role: Role, stage: Stage) -> Result<Finding, 
 mod tests {
     use super::*;
     use crate::check::Status;
+    use std::net::Ipv4Addr;
 
     // Captured on an Ubuntu 22.04 control plane: apiserver on [::]:6443, etcd on 127.0.0.1 and the node IP,
     // the kubelet on [::]:10250, a time-wait row and an established row that must be ignored.
