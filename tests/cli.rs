@@ -313,7 +313,10 @@ fn table_junit_markdown_and_output_file() {
 #[test]
 fn bare_run_on_this_machine_finishes_with_known_statuses() {
     // --offline: a test sends nothing from the host's namespace (host.hostname would ask the resolver).
-    let out = k8sdoctor().args(["-o", "json", "--offline"]).output().unwrap();
+    let out = k8sdoctor()
+        .args(["-o", "json", "--offline"])
+        .output()
+        .unwrap();
     let code = out.status.code().unwrap();
     assert!(
         code == 0 || code == 1,

@@ -26,8 +26,25 @@ macro_rules! areas {
 }
 
 areas![
-    binaries, cgroup, cgroup_driver, cluster, cri, dns, firewall, hostname, ipv6, kconfig,
-    kubeconfig_perms, kubelet_service, leftover, ports, proxy, proxy_env, resources, selinux, swap,
+    binaries,
+    cgroup,
+    cgroup_driver,
+    cluster,
+    cri,
+    dns,
+    firewall,
+    hostname,
+    ipv6,
+    kconfig,
+    kubeconfig_perms,
+    kubelet_service,
+    leftover,
+    ports,
+    proxy,
+    proxy_env,
+    resources,
+    selinux,
+    swap,
     sysctl,
 ];
 
