@@ -184,7 +184,12 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
         })
         .collect();
     let mut host_block = host_info(&host, role);
-    host_block.stage = Some(crate::checks::stage::stage(&host, cfg).as_str().into());
+    let stage = super::stage::Stage::resolve(
+        cfg.stage,
+        host.exists(super::stage::KUBELET_CONF),
+        role,
+    );
+    host_block.stage = Some(stage.as_str().into());
     let report = Report::new(
         started,
         clock.elapsed().as_millis() as u64,
