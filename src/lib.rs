@@ -7,6 +7,7 @@
 pub mod checks;
 pub mod core;
 pub mod fix;
+pub mod fleet;
 pub mod join;
 pub mod list;
 pub mod mask;
