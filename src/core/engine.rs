@@ -184,11 +184,8 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
         })
         .collect();
     let mut host_block = host_info(&host, role);
-    let stage = super::stage::Stage::resolve(
-        cfg.stage,
-        host.exists(super::stage::KUBELET_CONF),
-        role,
-    );
+    let stage =
+        super::stage::Stage::resolve(cfg.stage, host.exists(super::stage::KUBELET_CONF), role);
     host_block.stage = Some(stage.as_str().into());
     let report = Report::new(
         started,
