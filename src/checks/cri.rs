@@ -385,7 +385,8 @@ pub fn gather(host: &Host, timeout: Duration) -> Fact<CriFacts> {
             "--root {} is not the live host: the runtime was not called",
             host.root().display()
         )),
-        Some(s) => match version(&host.path(s), timeout) {
+        // Only the live host is called, so the path is the host's own.
+        Some(s) => match version(Path::new(s), timeout) {
             Ok(v) => Probe::Answered(v),
             Err(e) => Probe::Failed(e),
         },

@@ -148,7 +148,7 @@ pub fn gather(host: &Host) -> Fact<KernelConfig> {
         })?;
     let paths = config_paths(&release);
     for p in &paths {
-        let Some(bytes) = host.read_bytes_opt(p)? else {
+        let Some(bytes) = host.read_bytes(p)? else {
             continue;
         };
         let text = if p.ends_with(".gz") {
