@@ -14,6 +14,7 @@ use k8sdoctor::{
     core::{
         check::{Role, Status},
         config::{Config, Format, RoleChoice, Selection},
+        stage::{Stage, StageChoice},
     },
     fix::{FixFormat, FixOptions, Mode},
     fleet::{self, FleetOptions, McOptions},
@@ -449,6 +450,25 @@ enum RoleArg {
 }
 
 #[derive(Copy, Clone, ValueEnum)]
+enum StageArg {
+    Auto,
+    PreInit,
+    PreJoin,
+    Installed,
+}
+
+impl From<StageArg> for StageChoice {
+    fn from(s: StageArg) -> StageChoice {
+        match s {
+            StageArg::Auto => StageChoice::Auto,
+            StageArg::PreInit => StageChoice::Fixed(Stage::PreInit),
+            StageArg::PreJoin => StageChoice::Fixed(Stage::PreJoin),
+            StageArg::Installed => StageChoice::Fixed(Stage::Installed),
+        }
+    }
+}
+
+#[derive(Copy, Clone, ValueEnum)]
 enum FailOn {
     Warn,
     Fail,
@@ -459,6 +479,9 @@ struct CheckArgs {
     /// Node role; auto = control plane when etc/kubernetes/manifests/kube-apiserver.yaml exists.
     #[arg(long, value_enum, default_value_t = RoleArg::Auto)]
     role: RoleArg,
+    /// Install stage: auto = installed when etc/kubernetes/kubelet.conf exists, else pre-init for a control plane and pre-join for a worker.
+    #[arg(long, value_enum, default_value_t = StageArg::Auto)]
+    stage: StageArg,
     /// Run only these checks (comma list of ids, case-insensitive).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -516,6 +539,7 @@ impl CheckArgs {
         Ok(self.report.into_config(Config {
             root: self.root,
             role: self.role.into(),
+            stage: self.stage.into(),
             selection: Selection {
                 only: self.only,
                 skip: self.skip,

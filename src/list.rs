@@ -68,6 +68,18 @@ pub fn render_explain(e: &Entry, out: &mut dyn Write) -> std::io::Result<()> {
         if e.fix { "yes (k8sdoctor fix)" } else { "no" }
     )?;
     writeln!(out, "Remediation:\n  {}", e.remediation.trim())?;
+    writeln!(
+        out,
+        "\nkubeadm preflight equivalent:\n  {}",
+        if e.kubeadm.is_empty() {
+            "none (kubeadm does not check this)".to_string()
+        } else {
+            format!(
+                "{} (--only/--skip accept these names too)",
+                e.kubeadm.join(", ")
+            )
+        }
+    )?;
     if !e.references.is_empty() {
         writeln!(out, "\nReferences:")?;
         for r in &e.references {

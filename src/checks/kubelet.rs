@@ -38,6 +38,10 @@ pub struct KubeletConfig {
     pub resolv_conf: Option<String>,
     pub fail_swap_on: Option<bool>,
     pub memory_swap: Option<MemorySwap>,
+    /// `containerRuntimeEndpoint` (1.27+; before, the `--container-runtime-endpoint` flag).
+    pub container_runtime_endpoint: Option<String>,
+    /// `cgroupDriver`; the kubelet's own default when absent is cgroupfs.
+    pub cgroup_driver: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -52,6 +56,29 @@ pub fn parse(text: &str) -> Result<KubeletConfig, String> {
         return Ok(KubeletConfig::default());
     }
     serde_saphyr::from_str(text).map_err(|e| e.to_string())
+}
+
+/// Where kubeadm writes the kubelet's command-line flags (`KUBELET_KUBEADM_ARGS="--flag=value ..."`).
+pub const FLAGS_ENV: &str = "/var/lib/kubelet/kubeadm-flags.env";
+
+/// The value of `--name=value` (or `--name value`) in kubeadm-flags.env text.
+pub fn flag(env_text: &str, name: &str) -> Option<String> {
+    let want = format!("--{name}");
+    env_text.lines().find_map(|l| {
+        let (_, v) = l.split_once('=')?;
+        let mut words = v.trim().trim_matches('"').split_whitespace();
+        while let Some(w) = words.next() {
+            if let Some(val) = w.strip_prefix(&want) {
+                if let Some(val) = val.strip_prefix('=') {
+                    return Some(val.to_string());
+                }
+                if val.is_empty() {
+                    return words.next().map(String::from);
+                }
+            }
+        }
+        None
+    })
 }
 
 /// The 1-based line where a top-level key is set, for evidence.
@@ -70,7 +97,7 @@ mod tests {
 
     #[test]
     fn reads_the_fields_kubeadm_writes() {
-        let text = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nauthentication:\n  anonymous:\n    enabled: false\nresolvConf: /run/systemd/resolve/resolv.conf\nfailSwapOn: false\nmemorySwap:\n  swapBehavior: LimitedSwap\n";
+        let text = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nauthentication:\n  anonymous:\n    enabled: false\nresolvConf: /run/systemd/resolve/resolv.conf\nfailSwapOn: false\nmemorySwap:\n  swapBehavior: LimitedSwap\ncgroupDriver: systemd\ncontainerRuntimeEndpoint: unix:///run/containerd/containerd.sock\n";
         let c = parse(text).unwrap();
         assert_eq!(
             c.resolv_conf.as_deref(),
@@ -82,7 +109,27 @@ mod tests {
             Some("LimitedSwap")
         );
         assert_eq!(line_of(text, "resolvConf"), Some(6));
+        assert_eq!(c.cgroup_driver.as_deref(), Some("systemd"));
+        assert_eq!(
+            c.container_runtime_endpoint.as_deref(),
+            Some("unix:///run/containerd/containerd.sock")
+        );
         assert_eq!(line_of(text, "nope"), None);
+    }
+
+    #[test]
+    fn reads_flags_from_kubeadm_flags_env() {
+        let env = "KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///var/run/containerd/containerd.sock --pod-infra-container-image registry.k8s.io/pause:3.9\"\n";
+        assert_eq!(
+            flag(env, "container-runtime-endpoint").as_deref(),
+            Some("unix:///var/run/containerd/containerd.sock")
+        );
+        assert_eq!(
+            flag(env, "pod-infra-container-image").as_deref(),
+            Some("registry.k8s.io/pause:3.9")
+        );
+        assert_eq!(flag(env, "container-runtime"), None);
+        assert_eq!(flag("garbage", "x"), None);
     }
 
     #[test]

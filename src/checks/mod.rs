@@ -5,7 +5,10 @@
 
 use crate::{core::check::CheckDef, fix::plan::Fix};
 
+pub mod init;
 pub mod kubelet;
+pub mod runtime_config;
+pub mod stage;
 
 /// One area: its checks and the fixes of those `k8sdoctor fix` can repair.
 pub struct Area {
@@ -22,7 +25,28 @@ macro_rules! areas {
     };
 }
 
-areas![cluster, dns, firewall, proxy, selinux, swap, sysctl];
+areas![
+    binaries,
+    cgroup,
+    cgroup_driver,
+    cluster,
+    cri,
+    dns,
+    firewall,
+    hostname,
+    ipv6,
+    kconfig,
+    kubeconfig_perms,
+    kubelet_service,
+    leftover,
+    ports,
+    proxy,
+    proxy_env,
+    resources,
+    selinux,
+    swap,
+    sysctl,
+];
 
 /// Every implemented host check.
 pub fn registry() -> impl Iterator<Item = &'static CheckDef> {

@@ -80,7 +80,7 @@ pub fn gather(host: &Host, cfg: &Config) -> Fact<ProxyFacts> {
     let port = cfg.proxy_port;
     let step = cfg.timeout.mul_f64(0.2).min(Duration::from_secs(2));
     let live = host.is_live();
-    let resolver = live.then(|| resolve_localhost(step));
+    let resolver = live.then(|| resolve("localhost", step));
     let probe = if !live {
         Probe::NotRun(format!(
             "--root {} is not the live host: no probe of 127.0.0.1:{port}",
@@ -99,11 +99,12 @@ pub fn gather(host: &Host, cfg: &Config) -> Fact<ProxyFacts> {
     })
 }
 
-/// The resolver's answer for localhost, bounded by `timeout` (getaddrinfo has no timeout of its own).
-fn resolve_localhost(timeout: Duration) -> Result<Vec<IpAddr>, String> {
+/// The system resolver's answer for a name, bounded by `timeout` (getaddrinfo has no timeout of its own).
+pub fn resolve(name: &str, timeout: Duration) -> Result<Vec<IpAddr>, String> {
     let (tx, rx) = mpsc::channel();
+    let name = name.to_string();
     std::thread::spawn(move || {
-        let r = ("localhost", 0)
+        let r = (name.as_str(), 0)
             .to_socket_addrs()
             .map(|a| a.map(|s| s.ip()).collect::<Vec<_>>())
             .map_err(|e| e.to_string());

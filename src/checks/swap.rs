@@ -203,13 +203,17 @@ fn active(facts: &Facts, _ctx: &Ctx) -> Outcome {
     .evidence_all(evidence))
 }
 
+/// Each source of boot-time swap decides on its own: an unreadable fstab is reported, but does not hide a
+/// zram-generator config or an enabled swap unit.
 fn persistent(facts: &Facts, _ctx: &Ctx) -> Outcome {
     let s = facts.get(&SWAP)?;
-    let fstab = get(&s.fstab)?;
-    let mut evidence: Vec<String> = fstab
-        .iter()
-        .map(|e| format!("{FSTAB}:{}: {}", e.line, e.text))
-        .collect();
+    let mut evidence: Vec<String> = match &s.fstab {
+        Ok(fstab) => fstab
+            .iter()
+            .map(|e| format!("{FSTAB}:{}: {}", e.line, e.text))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     evidence.extend(
         s.enabled_units
             .iter()
@@ -218,13 +222,21 @@ fn persistent(facts: &Facts, _ctx: &Ctx) -> Outcome {
     if let Some((p, l)) = &s.zram_generator {
         evidence.push(format!("{p}:{l}: zram swap device"));
     }
+    let fstab_error = s.fstab.as_ref().err();
     if evidence.is_empty() {
-        return Ok(Finding::pass("nothing turns swap on at boot")
-            .evidence(format!("{FSTAB}: no active swap entry")));
+        return match fstab_error {
+            // Nothing else turns swap on, and fstab could not be judged: say which and why.
+            Some(e) => Err(e.clone()),
+            None => Ok(Finding::pass("nothing turns swap on at boot")
+                .evidence(format!("{FSTAB}: no active swap entry"))),
+        };
+    }
+    let n = evidence.len();
+    if let Some(e) = fstab_error {
+        evidence.push(format!("{FSTAB}: not judged: {e}"));
     }
     Ok(Finding::warn(format!(
-        "swap comes back at boot from {} source(s) even after `swapoff -a`",
-        evidence.len()
+        "swap comes back at boot from {n} source(s) even after `swapoff -a`"
     ))
     .evidence_all(evidence))
 }
@@ -393,6 +405,31 @@ mod tests {
         );
         let f = persistent(&facts("", "# /dev/sda2 none swap sw 0 0\n"), &ctx()).unwrap();
         assert_eq!(f.status, Status::Pass);
+    }
+
+    #[test]
+    fn an_unreadable_fstab_does_not_hide_zram() {
+        let mut f = facts("", "");
+        if let Some(s) = f.get_mut(&SWAP) {
+            s.fstab = Err(crate::core::facts::FactError::Unreadable(
+                "cannot read /etc/fstab: Is a directory (os error 21)".into(),
+            ));
+            s.zram_generator = Some(("/etc/systemd/zram-generator.conf".into(), 1));
+        }
+        let r = persistent(&f, &ctx()).unwrap();
+        assert_eq!(r.status, Status::Warn);
+        assert_eq!(
+            r.evidence[0],
+            "/etc/systemd/zram-generator.conf:1: zram swap device"
+        );
+        assert!(r.evidence[1].contains("not judged"), "{:?}", r.evidence);
+        if let Some(s) = f.get_mut(&SWAP) {
+            s.zram_generator = None;
+        }
+        assert!(
+            persistent(&f, &ctx()).is_err(),
+            "alone, the unreadable fstab is an error"
+        );
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Entry {
     /// Whether `k8sdoctor fix` can repair it.
     #[serde(default)]
     pub fix: bool,
+    /// kubeadm's preflight names this check covers (`Swap`, `Port-6443` ...): accepted by --only/--skip.
+    #[serde(default)]
+    pub kubeadm: Vec<String>,
 }
 
 impl Entry {
@@ -56,9 +59,55 @@ pub fn find(id: &str) -> Option<&'static Entry> {
     catalog().iter().find(|e| e.id.eq_ignore_ascii_case(id))
 }
 
+/// Replaces each kubeadm preflight name (`Swap`, `Port-6443`, `SystemVerification` ...) by the ids of the
+/// checks that cover it, matched like kubeadm's `--ignore-preflight-errors`: exact, case-insensitive.
+/// Our own ids and anything unknown pass through unchanged.
+pub fn expand_kubeadm_names(names: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in names {
+        let ids: Vec<String> = catalog()
+            .iter()
+            .filter(|e| !e.id.eq_ignore_ascii_case(n))
+            .filter(|e| e.kubeadm.iter().any(|k| k.eq_ignore_ascii_case(n)))
+            .map(|e| e.id.clone())
+            .collect();
+        if ids.is_empty() {
+            out.push(n.clone());
+        } else {
+            out.extend(ids);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kubeadm_names_expand_to_our_ids() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(expand_kubeadm_names(&v(&["swap"])), ["swap.active"]);
+        assert_eq!(expand_kubeadm_names(&v(&["Port-6443"])), ["ports.in-use"]);
+        assert_eq!(
+            expand_kubeadm_names(&v(&["FileContent--proc-sys-net-ipv4-ip_forward"])),
+            ["sysctl.ip-forward"]
+        );
+        assert_eq!(
+            expand_kubeadm_names(&v(&["SystemVerification"])),
+            ["cgroup.version", "kernel.config"]
+        );
+        assert_eq!(
+            expand_kubeadm_names(&v(&["all", "dns.loopback-nameserver", "bogus"])),
+            ["all", "dns.loopback-nameserver", "bogus"]
+        );
+        // No kubeadm name is also one of our ids, and each names checks that exist.
+        for e in catalog() {
+            for k in &e.kubeadm {
+                assert!(find(k).is_none(), "{k} is both a kubeadm name and an id");
+            }
+        }
+    }
 
     #[test]
     fn every_entry_parses_and_file_names_match_ids() {

@@ -28,10 +28,20 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// The selection with kubeadm's preflight names (`Swap`, `Port-6443` ...) replaced by our ids.
+    pub fn expanded(&self) -> Selection {
+        Selection {
+            only: super::catalog::expand_kubeadm_names(&self.only),
+            skip: super::catalog::expand_kubeadm_names(&self.skip),
+        }
+    }
+
     pub fn selects(&self, id: &str) -> bool {
-        let hit = |list: &[String]| list.iter().any(|s| s.eq_ignore_ascii_case(id));
-        let skip_all = self.skip.iter().any(|s| s.eq_ignore_ascii_case("all"));
-        (self.only.is_empty() || hit(&self.only)) && !skip_all && !hit(&self.skip)
+        let hit = |list: &[String]| {
+            list.iter()
+                .any(|s| s.eq_ignore_ascii_case(id) || s.eq_ignore_ascii_case("all"))
+        };
+        (self.only.is_empty() || hit(&self.only)) && !hit(&self.skip)
     }
 
     /// Ids named in `--only`/`--skip` that no check has: a typo that would silently select nothing.
@@ -51,6 +61,8 @@ impl Selection {
 pub struct Config {
     pub root: PathBuf,
     pub role: RoleChoice,
+    /// `--stage`: before init, before join, installed, or auto.
+    pub stage: super::stage::StageChoice,
     pub selection: Selection,
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
@@ -69,6 +81,7 @@ impl Default for Config {
         Config {
             root: PathBuf::from("/"),
             role: RoleChoice::Auto,
+            stage: Default::default(),
             selection: Selection::default(),
             kubeconfig: None,
             context: None,
@@ -101,6 +114,11 @@ mod tests {
             skip: vec!["ALL".into()],
         };
         assert!(!s.selects("swap.active"));
+        let s = Selection {
+            only: vec!["all".into()],
+            skip: vec!["swap.active".into()],
+        };
+        assert!(s.selects("dns.loopback-nameserver") && !s.selects("swap.active"));
         let s = Selection {
             only: vec![],
             skip: vec!["dns.loopback-nameserver".into(), "bogus".into()],

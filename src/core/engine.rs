@@ -114,7 +114,9 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
     let host = Host::new(&cfg.root).context("cannot read host files")?;
     let all: Vec<&CheckDef> = checks::registry().collect();
     let known: Vec<&str> = all.iter().map(|c| c.id).collect();
-    let unknown = cfg.selection.unknown_ids(&known);
+    // kubeadm's preflight names (`Swap`, `Port-6443` ...) select the checks that cover them.
+    let selection = cfg.selection.expanded();
+    let unknown = selection.unknown_ids(&known);
     if !unknown.is_empty() {
         // A catalog entry no host check implements is one of join-check's steps.
         let join_steps = unknown.iter().any(|u| catalog::find(u).is_some());
@@ -136,7 +138,7 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
     let ctx = Ctx { role, now: started };
     let mut selected: Vec<(&CheckDef, &catalog::Entry)> = all
         .into_iter()
-        .filter(|c| cfg.selection.selects(c.id))
+        .filter(|c| selection.selects(c.id))
         .map(|c| {
             let entry = catalog::find(c.id)
                 .unwrap_or_else(|| panic!("check {} has no catalog entry", c.id));
@@ -181,10 +183,14 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
             CheckResult::from_finding(entry, finding, gather_ms + t.elapsed().as_millis() as u64)
         })
         .collect();
+    let mut host_block = host_info(&host, role);
+    let stage =
+        super::stage::Stage::resolve(cfg.stage, host.exists(super::stage::KUBELET_CONF), role);
+    host_block.stage = Some(stage.as_str().into());
     let report = Report::new(
         started,
         clock.elapsed().as_millis() as u64,
-        host_info(&host, role),
+        host_block,
         cluster_info(&facts),
         results,
     );

@@ -315,6 +315,43 @@ impl Host {
     }
 }
 
+/// What `stat` says of a host file, for the checks that judge ownership and permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits (`0o600`).
+    pub mode: u32,
+    pub is_file: bool,
+    pub is_dir: bool,
+}
+
+impl Host {
+    /// Owner, mode and kind of a file (links followed); a missing file is `Ok(None)`.
+    pub fn stat(&self, abs: &str) -> Result<Option<FileStat>, FactError> {
+        use rustix::fs::FileType as T;
+        let st = match self.confined() {
+            // Resolved inside the root like every other read; the O_PATH handle is only fstat-ed.
+            Some(t) => t
+                .resolve(abs)
+                .map_err(io_error)
+                .and_then(|h| rustix::fs::fstat(&h).map_err(io::Error::from)),
+            None => rustix::fs::stat(abs).map_err(io::Error::from),
+        };
+        match st {
+            Ok(st) => Ok(Some(FileStat {
+                uid: st.st_uid,
+                gid: st.st_gid,
+                mode: st.st_mode & 0o7777,
+                is_file: T::from_raw_mode(st.st_mode) == T::RegularFile,
+                is_dir: T::from_raw_mode(st.st_mode) == T::Directory,
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FactError::Unreadable(format!("cannot stat {abs}: {e}"))),
+        }
+    }
+}
+
 /// Why a command gave no usable output.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CmdError {

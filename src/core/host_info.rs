@@ -32,5 +32,6 @@ pub fn host_info(host: &Host, role: Role) -> HostInfo {
         os: os.unwrap_or_else(|| "unknown".into()),
         root: host.root().display().to_string(),
         role: role.as_str().into(),
+        stage: None,
     }
 }

@@ -10,5 +10,6 @@ pub mod facts;
 pub mod host;
 pub mod host_info;
 pub mod source;
+pub mod stage;
 pub mod status;
 pub mod stderr;

@@ -60,6 +60,9 @@ pub struct HostInfo {
     /// The root the host files were read from (`/` for the live host).
     pub root: String,
     pub role: String,
+    /// `check`'s install stage: pre-init, pre-join or installed (absent for join-check).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stage: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

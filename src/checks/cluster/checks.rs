@@ -670,7 +670,7 @@ fn cni(f: &Facts, _: &Ctx) -> Outcome {
     } else {
         Finding::fail(format!("pod network not fully rolled out: {}; {mc}", lagging.join(", ")))
             .evidence_all(ev)
-            .remediation("kubectl -n <namespace> describe daemonset <name>; kubectl -n <namespace> logs <pod> -c <container> on the nodes whose pods are not ready (firewalled overlay ports are the usual cause: see FACTS.md ports)")
+            .remediation("kubectl -n <namespace> describe daemonset <name>; kubectl -n <namespace> logs <pod> -c <container> on the nodes whose pods are not ready (firewalled overlay ports are the usual cause: Weave TCP 6783 and UDP 6783-6784, Flannel and Cilium UDP 8472, Calico TCP 179; see https://kubernetes.io/docs/reference/networking/ports-and-protocols/ and your CNI's requirements page)")
     })
 }
 
