@@ -58,7 +58,7 @@ fn node_probes(fw: &FirewallFacts, make: impl Fn(Net) -> Query) -> Result<Vec<Pr
         .iter()
         .map(|n: &NodeNet| {
             let mut q = make(n.net).on(n.iface.clone());
-            q.dest = n.addr;
+            q.dest = n.addr.map(Net::host);
             Probe {
                 query: q,
                 soft: false,
@@ -84,7 +84,7 @@ fn pod_probes(fw: &FirewallFacts, port: u16) -> Vec<Probe> {
             .iter()
             .map(|net| {
                 let mut q = Query::tcp(port, *net).on(cni.ifaces[0].clone());
-                q.dest = node_addr(fw, net.is_v6());
+                q.dest = node_addr(fw, net.is_v6()).map(Net::host);
                 Probe {
                     query: q,
                     soft: false,
@@ -96,7 +96,7 @@ fn pod_probes(fw: &FirewallFacts, port: u16) -> Vec<Probe> {
             .map(|(_, net)| {
                 let net: Net = net.parse().expect("valid default");
                 let mut q = Query::tcp(port, net);
-                q.dest = node_addr(fw, false);
+                q.dest = node_addr(fw, false).map(Net::host);
                 Probe {
                     query: q,
                     soft: true,
@@ -199,7 +199,7 @@ fn overlay_probes(fw: &FirewallFacts, cni: &Cni) -> Result<Vec<Probe>, FactError
         for net in &cni.pod_nets {
             for port in [6443, 10250] {
                 let mut q = Query::tcp(port, *net).on(iface.clone());
-                q.dest = node_addr(fw, net.is_v6());
+                q.dest = node_addr(fw, net.is_v6()).map(Net::host);
                 probes.push(Probe {
                     query: q,
                     soft: false,

@@ -248,6 +248,9 @@ fn saved_rules(host: &Host, rs: &mut Ruleset, out: &mut ReadRules) {
     }
 }
 
+/// The most text the includes of one nft file may expand to.
+const MAX_EXPANDED: usize = 32 << 20;
+
 /// The text of an nft file with its `include "..."` lines replaced by the files they name (globs in the
 /// last path component; relative paths from /etc).
 pub fn expand_includes(host: &Host, path: &str, depth: usize) -> Result<Option<String>, String> {
@@ -288,6 +291,12 @@ pub fn expand_includes(host: &Host, path: &str, depth: usize) -> Result<Option<S
         };
         for f in files {
             match expand_includes(host, &f, depth + 1)? {
+                Some(t) if out.len() + t.len() > MAX_EXPANDED => {
+                    return Err(format!(
+                        "{path}: includes expand to more than {} MiB (include loop?)",
+                        MAX_EXPANDED >> 20
+                    ));
+                }
                 Some(t) => out.push_str(&t),
                 None if !inc.contains('*') => {
                     return Err(format!("{path}: included file {f} does not exist"));
@@ -300,17 +309,28 @@ pub fn expand_includes(host: &Host, path: &str, depth: usize) -> Result<Option<S
     Ok(Some(out))
 }
 
-/// `*` wildcard match of a file name.
+/// `*` wildcard match of a file name, in O(pattern × name) at worst: the last `*` seen absorbs one more
+/// character on a mismatch instead of trying every split again (which is exponential in the stars).
 fn glob(pat: &str, name: &str) -> bool {
-    match pat.split_once('*') {
-        None => pat == name,
-        Some((pre, rest)) => {
-            name.starts_with(pre) && {
-                let tail = &name[pre.len()..];
-                (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob(rest, &tail[i..]))
-            }
+    let (p, n): (Vec<char>, Vec<char>) = (pat.chars().collect(), name.chars().collect());
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if i < p.len() && p[i] == n[j] {
+            i += 1;
+            j += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
         }
     }
+    p[i..].iter().all(|&c| c == '*')
 }
 
 fn cni(host: &Host, interfaces: &[String]) -> Option<Cni> {

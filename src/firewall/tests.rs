@@ -129,9 +129,9 @@ fn ufw_drops_by_policy_after_its_chains() {
         d.path.iter().map(|p| p.chain.as_str()).collect::<Vec<_>>(),
         ["INPUT", "ufw-before-input"]
     );
-    // ufw's DHCP rule needs the source port: without it the answer cannot be known, with it it is.
+    // ufw's DHCP rule needs source port 67: a client's ephemeral port (the default) never matches it.
     let dhcp = Query::udp(68, net("192.168.1.1/32")).on("eth0");
-    assert_eq!(evaluate(&rs, &dhcp).verdict(), Verdict::Unknown);
+    assert_eq!(evaluate(&rs, &dhcp).verdict(), Verdict::Drop);
     assert_eq!(
         evaluate(&rs, &dhcp.clone().from_port(67)).verdict(),
         Verdict::Accept
@@ -289,14 +289,24 @@ fn unknown_matches_name_the_rule_and_goto_return_semantics_hold() {
         ),
         (Verdict::Accept, ":INPUT ACCEPT")
     );
+    // `recent` is not modelled, but both of its ways block (its DROP, or B's REJECT): reject ≡ drop for
+    // reachability, so the answer is decided, citing the way past it and the rule it was decided across.
     let a = evaluate(&rs, &q(1500));
+    assert!(a.verdict().blocks(), "{:?}", a.explain());
+    let d = a.decisive();
+    assert_eq!(d.rule.as_ref().unwrap().text, "-A B -j REJECT");
+    assert_eq!(
+        d.across.as_ref().unwrap().0.text,
+        "-A A -m recent --rcheck --seconds 60 -j DROP"
+    );
+    assert!(d.explain().contains("cannot change that"), "{}", d.explain());
+    // Port 5000 returns from B → policy ACCEPT, while `recent` may DROP: unknown, naming the rule.
+    let a = evaluate(&rs, &q(5000));
     assert_eq!(a.verdict(), Verdict::Unknown);
     assert_eq!(
         a.decisive().rule.as_ref().unwrap().text,
         "-A A -m recent --rcheck --seconds 60 -j DROP"
     );
-    // Both ways end in a block? No: DROP vs REJECT differ, so still unknown. Port 5000 returns from B → policy.
-    assert_eq!(evaluate(&rs, &q(5000)).verdict(), Verdict::Unknown);
     // UDP never enters A: dropped by INPUT's second rule.
     assert_eq!(
         evaluate(&rs, &Query::udp(53, net("10.0.0.0/8"))).verdict(),
