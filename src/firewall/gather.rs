@@ -343,10 +343,7 @@ fn cni(host: &Host, interfaces: &[String]) -> Option<Cni> {
             let path = format!("{CNI_DIR}/{f}");
             let text = host.read_opt(&path).ok().flatten()?;
             let (name, subnets) = hostnet::parse_cni_config(&text)?;
-            let bridge = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v.get("bridge").and_then(|b| b.as_str()).map(str::to_string));
-            Some((name, subnets, path, bridge))
+            Some((name, subnets, path, hostnet::cni_bridge(&text)))
         });
     let (name, mut nets, source, bridge) = match from_config {
         Some(c) => c,
@@ -374,6 +371,8 @@ fn cni(host: &Host, interfaces: &[String]) -> Option<Cni> {
     }
     let ifaces = hostnet::overlay_ifaces(&name, interfaces, bridge.as_deref());
     Some(Cni {
+        bridge: hostnet::pod_side(&name, bridge.as_deref(), interfaces),
+        tunnel: hostnet::tunnel(&name, interfaces),
         name,
         source,
         pod_nets: nets,
@@ -540,5 +539,20 @@ mod live_tests {
         // Nothing at all: missing, so the checks skip.
         let none = read_live_rules(&|p: &str, _: &[&str]| Err(CmdError::NotFound(p.into())));
         assert!(matches!(none.rules, Err(FactError::Missing(_))));
+    }
+}
+
+#[cfg(test)]
+mod glob_tests {
+    use super::glob;
+
+    #[test]
+    fn include_globs_take_linear_time_on_long_names() {
+        // Exponential with backtracking: this took minutes. Now it is immediate.
+        let name = "a".repeat(5000);
+        assert!(!glob("*a*a*a*a*a*a*a*a*a*a*b", &name));
+        assert!(glob("*a*a*a*a*b", &format!("{name}b")));
+        assert!(glob("*.nft", "x.nft") && !glob("*.nft", "x.nftx") && glob("a*b*c", "axxbyyc"));
+        assert!(glob("*", "") && !glob("a", "") && glob("x*", "x"));
     }
 }

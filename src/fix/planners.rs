@@ -28,6 +28,7 @@ const PLANNERS: &[(&str, Planner)] = &[
     ("dns.loopback-nameserver", dns_loopback),
     ("firewall.apiserver-port", firewall_paths),
     ("firewall.control-plane-ports", firewall_paths),
+    ("firewall.forward", firewall_paths),
     ("firewall.kubelet-port", firewall_paths),
     ("firewall.overlay", firewall_paths),
     ("kernel.br-netfilter", br_netfilter),
