@@ -307,7 +307,27 @@ fn elements(right: &Value, named: &Named<'_>) -> Option<Vec<Value>> {
     }
 }
 
+/// A transport-header field the model does not know (`icmpv6 type`, `tcp flags`): nft only matches it on
+/// packets of that protocol, so it is that protocol plus an unknown test.
+fn header_of_protocol(m: &Value) -> Option<Vec<Match>> {
+    let p = m.get("left")?.get("payload")?.get("protocol")?.as_str()?;
+    if matches!(p, "ip" | "ip6" | "ether" | "th" | "vlan" | "arp") {
+        return None;
+    }
+    Some(vec![
+        Match::Proto {
+            neg: false,
+            any_of: vec![proto_number(p)?],
+        },
+        Match::Unknown(render_stmt(&serde_json::json!({ "match": m }))),
+    ])
+}
+
 fn match_stmt(m: &Value, named: &Named<'_>) -> Option<Vec<Match>> {
+    known_match(m, named).or_else(|| header_of_protocol(m))
+}
+
+fn known_match(m: &Value, named: &Named<'_>) -> Option<Vec<Match>> {
     let op = m.get("op")?.as_str()?;
     let key = key(m.get("left")?)?;
     let right = m.get("right")?;

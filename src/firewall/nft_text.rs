@@ -657,6 +657,13 @@ fn statement(t: &[Tok], i: &mut usize, comment: &mut Option<String>) -> Option<O
         ("tcp" | "udp" | "sctp" | "th" | "udplite", Some(f @ ("dport" | "sport"))) => {
             (json!({"payload": {"protocol": first, "field": f}}), 2)
         }
+        // Other header fields of a transport protocol (`icmpv6 type nd-neighbor-advert`): modelled as that
+        // protocol plus an unknown test.
+        ("icmp" | "icmpv6" | "udp" | "sctp" | "udplite", Some(f))
+            if !STARTS.contains(&f) && !matches!(f, "{" | "==" | "!=") =>
+        {
+            (json!({"payload": {"protocol": first, "field": f}}), 2)
+        }
         (
             "meta",
             Some(

@@ -442,3 +442,20 @@ fn parsers_are_total_garbage_names_the_line() {
         let _ = iptables::parse(&format!("*filter\n:INPUT ACCEPT\n-A INPUT {s}\nCOMMIT\n"), Origin::IptablesNft, Family::Ip);
     }
 }
+
+#[test]
+fn rulesets_generated_by_the_real_ufw_and_firewalld_decide_like_the_kernel_did() {
+    // The live tests produce these with the tools themselves; the verdicts below are what real connects showed.
+    let ufw = ipt(&fixture("debian12-ufw-generated.rules"));
+    let q = |p, s| Query::tcp(p, net(s)).on("eth0");
+    assert_eq!(evaluate(&ufw, &q(6443, "192.168.77.0/24")).verdict(), Verdict::Accept);
+    assert_eq!(evaluate(&ufw, &q(10250, "192.168.77.0/24")).verdict(), Verdict::Drop);
+    assert_eq!(evaluate(&ufw, &q(10250, "172.31.77.0/24")).verdict(), Verdict::Accept);
+    assert_eq!(evaluate(&ufw, &q(2379, "192.168.77.0/24")).verdict(), Verdict::Reject);
+    let fwd = nft_text::parse(&fixture("debian12-firewalld-generated.nft")).unwrap();
+    assert_eq!(evaluate(&fwd, &q(6443, "192.168.77.0/24")).verdict(), Verdict::Accept);
+    assert_eq!(evaluate(&fwd, &q(10250, "192.168.77.0/24")).verdict(), Verdict::Accept);
+    assert_eq!(evaluate(&fwd, &q(22, "192.168.77.0/24")).verdict(), Verdict::Accept);
+    let a = evaluate(&fwd, &q(2379, "192.168.77.0/24"));
+    assert_eq!(a.verdict(), Verdict::Reject, "{:?}", a.explain());
+}
