@@ -129,7 +129,10 @@ fn run(root: &std::path::Path, args: &[&str]) -> serde_json::Value {
 #[test]
 fn centos7_forward_reject_fails_and_the_fix_accepts_the_pod_network_before_it() {
     let root = tempfile::tempdir().unwrap();
-    copy_tree(&support::fixtures().join("hosts/centos7-kubeadm-weave-guide"), root.path());
+    copy_tree(
+        &support::fixtures().join("hosts/centos7-kubeadm-weave-guide"),
+        root.path(),
+    );
     let saved = root.path().join("etc/sysconfig/iptables");
     let original = std::fs::read_to_string(&saved).unwrap();
     let v = run(root.path(), &["--only", "firewall.forward", "-o", "json"]);
@@ -137,25 +140,40 @@ fn centos7_forward_reject_fails_and_the_fix_accepts_the_pod_network_before_it() 
     assert_eq!(r["status"], "fail", "{r:#}");
     let msg = r["message"].as_str().unwrap();
     assert!(
-        msg.contains("in on weave") && msg.contains("-A FORWARD -j REJECT --reject-with icmp-host-prohibited"),
+        msg.contains("in on weave")
+            && msg.contains("-A FORWARD -j REJECT --reject-with icmp-host-prohibited"),
         "{msg}"
     );
-    assert!(r["evidence"].to_string().contains("pod side weave"), "{r:#}");
-    let v = run(root.path(), &["fix", "firewall.forward", "--apply", "--yes", "-o", "json"]);
+    assert!(
+        r["evidence"].to_string().contains("pod side weave"),
+        "{r:#}"
+    );
+    let v = run(
+        root.path(),
+        &["fix", "firewall.forward", "--apply", "--yes", "-o", "json"],
+    );
     assert_eq!(v["outcome"], "applied", "{v:#}");
     assert_eq!(v["verify"][0]["after"], "pass", "{v:#}");
     let fixed = std::fs::read_to_string(&saved).unwrap();
     assert!(
-        fixed.contains("-A FORWARD -s 10.32.0.0/12 -d 10.32.0.0/12 -j ACCEPT\n-A FORWARD -j REJECT"),
+        fixed
+            .contains("-A FORWARD -s 10.32.0.0/12 -d 10.32.0.0/12 -j ACCEPT\n-A FORWARD -j REJECT"),
         "{fixed}"
     );
-    let again = run(root.path(), &["fix", "firewall.forward", "--apply", "--yes", "-o", "json"]);
+    let again = run(
+        root.path(),
+        &["fix", "firewall.forward", "--apply", "--yes", "-o", "json"],
+    );
     assert_eq!(again["outcome"], "nothing_to_do", "{again:#}");
     let undo = std::process::Command::new(support::bin())
         .args(["fix", "--undo", "--yes", "--root"])
         .arg(root.path())
         .output()
         .unwrap();
-    assert!(undo.status.success(), "{}", String::from_utf8_lossy(&undo.stderr));
+    assert!(
+        undo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&undo.stderr)
+    );
     assert_eq!(std::fs::read_to_string(&saved).unwrap(), original);
 }

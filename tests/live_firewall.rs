@@ -519,7 +519,14 @@ fn in_private_mounts(ns: &Netns, dirs: &[&str], script: &str) -> String {
     prelude.push_str("mount -t tmpfs k8sd-fw /run\n");
     let o = ns
         .command("timeout")
-        .args(["120", "unshare", "-m", "sh", "-c", &format!("{prelude}{script}")])
+        .args([
+            "120",
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            &format!("{prelude}{script}"),
+        ])
         .output()
         .unwrap();
     let out = format!(
@@ -542,7 +549,11 @@ fn ufw_generated_rules_agree_with_the_kernel() {
         return;
     }
     use Verdict::*;
-    let host = ["/etc/ufw/ufw.conf", "/etc/ufw/user.rules", "/etc/ufw/user6.rules"];
+    let host = [
+        "/etc/ufw/ufw.conf",
+        "/etc/ufw/user.rules",
+        "/etc/ufw/user6.rules",
+    ];
     let before = snapshot_of(&host);
     let lab = lab();
     // The real ufw (Debian's package) builds its iptables ruleset in the node namespace: default deny
@@ -552,7 +563,10 @@ fn ufw_generated_rules_agree_with_the_kernel() {
         &["/etc/ufw", "/etc/default"],
         "ufw --force enable\nufw allow 6443/tcp\nufw allow from 172.31.77.0/24 to any port 10250 proto tcp\nufw reject 2379/tcp\nufw status verbose\n",
     );
-    assert!(out.contains("6443/tcp") && out.contains("Status: active"), "{out}");
+    assert!(
+        out.contains("6443/tcp") && out.contains("Status: active"),
+        "{out}"
+    );
     agree(
         &lab,
         "ufw",
@@ -565,7 +579,10 @@ fn ufw_generated_rules_agree_with_the_kernel() {
         ],
     );
     assert_eq!(snapshot_of(&host), before, "the host's ufw config changed");
-    eprintln!("ufw: {} real connects so far", PROBES.load(std::sync::atomic::Ordering::SeqCst));
+    eprintln!(
+        "ufw: {} real connects so far",
+        PROBES.load(std::sync::atomic::Ordering::SeqCst)
+    );
 }
 
 #[test]
@@ -583,7 +600,10 @@ fn firewalld_generated_rules_agree_with_the_kernel() {
         return;
     }
     use Verdict::*;
-    let host = ["/etc/firewalld/firewalld.conf", "/etc/firewalld/zones/public.xml"];
+    let host = [
+        "/etc/firewalld/firewalld.conf",
+        "/etc/firewalld/zones/public.xml",
+    ];
     let before = snapshot_of(&host);
     let lab = lab();
     // The real firewalld (Debian's package, nftables backend): permanent config written by
@@ -605,7 +625,10 @@ firewall-cmd --zone=public --add-port=10250/tcp
 firewall-cmd --zone=public --list-all
 "#,
     );
-    assert!(out.contains("6443/tcp") && out.contains("10250/tcp"), "{out}");
+    assert!(
+        out.contains("6443/tcp") && out.contains("10250/tcp"),
+        "{out}"
+    );
     agree(
         &lab,
         "firewalld",
@@ -617,7 +640,11 @@ firewall-cmd --zone=public --list-all
             (CLIENT_OTHER, NODE_OTHER, 2380, Reject),
         ],
     );
-    assert_eq!(snapshot_of(&host), before, "the host's firewalld config changed");
+    assert_eq!(
+        snapshot_of(&host),
+        before,
+        "the host's firewalld config changed"
+    );
 }
 
 #[test]
@@ -628,13 +655,18 @@ fn arch_stock_nftables_conf_agrees_with_the_kernel_by_reachability() {
     use Verdict::*;
     let lab = lab();
     // `destroy` needs nft 1.0.8; the namespace is fresh, so there is nothing to destroy.
-    let conf = include_str!("../fixtures/firewall/arch-nftables.conf").replace("destroy table inet filter", "");
+    let conf = include_str!("../fixtures/firewall/arch-nftables.conf")
+        .replace("destroy table inet filter", "");
     feed(&lab.node, &["nft", "-f", "-"], &conf);
     // Under the rate limit the kernel rejects, over it the policy drops: either way blocked.
     agree(
         &lab,
         "arch nftables.conf",
-        &[(CLIENT, NODE, 22, Accept), (CLIENT, NODE, 6443, Reject), (CLIENT, NODE, 10250, Reject)],
+        &[
+            (CLIENT, NODE, 22, Accept),
+            (CLIENT, NODE, 6443, Reject),
+            (CLIENT, NODE, 10250, Reject),
+        ],
     );
 }
 
@@ -655,8 +687,22 @@ fn forward_lab() -> ForwardLab {
     let node = Netns::new("fwr");
     let pod_a = Netns::new("fwa");
     let pod_b = Netns::new("fwb");
-    veth_named(&node, "cni0", &["10.244.1.1/24"], &pod_a, "eth0", &["10.244.1.2/24"]);
-    veth_named(&node, "flannel.1", &["10.244.2.1/24"], &pod_b, "eth0", &["10.244.2.2/24"]);
+    veth_named(
+        &node,
+        "cni0",
+        &["10.244.1.1/24"],
+        &pod_a,
+        "eth0",
+        &["10.244.1.2/24"],
+    );
+    veth_named(
+        &node,
+        "flannel.1",
+        &["10.244.2.1/24"],
+        &pod_b,
+        "eth0",
+        &["10.244.2.2/24"],
+    );
     pod_a.exec(&["ip", "route", "add", "default", "via", "10.244.1.1"]);
     pod_b.exec(&["ip", "route", "add", "default", "via", "10.244.2.1"]);
     node.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
@@ -674,9 +720,13 @@ fn agree_forward(lab: &ForwardLab, name: &str, probes: &[(bool, u16, Verdict)]) 
     for &(service, port, expected) in probes {
         let dst = if service { SERVICE } else { POD_B };
         let k = kernel(&lab.pod_a, POD_A, dst, port);
-        let mut q = Query::forward(6, Net::host(POD_A.parse().unwrap()), Net::host(POD_B.parse().unwrap()))
-            .on("cni0")
-            .out("flannel.1");
+        let mut q = Query::forward(
+            6,
+            Net::host(POD_A.parse().unwrap()),
+            Net::host(POD_B.parse().unwrap()),
+        )
+        .on("cni0")
+        .out("flannel.1");
         q.dport = Some(port);
         if service {
             q = q.dnat();
@@ -697,7 +747,14 @@ fn agree_forward(lab: &ForwardLab, name: &str, probes: &[(bool, u16, Verdict)]) 
 
 #[test]
 fn forwarded_pod_traffic_agrees_with_the_kernel() {
-    if !can_run_privileged(&["ip", "iptables", "iptables-restore", "nft", "sysctl", "python3"]) {
+    if !can_run_privileged(&[
+        "ip",
+        "iptables",
+        "iptables-restore",
+        "nft",
+        "sysctl",
+        "python3",
+    ]) {
         return;
     }
     use Verdict::*;
@@ -709,17 +766,66 @@ fn forwarded_pod_traffic_agrees_with_the_kernel() {
         // CentOS 7: INPUT looks fine for 22, but FORWARD rejects every routed pod packet.
         let lab = forward_lab();
         feed(&lab.node, &["iptables-restore"], CENTOS7);
-        agree_forward(&lab, "centos7 FORWARD", &[(false, 6443, Reject), (false, 22, Reject)]);
+        agree_forward(
+            &lab,
+            "centos7 FORWARD",
+            &[(false, 6443, Reject), (false, 22, Reject)],
+        );
         // kube-proxy's DNAT for a service, accepted by conntrack status; direct pod traffic still rejected.
         lab.node.exec(&[
-            "iptables", "-t", "nat", "-A", "PREROUTING", "-d", SERVICE, "-p", "tcp", "-j", "DNAT",
-            "--to-destination", POD_B,
+            "iptables",
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-d",
+            SERVICE,
+            "-p",
+            "tcp",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            POD_B,
         ]);
-        iptables(&lab.node, &["-I", "FORWARD", "1", "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"]);
-        agree_forward(&lab, "centos7 + DNAT accept", &[(true, 6443, Accept), (false, 6443, Reject)]);
+        iptables(
+            &lab.node,
+            &[
+                "-I",
+                "FORWARD",
+                "1",
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "DNAT",
+                "-j",
+                "ACCEPT",
+            ],
+        );
+        agree_forward(
+            &lab,
+            "centos7 + DNAT accept",
+            &[(true, 6443, Accept), (false, 6443, Reject)],
+        );
         // The fix's rule: the pod network both ways.
-        iptables(&lab.node, &["-I", "FORWARD", "2", "-s", "10.244.0.0/16", "-d", "10.244.0.0/16", "-j", "ACCEPT"]);
-        agree_forward(&lab, "centos7 + pod network accept", &[(false, 6443, Accept), (false, 10250, Accept)]);
+        iptables(
+            &lab.node,
+            &[
+                "-I",
+                "FORWARD",
+                "2",
+                "-s",
+                "10.244.0.0/16",
+                "-d",
+                "10.244.0.0/16",
+                "-j",
+                "ACCEPT",
+            ],
+        );
+        agree_forward(
+            &lab,
+            "centos7 + pod network accept",
+            &[(false, 6443, Accept), (false, 10250, Accept)],
+        );
     }
     {
         // Docker's FORWARD DROP policy, then with flannel's two rules.
@@ -727,19 +833,56 @@ fn forwarded_pod_traffic_agrees_with_the_kernel() {
         let docker = include_str!("../fixtures/firewall/docker-host.rules");
         feed(&lab.node, &["iptables-restore"], docker);
         agree_forward(&lab, "docker FORWARD DROP", &[(false, 6443, Drop)]);
-        iptables(&lab.node, &["-A", "FORWARD", "-s", "10.244.0.0/16", "-j", "ACCEPT"]);
+        iptables(
+            &lab.node,
+            &["-A", "FORWARD", "-s", "10.244.0.0/16", "-j", "ACCEPT"],
+        );
         agree_forward(&lab, "docker + flannel -s", &[(false, 6443, Accept)]);
     }
     {
         // nftables: Arch's stock forward chain drops all; an accept for one port only passes that port.
         let lab = forward_lab();
-        let conf = include_str!("../fixtures/firewall/arch-nftables.conf").replace("destroy table inet filter", "");
+        let conf = include_str!("../fixtures/firewall/arch-nftables.conf")
+            .replace("destroy table inet filter", "");
         feed(&lab.node, &["nft", "-f", "-"], &conf);
         agree_forward(&lab, "arch forward", &[(false, 6443, Drop)]);
         // Replies are forwarded too: the usual tracked-connections rule first.
-        lab.node.exec(&["nft", "add", "rule", "inet", "filter", "forward", "ct", "state", "established,related", "accept"]);
-        lab.node.exec(&["nft", "add", "rule", "inet", "filter", "forward", "iifname", "cni0", "oifname", "flannel.1", "tcp", "dport", "6443", "accept"]);
-        agree_forward(&lab, "arch forward + 6443", &[(false, 6443, Accept), (false, 10250, Drop)]);
+        lab.node.exec(&[
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "filter",
+            "forward",
+            "ct",
+            "state",
+            "established,related",
+            "accept",
+        ]);
+        lab.node.exec(&[
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "filter",
+            "forward",
+            "iifname",
+            "cni0",
+            "oifname",
+            "flannel.1",
+            "tcp",
+            "dport",
+            "6443",
+            "accept",
+        ]);
+        agree_forward(
+            &lab,
+            "arch forward + 6443",
+            &[(false, 6443, Accept), (false, 10250, Drop)],
+        );
     }
-    eprintln!("forward: {} real connects so far", PROBES.load(std::sync::atomic::Ordering::SeqCst));
+    eprintln!(
+        "forward: {} real connects so far",
+        PROBES.load(std::sync::atomic::Ordering::SeqCst)
+    );
 }

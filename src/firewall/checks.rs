@@ -399,7 +399,10 @@ fn judge(fw: &FirewallFacts, rules: &Ruleset, probes: &[Probe], what: &str) -> F
         let d = first.decisive();
         let mut by = d.rule.as_ref().map(|r| r.cite()).unwrap_or_default();
         if let Some((r, why)) = &d.across {
-            by.push_str(&format!(" (past {}, which cannot let it all through: {why})", r.cite()));
+            by.push_str(&format!(
+                " (past {}, which cannot let it all through: {why})",
+                r.cite()
+            ));
         }
         let mut f = Finding::fail(format!(
             "{what}: {} is {} by {by}{}",
@@ -513,7 +516,11 @@ pub fn accept_rule(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoint)
     } else if dest.is_some() {
         let fam = if v6 { "ip6" } else { "ip" };
         push(&[fam, "saddr", &source.to_string()]);
-        push(&[fam, "daddr", &dest.map(|d| d.to_string()).unwrap_or_default()]);
+        push(&[
+            fam,
+            "daddr",
+            &dest.map(|d| d.to_string()).unwrap_or_default(),
+        ]);
         push(&["accept"]);
         "nft".to_string()
     } else if ip.origin.is_iptables() {
@@ -705,16 +712,24 @@ mod tests {
         let f = forward(&facts(CENTOS7, Origin::IptablesNft, weave()), &ctx()).unwrap();
         assert_eq!(f.status, Status::Fail, "{f:?}");
         assert!(
-            f.message.contains("routed pod traffic: tcp from 10.32.0.0/12 in on weave to 10.32.0.0/12 out on weave")
-                && f.message.contains("filter/FORWARD #1: -A FORWARD -j REJECT --reject-with icmp-host-prohibited"),
+            f.message.contains(
+                "routed pod traffic: tcp from 10.32.0.0/12 in on weave to 10.32.0.0/12 out on weave"
+            ) && f.message.contains(
+                "filter/FORWARD #1: -A FORWARD -j REJECT --reject-with icmp-host-prohibited"
+            ),
             "{}",
             f.message
         );
         let r = f.remediation.unwrap();
-        assert!(r.contains("iptables -I FORWARD 1 -s 10.32.0.0/12 -d 10.32.0.0/12 -j ACCEPT"), "{r}");
+        assert!(
+            r.contains("iptables -I FORWARD 1 -s 10.32.0.0/12 -d 10.32.0.0/12 -j ACCEPT"),
+            "{r}"
+        );
         // The API server path is a different chain: the guide's rules open it, FORWARD stays shut.
         assert_eq!(
-            apiserver_port(&facts(GUIDE, Origin::IptablesNft, weave()), &ctx()).unwrap().status,
+            apiserver_port(&facts(GUIDE, Origin::IptablesNft, weave()), &ctx())
+                .unwrap()
+                .status,
             Status::Pass
         );
         // With the accept in place, all five routed paths pass.

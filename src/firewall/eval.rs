@@ -141,7 +141,11 @@ impl Query {
             Some(d) => format!("{p}/{d} from {source}"),
             None => format!("{p} from {source}"),
         };
-        let on = if self.hook == Hook::Input { "on" } else { "in on" };
+        let on = if self.hook == Hook::Input {
+            "on"
+        } else {
+            "in on"
+        };
         if let Some(i) = &self.iface {
             s.push_str(&format!(" {on} {i}"));
         }
@@ -269,11 +273,9 @@ impl Decision {
     /// Where a rule accepting this packet must go to be seen before the deciding rule (and before an
     /// undecidable rule the decision was reached across, which may block as well).
     pub fn insert_point(&self) -> Option<InsertPoint> {
-        let across = self
-            .across
-            .as_ref()
-            .map(|(r, _)| r)
-            .filter(|r| Some(&r.chain) == self.path.first().or(self.rule.as_ref()).map(|x| &x.chain));
+        let across = self.across.as_ref().map(|(r, _)| r).filter(|r| {
+            Some(&r.chain) == self.path.first().or(self.rule.as_ref()).map(|x| &x.chain)
+        });
         let first = self.path.first().or(self.rule.as_ref())?;
         let r = match across {
             Some(a) if a.position < first.position || first.position.is_none() => a,
@@ -399,8 +401,8 @@ pub fn evaluate(rs: &Ruleset, q: &Query) -> Answer {
                         todo.push(a);
                     }
                     // A single address is never covered in part; stay total anyway.
-                    None => parts.push(
-                        evaluate_piece(rs, &index, &piece, false).unwrap_or_else(|_| Decision {
+                    None => parts.push(evaluate_piece(rs, &index, &piece, false).unwrap_or_else(
+                        |_| Decision {
                             source: src,
                             dest: dst,
                             verdict: Verdict::Unknown,
@@ -410,8 +412,8 @@ pub fn evaluate(rs: &Ruleset, q: &Query) -> Answer {
                             path: vec![],
                             also: vec![],
                             base_len: 0,
-                        }),
-                    ),
+                        },
+                    )),
                 }
             }
         }
@@ -486,6 +488,9 @@ impl<'a> Index<'a> {
             .copied()
     }
 }
+
+/// An undecidable rule a decision was reached across, and what it could not decide.
+type Across = (RuleRef, String);
 
 /// What walking a base chain to its end (policy included) produced.
 #[derive(Debug, Clone)]
@@ -604,7 +609,12 @@ struct Walker<'a> {
 }
 
 /// One piece: `Err` when a network of the query must be split first.
-fn evaluate_piece(rs: &Ruleset, index: &Index<'_>, q: &Query, split: bool) -> Result<Decision, Dim> {
+fn evaluate_piece(
+    rs: &Ruleset,
+    index: &Index<'_>,
+    q: &Query,
+    split: bool,
+) -> Result<Decision, Dim> {
     let v6 = q.source.is_v6();
     let hook = q.hook.as_str();
     let mut bases: Vec<usize> = (0..rs.chains.len())
@@ -621,7 +631,7 @@ fn evaluate_piece(rs: &Ruleset, index: &Index<'_>, q: &Query, split: bool) -> Re
         forks: 0,
         memo: HashMap::new(),
     };
-    let mut accepted: Vec<(RuleRef, Vec<RuleRef>, Option<(RuleRef, String)>)> = Vec::new();
+    let mut accepted: Vec<(RuleRef, Vec<RuleRef>, Option<Across>)> = Vec::new();
     let mut unknown: Option<Decision> = None;
     for b in bases {
         let c = &rs.chains[b];
@@ -821,9 +831,7 @@ impl Walker<'_> {
             Action::Reject => Some(self.fin(stack, ci, ri, Verdict::Reject)),
             Action::Return => self.pop(stack),
             Action::Continue => None,
-            Action::Unknown(t) => {
-                Some(self.unknown(stack, ci, ri, format!("the action {t:?}")))
-            }
+            Action::Unknown(t) => Some(self.unknown(stack, ci, ri, format!("the action {t:?}"))),
             Action::Jump(t) | Action::Goto(t) => {
                 let from = &self.rs.chains[ci];
                 let Some(target) = self.index.target(from, t) else {
@@ -893,13 +901,11 @@ impl Walker<'_> {
             None => matches!(q.proto, 6 | 17 | 132 | 136),
         };
         match m {
-            Match::Source { neg, any_of } => {
-                match addr_overlap(&q.source, any_of) {
-                    Overlap::Inside => bool_m(true, *neg),
-                    Overlap::Disjoint => bool_m(false, *neg),
-                    Overlap::Partial => partial(Dim::Source, self.split, "source network"),
-                }
-            }
+            Match::Source { neg, any_of } => match addr_overlap(&q.source, any_of) {
+                Overlap::Inside => bool_m(true, *neg),
+                Overlap::Disjoint => bool_m(false, *neg),
+                Overlap::Partial => partial(Dim::Source, self.split, "source network"),
+            },
             Match::Dest { neg, any_of } => match q.dest {
                 // An unnamed destination is a unicast address of this host: never loopback or multicast.
                 None if any_of.iter().all(not_unicast_host) => bool_m(false, *neg),
@@ -930,7 +936,9 @@ impl Walker<'_> {
                     Sure::NONE,
                     "the output interface (the query names none)".into(),
                 ),
-                (Hook::Forward, Some(o)) => bool_m(any_of.iter().any(|p| iface_matches(p, o)), *neg),
+                (Hook::Forward, Some(o)) => {
+                    bool_m(any_of.iter().any(|p| iface_matches(p, o)), *neg)
+                }
             },
             Match::Proto { neg, any_of } => bool_m(any_of.contains(&q.proto), *neg),
             Match::DPort { neg, proto, any_of } => {
@@ -952,18 +960,14 @@ impl Walker<'_> {
                 }
             }
             Match::CtState { neg, any_of } => bool_m(
-                any_of
-                    .iter()
-                    .any(|s| s == "new" || (q.dnat && s == "dnat")),
+                any_of.iter().any(|s| s == "new" || (q.dnat && s == "dnat")),
                 *neg,
             ),
             Match::CtStatus { neg, any_of } => {
                 bool_m(q.dnat && any_of.iter().any(|s| s == "dnat"), *neg)
             }
             Match::Family { neg, v6 } => bool_m(q.source.is_v6() == *v6, *neg),
-            Match::DstType { neg, any_of } => {
-                bool_m(any_of.iter().any(|t| t == dst_type(q)), *neg)
-            }
+            Match::DstType { neg, any_of } => bool_m(any_of.iter().any(|t| t == dst_type(q)), *neg),
             Match::SrcType { neg, any_of } => bool_m(any_of.iter().any(|t| t == "UNICAST"), *neg),
             Match::PktType { neg, any_of } => {
                 let t = match dst_type(q) {
@@ -988,7 +992,11 @@ impl Walker<'_> {
             // The probed traffic reaches a host port directly, so nothing marked it: mark 0.
             Match::Mark { neg, value, .. } => bool_m(*value == 0, *neg),
             Match::Sliver { neg, what } => {
-                let sure = if *neg { Sure::SLIVER.not() } else { Sure::SLIVER };
+                let sure = if *neg {
+                    Sure::SLIVER.not()
+                } else {
+                    Sure::SLIVER
+                };
                 M::Maybe(sure, format!("{what} (true for a few hosts at most)"))
             }
             Match::Unknown(what) => M::Maybe(Sure::NONE, what.clone()),
@@ -1078,7 +1086,9 @@ fn not_unicast_host(e: &AddrElem) -> bool {
 
 /// The address type of the query's destination: a host address on input, a remote unicast one when forwarded.
 fn dst_type(q: &Query) -> &'static str {
-    let d = q.dest.filter(|d| d.prefix_len() == if d.is_v6() { 128 } else { 32 });
+    let d = q
+        .dest
+        .filter(|d| d.prefix_len() == if d.is_v6() { 128 } else { 32 });
     match d.map(|d| d.addr()) {
         Some(a) if a.is_multicast() => "MULTICAST",
         Some(IpAddr::V4(a)) if a.is_broadcast() => "BROADCAST",

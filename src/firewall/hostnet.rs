@@ -418,18 +418,32 @@ mod tests {
         let kr = r#"{"cniVersion":"0.3.0","name":"mynet","plugins":[{"name":"kubernetes","type":"bridge","bridge":"kube-bridge","isDefaultGateway":true,"ipam":{"type":"host-local"}},{"type":"portmap","capabilities":{"snat":true,"portMappings":true}}]}"#;
         assert_eq!(cni_bridge(kr).as_deref(), Some("kube-bridge"));
         assert_eq!(parse_cni_config(kr).unwrap().0, "kube-router");
-        assert_eq!(pod_side("kube-router", cni_bridge(kr).as_deref(), &[]), "kube-bridge");
+        assert_eq!(
+            pod_side("kube-router", cni_bridge(kr).as_deref(), &[]),
+            "kube-bridge"
+        );
         assert_eq!(tunnel("kube-router", &["lo".into(), "eth0".into()]), None);
         // flannel: the delegate names no bridge, so cni0; VXLAN unless the host shows host-gw (no flannel.1).
         let fl = r#"{"name":"cbr0","cniVersion":"0.3.1","plugins":[{"type":"flannel","delegate":{"hairpinMode":true,"isDefaultGateway":true}},{"type":"portmap","capabilities":{"portMappings":true}}]}"#;
         assert_eq!(cni_bridge(fl), None);
         assert_eq!(pod_side("flannel", None, &[]), "cni0");
         assert_eq!(tunnel("flannel", &[]).as_deref(), Some("flannel.1"));
-        assert_eq!(tunnel("flannel", &["lo".into(), "eth0".into(), "cni0".into()]), None);
+        assert_eq!(
+            tunnel("flannel", &["lo".into(), "eth0".into(), "cni0".into()]),
+            None
+        );
         // Calico and Cilium: an existing per-pod interface stands for all; the tunnel that exists wins.
-        let ifs: Vec<String> = ["lo", "eth0", "cali1234abcd", "vxlan.calico", "lxc9f", "cilium_host", "cilium_vxlan"]
-            .map(String::from)
-            .into();
+        let ifs: Vec<String> = [
+            "lo",
+            "eth0",
+            "cali1234abcd",
+            "vxlan.calico",
+            "lxc9f",
+            "cilium_host",
+            "cilium_vxlan",
+        ]
+        .map(String::from)
+        .into();
         assert_eq!(pod_side("calico", None, &ifs), "cali1234abcd");
         assert_eq!(tunnel("calico", &ifs).as_deref(), Some("vxlan.calico"));
         assert_eq!(pod_side("cilium", None, &ifs), "lxc9f");

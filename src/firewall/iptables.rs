@@ -289,7 +289,9 @@ fn rule_meaning(words: &[Word]) -> Result<(Vec<Match>, Action), String> {
                 let start = if neg { i - 1 } else { i };
                 i = module_at(words, start, &module, proto, start, &mut matches)?;
             }
-            other if w.quoted => return Err(format!("quoted word {other:?} where an option belongs")),
+            other if w.quoted => {
+                return Err(format!("quoted word {other:?} where an option belongs"));
+            }
             other => return Err(format!("unknown option {other:?}")),
         }
         neg = false;

@@ -189,7 +189,10 @@ pub enum Match {
     },
     /// A match that holds for a few hosts at most (`-m mac --mac-source`, `ether saddr`): no network of
     /// nodes or pods can match it as a whole. `neg`: everything but those hosts.
-    Sliver { neg: bool, what: String },
+    Sliver {
+        neg: bool,
+        what: String,
+    },
     /// A match the evaluator does not model; it may or may not match.
     Unknown(String),
 }

@@ -172,7 +172,10 @@ fn substitute_defines(l: Lexed) -> Result<Lexed, NftError> {
             }
         }
         if out.toks.len() > MAX_TOKENS {
-            return Err(bad(i, "variables expand to more than 8 million words".into()));
+            return Err(bad(
+                i,
+                "variables expand to more than 8 million words".into(),
+            ));
         }
         i += 1;
     }
@@ -211,7 +214,10 @@ impl P {
         let toks = self.line();
         let mut text = render(&toks);
         if text.len() > 60 {
-            let cut = (0..=60).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            let cut = (0..=60)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
             text.truncate(cut);
             text.push_str(" ...");
         }
@@ -239,10 +245,7 @@ impl P {
             self.i += 1;
             Ok(())
         } else {
-            Err(self.err(format!(
-                "expected {t:?}, found {:?}",
-                self.peek()
-            )))
+            Err(self.err(format!("expected {t:?}, found {:?}", self.peek())))
         }
     }
     /// Tokens up to the end of the line (or `;`), with braces kept balanced.
@@ -346,9 +349,7 @@ impl P {
                     return Ok(());
                 }
                 None => {
-                    return Err(self.err_at(opened, format!(
-                        "table {family} {table}: missing }}"
-                    )));
+                    return Err(self.err_at(opened, format!("table {family} {table}: missing }}")));
                 }
                 Some(Tok::Word(w)) if w == "chain" => {
                     let chain_at = self.i;
@@ -365,7 +366,9 @@ impl P {
                                 break;
                             }
                             None => {
-                                return Err(self.err_at(chain_at, format!("chain {name}: missing }}")));
+                                return Err(
+                                    self.err_at(chain_at, format!("chain {name}: missing }}"))
+                                );
                             }
                             _ => {
                                 let toks = self.line();
@@ -674,7 +677,10 @@ fn statement(t: &[Tok], i: &mut usize, comment: &mut Option<String>) -> Option<O
         ("iifname" | "iif" | "oifname" | "oif" | "pkttype" | "mark", _) => {
             (json!({"meta": {"key": first}}), 1)
         }
-        ("ether", Some("saddr")) => (json!({"payload": {"protocol": "ether", "field": "saddr"}}), 2),
+        ("ether", Some("saddr")) => (
+            json!({"payload": {"protocol": "ether", "field": "saddr"}}),
+            2,
+        ),
         ("ct", Some(k @ ("state" | "status"))) => (json!({"ct": {"key": k}}), 2),
         ("fib", Some("daddr")) if w(t.get(*i + 2)) == Some("type") => {
             (json!({"fib": {"flags": ["daddr"], "result": "type"}}), 3)

@@ -299,7 +299,11 @@ fn unknown_matches_name_the_rule_and_goto_return_semantics_hold() {
         d.across.as_ref().unwrap().0.text,
         "-A A -m recent --rcheck --seconds 60 -j DROP"
     );
-    assert!(d.explain().contains("cannot change that"), "{}", d.explain());
+    assert!(
+        d.explain().contains("cannot change that"),
+        "{}",
+        d.explain()
+    );
     // Port 5000 returns from B → policy ACCEPT, while `recent` may DROP: unknown, naming the rule.
     let a = evaluate(&rs, &q(5000));
     assert_eq!(a.verdict(), Verdict::Unknown);
@@ -340,7 +344,9 @@ fn arch_stock_nftables_conf_blocks_the_api_server_across_its_rate_limited_reject
 #[test]
 fn a_match_true_for_a_sliver_of_the_sources_cannot_make_the_network_pass() {
     // One MAC accepted, the rest dropped by policy: the node network is blocked, citing both.
-    let rs = ipt("*filter\n:INPUT DROP [0:0]\n-A INPUT -m mac --mac-source 52:54:00:12:34:56 -j ACCEPT\nCOMMIT\n");
+    let rs = ipt(
+        "*filter\n:INPUT DROP [0:0]\n-A INPUT -m mac --mac-source 52:54:00:12:34:56 -j ACCEPT\nCOMMIT\n",
+    );
     let a = evaluate(&rs, &Query::tcp(6443, net("192.168.1.0/24")).on("eth0"));
     assert_eq!(a.verdict(), Verdict::Drop, "{:?}", a.explain());
     let d = a.decisive();
@@ -352,11 +358,15 @@ fn a_match_true_for_a_sliver_of_the_sources_cannot_make_the_network_pass() {
     let a = evaluate(&rs, &Query::tcp(6443, net("192.168.1.0/24")).on("eth0"));
     assert_eq!(a.verdict(), Verdict::Drop, "{:?}", a.explain());
     // One MAC dropped, the rest accepted: only that host might be blocked, so it cannot be told.
-    let rs = ipt("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m mac --mac-source 52:54:00:12:34:56 -j DROP\nCOMMIT\n");
+    let rs = ipt(
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m mac --mac-source 52:54:00:12:34:56 -j DROP\nCOMMIT\n",
+    );
     let a = evaluate(&rs, &Query::tcp(6443, net("192.168.1.0/24")).on("eth0"));
     assert_eq!(a.verdict(), Verdict::Unknown);
     // Everything but one MAC dropped: surely blocked.
-    let rs = ipt("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m mac ! --mac-source 52:54:00:12:34:56 -j DROP\nCOMMIT\n");
+    let rs = ipt(
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m mac ! --mac-source 52:54:00:12:34:56 -j DROP\nCOMMIT\n",
+    );
     assert_eq!(
         evaluate(&rs, &Query::tcp(6443, net("192.168.1.0/24")).on("eth0")).verdict(),
         Verdict::Drop
@@ -398,14 +408,24 @@ fn forward_queries_walk_the_forward_chain() {
     // CentOS 7's default FORWARD rejects; kube-proxy's DNAT accept rule is ctstatus-based.
     let rs = ipt(&fixture("centos7-default.rules"));
     assert_eq!(evaluate(&rs, &q).verdict(), Verdict::Reject);
-    let svc = ipt("*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m conntrack --ctstate DNAT -j ACCEPT\nCOMMIT\n");
+    let svc = ipt(
+        "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m conntrack --ctstate DNAT -j ACCEPT\nCOMMIT\n",
+    );
     assert_eq!(evaluate(&svc, &q.clone().dnat()).verdict(), Verdict::Accept);
     assert_eq!(evaluate(&svc, &q).verdict(), Verdict::Drop);
     // A port rule cannot pass "every port"; a destination partly covered is split.
-    let port = ipt("*filter\n:FORWARD DROP [0:0]\n-A FORWARD -p tcp --dport 80 -j ACCEPT\n-A FORWARD -d 10.244.1.0/24 -j ACCEPT\nCOMMIT\n");
+    let port = ipt(
+        "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -p tcp --dport 80 -j ACCEPT\n-A FORWARD -d 10.244.1.0/24 -j ACCEPT\nCOMMIT\n",
+    );
     let a = evaluate(&port, &q);
     assert_eq!(a.verdict(), Verdict::Drop, "{:?}", a.explain());
-    assert!(a.parts.iter().any(|d| d.verdict == Verdict::Accept && d.dest == Some(net("10.244.1.0/24"))), "{:?}", a.explain());
+    assert!(
+        a.parts
+            .iter()
+            .any(|d| d.verdict == Verdict::Accept && d.dest == Some(net("10.244.1.0/24"))),
+        "{:?}",
+        a.explain()
+    );
 }
 
 #[test]
@@ -423,23 +443,39 @@ fn parsers_are_total_garbage_names_the_line() {
         "table inet x {\n}\nfrobnicate the ruleset\n",
     ] {
         let e = nft_text::parse(bad).unwrap_err().to_string();
-        assert!(e.contains("not understood") && e.starts_with("line "), "{e}");
+        assert!(
+            e.contains("not understood") && e.starts_with("line "),
+            "{e}"
+        );
     }
     let e = nft_text::parse("table inet x {\n}\nfrobnicate the ruleset\n").unwrap_err();
-    assert!(e.to_string().starts_with("line 3: command `frobnicate the ruleset` not understood"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("line 3: command `frobnicate the ruleset` not understood"),
+        "{e}"
+    );
     let e = nft_text::parse("table inet x {\n chain y {\n").unwrap_err();
-    assert!(e.to_string().starts_with("line 2: chain y: missing }"), "{e}");
+    assert!(
+        e.to_string().starts_with("line 2: chain y: missing }"),
+        "{e}"
+    );
     // Random bytes: an error or a ruleset, never a hang or a panic.
     let mut seed = 7u64;
     for _ in 0..200 {
         let s: String = (0..200)
             .map(|_| {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 b"{}; \n\"-!*ABab01:/.@$#"[(seed >> 33) as usize % 20] as char
             })
             .collect();
         let _ = nft_text::parse(&s);
-        let _ = iptables::parse(&format!("*filter\n:INPUT ACCEPT\n-A INPUT {s}\nCOMMIT\n"), Origin::IptablesNft, Family::Ip);
+        let _ = iptables::parse(
+            &format!("*filter\n:INPUT ACCEPT\n-A INPUT {s}\nCOMMIT\n"),
+            Origin::IptablesNft,
+            Family::Ip,
+        );
     }
 }
 
@@ -448,14 +484,35 @@ fn rulesets_generated_by_the_real_ufw_and_firewalld_decide_like_the_kernel_did()
     // The live tests produce these with the tools themselves; the verdicts below are what real connects showed.
     let ufw = ipt(&fixture("debian12-ufw-generated.rules"));
     let q = |p, s| Query::tcp(p, net(s)).on("eth0");
-    assert_eq!(evaluate(&ufw, &q(6443, "192.168.77.0/24")).verdict(), Verdict::Accept);
-    assert_eq!(evaluate(&ufw, &q(10250, "192.168.77.0/24")).verdict(), Verdict::Drop);
-    assert_eq!(evaluate(&ufw, &q(10250, "172.31.77.0/24")).verdict(), Verdict::Accept);
-    assert_eq!(evaluate(&ufw, &q(2379, "192.168.77.0/24")).verdict(), Verdict::Reject);
+    assert_eq!(
+        evaluate(&ufw, &q(6443, "192.168.77.0/24")).verdict(),
+        Verdict::Accept
+    );
+    assert_eq!(
+        evaluate(&ufw, &q(10250, "192.168.77.0/24")).verdict(),
+        Verdict::Drop
+    );
+    assert_eq!(
+        evaluate(&ufw, &q(10250, "172.31.77.0/24")).verdict(),
+        Verdict::Accept
+    );
+    assert_eq!(
+        evaluate(&ufw, &q(2379, "192.168.77.0/24")).verdict(),
+        Verdict::Reject
+    );
     let fwd = nft_text::parse(&fixture("debian12-firewalld-generated.nft")).unwrap();
-    assert_eq!(evaluate(&fwd, &q(6443, "192.168.77.0/24")).verdict(), Verdict::Accept);
-    assert_eq!(evaluate(&fwd, &q(10250, "192.168.77.0/24")).verdict(), Verdict::Accept);
-    assert_eq!(evaluate(&fwd, &q(22, "192.168.77.0/24")).verdict(), Verdict::Accept);
+    assert_eq!(
+        evaluate(&fwd, &q(6443, "192.168.77.0/24")).verdict(),
+        Verdict::Accept
+    );
+    assert_eq!(
+        evaluate(&fwd, &q(10250, "192.168.77.0/24")).verdict(),
+        Verdict::Accept
+    );
+    assert_eq!(
+        evaluate(&fwd, &q(22, "192.168.77.0/24")).verdict(),
+        Verdict::Accept
+    );
     let a = evaluate(&fwd, &q(2379, "192.168.77.0/24"));
     assert_eq!(a.verdict(), Verdict::Reject, "{:?}", a.explain());
 }
