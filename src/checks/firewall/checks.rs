@@ -1,12 +1,13 @@
 //! The `firewall.*` checks: each builds the queries for the traffic a node needs and judges the evaluator's answers.
 
-use crate::{
+use crate::core::{
     check::{CheckDef, Ctx, Finding, Outcome},
-    facts::{Area, FactError, Facts, get},
+    facts::{FactError, get},
+    source::Facts,
 };
 
 use super::{
-    FirewallFacts,
+    FIREWALL, FirewallFacts,
     eval::{Answer, Hook, InsertPoint, Query, evaluate},
     hostnet::{self, Cni, NodeNet},
     model::{Origin, Ruleset, Verdict},
@@ -16,37 +17,37 @@ use super::{
 pub const CHECKS: &[CheckDef] = &[
     CheckDef {
         id: "firewall.apiserver-port",
-        area: Area::Firewall,
+        needs: &[&FIREWALL],
         run: apiserver_port,
     },
     CheckDef {
         id: "firewall.backend",
-        area: Area::Firewall,
+        needs: &[&FIREWALL],
         run: backend,
     },
     CheckDef {
         id: "firewall.control-plane-ports",
-        area: Area::Firewall,
+        needs: &[&FIREWALL],
         run: control_plane_ports,
     },
     CheckDef {
         id: "firewall.forward",
-        area: Area::Firewall,
+        needs: &[&FIREWALL],
         run: forward,
     },
     CheckDef {
         id: "firewall.kubelet-port",
-        area: Area::Firewall,
+        needs: &[&FIREWALL],
         run: kubelet_port,
     },
     CheckDef {
         id: "firewall.manager",
-        area: Area::Firewall,
+        needs: &[&FIREWALL],
         run: manager,
     },
     CheckDef {
         id: "firewall.overlay",
-        area: Area::Firewall,
+        needs: &[&FIREWALL],
         run: overlay,
     },
 ];
@@ -118,7 +119,7 @@ fn apiserver_probes(fw: &FirewallFacts) -> Result<Vec<Probe>, FactError> {
 }
 
 fn apiserver_port(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let fw = get(&facts.firewall)?;
+    let fw = facts.get(&FIREWALL)?;
     let rules = get(&fw.rules)?;
     let probes = apiserver_probes(fw)?;
     let note = match &fw.cni {
@@ -134,7 +135,7 @@ fn apiserver_port(facts: &Facts, _ctx: &Ctx) -> Outcome {
 }
 
 fn kubelet_port(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let fw = get(&facts.firewall)?;
+    let fw = facts.get(&FIREWALL)?;
     let rules = get(&fw.rules)?;
     let probes = node_probes(fw, |n| Query::tcp(10250, n))?;
     Ok(judge(fw, rules, &probes, "the kubelet port"))
@@ -149,7 +150,7 @@ fn control_plane_probes(fw: &FirewallFacts) -> Result<Vec<Probe>, FactError> {
 }
 
 fn control_plane_ports(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let fw = get(&facts.firewall)?;
+    let fw = facts.get(&FIREWALL)?;
     let rules = get(&fw.rules)?;
     let probes = control_plane_probes(fw)?;
     Ok(judge(fw, rules, &probes, "the control-plane ports"))
@@ -179,7 +180,7 @@ fn cni_ports(cni: &str, ifaces: &[String]) -> Vec<(u8, Option<u16>)> {
 }
 
 fn overlay(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let fw = get(&facts.firewall)?;
+    let fw = facts.get(&FIREWALL)?;
     let rules = get(&fw.rules)?;
     let Some(cni) = &fw.cni else {
         return Ok(Finding::skip(format!(
@@ -271,7 +272,7 @@ fn forward_probes(fw: &FirewallFacts) -> Vec<Probe> {
 }
 
 fn forward(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let fw = get(&facts.firewall)?;
+    let fw = facts.get(&FIREWALL)?;
     let rules = get(&fw.rules)?;
     let probes = forward_probes(fw);
     let note = match &fw.cni {
@@ -319,7 +320,7 @@ pub fn blocked_paths(id: &str, fw: &FirewallFacts) -> Result<Vec<Blocked>, FactE
 }
 
 fn manager(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let fw = get(&facts.firewall)?;
+    let fw = facts.get(&FIREWALL)?;
     if fw.managers.is_empty() {
         return Ok(Finding::pass("neither firewalld nor ufw is active")
             .evidence("no firewalld process or enabled unit; /etc/ufw/ufw.conf not ENABLED=yes"));
@@ -337,7 +338,7 @@ fn manager(facts: &Facts, _ctx: &Ctx) -> Outcome {
 }
 
 fn backend(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let fw = get(&facts.firewall)?;
+    let fw = facts.get(&FIREWALL)?;
     if !fw.live {
         return Ok(Finding::skip(
             "the backend split is only visible on the running host (not under --root)",
@@ -588,8 +589,8 @@ pub fn accept_command(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoi
 mod tests {
     use super::*;
     use crate::{
-        check::{Role, Status},
-        firewall::{Manager, hostnet::Cni, iptables, model::Family},
+        core::check::{Role, Status},
+        checks::firewall::{Manager, hostnet::Cni, iptables, model::Family},
     };
 
     fn facts(rules: &str, origin: Origin, cni: Option<Cni>) -> Facts {
@@ -608,10 +609,7 @@ mod tests {
             cni,
             managers: vec![],
         };
-        Facts {
-            firewall: Ok(fw),
-            ..Facts::default()
-        }
+        Facts::default().with(&FIREWALL, Ok(fw))
     }
     fn ctx() -> Ctx {
         Ctx {
@@ -619,8 +617,8 @@ mod tests {
             now: std::time::SystemTime::now(),
         }
     }
-    const CENTOS7: &str = include_str!("../../fixtures/firewall/centos7-default.rules");
-    const GUIDE: &str = include_str!("../../fixtures/firewall/centos7-guide.rules");
+    const CENTOS7: &str = include_str!("../../../fixtures/firewall/centos7-default.rules");
+    const GUIDE: &str = include_str!("../../../fixtures/firewall/centos7-guide.rules");
     fn weave() -> Option<Cni> {
         Some(Cni {
             name: "weave".into(),
@@ -759,7 +757,7 @@ mod tests {
         let mut f = facts(CENTOS7, Origin::IptablesLegacy, None);
         assert_eq!(manager(&f, &ctx()).unwrap().status, Status::Pass);
         assert_eq!(backend(&f, &ctx()).unwrap().status, Status::Pass);
-        if let Ok(fw) = &mut f.firewall {
+        if let Some(fw) = f.get_mut(&FIREWALL) {
             fw.managers.push(Manager {
                 name: "ufw".into(),
                 evidence: "/etc/ufw/ufw.conf: ENABLED=yes".into(),
@@ -778,7 +776,7 @@ mod tests {
             (Status::Warn, "/etc/ufw/ufw.conf: ENABLED=yes")
         );
         assert_eq!(backend(&f, &ctx()).unwrap().status, Status::Warn);
-        if let Ok(fw) = &mut f.firewall {
+        if let Some(fw) = f.get_mut(&FIREWALL) {
             fw.live = false;
         }
         assert_eq!(backend(&f, &ctx()).unwrap().status, Status::Skip);
