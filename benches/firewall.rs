@@ -49,6 +49,8 @@ fn child(path: &str) {
             source: "bench".into(),
             pod_nets: vec!["10.32.0.0/12".parse().unwrap()],
             ifaces: vec!["weave".into()],
+            bridge: "weave".into(),
+            tunnel: Some("weave".into()),
         }),
         managers: vec![],
     };

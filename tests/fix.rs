@@ -117,6 +117,7 @@ fn statuses(root: &Path) -> BTreeMap<String, String> {
 
 const FILE_FIXED: &[&str] = &[
     "dns.loopback-nameserver",
+    "firewall.forward",
     "firewall.kubelet-port",
     "kernel.br-netfilter",
     "selinux.mode",
@@ -162,7 +163,7 @@ fn the_plan_as_json_for_review() {
         .iter()
         .map(|f| f["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids.len(), 8, "{ids:?}");
+    assert_eq!(ids.len(), 9, "{ids:?}");
     // The two sysctl fixes edit one file: the second starts from the first one's result.
     let steps: Vec<&Value> = v["fixes"]
         .as_array()
@@ -347,7 +348,7 @@ fn a_fault_between_steps_rolls_the_run_back_whole() {
             .filter(|s| s["state"] != "skipped")
             .count()
     };
-    assert_eq!(changes, 8);
+    assert_eq!(changes, 9);
     for n in 1..changes {
         let root = broken_node();
         let original = snapshot(root.path());

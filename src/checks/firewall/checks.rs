@@ -8,7 +8,7 @@ use crate::core::{
 
 use super::{
     FIREWALL, FirewallFacts,
-    eval::{Answer, InsertPoint, Query, evaluate},
+    eval::{Answer, Hook, InsertPoint, Query, evaluate},
     hostnet::{self, Cni, NodeNet},
     model::{Origin, Ruleset, Verdict},
     net::Net,
@@ -29,6 +29,11 @@ pub const CHECKS: &[CheckDef] = &[
         id: "firewall.control-plane-ports",
         needs: &[&FIREWALL],
         run: control_plane_ports,
+    },
+    CheckDef {
+        id: "firewall.forward",
+        needs: &[&FIREWALL],
+        run: forward,
     },
     CheckDef {
         id: "firewall.kubelet-port",
@@ -59,7 +64,7 @@ fn node_probes(fw: &FirewallFacts, make: impl Fn(Net) -> Query) -> Result<Vec<Pr
         .iter()
         .map(|n: &NodeNet| {
             let mut q = make(n.net).on(n.iface.clone());
-            q.dest = n.addr;
+            q.dest = n.addr.map(Net::host);
             Probe {
                 query: q,
                 soft: false,
@@ -85,7 +90,7 @@ fn pod_probes(fw: &FirewallFacts, port: u16) -> Vec<Probe> {
             .iter()
             .map(|net| {
                 let mut q = Query::tcp(port, *net).on(cni.ifaces[0].clone());
-                q.dest = node_addr(fw, net.is_v6());
+                q.dest = node_addr(fw, net.is_v6()).map(Net::host);
                 Probe {
                     query: q,
                     soft: false,
@@ -97,7 +102,7 @@ fn pod_probes(fw: &FirewallFacts, port: u16) -> Vec<Probe> {
             .map(|(_, net)| {
                 let net: Net = net.parse().expect("valid default");
                 let mut q = Query::tcp(port, net);
-                q.dest = node_addr(fw, false);
+                q.dest = node_addr(fw, false).map(Net::host);
                 Probe {
                     query: q,
                     soft: true,
@@ -200,7 +205,7 @@ fn overlay_probes(fw: &FirewallFacts, cni: &Cni) -> Result<Vec<Probe>, FactError
         for net in &cni.pod_nets {
             for port in [6443, 10250] {
                 let mut q = Query::tcp(port, *net).on(iface.clone());
-                q.dest = node_addr(fw, net.is_v6());
+                q.dest = node_addr(fw, net.is_v6()).map(Net::host);
                 probes.push(Probe {
                     query: q,
                     soft: false,
@@ -221,6 +226,68 @@ fn overlay_probes(fw: &FirewallFacts, cni: &Cni) -> Result<Vec<Probe>, FactError
     Ok(probes)
 }
 
+/// Routed pod traffic through this node: for each pod network, pod → pod on another node (TCP and UDP, every
+/// port) out of the pod side and into it from the tunnel (or the node network when the CNI routes without
+/// one), and pod → service (a service address DNATed to a pod elsewhere). Without a CNI, the common default
+/// pod ranges on `cni0`, as a warning.
+fn forward_probes(fw: &FirewallFacts) -> Vec<Probe> {
+    let node_if = fw
+        .node_nets
+        .as_ref()
+        .ok()
+        .and_then(|n| n.first())
+        .map(|n| n.iface.clone())
+        .unwrap_or_else(|| "eth0".into());
+    let (nets, bridge, cross, soft): (Vec<Net>, String, String, bool) = match &fw.cni {
+        Some(c) => (
+            c.pod_nets.clone(),
+            c.bridge.clone(),
+            c.tunnel.clone().unwrap_or(node_if),
+            false,
+        ),
+        None => (
+            hostnet::COMMON_DEFAULTS
+                .iter()
+                .map(|(_, n)| n.parse().expect("valid default"))
+                .collect(),
+            "cni0".into(),
+            node_if,
+            true,
+        ),
+    };
+    let mut probes = Vec::new();
+    for net in nets {
+        let q = |proto| Query::forward(proto, net, net);
+        for query in [
+            q(6).on(bridge.clone()).out(cross.clone()),
+            q(17).on(bridge.clone()).out(cross.clone()),
+            q(6).on(cross.clone()).out(bridge.clone()),
+            q(17).on(cross.clone()).out(bridge.clone()),
+            q(6).on(bridge.clone()).out(cross.clone()).dnat(),
+        ] {
+            probes.push(Probe { query, soft });
+        }
+    }
+    probes
+}
+
+fn forward(facts: &Facts, _ctx: &Ctx) -> Outcome {
+    let fw = facts.get(&FIREWALL)?;
+    let rules = get(&fw.rules)?;
+    let probes = forward_probes(fw);
+    let note = match &fw.cni {
+        Some(c) => format!(
+            "CNI {} from {}: pod side {}, other nodes via {}",
+            c.name,
+            c.source,
+            c.bridge,
+            c.tunnel.as_deref().unwrap_or("the node network (no tunnel)")
+        ),
+        None => "no CNI configured yet: routed pod traffic checked for the common default pod ranges on cni0".into(),
+    };
+    Ok(judge(fw, rules, &probes, "routed pod traffic").evidence(note))
+}
+
 /// A path a firewall check found blocked, with the evaluator's answer; `guessed` when its source is only a
 /// CNI's default pod range (no CNI configured yet).
 pub struct Blocked {
@@ -235,6 +302,7 @@ pub fn blocked_paths(id: &str, fw: &FirewallFacts) -> Result<Vec<Blocked>, FactE
         "firewall.apiserver-port" => apiserver_probes(fw)?,
         "firewall.kubelet-port" => node_probes(fw, |n| Query::tcp(10250, n))?,
         "firewall.control-plane-ports" => control_plane_probes(fw)?,
+        "firewall.forward" => forward_probes(fw),
         "firewall.overlay" => match &fw.cni {
             Some(cni) => overlay_probes(fw, cni)?,
             None => vec![],
@@ -330,7 +398,13 @@ fn judge(fw: &FirewallFacts, rules: &Ruleset, probes: &[Probe], what: &str) -> F
     let n = answers.len();
     if let Some((_, first)) = hard.first() {
         let d = first.decisive();
-        let by = d.rule.as_ref().map(|r| r.cite()).unwrap_or_default();
+        let mut by = d.rule.as_ref().map(|r| r.cite()).unwrap_or_default();
+        if let Some((r, why)) = &d.across {
+            by.push_str(&format!(
+                " (past {}, which cannot let it all through: {why})",
+                r.cite()
+            ));
+        }
         let mut f = Finding::fail(format!(
             "{what}: {} is {} by {by}{}",
             first.query.describe_for(d.source),
@@ -432,7 +506,25 @@ pub fn accept_rule(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoint)
     };
     let mut rule: Vec<String> = Vec::new();
     let mut push = |words: &[&str]| rule.extend(words.iter().map(|w| w.to_string()));
-    let tool = if ip.origin.is_iptables() {
+    // Routed pod traffic: every protocol between the pod networks, whichever interfaces (flannel's rules).
+    let dest = q.dest.filter(|_| q.hook == Hook::Forward);
+    let tool = if ip.origin.is_iptables() && dest.is_some() {
+        let base = if v6 { "ip6tables" } else { "iptables" };
+        push(&["-s", &source.to_string()]);
+        push(&["-d", &dest.map(|d| d.to_string()).unwrap_or_default()]);
+        push(&["-j", "ACCEPT"]);
+        iptables_tool(fw, ip.origin, base)
+    } else if dest.is_some() {
+        let fam = if v6 { "ip6" } else { "ip" };
+        push(&[fam, "saddr", &source.to_string()]);
+        push(&[
+            fam,
+            "daddr",
+            &dest.map(|d| d.to_string()).unwrap_or_default(),
+        ]);
+        push(&["accept"]);
+        "nft".to_string()
+    } else if ip.origin.is_iptables() {
         let base = if v6 { "ip6tables" } else { "iptables" };
         push(&["-s", &source.to_string()]);
         if let Some(i) = &q.iface {
@@ -443,13 +535,7 @@ pub fn accept_rule(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoint)
             push(&["-m", &proto_name, "--dport", &p.to_string()]);
         }
         push(&["-j", "ACCEPT"]);
-        match (ip.origin, fw.iptables_backend.as_deref()) {
-            (Origin::IptablesLegacy, Some("legacy"))
-            | (Origin::IptablesNft, Some("nf_tables"))
-            | (Origin::IptablesSaved, _) => base.to_string(),
-            (Origin::IptablesLegacy, _) => format!("{base}-legacy"),
-            _ => format!("{base}-nft"),
-        }
+        iptables_tool(fw, ip.origin, base)
     } else {
         push(&[if v6 { "ip6" } else { "ip" }, "saddr", &source.to_string()]);
         if let Some(i) = &q.iface {
@@ -466,6 +552,17 @@ pub fn accept_rule(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoint)
         tool,
         at: ip.clone(),
         rule,
+    }
+}
+
+/// The iptables program that edits rules of `origin`: the plain name when it is that backend.
+fn iptables_tool(fw: &FirewallFacts, origin: Origin, base: &str) -> String {
+    match (origin, fw.iptables_backend.as_deref()) {
+        (Origin::IptablesLegacy, Some("legacy"))
+        | (Origin::IptablesNft, Some("nf_tables"))
+        | (Origin::IptablesSaved, _) => base.to_string(),
+        (Origin::IptablesLegacy, _) => format!("{base}-legacy"),
+        _ => format!("{base}-nft"),
     }
 }
 
@@ -528,6 +625,8 @@ mod tests {
             source: "/etc/cni/net.d/10-weave.conflist".into(),
             pod_nets: vec!["10.32.0.0/12".parse().unwrap()],
             ifaces: vec!["weave".into()],
+            bridge: "weave".into(),
+            tunnel: Some("weave".into()),
         })
     }
 
@@ -604,6 +703,53 @@ mod tests {
             "{}",
             f.message
         );
+    }
+
+    #[test]
+    fn centos7_forward_reject_fails_routed_pod_traffic_with_a_forward_accept() {
+        let f = forward(&facts(CENTOS7, Origin::IptablesNft, weave()), &ctx()).unwrap();
+        assert_eq!(f.status, Status::Fail, "{f:?}");
+        assert!(
+            f.message.contains(
+                "routed pod traffic: tcp from 10.32.0.0/12 in on weave to 10.32.0.0/12 out on weave"
+            ) && f.message.contains(
+                "filter/FORWARD #1: -A FORWARD -j REJECT --reject-with icmp-host-prohibited"
+            ),
+            "{}",
+            f.message
+        );
+        let r = f.remediation.unwrap();
+        assert!(
+            r.contains("iptables -I FORWARD 1 -s 10.32.0.0/12 -d 10.32.0.0/12 -j ACCEPT"),
+            "{r}"
+        );
+        // The API server path is a different chain: the guide's rules open it, FORWARD stays shut.
+        assert_eq!(
+            apiserver_port(&facts(GUIDE, Origin::IptablesNft, weave()), &ctx())
+                .unwrap()
+                .status,
+            Status::Pass
+        );
+        // With the accept in place, all five routed paths pass.
+        let open = CENTOS7.replace(
+            "-A FORWARD -j REJECT",
+            "-A FORWARD -s 10.32.0.0/12 -d 10.32.0.0/12 -j ACCEPT\n-A FORWARD -j REJECT",
+        );
+        let f = forward(&facts(&open, Origin::IptablesNft, weave()), &ctx()).unwrap();
+        assert_eq!(f.status, Status::Pass, "{f:?}");
+        assert!(f.message.contains("all 5 paths"), "{}", f.message);
+        // No CNI yet: the default ranges only warn.
+        let f = forward(&facts(CENTOS7, Origin::IptablesNft, None), &ctx()).unwrap();
+        assert_eq!(f.status, Status::Warn, "{f:?}");
+    }
+
+    #[test]
+    fn a_sliver_accept_fails_naming_the_rule() {
+        let rules = "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp -m mac --mac-source 52:54:00:12:34:56 -j ACCEPT\nCOMMIT\n";
+        let f = kubelet_port(&facts(rules, Origin::IptablesNft, None), &ctx()).unwrap();
+        assert_eq!(f.status, Status::Fail, "{f:?}");
+        assert!(f.message.contains("dropped by iptables-nft filter/INPUT policy: :INPUT DROP (past iptables-nft filter/INPUT #1: -A INPUT -p tcp -m mac --mac-source 52:54:00:12:34:56 -j ACCEPT"), "{}", f.message);
+        assert!(f.remediation.unwrap().contains("iptables -I INPUT 1 "));
     }
 
     #[test]

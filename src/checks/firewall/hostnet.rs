@@ -134,6 +134,76 @@ pub struct Cni {
     pub source: String,
     pub pod_nets: Vec<Net>,
     pub ifaces: Vec<String>,
+    /// The pod side: the bridge (or a pod interface) routed pod traffic enters and leaves this node by.
+    pub bridge: String,
+    /// The tunnel pod traffic crosses to other nodes on; `None` when it is routed on the node network.
+    pub tunnel: Option<String>,
+}
+
+/// The bridge a CNI config names, wherever it sits: top level or any `plugins[]` entry (kube-router's
+/// `kube-bridge` is in `plugins[0]`), or flannel's `delegate`.
+pub fn cni_bridge(text: &str) -> Option<String> {
+    fn find(v: &Value) -> Option<String> {
+        match v {
+            Value::Object(o) => o
+                .get("bridge")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| o.values().find_map(find)),
+            Value::Array(a) => a.iter().find_map(find),
+            _ => None,
+        }
+    }
+    find(&serde_json::from_str::<Value>(text).ok()?)
+}
+
+/// The pod-side interface of a CNI: the config's bridge, else the CNI's own (an existing one for the
+/// per-pod interfaces of Calico `cali*` and Cilium `lxc*`).
+pub fn pod_side(cni: &str, bridge: Option<&str>, ifaces: &[String]) -> String {
+    if let Some(b) = bridge {
+        return b.to_string();
+    }
+    let first = |p: &str, dflt: &str| {
+        ifaces
+            .iter()
+            .find(|i| i.starts_with(p) && *i != "cilium_host")
+            .cloned()
+            .unwrap_or_else(|| dflt.to_string())
+    };
+    match cni {
+        "weave" => "weave".into(),
+        "calico" => first("cali", "cali0"),
+        "cilium" => first("lxc", "lxc0"),
+        "antrea" => "antrea-gw0".into(),
+        "kube-router" => "kube-bridge".into(),
+        _ => "cni0".into(),
+    }
+}
+
+/// The tunnel a CNI carries pod traffic to other nodes on: the one that exists, else the CNI's default
+/// (flannel VXLAN `flannel.1`, Calico IP-in-IP `tunl0` or `vxlan.calico`, Cilium `cilium_vxlan`); `None`
+/// for routed setups (flannel host-gw, kube-router, Calico BGP without encapsulation) when interfaces are known.
+pub fn tunnel(cni: &str, ifaces: &[String]) -> Option<String> {
+    let wanted: &[&str] = match cni {
+        "weave" => &["weave"],
+        "flannel" => &["flannel.1", "flannel-wg"],
+        "calico" => &["vxlan.calico", "tunl0", "wireguard.cali"],
+        "cilium" => &["cilium_vxlan", "cilium_geneve"],
+        "antrea" => &["antrea-tun0"],
+        _ => &[],
+    };
+    if let Some(t) = wanted.iter().find(|w| ifaces.iter().any(|i| i == *w)) {
+        return Some(t.to_string());
+    }
+    // Only loopback known (or nothing): a saved root, so take the CNI's default encapsulation.
+    let known = ifaces.iter().any(|i| i != "lo");
+    match (known, cni) {
+        (_, "weave") => Some("weave".into()),
+        (false, "flannel") => Some("flannel.1".into()),
+        (false, "calico") => Some("tunl0".into()),
+        (false, "cilium") => Some("cilium_vxlan".into()),
+        _ => None,
+    }
 }
 
 /// Default pod networks when the CNI does not name one.
@@ -164,9 +234,12 @@ pub fn parse_cni_config(text: &str) -> Option<(String, Vec<Net>)> {
     let mut types = Vec::new();
     let mut subnets = Vec::new();
     walk(&v, &mut types, &mut subnets);
+    // kube-router configures the stock bridge plugin on its own bridge.
+    let kube_router = cni_bridge(text).as_deref() == Some("kube-bridge");
     let name = types
         .iter()
         .find_map(|t| cni_name(t))
+        .or_else(|| kube_router.then(|| "kube-router".to_string()))
         .or_else(|| types.first().map(|t| t.to_string()))?;
     Some((name, subnets))
 }
@@ -202,6 +275,7 @@ fn cni_name(plugin: &str) -> Option<String> {
             "calico" => "calico",
             "cilium-cni" => "cilium",
             "antrea" => "antrea",
+            "kube-router" => "kube-router",
             _ => return None,
         }
         .to_string(),
@@ -237,6 +311,7 @@ pub fn overlay_ifaces(cni: &str, ifaces: &[String], bridge: Option<&str>) -> Vec
         "calico" => &["cali", "vxlan.calico", "tunl0"],
         "cilium" => &["cilium_host"],
         "antrea" => &["antrea-gw0"],
+        "kube-router" => &["kube-bridge"],
         _ => &[],
     };
     let mut out: Vec<String> = Vec::new();
@@ -335,6 +410,44 @@ mod tests {
             ["cali1234abcd", "vxlan.calico"]
         );
         assert_eq!(overlay_ifaces("weave", &[], None), ["weave"]);
+    }
+
+    #[test]
+    fn cni_interfaces_come_from_the_whole_conflist() {
+        // kube-router: the stock bridge plugin, its bridge named in plugins[0].
+        let kr = r#"{"cniVersion":"0.3.0","name":"mynet","plugins":[{"name":"kubernetes","type":"bridge","bridge":"kube-bridge","isDefaultGateway":true,"ipam":{"type":"host-local"}},{"type":"portmap","capabilities":{"snat":true,"portMappings":true}}]}"#;
+        assert_eq!(cni_bridge(kr).as_deref(), Some("kube-bridge"));
+        assert_eq!(parse_cni_config(kr).unwrap().0, "kube-router");
+        assert_eq!(
+            pod_side("kube-router", cni_bridge(kr).as_deref(), &[]),
+            "kube-bridge"
+        );
+        assert_eq!(tunnel("kube-router", &["lo".into(), "eth0".into()]), None);
+        // flannel: the delegate names no bridge, so cni0; VXLAN unless the host shows host-gw (no flannel.1).
+        let fl = r#"{"name":"cbr0","cniVersion":"0.3.1","plugins":[{"type":"flannel","delegate":{"hairpinMode":true,"isDefaultGateway":true}},{"type":"portmap","capabilities":{"portMappings":true}}]}"#;
+        assert_eq!(cni_bridge(fl), None);
+        assert_eq!(pod_side("flannel", None, &[]), "cni0");
+        assert_eq!(tunnel("flannel", &[]).as_deref(), Some("flannel.1"));
+        assert_eq!(
+            tunnel("flannel", &["lo".into(), "eth0".into(), "cni0".into()]),
+            None
+        );
+        // Calico and Cilium: an existing per-pod interface stands for all; the tunnel that exists wins.
+        let ifs: Vec<String> = [
+            "lo",
+            "eth0",
+            "cali1234abcd",
+            "vxlan.calico",
+            "lxc9f",
+            "cilium_host",
+            "cilium_vxlan",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(pod_side("calico", None, &ifs), "cali1234abcd");
+        assert_eq!(tunnel("calico", &ifs).as_deref(), Some("vxlan.calico"));
+        assert_eq!(pod_side("cilium", None, &ifs), "lxc9f");
+        assert_eq!(tunnel("cilium", &ifs).as_deref(), Some("cilium_vxlan"));
     }
 
     #[test]

@@ -127,10 +127,11 @@ pub fn parse(text: &str, origin: Origin, family: Family) -> Result<Ruleset, Pars
     Ok(rs)
 }
 
-/// The netfilter hook a built-in chain sits on (only `filter INPUT` is walked by the evaluator).
+/// The netfilter hook a built-in chain sits on (`filter INPUT` and `filter FORWARD` are walked by the evaluator).
 fn hook_of(table: &str, chain: &str) -> String {
     match (table, chain) {
         ("filter", "INPUT") => "input".into(),
+        ("filter", "FORWARD") => "forward".into(),
         (_, c) => format!("{}-{}", table, c.to_ascii_lowercase()),
     }
 }
@@ -199,7 +200,9 @@ fn rule_meaning(words: &[Word]) -> Result<(Vec<Match>, Action), String> {
     let mut proto: Option<u8> = None;
     let mut i = 0;
     let mut neg = false;
+    let mut proto_word: Option<String> = None;
     while i < words.len() {
+        let at = i;
         let w = &words[i];
         if !w.quoted && w.text == "!" {
             neg = true;
@@ -233,11 +236,10 @@ fn rule_meaning(words: &[Word]) -> Result<(Vec<Match>, Action), String> {
                 i += 2;
             }
             "-o" | "--out-interface" => {
-                // No packet on the input path has an output interface.
-                matches.push(Match::Unknown(format!(
-                    "-o {} on the input path",
-                    val(i + 1)?
-                )));
+                matches.push(Match::OutIface {
+                    neg,
+                    any_of: vec![val(i + 1)?.to_string()],
+                });
                 i += 2;
             }
             "-p" | "--protocol" => {
@@ -253,6 +255,7 @@ fn rule_meaning(words: &[Word]) -> Result<(Vec<Match>, Action), String> {
                     let n = proto_number(p).ok_or_else(|| format!("unknown protocol {p:?}"))?;
                     if !neg {
                         proto = Some(n);
+                        proto_word = Some(p.to_ascii_lowercase());
                     }
                     matches.push(Match::Proto {
                         neg,
@@ -281,20 +284,21 @@ fn rule_meaning(words: &[Word]) -> Result<(Vec<Match>, Action), String> {
             }
             "-c" | "--set-counters" => i += 3,
             // `-p tcp --dport 22` without `-m tcp`: iptables-restore loads the protocol's match implicitly.
-            o if o.starts_with("--") && proto.is_some() => {
-                let module = words[..i]
-                    .iter()
-                    .rev()
-                    .zip(words[..i].iter().rev().skip(1))
-                    .find(|(_, flag)| flag.text == "-p" || flag.text == "--protocol")
-                    .map(|(p, _)| p.text.clone())
-                    .unwrap_or_default();
+            o if o.starts_with("--") && !w.quoted && proto.is_some() => {
+                let module = proto_word.clone().unwrap_or_default();
                 let start = if neg { i - 1 } else { i };
                 i = module_at(words, start, &module, proto, start, &mut matches)?;
+            }
+            other if w.quoted => {
+                return Err(format!("quoted word {other:?} where an option belongs"));
             }
             other => return Err(format!("unknown option {other:?}")),
         }
         neg = false;
+        // Every branch above consumes at least one word; a parser that stands still would never end.
+        if i <= at {
+            return Err(format!("option {:?} not understood", w.text));
+        }
     }
     Ok((matches, action))
 }
@@ -471,6 +475,32 @@ fn module_matches(
                 match o.name {
                     "--dst-type" => out.push(Match::DstType { neg: o.neg, any_of }),
                     "--src-type" => out.push(Match::SrcType { neg: o.neg, any_of }),
+                    _ => unknown(out),
+                }
+            }
+        }
+        "mac" => match opts {
+            [o] if o.name == "--mac-source" && o.vals.len() == 1 => out.push(Match::Sliver {
+                neg: o.neg,
+                what: text.to_string(),
+            }),
+            _ => unknown(out),
+        },
+        "iprange" => {
+            for o in opts {
+                let range = o.vals.first().and_then(|v| {
+                    let (a, b) = v.split_once('-')?;
+                    Some(AddrElem::Range(a.parse().ok()?, b.parse().ok()?))
+                });
+                match (o.name, range) {
+                    ("--src-range", Some(r)) => out.push(Match::Source {
+                        neg: o.neg,
+                        any_of: vec![r],
+                    }),
+                    ("--dst-range", Some(r)) => out.push(Match::Dest {
+                        neg: o.neg,
+                        any_of: vec![r],
+                    }),
                     _ => unknown(out),
                 }
             }

@@ -35,6 +35,7 @@ pub const AREA: Area = Area {
     fixes: &[
         path_fix("firewall.apiserver-port"),
         path_fix("firewall.control-plane-ports"),
+        path_fix("firewall.forward"),
         path_fix("firewall.kubelet-port"),
         path_fix("firewall.overlay"),
     ],

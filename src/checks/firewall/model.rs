@@ -124,6 +124,11 @@ pub enum Match {
         neg: bool,
         any_of: Vec<String>,
     },
+    /// Output interface names (forwarded packets; a packet for this host has none).
+    OutIface {
+        neg: bool,
+        any_of: Vec<String>,
+    },
     /// IP protocol numbers (6 tcp, 17 udp, 2 igmp ...).
     Proto {
         neg: bool,
@@ -181,6 +186,12 @@ pub enum Match {
         neg: bool,
         value: u32,
         mask: u32,
+    },
+    /// A match that holds for a few hosts at most (`-m mac --mac-source`, `ether saddr`): no network of
+    /// nodes or pods can match it as a whole. `neg`: everything but those hosts.
+    Sliver {
+        neg: bool,
+        what: String,
     },
     /// A match the evaluator does not model; it may or may not match.
     Unknown(String),

@@ -231,6 +231,9 @@ enum Key {
     Src(Option<bool>),
     Dst(Option<bool>),
     Iif,
+    Oif,
+    /// `ether saddr`: a MAC address.
+    EtherSrc,
     L4proto,
     Nfproto,
     DPort(Option<u8>),
@@ -255,6 +258,7 @@ fn key(left: &Value) -> Option<Key> {
             (_, "saddr") if v6.is_some() => Key::Src(v6),
             (_, "daddr") if v6.is_some() => Key::Dst(v6),
             ("ip", "protocol") | ("ip6", "nexthdr") => Key::L4proto,
+            ("ether", "saddr") => Key::EtherSrc,
             ("th", "dport") => Key::DPort(None),
             ("th", "sport") => Key::SPort(None),
             (p, "dport") => Key::DPort(Some(proto_number(p)?)),
@@ -265,6 +269,7 @@ fn key(left: &Value) -> Option<Key> {
     if let Some(m) = left.get("meta") {
         return Some(match m.get("key")?.as_str()? {
             "iifname" | "iif" => Key::Iif,
+            "oifname" | "oif" => Key::Oif,
             "l4proto" => Key::L4proto,
             "nfproto" | "protocol" => Key::Nfproto,
             "pkttype" => Key::PktType,
@@ -302,7 +307,27 @@ fn elements(right: &Value, named: &Named<'_>) -> Option<Vec<Value>> {
     }
 }
 
+/// A transport-header field the model does not know (`icmpv6 type`, `tcp flags`): nft only matches it on
+/// packets of that protocol, so it is that protocol plus an unknown test.
+fn header_of_protocol(m: &Value) -> Option<Vec<Match>> {
+    let p = m.get("left")?.get("payload")?.get("protocol")?.as_str()?;
+    if matches!(p, "ip" | "ip6" | "ether" | "th" | "vlan" | "arp") {
+        return None;
+    }
+    Some(vec![
+        Match::Proto {
+            neg: false,
+            any_of: vec![proto_number(p)?],
+        },
+        Match::Unknown(render_stmt(&serde_json::json!({ "match": m }))),
+    ])
+}
+
 fn match_stmt(m: &Value, named: &Named<'_>) -> Option<Vec<Match>> {
+    known_match(m, named).or_else(|| header_of_protocol(m))
+}
+
+fn known_match(m: &Value, named: &Named<'_>) -> Option<Vec<Match>> {
     let op = m.get("op")?.as_str()?;
     let key = key(m.get("left")?)?;
     let right = m.get("right")?;
@@ -341,6 +366,14 @@ fn match_stmt(m: &Value, named: &Named<'_>) -> Option<Vec<Match>> {
         Key::Iif => vec![Match::InIface {
             neg,
             any_of: strs()?,
+        }],
+        Key::Oif => vec![Match::OutIface {
+            neg,
+            any_of: strs()?,
+        }],
+        Key::EtherSrc => vec![Match::Sliver {
+            neg,
+            what: render_stmt(&serde_json::json!({"match": m})),
         }],
         Key::L4proto => vec![Match::Proto {
             neg,

@@ -23,8 +23,22 @@ enum Tok {
     Colon,
 }
 
-fn lex(s: &str) -> Result<Vec<Tok>, String> {
-    let mut out = Vec::new();
+/// Tokens with the 1-based line each starts on (for "line N: ..." errors).
+struct Lexed {
+    toks: Vec<Tok>,
+    lines: Vec<usize>,
+}
+
+fn lex(s: &str) -> Result<Lexed, String> {
+    let mut out = Lexed {
+        toks: Vec::new(),
+        lines: Vec::new(),
+    };
+    let mut line = 1;
+    let push = |out: &mut Lexed, t: Tok, line: usize| {
+        out.toks.push(t);
+        out.lines.push(line);
+    };
     let mut it = s.chars().peekable();
     while let Some(&c) = it.peek() {
         match c {
@@ -35,13 +49,15 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
             }
             '\n' => {
                 it.next();
-                out.push(Tok::Newline);
+                push(&mut out, Tok::Newline, line);
+                line += 1;
             }
             '\\' => {
                 // Line continuation.
                 it.next();
                 if it.peek() == Some(&'\n') {
                     it.next();
+                    line += 1;
                 }
             }
             c if c.is_whitespace() => {
@@ -49,24 +65,29 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
             }
             '{' | '}' | ';' | ',' => {
                 it.next();
-                out.push(match c {
+                let t = match c {
                     '{' => Tok::Open,
                     '}' => Tok::Close,
                     ';' => Tok::Semi,
                     _ => Tok::Comma,
-                });
+                };
+                push(&mut out, t, line);
             }
             '"' => {
                 it.next();
+                let start = line;
                 let mut w = String::new();
                 loop {
                     match it.next() {
                         Some('"') => break,
-                        Some(c) => w.push(c),
-                        None => return Err("unterminated string".into()),
+                        Some(c) => {
+                            line += usize::from(c == '\n');
+                            w.push(c)
+                        }
+                        None => return Err(format!("line {start}: unterminated string")),
                     }
                 }
-                out.push(Tok::Str(w));
+                push(&mut out, Tok::Str(w), start);
             }
             _ => {
                 let mut w = String::new();
@@ -78,11 +99,8 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                     it.next();
                 }
                 // `a : b` in maps; keep IPv6 addresses (which contain colons) whole.
-                if w == ":" {
-                    out.push(Tok::Colon);
-                } else {
-                    out.push(Tok::Word(w));
-                }
+                let t = if w == ":" { Tok::Colon } else { Tok::Word(w) };
+                push(&mut out, t, line);
             }
         }
     }
@@ -91,10 +109,11 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
 
 /// Parses nft text (includes already expanded) into the model.
 pub fn parse(text: &str) -> Result<Ruleset, NftError> {
-    let toks = lex(text).map_err(NftError::Invalid)?;
-    let toks = substitute_defines(toks)?;
+    let lexed = lex(text).map_err(NftError::Invalid)?;
+    let lexed = substitute_defines(lexed)?;
     let mut p = P {
-        t: toks,
+        t: lexed.toks,
+        lines: lexed.lines,
         i: 0,
         objects: vec![],
     };
@@ -102,19 +121,27 @@ pub fn parse(text: &str) -> Result<Ruleset, NftError> {
     nft::from_objects(p.objects)
 }
 
-fn substitute_defines(toks: Vec<Tok>) -> Result<Vec<Tok>, NftError> {
+/// The most tokens `define` substitution may produce: variables used many times cannot blow up memory.
+const MAX_TOKENS: usize = 8_000_000;
+
+fn substitute_defines(l: Lexed) -> Result<Lexed, NftError> {
+    let Lexed { toks, lines } = l;
+    let bad = |i: usize, msg: String| NftError::Invalid(format!("line {}: {msg}", lines[i]));
     let mut defs: HashMap<String, Vec<Tok>> = HashMap::new();
-    let mut out = Vec::new();
+    let mut out = Lexed {
+        toks: Vec::new(),
+        lines: Vec::new(),
+    };
     let mut i = 0;
     while i < toks.len() {
         if toks[i] == Tok::Word("define".into())
             && (i == 0 || toks[i - 1] == Tok::Newline || toks[i - 1] == Tok::Semi)
         {
             let Some(Tok::Word(name)) = toks.get(i + 1) else {
-                return Err(NftError::Invalid("define without a name".into()));
+                return Err(bad(i, "define without a name".into()));
             };
             let mut j = i + 3;
-            let mut depth = 0;
+            let mut depth = 0i64;
             let mut val = Vec::new();
             while j < toks.len() && !(depth == 0 && matches!(toks[j], Tok::Newline | Tok::Semi)) {
                 match toks[j] {
@@ -133,10 +160,22 @@ fn substitute_defines(toks: Vec<Tok>) -> Result<Vec<Tok>, NftError> {
         }
         match &toks[i] {
             Tok::Word(w) if w.starts_with('$') => match defs.get(&w[1..]) {
-                Some(v) => out.extend(v.iter().cloned()),
-                None => return Err(NftError::Invalid(format!("undefined variable {w}"))),
+                Some(v) => {
+                    out.toks.extend(v.iter().cloned());
+                    out.lines.extend(std::iter::repeat_n(lines[i], v.len()));
+                }
+                None => return Err(bad(i, format!("undefined variable {w}"))),
             },
-            t => out.push(t.clone()),
+            t => {
+                out.toks.push(t.clone());
+                out.lines.push(lines[i]);
+            }
+        }
+        if out.toks.len() > MAX_TOKENS {
+            return Err(bad(
+                i,
+                "variables expand to more than 8 million words".into(),
+            ));
         }
         i += 1;
     }
@@ -145,6 +184,7 @@ fn substitute_defines(toks: Vec<Tok>) -> Result<Vec<Tok>, NftError> {
 
 struct P {
     t: Vec<Tok>,
+    lines: Vec<usize>,
     i: usize,
     objects: Vec<HashMap<String, Value>>,
 }
@@ -156,6 +196,33 @@ fn obj(k: &str, v: Value) -> HashMap<String, Value> {
 const FAMILIES: &[&str] = &["ip", "ip6", "inet", "arp", "bridge", "netdev"];
 
 impl P {
+    /// An error at the current token's line.
+    fn err(&self, msg: impl Into<String>) -> NftError {
+        self.err_at(self.i, msg)
+    }
+    fn err_at(&self, i: usize, msg: impl Into<String>) -> NftError {
+        let line = self
+            .lines
+            .get(i.min(self.lines.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(1);
+        NftError::Invalid(format!("line {line}: {}", msg.into()))
+    }
+    /// `line N: `xyz ...` not understood`, for a line that is no nft command, object or rule.
+    fn not_understood(&mut self, what: &str) -> NftError {
+        let at = self.i;
+        let toks = self.line();
+        let mut text = render(&toks);
+        if text.len() > 60 {
+            let cut = (0..=60)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            text.truncate(cut);
+            text.push_str(" ...");
+        }
+        self.err_at(at, format!("{what} `{text}` not understood"))
+    }
     fn peek(&self) -> Option<&Tok> {
         self.t.get(self.i)
     }
@@ -165,7 +232,7 @@ impl P {
                 self.i += 1;
                 Ok(w)
             }
-            t => Err(NftError::Invalid(format!("expected a name, found {t:?}"))),
+            t => Err(self.err(format!("expected a name, found {t:?}"))),
         }
     }
     fn skip_seps(&mut self) {
@@ -178,10 +245,7 @@ impl P {
             self.i += 1;
             Ok(())
         } else {
-            Err(NftError::Invalid(format!(
-                "expected {t:?}, found {:?}",
-                self.peek()
-            )))
+            Err(self.err(format!("expected {t:?}, found {:?}", self.peek())))
         }
     }
     /// Tokens up to the end of the line (or `;`), with braces kept balanced.
@@ -221,7 +285,7 @@ impl P {
                 return Ok(());
             };
             let Tok::Word(w) = t else {
-                return Err(NftError::Invalid(format!("unexpected {t:?} at top level")));
+                return Err(self.err(format!("unexpected {t:?} at top level")));
             };
             match w.as_str() {
                 "table" => {
@@ -263,17 +327,20 @@ impl P {
                     }
                 }
                 // `flush ruleset`, `include` left over, `delete ...`: nothing to evaluate.
-                _ => {
+                "flush" | "include" | "delete" | "destroy" | "list" | "reset" | "rename"
+                | "replace" | "monitor" | "describe" | "export" | "import" => {
                     let _ = self.line();
                     if self.peek() == Some(&Tok::Close) {
-                        return Err(NftError::Invalid("unbalanced }".into()));
+                        return Err(self.err("unbalanced }"));
                     }
                 }
+                _ => return Err(self.not_understood("command")),
             }
         }
     }
 
     fn table_body(&mut self, family: &str, table: &str) -> Result<(), NftError> {
+        let opened = self.i.saturating_sub(1);
         loop {
             self.skip_seps();
             match self.peek().cloned() {
@@ -282,11 +349,10 @@ impl P {
                     return Ok(());
                 }
                 None => {
-                    return Err(NftError::Invalid(format!(
-                        "table {family} {table}: missing }}"
-                    )));
+                    return Err(self.err_at(opened, format!("table {family} {table}: missing }}")));
                 }
                 Some(Tok::Word(w)) if w == "chain" => {
+                    let chain_at = self.i;
                     self.i += 1;
                     let name = self.word()?;
                     self.expect(Tok::Open)?;
@@ -300,7 +366,9 @@ impl P {
                                 break;
                             }
                             None => {
-                                return Err(NftError::Invalid(format!("chain {name}: missing }}")));
+                                return Err(
+                                    self.err_at(chain_at, format!("chain {name}: missing }}"))
+                                );
                             }
                             _ => {
                                 let toks = self.line();
@@ -312,6 +380,7 @@ impl P {
                     }
                 }
                 Some(Tok::Word(w)) if w == "set" || w == "map" => {
+                    let set_at = self.i;
                     self.i += 1;
                     let name = self.word()?;
                     self.expect(Tok::Open)?;
@@ -324,7 +393,7 @@ impl P {
                                 break;
                             }
                             None => {
-                                return Err(NftError::Invalid(format!("set {name}: missing }}")));
+                                return Err(self.err_at(set_at, format!("set {name}: missing }}")));
                             }
                             Some(Tok::Word(k)) if k == "elements" => {
                                 let toks = self.line();
@@ -351,13 +420,28 @@ impl P {
                         json!({"family": family, "table": table, "name": name, "elem": elem}),
                     ));
                 }
-                // flags, comment, counters, flowtables ...: skip the line or block.
-                _ => {
+                // flags, comment, stateful objects, flowtables ...: skip the line or block.
+                Some(Tok::Word(w))
+                    if matches!(
+                        w.as_str(),
+                        "flags"
+                            | "comment"
+                            | "counter"
+                            | "quota"
+                            | "limit"
+                            | "ct"
+                            | "flowtable"
+                            | "secmark"
+                            | "synproxy"
+                            | "tunnel"
+                    ) =>
+                {
                     let _ = self.line();
                     if self.peek() == Some(&Tok::Open) {
                         self.skip_block();
                     }
                 }
+                Some(_) => return Err(self.not_understood(&format!("in table {family} {table}:"))),
             }
         }
     }
@@ -461,7 +545,7 @@ fn w(t: Option<&Tok>) -> Option<&str> {
 const STARTS: &[&str] = &[
     "ip", "ip6", "tcp", "udp", "sctp", "th", "udplite", "meta", "iifname", "iif", "ct", "counter",
     "log", "accept", "drop", "reject", "return", "continue", "jump", "goto", "comment", "limit",
-    "fib", "oifname",
+    "fib", "oifname", "oif", "ether",
 ];
 
 /// One rule's tokens into nft JSON statements.
@@ -576,11 +660,27 @@ fn statement(t: &[Tok], i: &mut usize, comment: &mut Option<String>) -> Option<O
         ("tcp" | "udp" | "sctp" | "th" | "udplite", Some(f @ ("dport" | "sport"))) => {
             (json!({"payload": {"protocol": first, "field": f}}), 2)
         }
+        // Other header fields of a transport protocol (`icmpv6 type nd-neighbor-advert`): modelled as that
+        // protocol plus an unknown test.
+        ("icmp" | "icmpv6" | "udp" | "sctp" | "udplite", Some(f))
+            if !STARTS.contains(&f) && !matches!(f, "{" | "==" | "!=") =>
+        {
+            (json!({"payload": {"protocol": first, "field": f}}), 2)
+        }
         (
             "meta",
-            Some(k @ ("iifname" | "iif" | "l4proto" | "nfproto" | "protocol" | "pkttype" | "mark")),
+            Some(
+                k @ ("iifname" | "iif" | "oifname" | "oif" | "l4proto" | "nfproto" | "protocol"
+                | "pkttype" | "mark"),
+            ),
         ) => (json!({"meta": {"key": k}}), 2),
-        ("iifname" | "iif" | "pkttype" | "mark", _) => (json!({"meta": {"key": first}}), 1),
+        ("iifname" | "iif" | "oifname" | "oif" | "pkttype" | "mark", _) => {
+            (json!({"meta": {"key": first}}), 1)
+        }
+        ("ether", Some("saddr")) => (
+            json!({"payload": {"protocol": "ether", "field": "saddr"}}),
+            2,
+        ),
         ("ct", Some(k @ ("state" | "status"))) => (json!({"ct": {"key": k}}), 2),
         ("fib", Some("daddr")) if w(t.get(*i + 2)) == Some("type") => {
             (json!({"fib": {"flags": ["daddr"], "result": "type"}}), 3)
