@@ -108,8 +108,10 @@ struct FixArgs {
 #[derive(Subcommand)]
 enum McCmd {
     /// Send sequenced datagrams to a group, like msend (one a second by default).
+    #[command(after_help = multicast::mtools::SEND_HELP)]
     Send(McSendArgs),
     /// Join a group and print what arrives, like mreceive; a per-sender summary at the end.
+    #[command(after_help = multicast::mtools::RECEIVE_HELP)]
     Receive(McReceiveArgs),
     /// Run on every participant: measure every sender→receiver pair, print the matrix and causes.
     Probe(McProbeArgs),
@@ -195,6 +197,22 @@ struct McSendArgs {
     /// Turn IP_MULTICAST_LOOP off (msend leaves it on, so this host's receivers see the datagrams).
     #[arg(long)]
     no_loop: bool,
+    #[command(flatten)]
+    mtools: McMtoolsArgs,
+    /// Join the group on the sending socket too, like msend -join.
+    #[arg(long)]
+    join: bool,
+}
+
+/// msend's and mreceive's -n and -q.
+#[derive(Args)]
+struct McMtoolsArgs {
+    /// The payload is each datagram's number (msend -n / mreceive -n) instead of the text.
+    #[arg(long)]
+    numbered: bool,
+    /// No line per datagram (gap lines still print).
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -210,6 +228,11 @@ struct McReceiveArgs {
     /// Stop after SECS seconds.
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
+    #[command(flatten)]
+    mtools: McMtoolsArgs,
+    /// Only datagrams from this source address (a source-specific join, like mreceive -s).
+    #[arg(long)]
+    source: Option<IpAddr>,
 }
 
 #[derive(Args)]
@@ -461,8 +484,11 @@ fn run_multicast(cmd: McCmd) -> Result<ExitCode> {
                 duration: a.duration.map(|d| seconds(d, "--duration")).transpose()?,
                 interval: millis(a.interval, "--interval")?,
                 text: a.text,
+                numbered: a.mtools.numbered,
                 size: a.size,
                 multicast_loop: !a.no_loop,
+                join: a.join,
+                quiet: a.mtools.quiet,
                 format: a.common.format(),
             };
             let s = multicast::send::run(&opts, &stop, &mut out)?;
@@ -474,8 +500,11 @@ fn run_multicast(cmd: McCmd) -> Result<ExitCode> {
                 group: a.common.group(),
                 port: a.common.port,
                 interface: a.interface,
+                source: a.source,
                 count: a.count,
                 duration: a.duration.map(|d| seconds(d, "--duration")).transpose()?,
+                numbered: a.mtools.numbered,
+                quiet: a.mtools.quiet,
                 format: a.common.format(),
             };
             let s = multicast::receive::run(&opts, &stop, &mut out)?;
@@ -611,7 +640,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    // msend/mreceive links and mtools' flags become our command line (see multicast::mtools).
+    let argv = multicast::mtools::normalise(std::env::args_os().collect());
+    match run(Cli::parse_from(argv)) {
         Ok(code) => code,
         Err(e) => {
             // A closed pipe (`k8sdoctor | head`) is not the doctor's failure.
