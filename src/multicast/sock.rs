@@ -130,8 +130,10 @@ pub fn sender(
     Ok(s)
 }
 
-/// The receive buffer asked for: enough for a burst at line rate while the reader is descheduled.
-const RCVBUF: usize = 8 << 20;
+/// The receive buffer asked for: a 64-byte datagram costs about 1 KiB of buffer (its skb), so 32 MiB
+/// hold ~30 000 datagrams, ~50 ms at a veth's top rate: enough while a loaded host deschedules the
+/// reader. Memory is only used while datagrams wait.
+const RCVBUF: usize = 32 << 20;
 
 /// A socket bound to `group`'s port that joined `group` on `iface` (by index; 0 = the route's),
 /// from `source` only when one is given (SSM, mreceive's `-s`),
