@@ -19,7 +19,7 @@ use super::{
     stats::{Arrival, StreamStats},
     wire,
 };
-use crate::host::Host;
+use crate::core::host::Host;
 
 /// What `receive` was asked to do.
 #[derive(Debug, Clone)]
