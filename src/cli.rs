@@ -16,6 +16,7 @@ use k8sdoctor::{
         config::{Config, Format, RoleChoice, Selection},
     },
     fix::{FixFormat, FixOptions, Mode},
+    fleet::{self, FleetOptions, McOptions},
     join::JoinOptions,
     multicast,
 };
@@ -47,8 +48,11 @@ enum Cmd {
     },
     /// Explain one check: the pitfall, why it matters, the fix.
     Explain { id: String },
-    /// Print the JSON Schema of the report.
-    Schema,
+    /// Print the JSON Schema of the report (`--fleet`: of the fleet report).
+    Schema {
+        #[arg(long)]
+        fleet: bool,
+    },
     /// Verify a `kubeadm join` command before running it: kubeadm's discovery, step by step.
     #[command(
         name = "join-check",
@@ -62,6 +66,137 @@ enum Cmd {
     },
     /// Plan the host fixes (dry run), or apply, verify and undo them.
     Fix(FixArgs),
+    /// Every node of a cluster at once, through one pod per node that the doctor creates and deletes.
+    Fleet {
+        #[command(subcommand)]
+        cmd: FleetCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum FleetCmd {
+    /// Run the node checks on every selected node and merge the reports (node × check matrix, drift).
+    Check(FleetCheckArgs),
+    /// The guide's multicast test across nodes: one probe pod per node, one sender → receiver matrix.
+    Multicast(FleetMcArgs),
+    /// Delete every pod the doctor left in the namespace (earlier runs, --keep).
+    Cleanup {
+        #[command(flatten)]
+        cluster: FleetClusterArgs,
+    },
+}
+
+/// Which cluster, namespace, nodes and image the fleet commands use.
+#[derive(Args)]
+struct FleetClusterArgs {
+    /// Namespace of the doctor's pods (created, with the Pod Security label they need, if absent).
+    #[arg(long, value_name = "NS", default_value = "k8sdoctor")]
+    namespace: String,
+    /// Kubeconfig file.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+}
+
+impl FleetClusterArgs {
+    fn config(&self, timeout: Duration) -> Config {
+        Config {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            // One API request may take this long; the run as a whole has --timeout.
+            timeout: Duration::from_secs(10).min(timeout),
+            ..Config::default()
+        }
+    }
+}
+
+#[derive(Args)]
+struct FleetNodeArgs {
+    /// Only these nodes (comma list of names).
+    #[arg(long, value_delimiter = ',', conflicts_with = "selector")]
+    nodes: Vec<String>,
+    /// Only nodes matching this label selector.
+    #[arg(long, short = 'l', value_name = "LABELS")]
+    selector: Option<String>,
+    /// The doctor's container image, pullable by every node.
+    #[arg(long, value_name = "IMAGE", default_value = concat!("k8sdoctor:", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    /// Seconds for the whole run: pods starting and finishing (also their activeDeadlineSeconds).
+    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+    timeout: f64,
+    /// Leave the pods in place afterwards (`fleet cleanup` removes them).
+    #[arg(long)]
+    keep: bool,
+    #[command(flatten)]
+    cluster: FleetClusterArgs,
+}
+
+impl FleetNodeArgs {
+    fn options(self, check_args: Vec<String>) -> Result<(Config, FleetOptions)> {
+        let timeout = duration("--timeout", self.timeout, Unit::Secs)?;
+        let cfg = self.cluster.config(timeout);
+        Ok((
+            cfg,
+            FleetOptions {
+                nodes: self.nodes,
+                selector: self.selector,
+                namespace: self.cluster.namespace,
+                image: self.image,
+                timeout,
+                keep: self.keep,
+                check_args,
+            },
+        ))
+    }
+}
+
+#[derive(Args)]
+struct FleetCheckArgs {
+    /// Run only these checks on each node.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Skip these checks on each node (or `all`).
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Node role on every node (default: each node decides from its own files).
+    #[arg(long, value_enum, default_value_t = RoleArg::Auto)]
+    role: RoleArg,
+    #[command(flatten)]
+    nodes: FleetNodeArgs,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+#[derive(Args)]
+struct FleetMcArgs {
+    /// Probe the node network instead of the pod network (the overlay).
+    #[arg(long)]
+    host_network: bool,
+    /// Multicast group (default 224.1.1.1).
+    #[arg(long)]
+    group: Option<IpAddr>,
+    /// UDP port of the group (the control channel uses the next one).
+    #[arg(long, default_value_t = multicast::DEFAULT_PORT)]
+    port: u16,
+    /// Datagrams each participant sends.
+    #[arg(long, short = 'c', default_value_t = 100)]
+    count: u64,
+    /// Milliseconds between datagrams.
+    #[arg(long, default_value_t = 10.0)]
+    interval: f64,
+    /// TTL of the datagrams.
+    #[arg(long, default_value_t = 1)]
+    ttl: u8,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = McFormat::Table)]
+    output: McFormat,
+    /// No colour (also NO_COLOR, or stdout not a terminal).
+    #[arg(long)]
+    no_color: bool,
+    #[command(flatten)]
+    nodes: FleetNodeArgs,
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -225,8 +360,15 @@ struct McProbeArgs {
     #[command(flatten)]
     common: McCommon,
     /// Every participant's unicast address, this node's included (comma list).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "peers_from_configmap"
+    )]
     peers: Vec<IpAddr>,
+    /// Read the participants from this ConfigMap in the pod's namespace (what fleet multicast pods do).
+    #[arg(long, value_name = "NAME", conflicts_with = "peers")]
+    peers_from_configmap: Option<String>,
     /// Which of --peers this is (default: the first local one whose control port is free).
     #[arg(long)]
     local: Option<IpAddr>,
@@ -443,14 +585,29 @@ fn secs_opt(flag: &str, value: Option<f64>) -> Result<Option<Duration>> {
 /// What to run, in the library's plain terms.
 pub enum Command {
     Check(Config),
-    List { format: Format, color: bool },
+    List {
+        format: Format,
+        color: bool,
+    },
     Explain(String),
-    Schema,
+    Schema {
+        fleet: bool,
+    },
     JoinCheck(JoinOptions, Config),
     McSend(multicast::send::SendOptions),
     McReceive(multicast::receive::ReceiveOptions, bool),
-    McProbe(multicast::probe::ProbeOptions, bool),
+    /// The probe, its colour, and the ConfigMap to read the participants from first (fleet pods).
+    McProbe(multicast::probe::ProbeOptions, bool, Option<String>),
     Fix(Fix),
+    FleetCheck(Config, FleetOptions),
+    FleetMulticast {
+        cfg: Config,
+        opts: FleetOptions,
+        mc: McOptions,
+        json: bool,
+        color: bool,
+    },
+    FleetCleanup(Config, String),
 }
 
 /// `fix`: the library's options, and how this terminal asks and shows.
@@ -472,7 +629,7 @@ impl Cli {
                 color: color_wanted(no_color),
             },
             Some(Cmd::Explain { id }) => Command::Explain(id),
-            Some(Cmd::Schema) => Command::Schema,
+            Some(Cmd::Schema { fleet }) => Command::Schema { fleet },
             Some(Cmd::JoinCheck(a)) => {
                 let timeout = duration("--timeout", a.timeout, Unit::Secs)?;
                 let cfg = a.report.into_config(Config {
@@ -488,8 +645,66 @@ impl Cli {
             }
             Some(Cmd::Multicast { cmd }) => multicast_command(cmd)?,
             Some(Cmd::Fix(a)) => fix_command(a)?,
+            Some(Cmd::Fleet { cmd }) => fleet_command(cmd)?,
         })
     }
+}
+
+fn fleet_command(cmd: FleetCmd) -> Result<Command> {
+    Ok(match cmd {
+        FleetCmd::Cleanup { cluster } => {
+            let ns = cluster.namespace.clone();
+            Command::FleetCleanup(cluster.config(Duration::from_secs(10)), ns)
+        }
+        FleetCmd::Check(a) => {
+            fleet::unknown_ids(&a.only, &a.skip)?;
+            // Each pod runs the node checks on its node's root; the doctor's own deadline there
+            // is half the pod's, so a slow node still reports before the kubelet kills it.
+            let secs = duration("--timeout", a.nodes.timeout, Unit::Secs)?.as_secs_f64();
+            let mut args: Vec<String> = [
+                "check",
+                "--root",
+                fleet::HOST_MOUNT,
+                "-o",
+                "json",
+                "--offline",
+            ]
+            .map(String::from)
+            .to_vec();
+            for (flag, list) in [("--only", &a.only), ("--skip", &a.skip)] {
+                if !list.is_empty() {
+                    args.extend([flag.to_string(), list.join(",")]);
+                }
+            }
+            match a.role {
+                RoleArg::Auto => {}
+                RoleArg::ControlPlane => args.extend(["--role".into(), "control-plane".into()]),
+                RoleArg::Worker => args.extend(["--role".into(), "worker".into()]),
+            }
+            args.extend(["--timeout".into(), format!("{:.0}", (secs / 2.0).max(5.0))]);
+            let (cfg, opts) = a.nodes.options(args)?;
+            Command::FleetCheck(a.report.into_config(cfg), opts)
+        }
+        FleetCmd::Multicast(a) => {
+            let mc = McOptions {
+                host_network: a.host_network,
+                group: a.group,
+                port: a.port,
+                count: a.count,
+                interval_ms: duration("--interval", a.interval, Unit::Millis)?.as_secs_f64()
+                    * 1000.0,
+                ttl: a.ttl,
+            };
+            let (cfg, opts) = a.nodes.options(Vec::new())?;
+            Command::FleetMulticast {
+                cfg,
+                opts,
+                mc,
+                json: matches!(a.output, McFormat::Json),
+                color: color_wanted(a.no_color),
+            }
+        }
+    })
 }
 
 fn multicast_command(cmd: McCmd) -> Result<Command> {
@@ -553,6 +768,7 @@ fn multicast_command(cmd: McCmd) -> Result<Command> {
                         && interval.as_secs_f64() * count as f64 > 2.0,
                 },
                 color_wanted(a.common.no_color),
+                a.peers_from_configmap,
             )
         }
     })

@@ -7,9 +7,11 @@
 pub mod checks;
 pub mod core;
 pub mod fix;
+pub mod fleet;
 pub mod join;
 pub mod list;
 pub mod mask;
 pub mod multicast;
+pub mod nodebin;
 pub mod procnet;
 pub mod report;

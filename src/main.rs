@@ -11,9 +11,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use k8sdoctor::{
-    core::{catalog, config::Config, engine},
+    core::{self, catalog, config::Config, engine},
     fix::{self, FixFormat, FixReport},
-    join, list, multicast, report,
+    fleet, join, list, multicast, report,
 };
 
 use cli::{Cli, Command};
@@ -85,8 +85,13 @@ fn run(cmd: Command) -> Result<ExitCode> {
             list::render_explain(e, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Schema => {
-            serde_json::to_writer_pretty(&mut out, &report::schema())?;
+        Command::Schema { fleet } => {
+            let schema = if fleet {
+                fleet::schema()
+            } else {
+                report::schema()
+            };
+            serde_json::to_writer_pretty(&mut out, &schema)?;
             writeln!(out)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -104,13 +109,53 @@ fn run(cmd: Command) -> Result<ExitCode> {
             // Nothing received is a failure a script can see.
             Ok(exit(s.received > 0))
         }
-        Command::McProbe(opts, color) => {
+        Command::McProbe(mut opts, color, configmap) => {
+            if let Some(name) = configmap {
+                opts.peers = fleet::peers_from_configmap(&name, opts.wait)?;
+            }
             let stop = multicast::interrupt_flag()?;
             let r = multicast::probe::run(&opts, stop)?;
             multicast::output::probe(&r, opts.format, color, &mut out)?;
             Ok(exit(r.pass))
         }
         Command::Fix(f) => fix_cmd(f),
+        Command::FleetCheck(cfg, opts) => {
+            let stop = multicast::interrupt_flag()?;
+            let report = fleet::check(&cfg, &opts, stop, &|m| core::stderr::note(m))?;
+            match &cfg.output_file {
+                Some(path) => {
+                    let mut f = File::create(path).with_context(|| {
+                        format!("cannot write --output-file {}", path.display())
+                    })?;
+                    report.render(cfg.format, false, &mut f)?;
+                    f.flush()?;
+                }
+                None => report.render(cfg.format, cfg.color, &mut out)?,
+            }
+            Ok(exit(report.worst().is_none_or(|w| w < cfg.fail_on)))
+        }
+        Command::FleetMulticast {
+            cfg,
+            opts,
+            mc,
+            json,
+            color,
+        } => {
+            let stop = multicast::interrupt_flag()?;
+            let r = fleet::multicast(&cfg, &opts, &mc, stop, &|m| core::stderr::note(m))?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &r)?;
+                writeln!(out)?;
+            } else {
+                r.render_table(color, &mut out)?;
+            }
+            Ok(exit(r.pass))
+        }
+        Command::FleetCleanup(cfg, ns) => {
+            let n = fleet::cleanup(&cfg, &ns)?;
+            core::stderr::note(&format!("deleted {n} doctor pod(s) in namespace {ns}"));
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
