@@ -243,8 +243,10 @@ struct FixArgs {
 #[derive(Subcommand)]
 enum McCmd {
     /// Send sequenced datagrams to a group, like msend (one a second by default).
+    #[command(after_help = multicast::mtools::SEND_HELP)]
     Send(McSendArgs),
     /// Join a group and print what arrives, like mreceive; a per-sender summary at the end.
+    #[command(after_help = multicast::mtools::RECEIVE_HELP)]
     Receive(McReceiveArgs),
     /// Run on every participant: measure every sender→receiver pair, print the matrix and causes.
     Probe(McProbeArgs),
@@ -316,6 +318,22 @@ struct McSendArgs {
     /// Turn IP_MULTICAST_LOOP off (msend leaves it on, so this host's receivers see the datagrams).
     #[arg(long)]
     no_loop: bool,
+    #[command(flatten)]
+    mtools: McMtoolsArgs,
+    /// Join the group on the sending socket too, like msend -join.
+    #[arg(long)]
+    join: bool,
+}
+
+/// msend's and mreceive's -n and -q.
+#[derive(Args)]
+struct McMtoolsArgs {
+    /// The payload is each datagram's number (msend -n / mreceive -n) instead of the text.
+    #[arg(long)]
+    numbered: bool,
+    /// No line per datagram (gap lines still print).
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -331,6 +349,11 @@ struct McReceiveArgs {
     /// Stop after SECS seconds.
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
+    #[command(flatten)]
+    mtools: McMtoolsArgs,
+    /// Only datagrams from this source address (a source-specific join, like mreceive -s).
+    #[arg(long)]
+    source: Option<IpAddr>,
 }
 
 #[derive(Args)]
@@ -719,8 +742,11 @@ fn multicast_command(cmd: McCmd) -> Result<Command> {
             duration: secs_opt("--duration", a.duration)?,
             interval: duration("--interval", a.interval, Unit::Millis)?,
             text: a.text,
+            numbered: a.mtools.numbered,
             size: a.size,
             multicast_loop: !a.no_loop,
+            join: a.join,
+            quiet: a.mtools.quiet,
             format: a.common.format(),
         }),
         McCmd::Receive(a) => Command::McReceive(
@@ -728,8 +754,11 @@ fn multicast_command(cmd: McCmd) -> Result<Command> {
                 group: a.common.group(),
                 port: a.common.port,
                 interface: a.interface,
+                source: a.source,
                 count: a.count,
                 duration: secs_opt("--duration", a.duration)?,
+                numbered: a.mtools.numbered,
+                quiet: a.mtools.quiet,
                 format: a.common.format(),
             },
             color_wanted(a.common.no_color),

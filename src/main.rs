@@ -167,7 +167,9 @@ fn run(cmd: Command) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().into_command().and_then(run) {
+    // msend/mreceive links and mtools' flags become our command line (see multicast::mtools).
+    let argv = multicast::mtools::normalise(std::env::args_os().collect());
+    match Cli::parse_from(argv).into_command().and_then(run) {
         Ok(code) => code,
         Err(e) => {
             // A closed pipe (`k8sdoctor | head`) is not the doctor's failure.

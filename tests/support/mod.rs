@@ -381,3 +381,13 @@ pub fn enter_netns(name: &str) {
     let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
     assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
 }
+
+/// `shared/vendor/<sub>` (reference tool sources) beside the repository or one level up (a worktree).
+pub fn vendor(sub: &str) -> Option<PathBuf> {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .map(|d| d.join("shared/vendor").join(sub))
+        .find(|p| p.is_dir())
+}
