@@ -1,16 +1,17 @@
 //! The command line: turns flags into a config, runs the command, and maps the outcome to an exit code.
 
 use std::{
+    ffi::{OsStr, OsString},
     fs::File,
     io::{self, BufRead, IsTerminal, Write},
     net::IpAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitCode,
     time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use k8sdoctor::{
     catalog,
     check::{Role, Status},
@@ -63,6 +64,13 @@ enum Cmd {
     },
     /// Plan the host fixes (dry run), or apply, verify and undo them.
     Fix(FixArgs),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, powershell, elvish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), made from this command line: `k8sdoctor man | man -l -`.
+    Man,
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -280,6 +288,9 @@ struct ReportArgs {
     /// No colour (also NO_COLOR, or stdout not a terminal).
     #[arg(long)]
     no_color: bool,
+    /// List every skipped check in the table (otherwise skips that share a reason are one row).
+    #[arg(long)]
+    show_skipped: bool,
 }
 
 impl ReportArgs {
@@ -290,6 +301,7 @@ impl ReportArgs {
             color: self.output_file.is_none() && color_wanted(self.no_color),
             output_file: self.output_file,
             fail_on: self.fail_on.into(),
+            show_skipped: self.show_skipped || cfg.show_skipped,
             ..cfg
         }
     }
@@ -356,6 +368,9 @@ struct CheckArgs {
     /// Port `kubectl proxy` listens on, for proxy.localhost.
     #[arg(long, value_name = "PORT", default_value_t = 8001)]
     proxy_port: u16,
+    /// Verbose table: every skipped check on its own row (as --show-skipped).
+    #[arg(short = 'v', long)]
+    verbose: bool,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -405,6 +420,7 @@ impl CheckArgs {
             offline: self.offline,
             timeout,
             proxy_port: self.proxy_port,
+            show_skipped: self.verbose,
             ..Config::default()
         }))
     }
@@ -416,11 +432,16 @@ fn emit(report: &report::Report, cfg: &Config) -> Result<ExitCode> {
         Some(path) => {
             let mut f = File::create(path)
                 .with_context(|| format!("cannot write --output-file {}", path.display()))?;
-            report.render(cfg.format, false, &mut f)?;
+            report.render_with(cfg.format, false, cfg.show_skipped, &mut f)?;
             f.flush()?;
             eprintln!("k8sdoctor: {} → {}", report.summary, path.display());
         }
-        None => report.render(cfg.format, cfg.color, &mut io::stdout().lock())?,
+        None => report.render_with(
+            cfg.format,
+            cfg.color,
+            cfg.show_skipped,
+            &mut io::stdout().lock(),
+        )?,
     }
     Ok(if engine::fails(report, cfg.fail_on) {
         ExitCode::from(1)
@@ -602,6 +623,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Some(Cmd::JoinCheck(args)) => join_check(args),
         Some(Cmd::Multicast { cmd }) => run_multicast(cmd),
         Some(Cmd::Fix(args)) => fix_cmd(args),
+        Some(Cmd::Completions { shell }) => {
+            let mut cmd = Cli::command();
+            let name = cmd.get_name().to_string();
+            clap_complete::generate(shell, &mut cmd, name, &mut out);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Cmd::Man) => {
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Cmd::Schema) => {
             serde_json::to_writer_pretty(&mut out, &report::schema())?;
             writeln!(out)?;
@@ -610,8 +641,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The command line as this binary was invoked: its name (argv[0]) picks what it is.
+fn parse(argv: Vec<OsString>) -> Cli {
+    let mut cmd = Cli::command();
+    // A kubectl plugin (a link or copy named kubectl-doctor): the same doctor, under kubectl's name
+    // for it in usage and help.
+    let argv0 = argv.first().map(Path::new).and_then(Path::file_name);
+    if argv0 == Some(OsStr::new("kubectl-doctor")) {
+        cmd = cmd.bin_name("kubectl doctor");
+    }
+    let matches = cmd
+        .try_get_matches_from_mut(argv)
+        .unwrap_or_else(|e| e.exit());
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    match run(parse(std::env::args_os().collect())) {
         Ok(code) => code,
         Err(e) => {
             // A closed pipe (`k8sdoctor | head`) is not the doctor's failure.
