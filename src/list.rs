@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use crate::{
-    catalog::{Entry, catalog},
-    config::Format,
+    core::catalog::{Entry, catalog},
+    core::config::Format,
     report::status_table,
 };
 

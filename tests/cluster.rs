@@ -302,6 +302,49 @@ fn slow_server_within_the_timeout_still_answers() {
     assert_eq!(result(&v, "cluster.nodes-ready")["status"], "pass");
 }
 
+/// The local binaries are their own source: compared with each other without any kubeconfig.
+#[test]
+fn local_binaries_are_compared_without_a_kubeconfig() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = empty_root(dir.path());
+    let args = |bins: &Path| {
+        let (out, v) = run(
+            &[
+                "--root",
+                root.to_str().unwrap(),
+                "--only",
+                "version.local-binaries,cluster.api-reachable",
+                "-o",
+                "json",
+            ],
+            bins,
+            dir.path(),
+        );
+        assert!(
+            v["cluster"].is_null(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(result(&v, "cluster.api-reachable")["status"], "skip");
+        result(&v, "version.local-binaries").clone()
+    };
+    let r = args(&fake_bins(
+        dir.path(),
+        "v1.33.1",
+        Some("v1.32.0"),
+        Some("v1.33.1"),
+    ));
+    assert_eq!(r["status"], "warn", "{r:#}");
+    assert!(evidence(&r).contains("kubeadm v1.32.0"), "{r:#}");
+    let r = args(&fake_bins(
+        dir.path(),
+        "v1.33.1",
+        Some("v1.33.1"),
+        Some("v1.33.1"),
+    ));
+    assert_eq!(r["status"], "pass", "{r:#}");
+}
+
 #[test]
 fn no_kubeconfig_skips_every_cluster_check_and_keeps_exit_zero() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,7 @@
 
 mod support;
 
-use k8sdoctor::firewall::{
+use k8sdoctor::checks::firewall::{
     Net, Query, Verdict, evaluate, iptables,
     model::{Family, Origin},
 };

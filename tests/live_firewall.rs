@@ -10,8 +10,8 @@ use std::{
 };
 
 use k8sdoctor::{
-    firewall::{Net, Query, Verdict, evaluate, read_live_rules},
-    host::{CmdError, run_command},
+    checks::firewall::{Net, Query, Verdict, evaluate, read_live_rules},
+    core::host::{CmdError, run_command},
 };
 use support::{Netns, bin, can_run_privileged, feed, veth_named};
 

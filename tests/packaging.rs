@@ -291,7 +291,10 @@ fn deploy_manifests_decode_into_typed_objects() {
             "rbac.yaml:ClusterRole",
             "rbac.yaml:ClusterRoleBinding",
             "rbac.yaml:Role",
+            "rbac.yaml:Role",
             "rbac.yaml:RoleBinding",
+            "rbac.yaml:RoleBinding",
+            "rbac.yaml:ServiceAccount",
             "rbac.yaml:ServiceAccount",
         ]
     );
@@ -304,70 +307,106 @@ fn namespace_admits_the_fleet_pods() {
     let ns: Namespace = typed(&manifests("namespace.yaml")[0]);
     assert_eq!(ns.metadata.name.as_deref(), Some("k8sdoctor"));
     let labels = ns.metadata.labels.unwrap();
-    assert_eq!(
-        labels
-            .get("pod-security.kubernetes.io/enforce")
-            .map(String::as_str),
-        Some("privileged")
-    );
+    let (key, level) = k8sdoctor::fleet::PSA_LABEL;
+    assert_eq!(labels.get(key).map(String::as_str), Some(level));
+    assert_eq!(level, "privileged");
 }
 
-/// The fleet CLI's permissions, exactly: list nodes; create/get/list/delete pods and get pods/log in
-/// its namespace; both bound to the same subject.
+/// The rules of a role as (api group, resource, verbs), one per resource.
+fn rule_list(
+    rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule>,
+) -> Vec<(String, String, Vec<String>)> {
+    rules
+        .into_iter()
+        .flat_map(|r| {
+            let groups = r.api_groups.unwrap_or_default();
+            assert_eq!(groups.len(), 1, "one API group per rule");
+            let verbs = r.verbs;
+            r.resources
+                .unwrap()
+                .into_iter()
+                .map(move |res| (groups[0].clone(), res, verbs.clone()))
+        })
+        .collect()
+}
+
+fn rule(group: &str, resource: &str, verbs: &[&str]) -> (String, String, Vec<String>) {
+    (
+        group.to_string(),
+        resource.to_string(),
+        verbs.iter().map(|v| v.to_string()).collect(),
+    )
+}
+
+/// The fleet CLI's permissions, exactly (what src/fleet calls: list nodes, get the namespace; pods,
+/// their logs, the participants ConfigMap, a read of the probe account), bound to one subject; and
+/// the probe pods' account, the same Role the CLI would create for it.
 fn rbac_grants_the_fleet_cli_what_it_needs_and_no_more() {
-    use k8s_openapi::api::rbac::v1::{
-        ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding,
+    use k8s_openapi::api::{
+        core::v1::ServiceAccount,
+        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
     };
     let docs = manifests("rbac.yaml");
-    let of = |kind: &str| docs.iter().find(|d| d["kind"] == kind).unwrap().clone();
-    let rules = |rules: Vec<PolicyRule>| -> Vec<(String, Vec<String>)> {
-        rules
-            .into_iter()
-            .flat_map(|r| {
-                assert_eq!(r.api_groups.as_deref(), Some(&[String::new()][..]));
-                let verbs = r.verbs.clone();
-                r.resources
-                    .unwrap()
-                    .into_iter()
-                    .map(move |res| (res, verbs.clone()))
-            })
-            .collect()
+    let named = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name} in deploy/rbac.yaml"))
+            .clone()
     };
-    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let cr: ClusterRole = typed(&of("ClusterRole"));
+    let cr: ClusterRole = typed(&named("ClusterRole", "k8sdoctor-fleet"));
     assert_eq!(
-        rules(cr.rules.unwrap()),
-        [("nodes".to_string(), owned(&["list"]))]
-    );
-    let role: Role = typed(&of("Role"));
-    assert_eq!(role.metadata.namespace.as_deref(), Some("k8sdoctor"));
-    assert_eq!(
-        rules(role.rules.unwrap()),
+        rule_list(cr.rules.unwrap()),
         [
-            (
-                "pods".to_string(),
-                owned(&["create", "get", "list", "delete"])
-            ),
-            ("pods/log".to_string(), owned(&["get"])),
+            rule("", "nodes", &["list"]),
+            rule("", "namespaces", &["get"])
         ]
     );
-    let crb: ClusterRoleBinding = typed(&of("ClusterRoleBinding"));
-    let rb: RoleBinding = typed(&of("RoleBinding"));
+    let role: Role = typed(&named("Role", "k8sdoctor-fleet"));
+    assert_eq!(role.metadata.namespace.as_deref(), Some("k8sdoctor"));
+    assert_eq!(
+        rule_list(role.rules.unwrap()),
+        [
+            rule(
+                "",
+                "pods",
+                &["create", "get", "list", "delete", "deletecollection"]
+            ),
+            rule("", "pods/log", &["get"]),
+            rule("", "configmaps", &["create", "get", "delete"]),
+            rule("", "serviceaccounts", &["get"]),
+            rule("rbac.authorization.k8s.io", "roles", &["get"]),
+            rule("rbac.authorization.k8s.io", "rolebindings", &["get"]),
+        ]
+    );
+    let crb: ClusterRoleBinding = typed(&named("ClusterRoleBinding", "k8sdoctor-fleet"));
+    let rb: RoleBinding = typed(&named("RoleBinding", "k8sdoctor-fleet"));
     assert_eq!(
         (crb.role_ref.kind.as_str(), crb.role_ref.name.as_str()),
-        ("ClusterRole", cr.metadata.name.as_deref().unwrap())
+        ("ClusterRole", "k8sdoctor-fleet")
     );
     assert_eq!(
         (rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()),
-        ("Role", role.metadata.name.as_deref().unwrap())
+        ("Role", "k8sdoctor-fleet")
     );
     assert_eq!(crb.subjects, rb.subjects);
-    let sa = of("ServiceAccount");
     let subject = &crb.subjects.as_ref().unwrap()[0];
+    let sa: ServiceAccount = typed(&named("ServiceAccount", "k8sdoctor-fleet"));
     assert_eq!(
         (subject.kind.as_str(), Some(subject.name.as_str())),
-        ("ServiceAccount", sa["metadata"]["name"].as_str())
+        ("ServiceAccount", sa.metadata.name.as_deref())
     );
+
+    // The probe pods' account: the names the fleet code uses, allowed to read ConfigMaps only.
+    let probe = k8sdoctor::fleet::PROBE_ACCOUNT;
+    let _: ServiceAccount = typed(&named("ServiceAccount", probe));
+    let probe_role: Role = typed(&named("Role", probe));
+    assert_eq!(
+        rule_list(probe_role.rules.unwrap()),
+        [rule("", "configmaps", &["get"])]
+    );
+    let probe_rb: RoleBinding = typed(&named("RoleBinding", probe));
+    assert_eq!(probe_rb.role_ref.name, probe);
+    assert_eq!(probe_rb.subjects.unwrap()[0].name, probe);
 }
 
 /// The example Job checks one node the way the fleet pods do: the node's / read-only at /host, its
@@ -518,6 +557,13 @@ fn krew_package_is_a_plugin_kubectl_finds_and_runs() {
     );
     let direct = run(Command::new(bin()).args(["list", "-o", "json"]));
     assert_eq!(text(&via_kubectl.stdout), text(&direct.stdout));
+    let fleet = kubectl(&["doctor", "fleet", "check", "--help"]);
+    assert!(fleet.status.success(), "{}", text(&fleet.stderr));
+    assert!(
+        text(&fleet.stdout).contains("Usage: kubectl doctor fleet check"),
+        "{}",
+        text(&fleet.stdout)
+    );
 }
 
 fn completions(shell: &str) -> String {

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::host::Host;
+use crate::core::host::Host;
 
 use super::{
     FixResult, StepState, fsops,

@@ -8,7 +8,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::host::run_command;
+use crate::core::host::run_command;
 
 use super::{
     fsops,

@@ -6,7 +6,6 @@ pub mod edit;
 pub mod fsops;
 pub mod journal;
 pub mod plan;
-pub mod planners;
 mod render;
 
 use std::{
@@ -18,11 +17,11 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::{
-    check::Status,
-    config::{Config, RoleChoice, Selection},
-    engine,
-    facts::Facts,
-    host::Host,
+    core::check::Status,
+    core::config::{Config, RoleChoice, Selection},
+    core::engine,
+    core::host::Host,
+    core::source::Facts,
     report::{Report, Tool},
 };
 
@@ -200,8 +199,10 @@ fn config(opts: &FixOptions, ids: Vec<String>) -> Config {
 /// Reads the files the planners may edit, as they are now.
 fn read_files(host: &Host, facts: &Facts) -> Files {
     let mut files = Files::default();
-    for p in planners::paths(facts) {
-        files.insert(&p, fsops::read_state(&host.path(&p)));
+    for fix in crate::checks::fixes() {
+        for p in (fix.edits)(facts) {
+            files.insert(&p, fsops::read_state(&host.path(&p)));
+        }
     }
     files
 }
@@ -214,7 +215,7 @@ pub fn plan(report: &Report, facts: &Facts, files: &Files, explicit: bool) -> Ve
     for r in &report.results {
         let problem = matches!(r.status, Status::Warn | Status::Fail);
         let mut fix = CheckFix::new(&r.id, r.status, &r.message);
-        match planners::planner(&r.id) {
+        match crate::checks::fix(&r.id).map(|f| f.plan) {
             None if explicit => fix.note(format!(
                 "{} has no automatic fix; `k8sdoctor explain {}` says what to do",
                 r.id, r.id

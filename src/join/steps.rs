@@ -14,7 +14,7 @@ use super::{
     pin::{self, Cert},
     token::{CaHash, Token},
 };
-use crate::check::{Finding, Status};
+use crate::core::check::{Finding, Status};
 
 /// A step's outcome: a finding to report and the value later steps need, or the finding that stops them.
 pub type Step<T> = Result<(Finding, T), Finding>;

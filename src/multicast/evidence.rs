@@ -7,7 +7,7 @@ use std::{
     net::{IpAddr, Ipv6Addr},
 };
 
-use crate::host::Host;
+use crate::core::host::Host;
 use crate::procnet::host_order_hex;
 pub use crate::procnet::{Route, parse_routes, route_to};
 

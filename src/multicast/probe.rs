@@ -23,7 +23,7 @@ use super::{
     stats::StreamStats,
     wire::{self, Header, Stream},
 };
-use crate::host::Host;
+use crate::core::host::Host;
 
 /// The TTL of the side stream that tells "TTL too low" from "not routed".
 const SIDE_TTL: u8 = 8;
@@ -218,10 +218,10 @@ impl Streams {
             let now = Instant::now();
             if o.progress && now >= next_progress {
                 let elapsed = (now - start).as_secs_f64();
-                eprint!(
-                    "\rprobe: {}/{} datagrams sent, {elapsed:.0}/{total:.0} s ",
+                crate::core::stderr::progress(&format!(
+                    "probe: {}/{} datagrams sent, {elapsed:.0}/{total:.0} s ",
                     h.seq, o.count
-                );
+                ));
                 next_progress = now + Duration::from_millis(250);
             }
             let due = o
@@ -241,13 +241,13 @@ impl Streams {
             h.seq += 1;
         }
         if o.progress {
-            eprintln!(
-                "\rprobe: {} datagrams sent; collecting reports            ",
+            crate::core::stderr::progress_end(&format!(
+                "probe: {} datagrams sent; collecting reports            ",
                 h.seq
-            );
+            ));
         }
         if errors > 0 {
-            eprintln!("k8sdoctor: {errors} of {} multicast sends failed", h.seq);
+            crate::core::stderr::note(&format!("{errors} of {} multicast sends failed", h.seq));
         }
         h.seq
     }

@@ -10,9 +10,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    catalog,
-    check::{Finding, Status},
-    config::Format,
+    core::catalog,
+    core::check::{Finding, Status},
+    core::config::Format,
     mask::mask_secrets,
 };
 

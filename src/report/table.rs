@@ -7,7 +7,7 @@ use comfy_table::{
 };
 
 use super::{CheckResult, Report};
-use crate::check::Status;
+use crate::core::check::Status;
 
 fn color_of(s: Status) -> Color {
     match s {

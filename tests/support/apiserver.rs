@@ -94,6 +94,23 @@ pub struct Scenario {
     blackhole: bool,
     ca_key: CaKey,
     tls_fault: Option<TlsFault>,
+    workloads: Option<Arc<dyn Workloads>>,
+}
+
+/// Objects with a life of their own (pods the client creates, namespaces, pod logs): a handler the
+/// server asks first, before its read-only objects ([`super::kubelet`] is the one the fleet tests use).
+pub trait Workloads: Send + Sync {
+    /// Answers a request (status and JSON body), or `None` to leave it to the read-only objects.
+    fn handle(&self, req: &Request) -> Option<(u16, Vec<u8>)>;
+}
+
+/// One request as a [`Workloads`] handler sees it.
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a BTreeMap<String, String>,
+    pub body: &'a [u8],
+    pub user: &'a str,
 }
 
 #[derive(Clone)]
@@ -362,6 +379,7 @@ impl Scenario {
             blackhole: false,
             ca_key: CaKey::Ecdsa,
             tls_fault: None,
+            workloads: None,
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             s = s.with(Namespace {
@@ -524,6 +542,12 @@ impl Scenario {
 
     pub fn tls_fault(mut self, f: TlsFault) -> Scenario {
         self.tls_fault = Some(f);
+        self
+    }
+
+    /// Lets `w` answer first: pods that are created, run, logged and deleted (see [`Workloads`]).
+    pub fn workloads(mut self, w: Arc<dyn Workloads>) -> Scenario {
+        self.workloads = Some(w);
         self
     }
 }
@@ -970,7 +994,7 @@ fn serve_conn(state: &State, tcp: TcpStream) {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        buf.drain(..head_len + body_len);
+        let body: Vec<u8> = buf.drain(..head_len + body_len).skip(head_len).collect();
         if !state.scenario.delay.is_zero() {
             thread::sleep(state.scenario.delay);
         }
@@ -980,6 +1004,7 @@ fn serve_conn(state: &State, tcp: TcpStream) {
             &target,
             header("authorization"),
             header("accept").unwrap_or(""),
+            &body,
         );
         state
             .log
@@ -991,10 +1016,13 @@ fn serve_conn(state: &State, tcp: TcpStream) {
             .unwrap();
         let reason = match code {
             200 => "OK",
+            201 => "Created",
             400 => "Bad Request",
             401 => "Unauthorized",
             403 => "Forbidden",
             404 => "Not Found",
+            409 => "Conflict",
+            422 => "Unprocessable Entity",
             _ => "Method Not Allowed",
         };
         let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
@@ -1016,7 +1044,7 @@ fn serve_conn(state: &State, tcp: TcpStream) {
     }
 }
 
-fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> Vec<u8> {
+pub fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> Vec<u8> {
     let mut v = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {},
         "status": "Failure", "message": message, "reason": reason, "code": code,
@@ -1112,6 +1140,7 @@ fn respond(
     target: &str,
     auth: Option<&str>,
     accept: &str,
+    body: &[u8],
 ) -> (u16, Vec<u8>, String) {
     let s = &state.scenario;
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -1136,6 +1165,20 @@ fn respond(
         }
         None => "system:anonymous".to_string(),
     };
+    if let Some(w) = &s.workloads
+        && user != "system:anonymous"
+    {
+        let req = Request {
+            method,
+            path,
+            query: &q,
+            body,
+            user: &user,
+        };
+        if let Some((code, body)) = w.handle(&req) {
+            return (code, body, user);
+        }
+    }
     if method != "GET" {
         return (
             405,

@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod harness;
+pub mod kubelet;
 pub mod openssl;
 
 use std::{

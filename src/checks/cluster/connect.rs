@@ -11,8 +11,8 @@ use kube::{
 };
 
 use crate::{
-    config::Config,
-    facts::{Fact, FactError},
+    core::config::Config,
+    core::facts::{Fact, FactError},
     mask::mask_secrets,
 };
 

@@ -1,6 +1,6 @@
 //! The cluster area: connects with the `kube` crate, gathers what the cluster checks read over the
 //! Kubernetes API (versions, nodes, bootstrap tokens, DNS pods, CNI daemonsets, cluster-admin
-//! bindings), probes kube-dns when its Service IP is reachable from here, and reads local binaries.
+//! bindings), probes kube-dns when its Service IP is reachable from here; and the local binaries' versions.
 
 mod checks;
 pub mod connect;
@@ -16,15 +16,38 @@ use k8s_openapi::api::{
 use kube::{Api, Client, api::ListParams};
 use serde::de::DeserializeOwned;
 
-pub use checks::CHECKS;
 pub use connect::{ApiFailure, Layer, Target};
 
+use super::Area;
 use crate::{
-    config::Config,
-    facts::{Fact, FactError},
-    host::{Host, run_command},
+    core::{
+        config::Config,
+        facts::{Fact, FactError},
+        host::{Host, run_command},
+        source::Source,
+    },
     mask::mask_secrets,
 };
+
+pub const AREA: Area = Area {
+    checks: checks::CHECKS,
+    fixes: &[],
+};
+
+/// What the Kubernetes API answers (`Missing` without a kubeconfig or with `--offline`).
+pub const CLUSTER: Source<ClusterFacts> = Source::network("cluster", |g| gather(g.host, g.cfg));
+
+/// The versions of the kubeadm, kubelet and kubectl installed on this node: no cluster needed.
+/// `--offline` runs no commands here, as before (each binary costs tens of milliseconds to start).
+pub const LOCAL_BINARIES: Source<LocalVersions> = Source::command("local-binaries", |g| {
+    if g.cfg.offline {
+        return Err(FactError::Missing(
+            "--offline: the node's kubeadm, kubelet and kubectl are not run".into(),
+        ));
+    }
+    // The same margin under the deadline as the cluster source leaves.
+    Ok(local_versions(g.cfg.timeout.mul_f64(0.9)))
+});
 
 /// Everything the cluster checks read.
 #[derive(Debug, Clone)]
@@ -34,8 +57,6 @@ pub struct ClusterFacts {
     pub context: Option<String>,
     /// What the API answered, or the layer at which talking to it failed.
     pub api: Result<ApiFacts, ApiFailure>,
-    /// `kubectl`, `kubeadm`, `kubelet` on this node.
-    pub local: LocalVersions,
     /// Pod network configs in /etc/cni/net.d.
     pub cni_conf: Fact<Vec<String>>,
 }
@@ -148,11 +169,9 @@ pub fn gather(host: &Host, cfg: &Config) -> Fact<ClusterFacts> {
         ));
     }
     let started = std::time::Instant::now();
-    // Leave the engine's deadline a margin so a timeout is reported by layer, not as an abandoned area.
+    // Leave the engine's deadline a margin so a timeout is reported by layer, not as an abandoned source.
     let budget = cfg.timeout.mul_f64(0.9);
     let target = connect::find(cfg)?;
-    let local_cfg = budget;
-    let local = std::thread::spawn(move || local_versions(local_cfg));
     let cni_conf = cni_configs(host);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -169,19 +188,10 @@ pub fn gather(host: &Host, cfg: &Config) -> Fact<ClusterFacts> {
     });
     // A resolver thread stuck in getaddrinfo must not hold the run past its deadline.
     rt.shutdown_background();
-    let local = local.join().unwrap_or_else(|_| {
-        let e = || Err("reading the version panicked".to_string());
-        LocalVersions {
-            kubectl: e(),
-            kubeadm: e(),
-            kubelet: e(),
-        }
-    });
     Ok(ClusterFacts {
         server: mask_secrets(&server),
         context,
         api,
-        local,
         cni_conf,
     })
 }

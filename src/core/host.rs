@@ -10,7 +10,7 @@ use std::{
 
 use thiserror::Error;
 
-use crate::facts::FactError;
+use super::facts::FactError;
 
 /// Host files as seen from a root directory; `/` means the live host.
 #[derive(Debug, Clone)]

@@ -1,47 +1,12 @@
-//! The shape every check shares: status, finding, the context it runs in, and its definition.
+//! The shape every check shares: its finding, the context it runs in, and its definition (id, sources, rule).
 
 use std::time::SystemTime;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-use crate::facts::{Area, FactError, Facts};
-
-/// The outcome of one check. Ordered from best to worst for `--fail-on`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    Skip,
-    Warn,
-    Fail,
-    Error,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Skip => "skip",
-            Status::Warn => "warn",
-            Status::Fail => "fail",
-            Status::Error => "error",
-        }
-    }
-
-    /// The one-character mark the table shows.
-    pub fn mark(self) -> &'static str {
-        match self {
-            Status::Pass => "✓",
-            Status::Warn => "!",
-            Status::Fail => "✗",
-            Status::Skip => "–",
-            Status::Error => "E",
-        }
-    }
-}
+pub use super::status::{Role, Status};
+use super::{
+    facts::FactError,
+    source::{AnySource, Facts},
+};
 
 /// What a check found: data, never a Rust error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,23 +68,6 @@ impl From<FactError> for Finding {
 /// What a check returns: a finding, or the fact error that kept it from deciding.
 pub type Outcome = Result<Finding, FactError>;
 
-/// The node's role in the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    ControlPlane,
-    Worker,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::ControlPlane => "control-plane",
-            Role::Worker => "worker",
-        }
-    }
-}
-
 /// What a check may know besides the facts.
 #[derive(Debug, Clone)]
 pub struct Ctx {
@@ -127,11 +75,12 @@ pub struct Ctx {
     pub now: SystemTime,
 }
 
-/// One check: its stable id, the area it reads, and the pure function that decides.
+/// One check: its stable id, the sources it reads, and the pure function that decides.
 #[derive(Clone, Copy)]
 pub struct CheckDef {
     pub id: &'static str,
-    pub area: Area,
+    /// Every source `run` reads; only these are gathered for it.
+    pub needs: &'static [&'static dyn AnySource],
     pub run: fn(&Facts, &Ctx) -> Outcome,
 }
 
@@ -139,7 +88,10 @@ impl std::fmt::Debug for CheckDef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CheckDef")
             .field("id", &self.id)
-            .field("area", &self.area)
+            .field(
+                "needs",
+                &self.needs.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

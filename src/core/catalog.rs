@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::check::{Role, Status};
+use super::status::{Role, Status};
 
 include!(concat!(env!("OUT_DIR"), "/catalog_files.rs"));
 

@@ -1,21 +1,55 @@
 //! Swap: `/proc/swaps`, `/etc/fstab` and systemd swap sources; the `swap.active` and `swap.persistent` checks.
 
-use crate::{
-    check::{CheckDef, Ctx, Finding, Outcome},
-    facts::{Area, Fact, Facts, get},
-    host::Host,
+use super::{
+    Area,
     kubelet::{self, KubeletConfig},
 };
+use crate::{
+    core::{
+        check::{CheckDef, Ctx, Finding, Outcome},
+        facts::{Fact, get},
+        host::Host,
+        source::{Facts, Gather, Source},
+    },
+    fix::{
+        edit,
+        plan::{CheckFix, Content, Files, Fix, Step},
+    },
+};
 
-pub const CHECKS: &[CheckDef] = &[
+pub const AREA: Area = Area {
+    checks: CHECKS,
+    fixes: &[
+        Fix {
+            check: "swap.active",
+            edits: |_| vec![],
+            plan: swap_active,
+        },
+        Fix {
+            check: "swap.persistent",
+            edits: |f| {
+                let units = f.get(&SWAP).map(|s| s.enabled_units.as_slice()).unwrap_or_default();
+                std::iter::once(FSTAB.to_string())
+                    .chain(units.iter().map(|u| format!("{SYSTEMD_ETC}/{u}")))
+                    .collect()
+            },
+            plan: swap_persistent,
+        },
+    ],
+};
+
+/// What turns swap on, now and at boot, and whether the kubelet is set up to run with it.
+pub const SWAP: Source<SwapFacts> = Source::files("swap", gather);
+
+const CHECKS: &[CheckDef] = &[
     CheckDef {
         id: "swap.active",
-        area: Area::Swap,
+        needs: &[&SWAP],
         run: active,
     },
     CheckDef {
         id: "swap.persistent",
-        area: Area::Swap,
+        needs: &[&SWAP],
         run: persistent,
     },
 ];
@@ -112,7 +146,8 @@ pub struct SwapFacts {
     pub cgroup_v2: bool,
 }
 
-pub fn gather(host: &Host) -> Fact<SwapFacts> {
+fn gather(g: &Gather) -> Fact<SwapFacts> {
+    let host = g.host;
     Ok(SwapFacts {
         swaps: host.read("/proc/swaps").map(|t| parse_proc_swaps(&t)),
         fstab: host.read(FSTAB).map(|t| parse_fstab_swaps(&t)),
@@ -126,17 +161,16 @@ pub fn gather(host: &Host) -> Fact<SwapFacts> {
             let text = host.read_opt(p).ok().flatten()?;
             zram_generator_line(&text).map(|l| (p.to_string(), l))
         }),
-        kubelet: host
-            .read_opt(kubelet::CONFIG_PATH)
+        kubelet: g
+            .get(&kubelet::CONFIG)
             .ok()
-            .flatten()
-            .and_then(|t| kubelet::parse(&t).ok()),
+            .and_then(|f| f.as_ref().as_ref()?.config.clone().ok()),
         cgroup_v2: host.exists("/sys/fs/cgroup/cgroup.controllers"),
     })
 }
 
 fn active(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let s = get(&facts.swap)?;
+    let s = facts.get(&SWAP)?;
     let swaps = get(&s.swaps)?;
     if swaps.is_empty() {
         return Ok(Finding::pass("no swap is active").evidence("/proc/swaps: header only"));
@@ -170,7 +204,7 @@ fn active(facts: &Facts, _ctx: &Ctx) -> Outcome {
 }
 
 fn persistent(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let s = get(&facts.swap)?;
+    let s = facts.get(&SWAP)?;
     let fstab = get(&s.fstab)?;
     let mut evidence: Vec<String> = fstab
         .iter()
@@ -195,16 +229,104 @@ fn persistent(facts: &Facts, _ctx: &Ctx) -> Outcome {
     .evidence_all(evidence))
 }
 
+/// Whether the kubelet is set up to run with swap (NodeSwap: `failSwapOn: false` on cgroup v2); then swap is
+/// the operator's choice and the swap fixes only say so.
+fn swap_intended(s: &SwapFacts, fix: &mut CheckFix) -> bool {
+    let intended = s.cgroup_v2
+        && s.kubelet
+            .as_ref()
+            .is_some_and(|k| k.fail_swap_on == Some(false));
+    if intended {
+        fix.note(format!(
+            "{} has failSwapOn: false (NodeSwap): swap looks intended, so it is left on; run `swapoff -a` and fix {FSTAB} by hand if it is not",
+            kubelet::CONFIG_PATH
+        ));
+    }
+    intended
+}
+
+fn swap_active(facts: &Facts, _files: &Files, fix: &mut CheckFix) -> Result<(), String> {
+    let s = facts.get(&SWAP).map_err(|e| e.to_string())?;
+    if swap_intended(s, fix) {
+        return Ok(());
+    }
+    for d in get(&s.swaps).map_err(|e| e.to_string())? {
+        fix.step(Step::command(
+            format!("turn off swap on {} ({})", d.name, d.kind),
+            &["swapoff", &d.name],
+            Some(&["swapon", &d.name]),
+        ));
+    }
+    Ok(())
+}
+
+fn swap_persistent(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<(), String> {
+    let s = facts.get(&SWAP).map_err(|e| e.to_string())?;
+    if swap_intended(s, fix) {
+        return Ok(());
+    }
+    if let Some(text) = files.text(FSTAB)? {
+        let lines: Vec<usize> = parse_fstab_swaps(text)
+            .iter()
+            .map(|e| e.line)
+            .collect();
+        if !lines.is_empty() {
+            fix.step(Step::file(
+                "comment out the swap entries so swap stays off after a reboot",
+                FSTAB,
+                Content::Text(text.to_string()),
+                Content::Text(edit::comment_out(text, &lines)),
+            ));
+        }
+    }
+    let mut masked = false;
+    for unit in &s.enabled_units {
+        let path = format!("{SYSTEMD_ETC}/{unit}");
+        match files.get(&path)? {
+            Content::Text(_) => fix.note(format!(
+                "{path} is a unit file of its own: disable it with `systemctl disable --now {unit}`"
+            )),
+            old => {
+                fix.step(Step::file(
+                    format!("mask {unit} so systemd never activates it"),
+                    &path,
+                    old.clone(),
+                    Content::Link("/dev/null".into()),
+                ));
+                masked = true;
+            }
+        }
+    }
+    if masked {
+        fix.step(Step::command(
+            "make systemd see the masked units",
+            &["systemctl", "daemon-reload"],
+            Some(&["systemctl", "daemon-reload"]),
+        ));
+    }
+    if let Some((p, l)) = &s.zram_generator {
+        fix.note(format!(
+            "{p}:{l} makes systemd create zram swap at boot; remove that section (or uninstall zram-generator) if the node must run without swap"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::{Role, Status};
+    use crate::{
+        checks::fix_test::{files, plan},
+        core::check::{Role, Status},
+        fix::plan::Action,
+    };
 
     const GUIDE_SWAPS: &str = "Filename\t\t\t\tType\t\tSize\tUsed\tPriority\n/dev/dm-1                               partition\t2097148\t0\t-2\n";
 
     fn facts(swaps: &str, fstab: &str) -> Facts {
-        Facts {
-            swap: Ok(SwapFacts {
+        Facts::default().with(
+            &SWAP,
+            Ok(SwapFacts {
                 swaps: Ok(parse_proc_swaps(swaps)),
                 fstab: Ok(parse_fstab_swaps(fstab)),
                 enabled_units: vec![],
@@ -212,8 +334,7 @@ mod tests {
                 kubelet: None,
                 cgroup_v2: false,
             }),
-            ..Facts::default()
-        }
+        )
     }
     fn ctx() -> Ctx {
         Ctx {
@@ -247,7 +368,7 @@ mod tests {
     #[test]
     fn nodeswap_configured_on_cgroup_v2_only_warns() {
         let mut f = facts(GUIDE_SWAPS, "");
-        if let Ok(s) = &mut f.swap {
+        if let Some(s) = f.get_mut(&SWAP) {
             s.kubelet = Some(
                 kubelet::parse("failSwapOn: false\nmemorySwap:\n  swapBehavior: LimitedSwap\n")
                     .unwrap(),
@@ -281,9 +402,40 @@ mod tests {
             Some(2)
         );
         let mut f = facts("", "");
-        if let Ok(s) = &mut f.swap {
+        if let Some(s) = f.get_mut(&SWAP) {
             s.enabled_units = vec!["dev-sda2.swap".into()];
         }
         assert_eq!(persistent(&f, &ctx()).unwrap().status, Status::Warn);
+    }
+
+
+    #[test]
+    fn swap_is_turned_off_unless_the_kubelet_is_set_up_for_it() {
+        let swaps = "Filename Type Size Used Priority\n/dev/dm-1 partition 2097148 0 -2\n";
+        let mut fx = Facts::default().with(
+            &SWAP,
+            Ok(SwapFacts {
+                swaps: Ok(parse_proc_swaps(swaps)),
+                fstab: Ok(vec![]),
+                enabled_units: vec![],
+                zram_generator: None,
+                kubelet: None,
+                cgroup_v2: true,
+            }),
+        );
+        let fix = plan(swap_active, &fx, &files(&[]));
+        assert_eq!(
+            fix.steps[0].action,
+            Action::Command {
+                argv: vec!["swapoff".into(), "/dev/dm-1".into()],
+                undo: Some(vec!["swapon".into(), "/dev/dm-1".into()]),
+            }
+        );
+        if let Some(s) = fx.get_mut(&SWAP) {
+            s.kubelet = Some(kubelet::parse("failSwapOn: false\n").unwrap());
+        }
+        let fix = plan(swap_active, &fx, &files(&[]));
+        assert!(fix.steps.is_empty());
+        assert!(fix.notes[0].contains("NodeSwap"), "{:?}", fix.notes);
     }
 }

@@ -2,16 +2,35 @@
 
 use std::net::IpAddr;
 
+use super::{Area, kubelet};
 use crate::{
-    check::{CheckDef, Ctx, Finding, Outcome},
-    facts::{Area, Fact, FactError, Facts, get},
-    host::Host,
-    kubelet,
+    core::{
+        check::{CheckDef, Ctx, Finding, Outcome},
+        facts::{Fact, FactError, get},
+        host::Host,
+        source::{Facts, Gather, Source},
+    },
+    fix::{
+        edit,
+        plan::{CheckFix, Content, Files, Fix, Step},
+    },
 };
 
-pub const CHECKS: &[CheckDef] = &[CheckDef {
+pub const AREA: Area = Area {
+    checks: CHECKS,
+    fixes: &[Fix {
+        check: "dns.loopback-nameserver",
+        edits: |_| vec![kubelet::CONFIG_PATH.into()],
+        plan: dns_loopback,
+    }],
+};
+
+/// The resolv.conf files pods may inherit: the node's, the kubelet's `resolvConf`, systemd-resolved's upstream.
+pub const DNS: Source<DnsFacts> = Source::files("dns", gather);
+
+const CHECKS: &[CheckDef] = &[CheckDef {
     id: "dns.loopback-nameserver",
-    area: Area::Dns,
+    needs: &[&DNS],
     run: loopback_nameserver,
 }];
 
@@ -114,24 +133,22 @@ fn read_resolv(host: &Host, path: &str) -> Fact<ResolvConf> {
     host.read(path).map(|t| parse_resolv_conf(path, &t))
 }
 
-pub fn gather(host: &Host) -> Fact<DnsFacts> {
-    let kubelet = match host.read_opt(kubelet::CONFIG_PATH) {
-        Ok(None) => None,
+fn gather(g: &Gather) -> Fact<DnsFacts> {
+    let host = g.host;
+    let kubelet = match g.get(&kubelet::CONFIG) {
         Err(e) => Some(Err(e)),
-        Ok(Some(text)) => Some(
-            kubelet::parse(&text)
-                .map_err(|e| FactError::Unreadable(format!("{}: {e}", kubelet::CONFIG_PATH)))
-                .map(|cfg| {
-                    let resolv_conf = cfg
-                        .resolv_conf
-                        .map(|p| (p, kubelet::line_of(&text, "resolvConf")));
-                    let file = resolv_conf
-                        .as_ref()
-                        .filter(|(p, _)| !p.is_empty() && p != ETC_RESOLV)
-                        .map(|(p, _)| read_resolv(host, p));
-                    KubeletDns { resolv_conf, file }
-                }),
-        ),
+        Ok(file) => file.as_ref().as_ref().map(|file| {
+            file.config.clone().map(|cfg| {
+                let resolv_conf = cfg
+                    .resolv_conf
+                    .map(|p| (p, kubelet::line_of(&file.text, "resolvConf")));
+                let file = resolv_conf
+                    .as_ref()
+                    .filter(|(p, _)| !p.is_empty() && p != ETC_RESOLV)
+                    .map(|(p, _)| read_resolv(host, p));
+                KubeletDns { resolv_conf, file }
+            })
+        }),
     };
     Ok(DnsFacts {
         etc: read_resolv(host, ETC_RESOLV),
@@ -193,7 +210,7 @@ pub fn upstreams(facts: &DnsFacts) -> Option<&ResolvConf> {
 }
 
 fn loopback_nameserver(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let dns = get(&facts.dns)?;
+    let dns = facts.get(&DNS)?;
     let (eff, mut evidence) = effective(dns)?;
     let Some(eff) = eff else {
         return Ok(Finding::pass(
@@ -286,10 +303,61 @@ fn loopback_nameserver(facts: &Facts, _ctx: &Ctx) -> Outcome {
     .evidence_all(evidence))
 }
 
+fn dns_loopback(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<(), String> {
+    let d = facts.get(&DNS).map_err(|e| e.to_string())?;
+    let Some(up) = upstreams(d) else {
+        fix.note(format!(
+            "no file with real upstream nameservers exists here ({} is absent or lists only loopback): put your upstream nameservers in {} yourself",
+            RESOLVED_UPSTREAM,
+            ETC_RESOLV
+        ));
+        return Ok(());
+    };
+    let Some(text) = files.text(kubelet::CONFIG_PATH)? else {
+        fix.note(format!(
+            "the kubelet is not configured yet: kubeadm sets its resolvConf to {} when systemd-resolved runs; run this again after `kubeadm init`/`join`",
+            up.path
+        ));
+        return Ok(());
+    };
+    let cfg = kubelet::parse(text).map_err(|e| format!("{}: {e}", kubelet::CONFIG_PATH))?;
+    if cfg.resolv_conf.as_deref() == Some(up.path.as_str()) {
+        fix.note(format!(
+            "the kubelet already uses {}; the problem is in that file: edit it by hand",
+            up.path
+        ));
+        return Ok(());
+    }
+    let body = format!("resolvConf: {}", up.path);
+    let new = match kubelet::line_of(text, "resolvConf") {
+        Some(l) => edit::replace_line(text, l, &body),
+        None => edit::append_line(text, &body),
+    };
+    fix.step(Step::file(
+        format!(
+            "hand pods the real upstreams ({})",
+            up.nameservers
+                .iter()
+                .map(|n| n.text.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        kubelet::CONFIG_PATH,
+        Content::Text(text.to_string()),
+        Content::Text(new),
+    ));
+    fix.step(Step::command(
+        "make the kubelet read its new configuration (restart it again after an undo)",
+        &["systemctl", "restart", "kubelet"],
+        None,
+    ));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::{Role, Status};
+    use crate::core::check::{Role, Status};
 
     fn ctx() -> Ctx {
         Ctx {
@@ -299,14 +367,14 @@ mod tests {
     }
 
     fn facts(etc: &str, kubelet: Option<Fact<KubeletDns>>, upstream: Option<&str>) -> Facts {
-        Facts {
-            dns: Ok(DnsFacts {
+        Facts::default().with(
+            &DNS,
+            Ok(DnsFacts {
                 etc: Ok(parse_resolv_conf(ETC_RESOLV, etc)),
                 kubelet,
                 resolved_upstream: upstream.map(|t| parse_resolv_conf(RESOLVED_UPSTREAM, t)),
             }),
-            ..Facts::default()
-        }
+        )
     }
 
     fn run(f: &Facts) -> Finding {

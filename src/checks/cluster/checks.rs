@@ -3,58 +3,59 @@
 use std::collections::BTreeMap;
 
 use super::{
-    ApiFacts, ClusterFacts, DnsProbe, LocalVersions,
+    ApiFacts, CLUSTER, ClusterFacts, DnsProbe, LOCAL_BINARIES, LocalVersions,
     version::{Version, kubelet_skew},
 };
-use crate::{
+use crate::core::{
     check::{CheckDef, Ctx, Finding, Outcome},
-    facts::{Area, FactError, Facts, get},
+    facts::{FactError, get},
+    source::Facts,
 };
 
 pub const CHECKS: &[CheckDef] = &[
     CheckDef {
         id: "cluster.api-reachable",
-        area: Area::Cluster,
+        needs: &[&CLUSTER],
         run: api_reachable,
     },
     CheckDef {
         id: "version.kubectl-skew",
-        area: Area::Cluster,
+        needs: &[&CLUSTER, &LOCAL_BINARIES],
         run: kubectl_skew,
     },
     CheckDef {
         id: "version.kubelet-skew",
-        area: Area::Cluster,
+        needs: &[&CLUSTER],
         run: kubelet_skew_check,
     },
     CheckDef {
         id: "version.local-binaries",
-        area: Area::Cluster,
+        needs: &[&LOCAL_BINARIES, &CLUSTER],
         run: local_binaries,
     },
     CheckDef {
         id: "token.expiry",
-        area: Area::Cluster,
+        needs: &[&CLUSTER],
         run: token_expiry,
     },
     CheckDef {
         id: "cluster.nodes-ready",
-        area: Area::Cluster,
+        needs: &[&CLUSTER],
         run: nodes_ready,
     },
     CheckDef {
         id: "cluster.dns",
-        area: Area::Cluster,
+        needs: &[&CLUSTER],
         run: dns,
     },
     CheckDef {
         id: "cluster.cni",
-        area: Area::Cluster,
+        needs: &[&CLUSTER],
         run: cni,
     },
     CheckDef {
         id: "cluster.dashboard-admin",
-        area: Area::Cluster,
+        needs: &[&CLUSTER],
         run: dashboard_admin,
     },
 ];
@@ -64,7 +65,7 @@ const NAMES_PER_LINE: usize = 10;
 
 /// The API's answers, or an error naming the layer that failed (cluster.api-reachable says more).
 fn api(f: &Facts) -> Result<(&ClusterFacts, &ApiFacts), FactError> {
-    let c = get(&f.cluster)?;
+    let c = f.get(&CLUSTER)?;
     match &c.api {
         Ok(a) => Ok((c, a)),
         Err(e) => Err(FactError::Unreadable(format!(
@@ -104,7 +105,7 @@ fn grouped(items: BTreeMap<String, Vec<String>>) -> Vec<String> {
 }
 
 fn api_reachable(f: &Facts, _: &Ctx) -> Outcome {
-    let c = get(&f.cluster)?;
+    let c = f.get(&CLUSTER)?;
     let ctx = c
         .context
         .as_deref()
@@ -128,10 +129,10 @@ fn api_reachable(f: &Facts, _: &Ctx) -> Outcome {
 }
 
 fn kubectl_skew(f: &Facts, _: &Ctx) -> Outcome {
-    let (c, a) = api(f)?;
+    let (_, a) = api(f)?;
     let server = server_version(a)?;
-    let raw = c
-        .local
+    let raw = f
+        .get(&LOCAL_BINARIES)?
         .kubectl
         .as_ref()
         .map_err(|e| FactError::Missing(format!("no kubectl here: {e}")))?;
@@ -215,13 +216,13 @@ fn kubelet_skew_check(f: &Facts, _: &Ctx) -> Outcome {
     })
 }
 
+/// Needs no cluster: the API server's version, when there is one, is one more to compare with.
 fn local_binaries(f: &Facts, _: &Ctx) -> Outcome {
-    let c = get(&f.cluster)?;
     let LocalVersions {
         kubectl,
         kubeadm,
         kubelet,
-    } = &c.local;
+    } = f.get(&LOCAL_BINARIES)?;
     let installed: Vec<(&str, Version, &str)> = [
         ("kubeadm", kubeadm),
         ("kubelet", kubelet),
@@ -233,10 +234,10 @@ fn local_binaries(f: &Facts, _: &Ctx) -> Outcome {
         Some((n, Version::parse(raw)?, raw.as_str()))
     })
     .collect();
-    let server = c
-        .api
-        .as_ref()
+    let server = f
+        .get(&CLUSTER)
         .ok()
+        .and_then(|c| c.api.as_ref().ok())
         .and_then(|a| Version::parse(&a.version).map(|v| (v, a.version.clone())));
     let mut ev: Vec<String> = [
         ("kubeadm", kubeadm),
@@ -631,8 +632,8 @@ fn dashboard_admin(f: &Facts, _: &Ctx) -> Outcome {
 mod tests {
     use super::*;
     use crate::{
-        check::{Role, Status},
-        cluster::{AdminBinding, DaemonSetInfo, NodeInfo, TokenInfo},
+        core::check::{Role, Status},
+        checks::cluster::{AdminBinding, DaemonSetInfo, NodeInfo, TokenInfo},
     };
 
     fn api_facts() -> ApiFacts {
@@ -656,28 +657,32 @@ mod tests {
         cni: Vec<String>,
     ) -> Finding {
         let [kubectl, kubeadm, kubelet] = local;
-        let facts = Facts {
-            cluster: Ok(ClusterFacts {
-                server: "https://10.0.0.1:6443".into(),
-                context: Some("ctx".into()),
-                api: Ok(a),
-                local: LocalVersions {
+        let facts = Facts::default()
+            .with(
+                &CLUSTER,
+                Ok(ClusterFacts {
+                    server: "https://10.0.0.1:6443".into(),
+                    context: Some("ctx".into()),
+                    api: Ok(a),
+                    cni_conf: Ok(cni),
+                }),
+            )
+            .with(
+                &LOCAL_BINARIES,
+                Ok(LocalVersions {
                     kubectl,
                     kubeadm,
                     kubelet,
-                },
-                cni_conf: Ok(cni),
-            }),
-            ..Facts::default()
-        };
+                }),
+            );
         let ctx = Ctx {
             role: Role::Worker,
             now: std::time::SystemTime::now(),
         };
-        crate::engine::evaluate(
+        crate::core::engine::evaluate(
             &CheckDef {
                 id: "t",
-                area: Area::Cluster,
+                needs: &[&CLUSTER, &LOCAL_BINARIES],
                 run: check,
             },
             &facts,
@@ -918,34 +923,29 @@ mod tests {
 
     #[test]
     fn an_unusable_api_makes_dependent_checks_error_with_the_layer() {
-        let facts = Facts {
-            cluster: Ok(ClusterFacts {
+        let facts = Facts::default().with(
+            &CLUSTER,
+            Ok(ClusterFacts {
                 server: "https://x:6443".into(),
                 context: None,
-                api: Err(crate::cluster::ApiFailure::timeout(
+                api: Err(crate::checks::cluster::ApiFailure::timeout(
                     "https://x:6443",
                     std::time::Duration::from_secs(2),
                 )),
-                local: LocalVersions {
-                    kubectl: Err("no".into()),
-                    kubeadm: Err("no".into()),
-                    kubelet: Err("no".into()),
-                },
                 cni_conf: Ok(vec![]),
             }),
-            ..Facts::default()
-        };
+        );
         let ctx = Ctx {
             role: Role::Worker,
             now: std::time::SystemTime::now(),
         };
-        let f = crate::engine::evaluate(&CHECKS[5], &facts, &ctx);
+        let f = crate::core::engine::evaluate(&CHECKS[5], &facts, &ctx);
         assert_eq!(f.status, Status::Error);
         assert!(
             f.message.contains("(timeout)") && f.message.contains("--timeout"),
             "{f:?}"
         );
-        let f = crate::engine::evaluate(&CHECKS[0], &facts, &ctx);
+        let f = crate::core::engine::evaluate(&CHECKS[0], &facts, &ctx);
         assert_eq!(f.status, Status::Fail);
     }
 }

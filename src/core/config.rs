@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use crate::check::{Role, Status};
+use super::status::{Role, Status};
 
 /// Which role to check for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,16 +8,26 @@ use std::{
     time::Duration,
 };
 
-use crate::{
+use super::Area;
+use crate::core::{
     check::{CheckDef, Ctx, Finding, Outcome},
     config::Config,
-    facts::{Area, Fact, Facts, get},
+    facts::Fact,
     host::Host,
+    source::{Facts, Source},
 };
 
-pub const CHECKS: &[CheckDef] = &[CheckDef {
+pub const AREA: Area = Area {
+    checks: CHECKS,
+    fixes: &[],
+};
+
+/// How `localhost` resolves here and, on the live host, what answers on the proxy port.
+pub const PROXY: Source<ProxyFacts> = Source::network("proxy", |g| gather(g.host, g.cfg));
+
+const CHECKS: &[CheckDef] = &[CheckDef {
     id: "proxy.localhost",
-    area: Area::Proxy,
+    needs: &[&PROXY],
     run: localhost,
 }];
 
@@ -170,7 +180,7 @@ fn show(r: &Result<String, String>) -> String {
 }
 
 fn localhost(f: &Facts, _: &Ctx) -> Outcome {
-    let p = get(&f.proxy)?;
+    let p = f.get(&PROXY)?;
     let mut ev: Vec<String> = p
         .hosts
         .iter()
@@ -259,15 +269,12 @@ fn localhost(f: &Facts, _: &Ctx) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::Status;
+    use crate::core::check::Status;
 
     fn run(p: ProxyFacts) -> Finding {
-        let facts = Facts {
-            proxy: Ok(p),
-            ..Facts::default()
-        };
+        let facts = Facts::default().with(&PROXY, Ok(p));
         let ctx = Ctx {
-            role: crate::check::Role::Worker,
+            role: crate::core::check::Role::Worker,
             now: std::time::SystemTime::now(),
         };
         localhost(&facts, &ctx).unwrap()

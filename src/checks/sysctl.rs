@@ -2,26 +2,58 @@
 
 use std::collections::BTreeMap;
 
+use super::Area;
 use crate::{
-    check::{CheckDef, Ctx, Finding, Outcome},
-    facts::{Area, Fact, FactError, Facts, get},
-    host::Host,
+    core::{
+        check::{CheckDef, Ctx, Finding, Outcome},
+        facts::{Fact, FactError, get},
+        host::Host,
+        source::{Facts, Source},
+    },
+    fix::{
+        edit,
+        plan::{CheckFix, Content, Files, Fix, Step},
+    },
 };
 
-pub const CHECKS: &[CheckDef] = &[
+pub const AREA: Area = Area {
+    checks: CHECKS,
+    fixes: &[
+        Fix {
+            check: "kernel.br-netfilter",
+            edits: |_| vec![MODULES_CONF.into()],
+            plan: plan_br_netfilter,
+        },
+        Fix {
+            check: "sysctl.bridge-nf-call-iptables",
+            edits: |_| vec![SYSCTL_PERSIST.into()],
+            plan: plan_bridge_nf_call,
+        },
+        Fix {
+            check: "sysctl.ip-forward",
+            edits: |_| vec![SYSCTL_PERSIST.into()],
+            plan: plan_ip_forward,
+        },
+    ],
+};
+
+/// The sysctls the node needs, live and as persisted for boot, and how br_netfilter is loaded.
+pub const SYSCTL: Source<SysctlFacts> = Source::files("sysctl", |g| gather(g.host));
+
+const CHECKS: &[CheckDef] = &[
     CheckDef {
         id: "kernel.br-netfilter",
-        area: Area::Sysctl,
+        needs: &[&SYSCTL],
         run: br_netfilter,
     },
     CheckDef {
         id: "sysctl.bridge-nf-call-iptables",
-        area: Area::Sysctl,
+        needs: &[&SYSCTL],
         run: bridge_nf_call,
     },
     CheckDef {
         id: "sysctl.ip-forward",
-        area: Area::Sysctl,
+        needs: &[&SYSCTL],
         run: ip_forward,
     },
 ];
@@ -201,7 +233,7 @@ pub fn gather(host: &Host) -> Fact<SysctlFacts> {
 }
 
 fn br_netfilter(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let s = get(&facts.sysctl)?;
+    let s = facts.get(&SYSCTL)?;
     let loaded = s.bridge_sysctls || s.module_listed == Some(true);
     if !loaded {
         return Ok(Finding::fail(
@@ -295,7 +327,7 @@ fn sysctl_is_one(s: &SysctlFacts, keys: &[&str], why: &str) -> Outcome {
 }
 
 fn bridge_nf_call(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let s = get(&facts.sysctl)?;
+    let s = facts.get(&SYSCTL)?;
     if !s.bridge_sysctls {
         return Ok(Finding::skip(
             "br_netfilter is not loaded, so these sysctls do not exist (kernel.br-netfilter reports it)",
@@ -309,7 +341,7 @@ fn bridge_nf_call(facts: &Facts, _ctx: &Ctx) -> Outcome {
 }
 
 fn ip_forward(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let s = get(&facts.sysctl)?;
+    let s = facts.get(&SYSCTL)?;
     sysctl_is_one(
         s,
         &[IP_FORWARD],
@@ -317,10 +349,106 @@ fn ip_forward(facts: &Facts, _ctx: &Ctx) -> Outcome {
     )
 }
 
+/// Where the sysctl fixes persist their values.
+pub const SYSCTL_PERSIST: &str = "/etc/sysctl.d/99-kubernetes.conf";
+/// Where the br_netfilter fix makes the module load at boot.
+pub const MODULES_CONF: &str = "/etc/modules-load.d/k8s.conf";
+
+fn plan_br_netfilter(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<(), String> {
+    let s = facts.get(&SYSCTL).map_err(|e| e.to_string())?;
+    if !(s.bridge_sysctls || s.module_listed == Some(true)) {
+        fix.step(Step::command(
+            "load br_netfilter so bridged pod traffic passes through iptables",
+            &["modprobe", "br_netfilter"],
+            Some(&["modprobe", "-r", "br_netfilter"]),
+        ));
+    }
+    if !s.builtin && s.load_at_boot.is_empty() {
+        let old = files.text(MODULES_CONF)?;
+        fix.step(Step::file(
+            "load br_netfilter at every boot",
+            MODULES_CONF,
+            old.map_or(Content::Absent, |t| Content::Text(t.to_string())),
+            Content::Text(edit::append_line(old.unwrap_or(""), "br_netfilter")),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a sysctl.d file is applied after ours: a later name, or `/etc/sysctl.conf` (always last).
+fn applied_after_ours(file: &str) -> bool {
+    let ours = SYSCTL_PERSIST.rsplit('/').next().unwrap_or_default();
+    file == SYSCTL_CONF || file.rsplit('/').next().is_some_and(|n| n > ours)
+}
+
+/// Sets each key to 1 now and in [`SYSCTL_PERSIST`]; names any later file that would override it at boot.
+fn sysctl_one(
+    facts: &Facts,
+    files: &Files,
+    fix: &mut CheckFix,
+    keys: &[&str],
+) -> Result<(), String> {
+    let s = facts.get(&SYSCTL).map_err(|e| e.to_string())?;
+    for k in keys {
+        match s.live.get(*k).map(get) {
+            Some(Ok(v)) if v != "1" => fix.step(Step::command(
+                format!("set {k} to 1 now (it is {v})"),
+                &["sysctl", "-w", &format!("{k}=1")],
+                Some(&["sysctl", "-w", &format!("{k}={v}")]),
+            )),
+            Some(Err(e)) => fix.note(format!("{k} cannot be set now: {e}")),
+            _ => {}
+        }
+    }
+    let persisted = get(&s.persisted).map_err(|e| e.to_string())?;
+    let old = files.text(SYSCTL_PERSIST)?;
+    let mut text = old.unwrap_or("").to_string();
+    let ours = parse_sysctl_conf(SYSCTL_PERSIST, &text);
+    for k in keys {
+        let mine: Vec<_> = ours.iter().filter(|a| a.key == *k).collect();
+        if mine.is_empty() {
+            text = edit::append_line(&text, &format!("{k} = 1"));
+        }
+        for a in mine.iter().filter(|a| a.value != "1") {
+            text = edit::replace_line(&text, a.line, &format!("{k} = 1"));
+        }
+        for a in persisted
+            .iter()
+            .filter(|a| a.key == *k && a.value != "1" && applied_after_ours(&a.file))
+        {
+            fix.note(format!(
+                "{} is applied after {SYSCTL_PERSIST} and wins at boot: remove that line",
+                a.cite()
+            ));
+        }
+    }
+    if Some(text.as_str()) != old {
+        fix.step(Step::file(
+            format!("persist {} = 1 for the next boot", keys.join(", ")),
+            SYSCTL_PERSIST,
+            old.map_or(Content::Absent, |t| Content::Text(t.to_string())),
+            Content::Text(text),
+        ));
+    }
+    Ok(())
+}
+
+fn plan_ip_forward(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<(), String> {
+    sysctl_one(facts, files, fix, &[IP_FORWARD])
+}
+
+fn plan_bridge_nf_call(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<(), String> {
+    sysctl_one(facts, files, fix, &[NF_CALL_IPTABLES, NF_CALL_IP6TABLES])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::{Role, Status};
+    use crate::{
+        checks::fix_test::{files, plan},
+        core::check::{Role, Status},
+        fix::plan::Action,
+    };
 
     fn ctx() -> Ctx {
         Ctx {
@@ -337,8 +465,9 @@ mod tests {
         for (k, v) in live {
             l.insert(k.to_string(), Ok(v.to_string()));
         }
-        Facts {
-            sysctl: Ok(SysctlFacts {
+        Facts::default().with(
+            &SYSCTL,
+            Ok(SysctlFacts {
                 live: l,
                 persisted: Ok(persisted),
                 bridge_sysctls: true,
@@ -346,8 +475,7 @@ mod tests {
                 builtin: false,
                 load_at_boot: vec!["/etc/modules-load.d/k8s.conf:1: br_netfilter".into()],
             }),
-            ..Facts::default()
-        }
+        )
     }
 
     #[test]
@@ -408,7 +536,7 @@ mod tests {
         assert_eq!(f.status, Status::Fail);
         assert!(f.message.contains("ip6tables = 0"));
         let mut x = facts(&[], vec![]);
-        if let Ok(s) = &mut x.sysctl {
+        if let Some(s) = x.get_mut(&SYSCTL) {
             s.bridge_sysctls = false;
         }
         assert_eq!(bridge_nf_call(&x, &ctx()).unwrap().status, Status::Skip);
@@ -418,11 +546,11 @@ mod tests {
     fn br_netfilter_states() {
         let mut x = facts(&[], vec![]);
         assert_eq!(br_netfilter(&x, &ctx()).unwrap().status, Status::Pass);
-        if let Ok(s) = &mut x.sysctl {
+        if let Some(s) = x.get_mut(&SYSCTL) {
             s.load_at_boot.clear();
         }
         assert_eq!(br_netfilter(&x, &ctx()).unwrap().status, Status::Warn);
-        if let Ok(s) = &mut x.sysctl {
+        if let Some(s) = x.get_mut(&SYSCTL) {
             s.bridge_sysctls = false;
             s.module_listed = Some(false);
         }
@@ -430,6 +558,93 @@ mod tests {
         assert_eq!(
             mentions_module("# br_netfilter\nbr-netfilter # for k8s\n", "br_netfilter"),
             Some(2)
+        );
+    }
+
+    fn sysctl_facts(live: &str, persisted: Vec<Assignment>) -> Facts {
+        let mut l = BTreeMap::new();
+        for k in [IP_FORWARD, NF_CALL_IPTABLES, NF_CALL_IP6TABLES] {
+            l.insert(k.to_string(), Ok(live.to_string()));
+        }
+        Facts::default().with(
+            &SYSCTL,
+            Ok(SysctlFacts {
+                live: l,
+                persisted: Ok(persisted),
+                bridge_sysctls: true,
+                module_listed: Some(true),
+                builtin: false,
+                load_at_boot: vec![],
+            }),
+        )
+    }
+
+    #[test]
+    fn ip_forward_sets_now_persists_and_names_a_later_override() {
+        let mut p = parse_sysctl_conf(SYSCTL_PERSIST, "net.ipv4.ip_forward=0\n");
+        p.extend(parse_sysctl_conf(
+            SYSCTL_CONF,
+            "# x\nnet.ipv4.ip_forward = 0\n",
+        ));
+        let fx = sysctl_facts("0", p);
+        let f = files(&[(
+            SYSCTL_PERSIST,
+            Content::Text("# mine\nnet.ipv4.ip_forward=0\n".into()),
+        )]);
+        let fix = plan(plan_ip_forward, &fx, &f);
+        assert_eq!(
+            fix.steps[0].action,
+            Action::Command {
+                argv: vec!["sysctl".into(), "-w".into(), "net.ipv4.ip_forward=1".into()],
+                undo: Some(vec![
+                    "sysctl".into(),
+                    "-w".into(),
+                    "net.ipv4.ip_forward=0".into()
+                ]),
+            }
+        );
+        let Action::File { new, .. } = &fix.steps[1].action else {
+            panic!()
+        };
+        assert_eq!(
+            *new,
+            Content::Text("# mine\nnet.ipv4.ip_forward = 1\n".into())
+        );
+        assert_eq!(fix.notes.len(), 1);
+        assert!(
+            fix.notes[0].starts_with("/etc/sysctl.conf:2"),
+            "{:?}",
+            fix.notes
+        );
+    }
+
+    #[test]
+    fn settled_sysctls_plan_nothing() {
+        let p = parse_sysctl_conf(SYSCTL_PERSIST, "net.ipv4.ip_forward = 1\n");
+        let f = files(&[(
+            SYSCTL_PERSIST,
+            Content::Text("net.ipv4.ip_forward = 1\n".into()),
+        )]);
+        let fix = plan(plan_ip_forward, &sysctl_facts("1", p), &f);
+        assert!(fix.steps.is_empty() && fix.notes.is_empty(), "{fix:?}");
+    }
+
+    #[test]
+    fn br_netfilter_loads_and_creates_the_modules_file() {
+        let mut fx = sysctl_facts("1", vec![]);
+        if let Some(s) = fx.get_mut(&SYSCTL) {
+            s.bridge_sysctls = false;
+            s.module_listed = Some(false);
+        }
+        let fix = plan(plan_br_netfilter, &fx, &files(&[]));
+        assert_eq!(fix.steps.len(), 2);
+        assert!(fix.steps[0].action.is_runtime());
+        let Action::File { old, new, .. } = &fix.steps[1].action else {
+            panic!()
+        };
+        assert_eq!(
+            (old, new),
+            (&Content::Absent, &Content::Text("br_netfilter\n".into()))
         );
     }
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::{
-    facts::{Fact, FactError},
-    host::{CmdError, Host, run_command},
+    core::facts::{Fact, FactError},
+    core::host::{CmdError, Host, run_command},
 };
 
 use super::{

@@ -1,15 +1,34 @@
 //! SELinux mode, now (`/sys/fs/selinux/enforce`) and at boot (`/etc/selinux/config`); the `selinux.mode` check.
 
+use super::{Area, sysctl::first_token};
 use crate::{
-    check::{CheckDef, Ctx, Finding, Outcome},
-    facts::{Area, Fact, Facts, get},
-    host::Host,
-    sysctl::first_token,
+    core::{
+        check::{CheckDef, Ctx, Finding, Outcome},
+        facts::Fact,
+        host::Host,
+        source::{Facts, Source},
+    },
+    fix::{
+        edit,
+        plan::{CheckFix, Content, Files, Fix, Step},
+    },
 };
 
-pub const CHECKS: &[CheckDef] = &[CheckDef {
+pub const AREA: Area = Area {
+    checks: CHECKS,
+    fixes: &[Fix {
+        check: "selinux.mode",
+        edits: |_| vec![CONFIG.into()],
+        plan: selinux_mode,
+    }],
+};
+
+/// SELinux's mode now and at boot.
+pub const SELINUX: Source<SelinuxFacts> = Source::files("selinux", |g| gather(g.host));
+
+const CHECKS: &[CheckDef] = &[CheckDef {
     id: "selinux.mode",
-    area: Area::Selinux,
+    needs: &[&SELINUX],
     run: mode,
 }];
 
@@ -40,7 +59,7 @@ pub fn gather(host: &Host) -> Fact<SelinuxFacts> {
 }
 
 fn mode(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let s = get(&facts.selinux)?;
+    let s = facts.get(&SELINUX)?;
     let mut ev = vec![match s.enforcing_now {
         Some(e) => format!("{ENFORCE} = {}", u8::from(e)),
         None => format!("{ENFORCE}: absent (SELinux disabled or not in this kernel)"),
@@ -63,19 +82,46 @@ fn mode(facts: &Facts, _ctx: &Ctx) -> Outcome {
     }
 }
 
+fn selinux_mode(facts: &Facts, files: &Files, fix: &mut CheckFix) -> Result<(), String> {
+    let s = facts.get(&SELINUX).map_err(|e| e.to_string())?;
+    if s.enforcing_now == Some(true) {
+        fix.step(Step::command(
+            "switch SELinux to permissive now",
+            &["setenforce", "0"],
+            Some(&["setenforce", "1"]),
+        ));
+    }
+    if let Some(text) = files.text(CONFIG)?
+        && let Some((mode, line)) = parse_config(text)
+        && mode == "enforcing"
+    {
+        fix.step(Step::file(
+            "boot SELinux in permissive mode",
+            CONFIG,
+            Content::Text(text.to_string()),
+            Content::Text(edit::replace_line(text, line, "SELINUX=permissive")),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::{Role, Status};
+    use crate::{
+        checks::fix_test::{files, plan},
+        core::check::{Role, Status},
+        fix::plan::Action,
+    };
 
     fn run(now: Option<bool>, cfg: &str) -> Finding {
-        let f = Facts {
-            selinux: Ok(SelinuxFacts {
+        let f = Facts::default().with(
+            &SELINUX,
+            Ok(SelinuxFacts {
                 enforcing_now: now,
                 at_boot: parse_config(cfg),
             }),
-            ..Facts::default()
-        };
+        );
         let ctx = Ctx {
             role: Role::Worker,
             now: std::time::SystemTime::now(),
@@ -105,6 +151,30 @@ mod tests {
         assert_eq!(
             parse_config("SELINUX=\"Enforcing\" \n"),
             Some(("enforcing".into(), 1))
+        );
+    }
+
+    #[test]
+    fn selinux_goes_permissive_now_and_at_boot() {
+        let fx = Facts::default().with(
+            &SELINUX,
+            Ok(SelinuxFacts {
+                enforcing_now: Some(true),
+                at_boot: Some(("enforcing".into(), 2)),
+            }),
+        );
+        let cfg = "# SELinux\nSELINUX=enforcing\r\nSELINUXTYPE=targeted\n";
+        let fix = plan(
+            selinux_mode,
+            &fx,
+            &files(&[(CONFIG, Content::Text(cfg.into()))]),
+        );
+        let Action::File { new, .. } = &fix.steps[1].action else {
+            panic!()
+        };
+        assert_eq!(
+            *new,
+            Content::Text("# SELinux\nSELINUX=permissive\r\nSELINUXTYPE=targeted\n".into())
         );
     }
 }

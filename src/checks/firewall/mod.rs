@@ -6,6 +6,7 @@
 
 mod checks;
 pub mod eval;
+mod fix;
 mod gather;
 pub mod hostnet;
 pub mod iptables;
@@ -14,7 +15,7 @@ pub mod net;
 pub mod nft;
 pub mod nft_text;
 
-pub use checks::{Accept, Blocked, CHECKS, accept_command, accept_rule, blocked_paths};
+pub use checks::{Accept, Blocked, accept_command, accept_rule, blocked_paths};
 pub use eval::{Answer, Decision, InsertPoint, Query, RuleRef, evaluate};
 pub use gather::{
     ReadRules, Runner, SAVED_IPTABLES, SAVED_NFT, gather, read_live_rules, read_rules,
@@ -22,8 +23,34 @@ pub use gather::{
 pub use model::{Origin, Ruleset, Verdict};
 pub use net::Net;
 
-use crate::facts::Fact;
+use super::Area;
+use crate::{
+    core::{facts::Fact, source::Source},
+    fix::plan::Fix,
+};
 use hostnet::{Cni, NodeNet};
+
+pub const AREA: Area = Area {
+    checks: checks::CHECKS,
+    fixes: &[
+        path_fix("firewall.apiserver-port"),
+        path_fix("firewall.control-plane-ports"),
+        path_fix("firewall.kubelet-port"),
+        path_fix("firewall.overlay"),
+    ],
+};
+
+const fn path_fix(check: &'static str) -> Fix {
+    Fix {
+        check,
+        edits: fix::edits,
+        plan: fix::firewall_paths,
+    }
+}
+
+/// The rulesets (live, or saved under `--root`), node networks, CNI and firewall managers.
+pub const FIREWALL: Source<FirewallFacts> =
+    Source::command("firewall", |g| gather(g.host, g.cfg.timeout));
 
 /// A firewall manager that rewrites rules on reload.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -725,7 +725,7 @@ fn scalar(x: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::model::{Action, Match, Verdict};
+    use crate::checks::firewall::model::{Action, Match, Verdict};
 
     #[test]
     fn statements_outside_the_subset_stay_verbatim_and_unknown() {

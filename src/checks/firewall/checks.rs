@@ -1,12 +1,13 @@
 //! The `firewall.*` checks: each builds the queries for the traffic a node needs and judges the evaluator's answers.
 
-use crate::{
+use crate::core::{
     check::{CheckDef, Ctx, Finding, Outcome},
-    facts::{Area, FactError, Facts, get},
+    facts::{FactError, get},
+    source::Facts,
 };
 
 use super::{
-    FirewallFacts,
+    FIREWALL, FirewallFacts,
     eval::{Answer, InsertPoint, Query, evaluate},
     hostnet::{self, Cni, NodeNet},
     model::{Origin, Ruleset, Verdict},
@@ -16,32 +17,32 @@ use super::{
 pub const CHECKS: &[CheckDef] = &[
     CheckDef {
         id: "firewall.apiserver-port",
-        area: Area::Firewall,
+        needs: &[&FIREWALL],
         run: apiserver_port,
     },
     CheckDef {
         id: "firewall.backend",
-        area: Area::Firewall,
+        needs: &[&FIREWALL],
         run: backend,
     },
     CheckDef {
         id: "firewall.control-plane-ports",
-        area: Area::Firewall,
+        needs: &[&FIREWALL],
         run: control_plane_ports,
     },
     CheckDef {
         id: "firewall.kubelet-port",
-        area: Area::Firewall,
+        needs: &[&FIREWALL],
         run: kubelet_port,
     },
     CheckDef {
         id: "firewall.manager",
-        area: Area::Firewall,
+        needs: &[&FIREWALL],
         run: manager,
     },
     CheckDef {
         id: "firewall.overlay",
-        area: Area::Firewall,
+        needs: &[&FIREWALL],
         run: overlay,
     },
 ];
@@ -113,7 +114,7 @@ fn apiserver_probes(fw: &FirewallFacts) -> Result<Vec<Probe>, FactError> {
 }
 
 fn apiserver_port(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let fw = get(&facts.firewall)?;
+    let fw = facts.get(&FIREWALL)?;
     let rules = get(&fw.rules)?;
     let probes = apiserver_probes(fw)?;
     let note = match &fw.cni {
@@ -129,7 +130,7 @@ fn apiserver_port(facts: &Facts, _ctx: &Ctx) -> Outcome {
 }
 
 fn kubelet_port(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let fw = get(&facts.firewall)?;
+    let fw = facts.get(&FIREWALL)?;
     let rules = get(&fw.rules)?;
     let probes = node_probes(fw, |n| Query::tcp(10250, n))?;
     Ok(judge(fw, rules, &probes, "the kubelet port"))
@@ -144,7 +145,7 @@ fn control_plane_probes(fw: &FirewallFacts) -> Result<Vec<Probe>, FactError> {
 }
 
 fn control_plane_ports(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let fw = get(&facts.firewall)?;
+    let fw = facts.get(&FIREWALL)?;
     let rules = get(&fw.rules)?;
     let probes = control_plane_probes(fw)?;
     Ok(judge(fw, rules, &probes, "the control-plane ports"))
@@ -174,7 +175,7 @@ fn cni_ports(cni: &str, ifaces: &[String]) -> Vec<(u8, Option<u16>)> {
 }
 
 fn overlay(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let fw = get(&facts.firewall)?;
+    let fw = facts.get(&FIREWALL)?;
     let rules = get(&fw.rules)?;
     let Some(cni) = &fw.cni else {
         return Ok(Finding::skip(format!(
@@ -251,7 +252,7 @@ pub fn blocked_paths(id: &str, fw: &FirewallFacts) -> Result<Vec<Blocked>, FactE
 }
 
 fn manager(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let fw = get(&facts.firewall)?;
+    let fw = facts.get(&FIREWALL)?;
     if fw.managers.is_empty() {
         return Ok(Finding::pass("neither firewalld nor ufw is active")
             .evidence("no firewalld process or enabled unit; /etc/ufw/ufw.conf not ENABLED=yes"));
@@ -269,7 +270,7 @@ fn manager(facts: &Facts, _ctx: &Ctx) -> Outcome {
 }
 
 fn backend(facts: &Facts, _ctx: &Ctx) -> Outcome {
-    let fw = get(&facts.firewall)?;
+    let fw = facts.get(&FIREWALL)?;
     if !fw.live {
         return Ok(Finding::skip(
             "the backend split is only visible on the running host (not under --root)",
@@ -491,8 +492,8 @@ pub fn accept_command(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoi
 mod tests {
     use super::*;
     use crate::{
-        check::{Role, Status},
-        firewall::{Manager, hostnet::Cni, iptables, model::Family},
+        core::check::{Role, Status},
+        checks::firewall::{Manager, hostnet::Cni, iptables, model::Family},
     };
 
     fn facts(rules: &str, origin: Origin, cni: Option<Cni>) -> Facts {
@@ -511,10 +512,7 @@ mod tests {
             cni,
             managers: vec![],
         };
-        Facts {
-            firewall: Ok(fw),
-            ..Facts::default()
-        }
+        Facts::default().with(&FIREWALL, Ok(fw))
     }
     fn ctx() -> Ctx {
         Ctx {
@@ -522,8 +520,8 @@ mod tests {
             now: std::time::SystemTime::now(),
         }
     }
-    const CENTOS7: &str = include_str!("../../fixtures/firewall/centos7-default.rules");
-    const GUIDE: &str = include_str!("../../fixtures/firewall/centos7-guide.rules");
+    const CENTOS7: &str = include_str!("../../../fixtures/firewall/centos7-default.rules");
+    const GUIDE: &str = include_str!("../../../fixtures/firewall/centos7-guide.rules");
     fn weave() -> Option<Cni> {
         Some(Cni {
             name: "weave".into(),
@@ -613,7 +611,7 @@ mod tests {
         let mut f = facts(CENTOS7, Origin::IptablesLegacy, None);
         assert_eq!(manager(&f, &ctx()).unwrap().status, Status::Pass);
         assert_eq!(backend(&f, &ctx()).unwrap().status, Status::Pass);
-        if let Ok(fw) = &mut f.firewall {
+        if let Some(fw) = f.get_mut(&FIREWALL) {
             fw.managers.push(Manager {
                 name: "ufw".into(),
                 evidence: "/etc/ufw/ufw.conf: ENABLED=yes".into(),
@@ -632,7 +630,7 @@ mod tests {
             (Status::Warn, "/etc/ufw/ufw.conf: ENABLED=yes")
         );
         assert_eq!(backend(&f, &ctx()).unwrap().status, Status::Warn);
-        if let Ok(fw) = &mut f.firewall {
+        if let Some(fw) = f.get_mut(&FIREWALL) {
             fw.live = false;
         }
         assert_eq!(backend(&f, &ctx()).unwrap().status, Status::Skip);

@@ -1,9 +1,34 @@
-//! The kubelet's configuration file (`/var/lib/kubelet/config.yaml`): the few fields our checks read.
+//! The kubelet's configuration file (`/var/lib/kubelet/config.yaml`): the few fields our checks read,
+//! as one source that the DNS and swap sources share (read and parsed once per run).
 
 use serde::Deserialize;
 
+use crate::core::{
+    facts::{Fact, FactError},
+    source::{Gather, Source},
+};
+
 /// Where kubeadm writes the kubelet's configuration.
 pub const CONFIG_PATH: &str = "/var/lib/kubelet/config.yaml";
+
+/// The kubelet config file: `None` when it does not exist (before `kubeadm init`/`join`);
+/// reading it failing is the source's error.
+pub const CONFIG: Source<Option<KubeletFile>> = Source::files("kubelet-config", gather);
+
+/// The kubelet config file as read, and parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubeletFile {
+    pub text: String,
+    /// The parsed document; `Unreadable` naming the file when it is not a KubeletConfiguration.
+    pub config: Fact<KubeletConfig>,
+}
+
+fn gather(g: &Gather) -> Fact<Option<KubeletFile>> {
+    Ok(g.host.read_opt(CONFIG_PATH)?.map(|text| KubeletFile {
+        config: parse(&text).map_err(|e| FactError::Unreadable(format!("{CONFIG_PATH}: {e}"))),
+        text,
+    }))
+}
 
 /// The KubeletConfiguration fields our checks read; unknown fields are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
