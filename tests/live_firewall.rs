@@ -13,7 +13,7 @@ use k8sdoctor::{
     checks::firewall::{Net, Query, Verdict, evaluate, read_live_rules},
     core::host::{CmdError, run_command},
 };
-use support::{Netns, bin, can_run_privileged, feed, veth_named};
+use support::{Netns, bin, feed, harness::require, veth_named};
 
 const NODE_IF: &str = "fwn0";
 const NODE: &str = "192.168.77.1";
@@ -161,11 +161,8 @@ fn iptables(ns: &Netns, args: &[&str]) {
     ns.exec(&a);
 }
 
-#[test]
 fn iptables_scenarios_agree_with_the_kernel() {
-    if !can_run_privileged(&["ip", "iptables", "iptables-restore", "python3"]) {
-        return;
-    }
+    require(&["ip", "iptables", "iptables-restore", "python3"]);
     use Verdict::*;
     {
         let lab = lab();
@@ -266,11 +263,8 @@ fn iptables_scenarios_agree_with_the_kernel() {
     }
 }
 
-#[test]
 fn the_weave_interface_rule_agrees_with_the_kernel() {
-    if !can_run_privileged(&["ip", "iptables", "iptables-restore", "python3"]) {
-        return;
-    }
+    require(&["ip", "iptables", "iptables-restore", "python3"]);
     let lab = lab();
     // A second link named like Weave's bridge, carrying the pod network.
     veth_named(
@@ -301,11 +295,8 @@ fn the_weave_interface_rule_agrees_with_the_kernel() {
     }
 }
 
-#[test]
 fn nft_scenarios_agree_with_the_kernel() {
-    if !can_run_privileged(&["ip", "nft", "python3"]) {
-        return;
-    }
+    require(&["ip", "nft", "python3"]);
     use Verdict::*;
     {
         let lab = lab();
@@ -360,18 +351,15 @@ fn nft_scenarios_agree_with_the_kernel() {
     }
 }
 
-#[test]
 fn split_backends_and_mixed_tools_agree_with_the_kernel() {
-    if !can_run_privileged(&[
+    require(&[
         "ip",
         "iptables",
         "iptables-legacy",
         "iptables-restore",
         "nft",
         "python3",
-    ]) {
-        return;
-    }
+    ]);
     use Verdict::*;
     let lab = lab();
     // iptables-nft accepts everything; a legacy rule still drops 172.16/12; a native nft table rejects 10250.
@@ -427,11 +415,8 @@ fn apiserver_check(ns: &Netns) -> (i32, serde_json::Value) {
     (out.status.code().unwrap_or(-1), v["results"][0].clone())
 }
 
-#[test]
 fn cli_apiserver_port_fails_on_centos7_defaults_and_passes_with_the_guides_rule() {
-    if !can_run_privileged(&["ip", "iptables", "iptables-restore"]) {
-        return;
-    }
+    require(&["ip", "iptables", "iptables-restore"]);
     let node = Netns::new("fw");
     let client = Netns::new("fw");
     veth_named(
@@ -480,4 +465,14 @@ fn cli_apiserver_port_fails_on_centos7_defaults_and_passes_with_the_guides_rule(
         ev.contains("tcp/6443 from 192.168.0.0/16 on vxlan.calico"),
         "{r:#}"
     );
+}
+
+fn main() {
+    support::harness::main(vec![
+        trial!(iptables_scenarios_agree_with_the_kernel),
+        trial!(the_weave_interface_rule_agrees_with_the_kernel),
+        trial!(nft_scenarios_agree_with_the_kernel),
+        trial!(split_backends_and_mixed_tools_agree_with_the_kernel),
+        trial!(cli_apiserver_port_fails_on_centos7_defaults_and_passes_with_the_guides_rule),
+    ]);
 }
