@@ -12,5 +12,6 @@ pub mod join;
 pub mod list;
 pub mod mask;
 pub mod multicast;
+pub mod nodebin;
 pub mod procnet;
 pub mod report;

@@ -27,10 +27,28 @@ const CLUSTER_CHECKS: &[&str] = &[
     "cluster.dashboard-admin",
 ];
 
-/// Fake kubectl/kubeadm/kubelet printing the given versions, in a PATH directory.
+/// Fake kubectl/kubeadm/kubelet printing the given versions, in a PATH directory (for a live run), and the
+/// same versions as installed packages in the dpkg status of the root `check_run` uses (under `--root` the
+/// node's versions come from the node, never from PATH).
 fn fake_bins(dir: &Path, kubectl: &str, kubeadm: Option<&str>, kubelet: Option<&str>) -> PathBuf {
     let bindir = dir.join("bin");
     std::fs::create_dir_all(&bindir).unwrap();
+    let dpkg = dir.join("root/var/lib/dpkg");
+    std::fs::create_dir_all(&dpkg).unwrap();
+    let status: String = [
+        ("kubectl", Some(kubectl)),
+        ("kubeadm", kubeadm),
+        ("kubelet", kubelet),
+    ]
+    .into_iter()
+    .filter_map(|(name, v)| {
+        let v = v?.trim_start_matches('v');
+        Some(format!(
+            "Package: {name}\nStatus: install ok installed\nVersion: {v}-1.1\n\n"
+        ))
+    })
+    .collect();
+    std::fs::write(dpkg.join("status"), status).unwrap();
     let write = |name: &str, body: String| {
         let p = bindir.join(name);
         std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();

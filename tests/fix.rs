@@ -315,7 +315,15 @@ fn undo_of_a_named_journal_and_a_missing_one() {
     assert_eq!(v["fixes"].as_array().unwrap().len(), 1);
     let journal = v["journal"].as_str().unwrap();
     assert!(journal.starts_with(jd));
+    // A journal named outside the journal directory in use is not trusted: nothing is undone.
     let o = fix(root.path(), &["--undo", journal, "--yes"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a journal in"));
+    let o = fix(
+        root.path(),
+        &["--undo", journal, "--journal-dir", jd, "--yes"],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(snapshot(root.path()), original);
     let o = fix(root.path(), &["--undo", "--yes"], &[]);

@@ -14,6 +14,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
+use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::{
     Api, Client,
@@ -33,6 +34,8 @@ use crate::{
 
 /// The Pod Security label a namespace needs for host-namespace, hostPath pods.
 pub const PSA_LABEL: (&str, &str) = ("pod-security.kubernetes.io/enforce", "privileged");
+/// API requests one run keeps in flight at once (pod creates, log reads).
+const IN_FLIGHT: usize = 16;
 /// A pod log larger than this is cut (a node report is a few hundred KiB at most).
 const LOG_LIMIT: i64 = 8 << 20;
 
@@ -302,14 +305,25 @@ async fn fan_out(
     }
     let mut outcomes: Vec<NodeOutcome> = Vec::new();
     let mut waiting: Vec<(String, String)> = Vec::new(); // (node, pod)
+    // Pods are created concurrently, a bounded number in flight (an API server rate-limits a burst).
+    let mut ready = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
         let name = n.metadata.name.clone().unwrap_or_default();
-        if let Some(why) = node_not_ready(n) {
-            outcomes.push(absent(&name, why));
-            continue;
+        match node_not_ready(n) {
+            Some(why) => outcomes.push(absent(&name, why)),
+            None => ready.push((name.clone(), template.pod_for(i, &name))),
         }
-        let pod = template.pod_for(i, &name);
-        match pods.create(&PostParams::default(), &pod).await {
+    }
+    let created: Vec<_> = stream::iter(ready)
+        .map(|(name, pod)| {
+            let pods = pods.clone();
+            async move { (name, pods.create(&PostParams::default(), &pod).await) }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    for (name, r) in created {
+        match r {
             Ok(p) => waiting.push((name, p.metadata.name.unwrap_or_default())),
             Err(e) => outcomes.push(NodeOutcome {
                 name,
@@ -332,6 +346,7 @@ async fn fan_out(
             .await
             .map_err(|e| api_err("list this run's pods", e))?;
         let mut still = Vec::new();
+        let mut exited = Vec::new();
         for (node, name) in waiting {
             let Some(p) = list
                 .items
@@ -361,9 +376,18 @@ async fn fan_out(
                     reason: Some(why),
                     report: None,
                 }),
-                PodState::Exited(code) => outcomes.push(read_back(&pods, node, &name, code).await),
+                PodState::Exited(code) => exited.push((node, name, code)),
             }
         }
+        let read: Vec<NodeOutcome> = stream::iter(exited)
+            .map(|(node, name, code)| {
+                let pods = pods.clone();
+                async move { read_back(&pods, node, &name, code).await }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        outcomes.extend(read);
         let done = total - still.len();
         if done != last_done {
             progress(&format!("{done} of {total} nodes done"));

@@ -23,7 +23,7 @@ use crate::{
     core::{
         config::Config,
         facts::{Fact, FactError},
-        host::{Host, run_command},
+        host::Host,
         source::Source,
     },
     mask::mask_secrets,
@@ -46,7 +46,7 @@ pub const LOCAL_BINARIES: Source<LocalVersions> = Source::command("local-binarie
         ));
     }
     // The same margin under the deadline as the cluster source leaves.
-    Ok(local_versions(g.cfg.timeout.mul_f64(0.9)))
+    Ok(crate::nodebin::gather(g.host, g.cfg.timeout.mul_f64(0.9)))
 });
 
 /// Everything the cluster checks read.
@@ -146,13 +146,7 @@ pub enum DnsProbe {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalVersions {
-    /// (binary, version or why there is none); `Err` = not installed.
-    pub kubectl: Result<String, String>,
-    pub kubeadm: Result<String, String>,
-    pub kubelet: Result<String, String>,
-}
+pub use crate::nodebin::LocalVersions;
 
 /// The name every bootstrap-token Secret has, and its type.
 const TOKEN_TYPE: &str = "bootstrap.kubernetes.io/token";
@@ -537,27 +531,6 @@ async fn probe_dns(ip: IpAddr, timeout: Duration) -> DnsProbe {
             server,
             error: format!("no answer within {:.1}s", timeout.as_secs_f64()),
         },
-    }
-}
-
-/// Versions of the Kubernetes binaries installed on this node (each bounded by `timeout`).
-fn local_versions(timeout: Duration) -> LocalVersions {
-    let run =
-        |prog: &str, args: &[&str]| run_command(prog, args, timeout).map_err(|e| e.to_string());
-    let kubectl = run("kubectl", &["version", "--client", "-o", "json"]).and_then(|o| {
-        version::kubectl_client(&o).ok_or_else(|| "kubectl printed no clientVersion".into())
-    });
-    let kubeadm = run("kubeadm", &["version", "-o", "short"]).map(|o| o.trim().to_string());
-    let kubelet = run("kubelet", &["--version"]).and_then(|o| {
-        o.split_whitespace()
-            .last()
-            .map(String::from)
-            .ok_or_else(|| "kubelet printed no version".into())
-    });
-    LocalVersions {
-        kubectl,
-        kubeadm,
-        kubelet,
     }
 }
 

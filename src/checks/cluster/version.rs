@@ -66,12 +66,6 @@ pub fn kubelet_skew(server: Version, component: Version) -> Option<String> {
     }
 }
 
-/// `clientVersion.gitVersion` from `kubectl version --client -o json`.
-pub fn kubectl_client(json: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    v["clientVersion"]["gitVersion"].as_str().map(String::from)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,12 +117,5 @@ mod tests {
                 .contains("at most 2")
         );
         assert!(kubelet_skew(v("v1.33.0"), v("v2.33.0")).is_some());
-    }
-
-    #[test]
-    fn reads_kubectl_client_json() {
-        let json = r#"{"clientVersion":{"major":"1","minor":"32+","gitVersion":"v1.32.4-dispatcher"},"kustomizeVersion":"v5.5.0"}"#;
-        assert_eq!(kubectl_client(json).as_deref(), Some("v1.32.4-dispatcher"));
-        assert_eq!(kubectl_client("not json"), None);
     }
 }
