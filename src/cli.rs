@@ -2,14 +2,15 @@
 //! plain [`Command`] (configs and options of the library) that `main.rs` runs.
 
 use std::{
-    io::{self, IsTerminal},
+    ffi::{OsStr, OsString},
+    io::{self, IsTerminal, Write},
     net::IpAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
 use anyhow::{Result, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use k8sdoctor::{
     core::{
         check::{Role, Status},
@@ -72,6 +73,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: FleetCmd,
     },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, powershell, elvish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), made from this command line: `k8sdoctor man | man -l -`.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -431,6 +439,9 @@ struct ReportArgs {
     /// No colour (also NO_COLOR, or stdout not a terminal).
     #[arg(long)]
     no_color: bool,
+    /// List every skipped check in the table (otherwise skips that share a reason are one row).
+    #[arg(long)]
+    show_skipped: bool,
 }
 
 impl ReportArgs {
@@ -441,6 +452,7 @@ impl ReportArgs {
             color: self.output_file.is_none() && color_wanted(self.no_color),
             output_file: self.output_file,
             fail_on: self.fail_on.into(),
+            show_skipped: self.show_skipped || cfg.show_skipped,
             ..cfg
         }
     }
@@ -529,6 +541,9 @@ struct CheckArgs {
     /// Port `kubectl proxy` listens on, for proxy.localhost.
     #[arg(long, value_name = "PORT", default_value_t = 8001)]
     proxy_port: u16,
+    /// Verbose table: every skipped check on its own row (as --show-skipped).
+    #[arg(short = 'v', long)]
+    verbose: bool,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -572,6 +587,7 @@ impl CheckArgs {
             offline: self.offline,
             timeout,
             proxy_port: self.proxy_port,
+            show_skipped: self.verbose,
             ..Config::default()
         }))
     }
@@ -632,6 +648,8 @@ pub enum Command {
         color: bool,
     },
     FleetCleanup(Config, String),
+    Completions(clap_complete::Shell),
+    Man,
 }
 
 /// `fix`: the library's options, and how this terminal asks and shows.
@@ -670,8 +688,37 @@ impl Cli {
             Some(Cmd::Multicast { cmd }) => multicast_command(cmd)?,
             Some(Cmd::Fix(a)) => fix_command(a)?,
             Some(Cmd::Fleet { cmd }) => fleet_command(cmd)?,
+            Some(Cmd::Completions { shell }) => Command::Completions(shell),
+            Some(Cmd::Man) => Command::Man,
         })
     }
+
+    /// The command line as this binary was invoked: its name (argv[0]) picks what it is. Invoked
+    /// as a kubectl plugin (a link or copy named kubectl-doctor) it is the same doctor, under
+    /// kubectl's name for it in usage and help.
+    pub fn from_invocation(argv: Vec<OsString>) -> Cli {
+        let mut cmd = Cli::command();
+        let argv0 = argv.first().map(Path::new).and_then(Path::file_name);
+        if argv0 == Some(OsStr::new("kubectl-doctor")) {
+            cmd = cmd.bin_name("kubectl doctor");
+        }
+        let matches = cmd
+            .try_get_matches_from_mut(argv)
+            .unwrap_or_else(|e| e.exit());
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+    }
+}
+
+/// Writes the completion script for `shell`, made from this command line.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) {
+    let mut cmd = Cli::command();
+    let name = cmd.get_name().to_string();
+    clap_complete::generate(shell, &mut cmd, name, out);
+}
+
+/// Writes the man page (roff), made from this command line.
+pub fn man(out: &mut dyn Write) -> io::Result<()> {
+    clap_mangen::Man::new(Cli::command()).render(out)
 }
 
 fn fleet_command(cmd: FleetCmd) -> Result<Command> {

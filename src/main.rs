@@ -9,7 +9,6 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
 use k8sdoctor::{
     core::{self, catalog, config::Config, engine},
     fix::{self, FixFormat, FixReport},
@@ -24,14 +23,14 @@ fn emit(report: &report::Report, cfg: &Config) -> Result<ExitCode> {
         Some(path) => {
             let mut f = File::create(path)
                 .with_context(|| format!("cannot write --output-file {}", path.display()))?;
-            report.render(cfg.format, false, &mut f)?;
+            report.render_with(cfg.format, false, cfg.show_skipped, &mut f)?;
             f.flush()?;
             eprintln!("k8sdoctor: {} → {}", report.summary, path.display());
         }
         None => {
             // One write of the whole report, not a syscall per line.
             let mut out = Vec::new();
-            report.render(cfg.format, cfg.color, &mut out)?;
+            report.render_with(cfg.format, cfg.color, cfg.show_skipped, &mut out)?;
             let mut stdout = io::stdout().lock();
             stdout.write_all(&out)?;
             stdout.flush()?;
@@ -158,6 +157,14 @@ fn run(cmd: Command) -> Result<ExitCode> {
             }
             Ok(exit(r.pass))
         }
+        Command::Completions(shell) => {
+            cli::completions(shell, &mut out);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            cli::man(&mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::FleetCleanup(cfg, ns) => {
             let n = fleet::cleanup(&cfg, &ns)?;
             core::stderr::note(&format!("deleted {n} doctor pod(s) in namespace {ns}"));
@@ -167,9 +174,10 @@ fn run(cmd: Command) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    // msend/mreceive links and mtools' flags become our command line (see multicast::mtools).
+    // msend/mreceive links and mtools' flags become our command line (see multicast::mtools);
+    // a `kubectl-doctor` link names itself as the kubectl plugin.
     let argv = multicast::mtools::normalise(std::env::args_os().collect());
-    match Cli::parse_from(argv).into_command().and_then(run) {
+    match Cli::from_invocation(argv).into_command().and_then(run) {
         Ok(code) => code,
         Err(e) => {
             // A closed pipe (`k8sdoctor | head`) is not the doctor's failure.

@@ -13,7 +13,8 @@ use std::{
 use serde_json::Value;
 use support::{
     apiserver::{ApiServer, Scenario},
-    bin, can_run_privileged, fixtures,
+    bin, fixtures,
+    harness::require,
     kubelet::{Fault, NodeSpec, ProcessKubelet},
 };
 
@@ -68,11 +69,8 @@ fn cluster(k: ProcessKubelet) -> (Arc<ProcessKubelet>, ApiServer, tempfile::Temp
     (k, server, tempfile::tempdir().unwrap())
 }
 
-#[test]
 fn every_node_reports_its_own_verdicts_and_the_pods_are_deleted() {
-    if !can_run_privileged(TOOLS) {
-        return;
-    }
+    require(TOOLS);
     let (k, server, tmp) = cluster(ProcessKubelet::new(
         bin(),
         vec![
@@ -152,11 +150,8 @@ fn every_node_reports_its_own_verdicts_and_the_pods_are_deleted() {
     );
 }
 
-#[test]
 fn a_node_whose_pod_cannot_run_is_absent_with_the_reason() {
-    if !can_run_privileged(TOOLS) {
-        return;
-    }
+    require(TOOLS);
     let ok = host("ubuntu2204-kubeadm-healthy");
     let (k, server, tmp) = cluster(
         ProcessKubelet::new(
@@ -225,11 +220,8 @@ fn a_node_whose_pod_cannot_run_is_absent_with_the_reason() {
     assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
 }
 
-#[test]
 fn a_pod_security_rejection_stops_before_any_node_is_touched() {
-    if !can_run_privileged(TOOLS) {
-        return;
-    }
+    require(TOOLS);
     let (k, server, tmp) = cluster(
         ProcessKubelet::new(
             bin(),
@@ -255,11 +247,8 @@ fn a_pod_security_rejection_stops_before_any_node_is_touched() {
     assert!(k.created().is_empty(), "nothing was created");
 }
 
-#[test]
 fn keep_leaves_the_pods_and_cleanup_and_the_next_run_remove_them() {
-    if !can_run_privileged(TOOLS) {
-        return;
-    }
+    require(TOOLS);
     let (k, server, tmp) = cluster(ProcessKubelet::new(
         bin(),
         vec![NodeSpec::new("n1", host("ubuntu2204-kubeadm-healthy"))],
@@ -286,11 +275,8 @@ fn keep_leaves_the_pods_and_cleanup_and_the_next_run_remove_them() {
     assert!(k.pods().is_empty());
 }
 
-#[test]
 fn ctrl_c_deletes_the_runs_pods() {
-    if !can_run_privileged(TOOLS) {
-        return;
-    }
+    require(TOOLS);
     let ok = host("ubuntu2204-kubeadm-healthy");
     let (k, server, tmp) = cluster(ProcessKubelet::new(
         bin(),
@@ -340,11 +326,8 @@ fn ctrl_c_deletes_the_runs_pods() {
     );
 }
 
-#[test]
 fn multicast_across_four_nodes_names_the_node_whose_pods_drop_the_group() {
-    if !can_run_privileged(&["ip", "iptables-restore"]) {
-        return;
-    }
+    require(&["ip", "iptables-restore"]);
     let ok = host("ubuntu2204-kubeadm-healthy");
     let drop_group = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p udp -m udp --dport 4700 -j DROP\nCOMMIT\n";
     let k = Arc::new(
@@ -411,4 +394,15 @@ fn multicast_across_four_nodes_names_the_node_whose_pods_drop_the_group() {
         }
     }
     assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
+}
+
+fn main() {
+    support::harness::main(vec![
+        trial!(every_node_reports_its_own_verdicts_and_the_pods_are_deleted),
+        trial!(a_node_whose_pod_cannot_run_is_absent_with_the_reason),
+        trial!(a_pod_security_rejection_stops_before_any_node_is_touched),
+        trial!(keep_leaves_the_pods_and_cleanup_and_the_next_run_remove_them),
+        trial!(ctrl_c_deletes_the_runs_pods),
+        trial!(multicast_across_four_nodes_names_the_node_whose_pods_drop_the_group),
+    ]);
 }

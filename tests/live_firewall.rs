@@ -13,7 +13,7 @@ use k8sdoctor::{
     checks::firewall::{Net, Query, Verdict, evaluate, read_live_rules},
     core::host::{CmdError, run_command},
 };
-use support::{Netns, bin, can_run_privileged, feed, veth_named};
+use support::{Netns, bin, harness::require, feed, veth_named};
 
 const NODE_IF: &str = "fwn0";
 const NODE: &str = "192.168.77.1";
@@ -184,11 +184,8 @@ fn iptables(ns: &Netns, args: &[&str]) {
     ns.exec(&a);
 }
 
-#[test]
 fn iptables_scenarios_agree_with_the_kernel() {
-    if !can_run_privileged(&["ip", "iptables", "iptables-restore", "python3"]) {
-        return;
-    }
+    require(&["ip", "iptables", "iptables-restore", "python3"]);
     use Verdict::*;
     {
         let lab = lab();
@@ -289,11 +286,8 @@ fn iptables_scenarios_agree_with_the_kernel() {
     }
 }
 
-#[test]
 fn the_weave_interface_rule_agrees_with_the_kernel() {
-    if !can_run_privileged(&["ip", "iptables", "iptables-restore", "python3"]) {
-        return;
-    }
+    require(&["ip", "iptables", "iptables-restore", "python3"]);
     let lab = lab();
     // A second link named like Weave's bridge, carrying the pod network.
     veth_named(
@@ -324,11 +318,8 @@ fn the_weave_interface_rule_agrees_with_the_kernel() {
     }
 }
 
-#[test]
 fn nft_scenarios_agree_with_the_kernel() {
-    if !can_run_privileged(&["ip", "nft", "python3"]) {
-        return;
-    }
+    require(&["ip", "nft", "python3"]);
     use Verdict::*;
     {
         let lab = lab();
@@ -383,18 +374,15 @@ fn nft_scenarios_agree_with_the_kernel() {
     }
 }
 
-#[test]
 fn split_backends_and_mixed_tools_agree_with_the_kernel() {
-    if !can_run_privileged(&[
+    require(&[
         "ip",
         "iptables",
         "iptables-legacy",
         "iptables-restore",
         "nft",
         "python3",
-    ]) {
-        return;
-    }
+    ]);
     use Verdict::*;
     let lab = lab();
     // iptables-nft accepts everything; a legacy rule still drops 172.16/12; a native nft table rejects 10250.
@@ -450,11 +438,8 @@ fn apiserver_check(ns: &Netns) -> (i32, serde_json::Value) {
     (out.status.code().unwrap_or(-1), v["results"][0].clone())
 }
 
-#[test]
 fn cli_apiserver_port_fails_on_centos7_defaults_and_passes_with_the_guides_rule() {
-    if !can_run_privileged(&["ip", "iptables", "iptables-restore"]) {
-        return;
-    }
+    require(&["ip", "iptables", "iptables-restore"]);
     let node = Netns::new("fw");
     let client = Netns::new("fw");
     veth_named(
@@ -543,11 +528,8 @@ fn snapshot_of(paths: &[&str]) -> Vec<Option<Vec<u8>>> {
     paths.iter().map(|p| std::fs::read(p).ok()).collect()
 }
 
-#[test]
 fn ufw_generated_rules_agree_with_the_kernel() {
-    if !can_run_privileged(&["ip", "ufw", "unshare", "iptables-save", "python3"]) {
-        return;
-    }
+    require(&["ip", "ufw", "unshare", "iptables-save", "python3"]);
     use Verdict::*;
     let host = [
         "/etc/ufw/ufw.conf",
@@ -585,9 +567,8 @@ fn ufw_generated_rules_agree_with_the_kernel() {
     );
 }
 
-#[test]
 fn firewalld_generated_rules_agree_with_the_kernel() {
-    if !can_run_privileged(&[
+    require(&[
         "ip",
         "firewalld",
         "firewall-offline-cmd",
@@ -596,9 +577,7 @@ fn firewalld_generated_rules_agree_with_the_kernel() {
         "unshare",
         "nft",
         "python3",
-    ]) {
-        return;
-    }
+    ]);
     use Verdict::*;
     let host = [
         "/etc/firewalld/firewalld.conf",
@@ -647,11 +626,8 @@ firewall-cmd --zone=public --list-all
     );
 }
 
-#[test]
 fn arch_stock_nftables_conf_agrees_with_the_kernel_by_reachability() {
-    if !can_run_privileged(&["ip", "nft", "python3"]) {
-        return;
-    }
+    require(&["ip", "nft", "python3"]);
     use Verdict::*;
     let lab = lab();
     // `destroy` needs nft 1.0.8; the namespace is fresh, so there is nothing to destroy.
@@ -745,18 +721,15 @@ fn agree_forward(lab: &ForwardLab, name: &str, probes: &[(bool, u16, Verdict)]) 
     }
 }
 
-#[test]
 fn forwarded_pod_traffic_agrees_with_the_kernel() {
-    if !can_run_privileged(&[
+    require(&[
         "ip",
         "iptables",
         "iptables-restore",
         "nft",
         "sysctl",
         "python3",
-    ]) {
-        return;
-    }
+    ]);
     use Verdict::*;
     {
         let lab = forward_lab();
@@ -885,4 +858,18 @@ fn forwarded_pod_traffic_agrees_with_the_kernel() {
         "forward: {} real connects so far",
         PROBES.load(std::sync::atomic::Ordering::SeqCst)
     );
+}
+
+fn main() {
+    support::harness::main(vec![
+        trial!(iptables_scenarios_agree_with_the_kernel),
+        trial!(the_weave_interface_rule_agrees_with_the_kernel),
+        trial!(nft_scenarios_agree_with_the_kernel),
+        trial!(split_backends_and_mixed_tools_agree_with_the_kernel),
+        trial!(cli_apiserver_port_fails_on_centos7_defaults_and_passes_with_the_guides_rule),
+        trial!(ufw_generated_rules_agree_with_the_kernel),
+        trial!(firewalld_generated_rules_agree_with_the_kernel),
+        trial!(arch_stock_nftables_conf_agrees_with_the_kernel_by_reachability),
+        trial!(forwarded_pod_traffic_agrees_with_the_kernel),
+    ]);
 }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Netns, Switch, bin, can_run_privileged};
+use support::{Netns, Switch, bin, harness::require};
 
 const TOOLS: &[&str] = &["ip", "iptables", "iptables-save"];
 
@@ -141,25 +141,18 @@ fn every_pair_passes(n: usize, net: u8) {
     );
 }
 
-#[test]
 fn two_participants_pass_with_no_loss() {
-    if can_run_privileged(TOOLS) {
-        every_pair_passes(2, 1);
-    }
+    require(TOOLS);
+    every_pair_passes(2, 1);
 }
 
-#[test]
 fn four_participants_pass_with_no_loss() {
-    if can_run_privileged(TOOLS) {
-        every_pair_passes(4, 2);
-    }
+    require(TOOLS);
+    every_pair_passes(4, 2);
 }
 
-#[test]
 fn a_firewall_drop_fails_the_pairs_into_it_and_names_the_rule() {
-    if !can_run_privileged(TOOLS) {
-        return;
-    }
+    require(TOOLS);
     let (_sw, nss, addrs) = lan("mc", 3, 2);
     nss[1].exec(&[
         "iptables", "-A", "INPUT", "-p", "udp", "--dport", "4610", "-j", "DROP",
@@ -190,11 +183,8 @@ fn a_firewall_drop_fails_the_pairs_into_it_and_names_the_rule() {
     }
 }
 
-#[test]
 fn random_drop_is_measured_within_one_and_a_half_points() {
-    if !can_run_privileged(TOOLS) {
-        return;
-    }
+    require(TOOLS);
     let (_sw, nss, addrs) = lan("mc", 4, 2);
     nss[1].exec(&[
         "iptables",
@@ -237,11 +227,8 @@ fn random_drop_is_measured_within_one_and_a_half_points() {
     }
 }
 
-#[test]
 fn two_participants_in_one_namespace_are_loopback_only() {
-    if !can_run_privileged(TOOLS) {
-        return;
-    }
+    require(TOOLS);
     let sw = Switch::new("mc");
     let ns = Netns::new("mc");
     let dev = sw.plug(&ns, "10.66.5.1/24");
@@ -273,11 +260,8 @@ fn two_participants_in_one_namespace_are_loopback_only() {
     }
 }
 
-#[test]
 fn a_router_between_two_bridges_does_not_route_the_group() {
-    if !can_run_privileged(TOOLS) {
-        return;
-    }
+    require(TOOLS);
     let (sw1, sw2) = (Switch::new("mc"), Switch::new("mc"));
     let (a, b, r) = (Netns::new("mc"), Netns::new("mc"), Netns::new("mc"));
     sw1.plug(&a, "10.66.6.2/24");
@@ -308,11 +292,8 @@ fn a_router_between_two_bridges_does_not_route_the_group() {
     }
 }
 
-#[test]
 fn receive_counts_our_sender_and_iperf_as_a_foreign_one() {
-    if !can_run_privileged(&["ip", "iperf"]) {
-        return;
-    }
+    require(&["ip", "iperf"]);
     let (_sw, nss, _) = lan("mc", 8, 2);
     let dev_route = |ns: &Netns| {
         let out = ns.exec(&["ip", "-o", "link", "show"]);
@@ -403,11 +384,8 @@ fn receive_counts_our_sender_and_iperf_as_a_foreign_one() {
     );
 }
 
-#[test]
 fn ctrl_c_stops_receive_with_its_summary() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     let (_sw, nss, _) = lan("mc", 9, 1);
     let rx = spawn(
         &nss[0],
@@ -437,11 +415,8 @@ fn ctrl_c_stops_receive_with_its_summary() {
     assert_eq!(v["group"], "224.1.1.1");
 }
 
-#[test]
 fn ipv6_send_and_receive_on_the_default_group() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     let sw = Switch::new("mc");
     let (a, b) = (Netns::new("mc"), Netns::new("mc"));
     let da = sw.plug(&a, "10.66.10.1/24");
@@ -507,11 +482,8 @@ fn ipv6_send_and_receive_on_the_default_group() {
     assert_eq!(s["ttl"], 3);
 }
 
-#[test]
 fn an_absent_peer_fails_with_unicast_and_no_result() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     let (_sw, nss, _) = lan("mc", 11, 1);
     let runs = [(&nss[0], vec![])];
     let results = probe_all(
@@ -537,11 +509,8 @@ fn an_absent_peer_fails_with_unicast_and_no_result() {
     assert_eq!(to_absent["cause"]["code"], "no-result", "{to_absent:#}");
 }
 
-#[test]
 fn ipv6_participants_pass() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     let sw = Switch::new("mc");
     let (a, b) = (Netns::new("mc"), Netns::new("mc"));
     let da = sw.plug(&a, "10.66.12.1/24");
@@ -567,11 +536,8 @@ fn ipv6_participants_pass() {
     }
 }
 
-#[test]
 fn a_node_that_is_not_among_the_peers_cannot_probe() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     let ns = Netns::new("mc");
     let o = ns
         .command(bin().to_str().unwrap())
@@ -584,11 +550,8 @@ fn a_node_that_is_not_among_the_peers_cannot_probe() {
     );
 }
 
-#[test]
 fn strict_rp_filter_is_named_when_the_route_back_uses_another_interface() {
-    if !can_run_privileged(&["ip", "sysctl"]) {
-        return;
-    }
+    require(&["ip", "sysctl"]);
     // Multicast from a arrives on b's first leg, but b routes back to a over its second leg.
     let (sw1, sw2) = (Switch::new("mc"), Switch::new("mc"));
     let (a, b) = (Netns::new("mc"), Netns::new("mc"));
@@ -625,11 +588,8 @@ fn strict_rp_filter_is_named_when_the_route_back_uses_another_interface() {
     }
 }
 
-#[test]
 fn ttl_1_does_not_cross_a_multicast_router_but_ttl_8_does() {
-    if !can_run_privileged(&["ip", "sysctl"]) {
-        return;
-    }
+    require(&["ip", "sysctl"]);
     let (sw1, sw2) = (Switch::new("mc"), Switch::new("mc"));
     let (a, b, r) = (Netns::new("mc"), Netns::new("mc"), Netns::new("mc"));
     sw1.plug(&a, "10.66.16.2/24");
@@ -710,14 +670,11 @@ struct Mtools {
 
 impl Mtools {
     fn build() -> Option<Mtools> {
-        if !can_run_privileged(&["ip", "iptables", "cc", "timeout"]) {
-            return None;
-        }
+        require(&["ip", "iptables", "cc", "timeout"]);
         let Some(src) = support::vendor("mtools") else {
             let msg = "live test needs shared/vendor/mtools beside the repository";
             assert!(!support::privileged_required(), "{msg}");
-            eprintln!("SKIPPED: {msg}");
-            return None;
+            support::harness::not_run(msg.into());
         };
         let real = tempfile::tempdir().unwrap();
         for tool in ["msend", "mreceive"] {
@@ -805,7 +762,6 @@ fn text_of(child: Child) -> String {
     )
 }
 
-#[test]
 fn real_msend_to_our_mreceive_link_shows_text_numbers_and_names_the_gap() {
     let Some(mt) = Mtools::build() else { return };
     let (_sw, a, b) = mtools_lan(20, 4680);
@@ -906,7 +862,6 @@ fn real_msend_to_our_mreceive_link_shows_text_numbers_and_names_the_gap() {
     );
 }
 
-#[test]
 fn our_msend_link_to_real_mreceive_shows_text_numbers_and_the_gap() {
     let Some(mt) = Mtools::build() else { return };
     let (_sw, a, b) = mtools_lan(21, 4690);
@@ -1001,4 +956,25 @@ fn our_msend_link_to_real_mreceive_shows_text_numbers_and_the_gap() {
                 && l.ends_with(": Hello World!")),
         "{out}"
     );
+}
+
+fn main() {
+    support::harness::main(vec![
+        trial!(two_participants_pass_with_no_loss),
+        trial!(four_participants_pass_with_no_loss),
+        trial!(a_firewall_drop_fails_the_pairs_into_it_and_names_the_rule),
+        trial!(random_drop_is_measured_within_one_and_a_half_points),
+        trial!(two_participants_in_one_namespace_are_loopback_only),
+        trial!(a_router_between_two_bridges_does_not_route_the_group),
+        trial!(receive_counts_our_sender_and_iperf_as_a_foreign_one),
+        trial!(ctrl_c_stops_receive_with_its_summary),
+        trial!(ipv6_send_and_receive_on_the_default_group),
+        trial!(an_absent_peer_fails_with_unicast_and_no_result),
+        trial!(ipv6_participants_pass),
+        trial!(a_node_that_is_not_among_the_peers_cannot_probe),
+        trial!(strict_rp_filter_is_named_when_the_route_back_uses_another_interface),
+        trial!(ttl_1_does_not_cross_a_multicast_router_but_ttl_8_does),
+        trial!(real_msend_to_our_mreceive_link_shows_text_numbers_and_names_the_gap),
+        trial!(our_msend_link_to_real_mreceive_shows_text_numbers_and_the_gap),
+    ]);
 }

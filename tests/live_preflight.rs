@@ -17,7 +17,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Netns, bin, can_run_privileged};
+use support::{Netns, bin, harness::require};
 
 fn report(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -49,11 +49,8 @@ fn ports_in(ns: &Netns, extra: &[&str]) -> Value {
     report(&out)
 }
 
-#[test]
 fn a_listener_in_the_namespace_is_found_with_its_process() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     let ns = Netns::new("ports");
     let free = ports_in(&ns, &["--role", "worker", "--stage", "pre-join"]);
     assert_eq!(only(&free, "ports.in-use")["status"], "pass", "{free:#}");
@@ -221,11 +218,8 @@ fn cri_check(sock: &Path, timeout: &str) -> Value {
     report(&out)
 }
 
-#[test]
 fn the_cri_version_call_is_made_and_its_answers_are_told_apart() {
-    if !can_run_privileged(&["unshare", "mount"]) {
-        return;
-    }
+    require(&["unshare", "mount"]);
     let ok = FakeCri::start(Mode::Answer);
     let r = cri_check(&ok.sock, "5");
     let f = only(&r, "runtime.cri-socket");
@@ -344,11 +338,8 @@ fn start_containerd(disable_cri: bool) -> Containerd {
     c
 }
 
-#[test]
 fn a_real_containerd_answers_and_with_the_cri_disabled_is_unimplemented() {
-    if !can_run_privileged(&["unshare", "mount", "containerd"]) {
-        return;
-    }
+    require(&["unshare", "mount", "containerd"]);
     let c = start_containerd(false);
     // The CRI plugin comes up a moment after the socket.
     let mut f = Value::Null;
@@ -376,4 +367,12 @@ fn a_real_containerd_answers_and_with_the_cri_disabled_is_unimplemented() {
             || f["evidence"].to_string().contains("UNIMPLEMENTED"),
         "{f:#}"
     );
+}
+
+fn main() {
+    support::harness::main(vec![
+        trial!(a_listener_in_the_namespace_is_found_with_its_process),
+        trial!(the_cri_version_call_is_made_and_its_answers_are_told_apart),
+        trial!(a_real_containerd_answers_and_with_the_cri_disabled_is_unimplemented),
+    ]);
 }

@@ -6,7 +6,7 @@ mod support;
 
 use std::{fs, process::Command};
 
-use support::{bin, can_run_privileged};
+use support::{bin, harness::require};
 
 const SYSCALLS: &str = "open,openat,openat2,creat,bind,listen,init_module,finit_module,delete_module,\
 rename,renameat,renameat2,unlink,unlinkat,mkdir,mkdirat,rmdir,link,linkat,symlink,symlinkat,truncate,\
@@ -33,7 +33,6 @@ fn violation(line: &str) -> Option<&'static str> {
     }
 }
 
-#[test]
 fn the_rules_catch_what_they_should() {
     assert!(
         violation(r#"openat(AT_FDCWD, "/etc/x", O_WRONLY|O_CREAT|O_CLOEXEC, 0666) = 3"#).is_some()
@@ -49,11 +48,8 @@ fn the_rules_catch_what_they_should() {
     assert!(violation(r#"mkdir("/run/x", 0755) = -1 EEXIST (File exists)"#).is_none());
 }
 
-#[test]
 fn check_on_the_live_host_writes_nothing() {
-    if !can_run_privileged(&["strace"]) {
-        return;
-    }
+    require(&["strace"]);
     let dir = tempfile::tempdir().unwrap();
     // A kubeconfig to a closed loopback port: the cluster area runs (and asks the node's binaries their
     // versions) without reaching any server.
@@ -113,4 +109,11 @@ fn check_on_the_live_host_writes_nothing() {
         "check changed the host:\n{}",
         bad.join("\n")
     );
+}
+
+fn main() {
+    support::harness::main(vec![
+        trial!(the_rules_catch_what_they_should),
+        trial!(check_on_the_live_host_writes_nothing),
+    ]);
 }

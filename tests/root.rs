@@ -15,7 +15,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{bin, can_run_privileged, fixtures};
+use support::{bin, fixtures, harness::require};
 
 /// A temp dir holding `root/` (the node) and `outside/` (what naive link-following would reach).
 struct Layout {
@@ -187,18 +187,14 @@ fn result<'a>(report: &'a Value, id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no result {id}"))
 }
 
-#[test]
 fn check_reads_the_inside_copy_through_every_kind_of_link() {
     reads_inside_copies(&[]);
 }
 
 /// The same on a kernel without openat2 (before 5.6, e.g. CentOS 7's 3.10): strace makes every openat2 fail
 /// with ENOSYS, and pathrs falls back to its O_PATH walk with the same confinement.
-#[test]
 fn without_openat2_the_o_path_fallback_confines_the_same() {
-    if !can_run_privileged(&["strace"]) {
-        return;
-    }
+    require(&["strace"]);
     let log = tempfile::NamedTempFile::new().unwrap();
     let log_path = log.path().to_str().unwrap().to_string();
     reads_inside_copies(&[
@@ -312,11 +308,8 @@ fn reads_inside_copies(wrap: &[&str]) {
     assert!(!text.contains("timed out"), "{text}");
 }
 
-#[test]
 fn a_fifo_a_device_and_a_huge_file_are_errors_not_hangs() {
-    if !can_run_privileged(&["mkfifo", "mknod"]) {
-        return;
-    }
+    require(&["mkfifo", "mknod"]);
     let l = Layout::new();
     let root = l.root.to_str().unwrap().to_string();
     let fifo = l.inside("etc/resolv.conf");
@@ -438,7 +431,6 @@ fn links_out_of_every_target_dir(l: &Layout) {
     }
 }
 
-#[test]
 fn fix_writes_through_linked_target_dirs_stay_inside_and_undo_restores() {
     let l = Layout::new();
     broken_node(&l);
@@ -532,7 +524,6 @@ fn fix_writes_through_linked_target_dirs_stay_inside_and_undo_restores() {
     assert_eq!(after, before, "undo left the root different");
 }
 
-#[test]
 fn a_target_that_cannot_resolve_inside_the_root_refuses_the_run_before_any_change() {
     let l = Layout::new();
     broken_node(&l);
@@ -566,7 +557,6 @@ fn a_target_that_cannot_resolve_inside_the_root_refuses_the_run_before_any_chang
     assert_eq!(wire.ran(), "");
 }
 
-#[test]
 fn a_planted_journal_runs_nothing_and_touches_nothing() {
     let l = Layout::new();
     broken_node(&l);
@@ -678,7 +668,6 @@ fn a_planted_journal_runs_nothing_and_touches_nothing() {
     assert_eq!(fs::metadata(&victim).unwrap().mode() & 0o777, 0o644);
 }
 
-#[test]
 fn node_binaries_under_a_root_are_the_nodes_never_the_containers_path() {
     let kubectl = Path::new("/usr/lib/google-cloud-sdk/bin/kubectl.1.27");
     if !kubectl.exists() {
@@ -729,4 +718,16 @@ fn node_binaries_under_a_root_are_the_nodes_never_the_containers_path() {
     assert!(r.contains("kubectl v1.27.16"), "{r}");
     assert!(r.contains("kubeadm: not installed under the root"), "{r}");
     assert!(!r.contains("9.99"), "{r}");
+}
+
+fn main() {
+    support::harness::main(vec![
+        trial!(check_reads_the_inside_copy_through_every_kind_of_link),
+        trial!(without_openat2_the_o_path_fallback_confines_the_same),
+        trial!(a_fifo_a_device_and_a_huge_file_are_errors_not_hangs),
+        trial!(fix_writes_through_linked_target_dirs_stay_inside_and_undo_restores),
+        trial!(a_target_that_cannot_resolve_inside_the_root_refuses_the_run_before_any_change),
+        trial!(a_planted_journal_runs_nothing_and_touches_nothing),
+        trial!(node_binaries_under_a_root_are_the_nodes_never_the_containers_path),
+    ]);
 }

@@ -74,6 +74,8 @@ pub struct Config {
     pub output_file: Option<PathBuf>,
     pub fail_on: Status,
     pub color: bool,
+    /// List every skipped check in the table (else skips sharing a reason are one row).
+    pub show_skipped: bool,
 }
 
 impl Default for Config {
@@ -92,6 +94,7 @@ impl Default for Config {
             output_file: None,
             fail_on: Status::Fail,
             color: false,
+            show_skipped: false,
         }
     }
 }

@@ -367,6 +367,24 @@ pub enum CmdError {
     },
     #[error("cannot run {0}: {1}")]
     Spawn(String, String),
+    #[error(
+        "{program} was refused access ({said}): run k8sdoctor as root (in a container, root with CAP_NET_ADMIN)"
+    )]
+    NeedsRoot { program: String, said: String },
+}
+
+/// Whether a tool's complaint means it lacked privilege (iptables-save, nft, ss ... say it in
+/// their own words).
+fn refused_for_privilege(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    [
+        "permission denied",
+        "operation not permitted",
+        "must be root",
+        "you must be root",
+    ]
+    .iter()
+    .any(|p| s.contains(p))
 }
 
 impl From<CmdError> for FactError {
@@ -421,12 +439,19 @@ pub fn run_command(program: &str, args: &[&str], timeout: Duration) -> Result<St
     let stdout = out_t.join().unwrap_or_default();
     let stderr = err_t.join().unwrap_or_default();
     if !status.success() {
+        let stderr = String::from_utf8_lossy(&stderr).trim().to_string();
+        if refused_for_privilege(&stderr) {
+            return Err(CmdError::NeedsRoot {
+                program: program.to_string(),
+                said: stderr,
+            });
+        }
         return Err(CmdError::Failed {
             program: program.to_string(),
             code: status
                 .code()
                 .map_or_else(|| "a signal".to_string(), |c| c.to_string()),
-            stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
+            stderr,
         });
     }
     Ok(String::from_utf8_lossy(&stdout).into_owned())
@@ -435,6 +460,31 @@ pub fn run_command(program: &str, args: &[&str], timeout: Duration) -> Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tool refused for lack of privilege is told apart from one that failed, in our words.
+    #[test]
+    fn a_tool_refused_for_privilege_says_run_as_root() {
+        let e = run_command(
+            "sh",
+            &["-c", "echo 'iptables-save v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)' >&2; exit 4"],
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert!(matches!(e, CmdError::NeedsRoot { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("sh was refused access (iptables-save"),
+            "{text}"
+        );
+        assert!(text.contains("run k8sdoctor as root"), "{text}");
+        let other = run_command(
+            "sh",
+            &["-c", "echo 'no such table' >&2; exit 1"],
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert!(matches!(other, CmdError::Failed { .. }), "{other:?}");
+    }
 
     #[test]
     fn reads_under_root_and_reports_missing() {

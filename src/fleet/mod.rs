@@ -22,7 +22,7 @@ use kube::{
     core::ObjectMeta,
 };
 
-pub use mcast::{McFleetReport, McOptions, McPair, peers_from_configmap};
+pub use mcast::{McFleetReport, McOptions, McPair, PROBE_ACCOUNT, peers_from_configmap};
 pub use pod::{
     HOST_MOUNT, MANAGED_BY, PodState, PodTemplate, RUN_LABEL, managed_selector, pod_state,
 };

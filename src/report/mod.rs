@@ -186,14 +186,25 @@ impl Report {
         self.results.iter().map(|r| r.status).max()
     }
 
-    /// Renders the report in a format.
+    /// Renders the report in a format; the table folds skipped checks that share a reason.
     pub fn render(&self, format: Format, color: bool, out: &mut dyn Write) -> std::io::Result<()> {
+        self.render_with(format, color, false, out)
+    }
+
+    /// Renders the report; `show_skipped` lists every skipped check on its own table row.
+    pub fn render_with(
+        &self,
+        format: Format,
+        color: bool,
+        show_skipped: bool,
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
         match format {
             Format::Json => {
                 serde_json::to_writer_pretty(&mut *out, self)?;
                 writeln!(out)
             }
-            Format::Table => table::render(self, color, out),
+            Format::Table => table::render(self, color, show_skipped, out),
             Format::Junit => junit::render(self, out),
             Format::Markdown => markdown::render(self, out),
         }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod harness;
 pub mod kubelet;
 pub mod openssl;
 
@@ -17,21 +18,10 @@ pub fn privileged_required() -> bool {
 }
 
 /// Returns true when the live test can run: root and every tool present. Otherwise prints why and
-/// returns false, or panics when K8SDOCTOR_PRIVILEGED_TESTS=1.
+/// returns false, or panics when K8SDOCTOR_PRIVILEGED_TESTS=1. (Files run by `harness` use
+/// `harness::require` instead, which reports the test as ignored.)
 pub fn can_run_privileged(tools: &[&str]) -> bool {
-    let mut missing = Vec::new();
-    if unsafe { libc::geteuid() } != 0 {
-        missing.push("root".to_string());
-    }
-    for t in tools {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            missing.push(t.to_string());
-        }
-    }
+    let missing = harness::missing(true, tools);
     if missing.is_empty() {
         return true;
     }
