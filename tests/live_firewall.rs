@@ -13,7 +13,7 @@ use k8sdoctor::{
     checks::firewall::{Net, Query, Verdict, evaluate, read_live_rules},
     core::host::{CmdError, run_command},
 };
-use support::{Netns, bin, harness::require, feed, veth_named};
+use support::{Netns, bin, feed, harness::require, veth_named};
 
 const NODE_IF: &str = "fwn0";
 const NODE: &str = "192.168.77.1";

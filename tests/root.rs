@@ -720,8 +720,31 @@ fn node_binaries_under_a_root_are_the_nodes_never_the_containers_path() {
     assert!(!r.contains("9.99"), "{r}");
 }
 
+/// In a chroot without /proc (where in-root resolution has nothing to work with) `check --root` is a
+/// clear exit 2, not a panic. The binary is static, so the chroot needs nothing else.
+fn without_proc_a_root_is_refused_with_the_reason() {
+    require(&["chroot"]);
+    let top = tempfile::tempdir().unwrap();
+    fs::copy(bin(), top.path().join("k8sdoctor")).unwrap();
+    fs::create_dir_all(top.path().join("fx/etc")).unwrap();
+    fs::write(
+        top.path().join("fx/etc/resolv.conf"),
+        "nameserver 127.0.0.1\n",
+    )
+    .unwrap();
+    let o = Command::new("chroot")
+        .arg(top.path())
+        .args(["/k8sdoctor", "check", "--root", "/fx", "--offline"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("this process has no /proc"), "{err}");
+}
+
 fn main() {
     support::harness::main(vec![
+        trial!(without_proc_a_root_is_refused_with_the_reason),
         trial!(check_reads_the_inside_copy_through_every_kind_of_link),
         trial!(without_openat2_the_o_path_fallback_confines_the_same),
         trial!(a_fifo_a_device_and_a_huge_file_are_errors_not_hangs),

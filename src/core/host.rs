@@ -44,6 +44,16 @@ pub enum HostError {
     NotDir(String),
     #[error("--root {0}: cannot open it: {1}")]
     Open(String, String),
+    #[error(
+        "--root {0}: this process has no /proc (mount one where k8sdoctor runs: paths inside the root are resolved safely through it)"
+    )]
+    NoProc(String),
+}
+
+/// Whether this process has a procfs: pathrs resolves inside a root through /proc/thread-self and
+/// panics without one (an empty chroot, a container started without /proc).
+fn have_proc() -> bool {
+    Path::new("/proc/thread-self").exists() || Path::new("/proc/self/fd").exists()
 }
 
 /// What kind of inode an open file (or `O_PATH` handle) is, in words when we refuse to read it, and its size.
@@ -124,6 +134,9 @@ impl Host {
         }
         let canonical =
             std::fs::canonicalize(&root).map_err(|e| HostError::Open(shown(), e.to_string()))?;
+        if !have_proc() {
+            return Err(HostError::NoProc(shown()));
+        }
         let tree = Root::open(&canonical).map_err(|e| HostError::Open(shown(), e.to_string()))?;
         Ok(Host {
             root,
@@ -137,7 +150,9 @@ impl Host {
         Host {
             root: "/".into(),
             canonical: "/".into(),
-            tree: Root::open("/").ok().map(Arc::new),
+            tree: have_proc()
+                .then(|| Root::open("/").ok().map(Arc::new))
+                .flatten(),
         }
     }
 
