@@ -18,7 +18,9 @@ use k8sdoctor::{
     engine,
     fix::{self, FixFormat, FixOptions, FixReport, Mode},
     join::{self, JoinOptions},
-    list, multicast, report,
+    list,
+    mask::{MaskedWriter, mask_secrets},
+    multicast, report,
 };
 
 #[derive(Parser)]
@@ -414,13 +416,18 @@ impl CheckArgs {
 fn emit(report: &report::Report, cfg: &Config) -> Result<ExitCode> {
     match &cfg.output_file {
         Some(path) => {
-            let mut f = File::create(path)
+            let f = File::create(path)
                 .with_context(|| format!("cannot write --output-file {}", path.display()))?;
+            let mut f = MaskedWriter::new(f);
             report.render(cfg.format, false, &mut f)?;
             f.flush()?;
             eprintln!("k8sdoctor: {} → {}", report.summary, path.display());
         }
-        None => report.render(cfg.format, cfg.color, &mut io::stdout().lock())?,
+        None => {
+            let mut out = MaskedWriter::new(io::stdout().lock());
+            report.render(cfg.format, cfg.color, &mut out)?;
+            out.flush()?;
+        }
     }
     Ok(if engine::fails(report, cfg.fail_on) {
         ExitCode::from(1)
@@ -527,7 +534,7 @@ fn run_multicast(cmd: McCmd) -> Result<ExitCode> {
 
 /// Shows the plan on stderr and asks y/N on the terminal.
 fn ask(report: &FixReport) -> Result<bool> {
-    let mut err = io::stderr().lock();
+    let mut err = MaskedWriter::new(io::stderr().lock());
     fix::render(report, FixFormat::Table, false, &mut err)?;
     let what = if report.mode == "undo" {
         "Undo these changes"
@@ -570,12 +577,9 @@ fn fix_cmd(args: FixArgs) -> Result<ExitCode> {
         FixOut::Table => FixFormat::Table,
         FixOut::Json => FixFormat::Json,
     };
-    fix::render(
-        &report,
-        format,
-        color_wanted(args.no_color),
-        &mut io::stdout().lock(),
-    )?;
+    let mut out = MaskedWriter::new(io::stdout().lock());
+    fix::render(&report, format, color_wanted(args.no_color), &mut out)?;
+    out.flush()?;
     Ok(if report.failed() {
         ExitCode::from(1)
     } else {
@@ -611,7 +615,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Usage errors quote the arguments, which may hold a token or password.
+        Err(e) => {
+            let text = mask_secrets(&e.to_string());
+            let _ = if e.use_stderr() {
+                write!(io::stderr(), "{text}")
+            } else {
+                write!(io::stdout(), "{text}")
+            };
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             // A closed pipe (`k8sdoctor | head`) is not the doctor's failure.
@@ -620,7 +637,7 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("k8sdoctor: {e:#}");
+            eprintln!("k8sdoctor: {}", mask_secrets(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }

@@ -313,7 +313,7 @@ where
     for _ in 0..1000 {
         let list = api.list(&lp).await.map_err(|e| match &e {
             kube::Error::Api(s) if s.code == 403 => ListError::Denied(connect::denied_text(s)),
-            _ => ListError::Other(mask_secrets(&e.to_string())),
+            _ => ListError::Other(connect::describe(&e)),
         })?;
         out.extend(list.items.iter().filter_map(&keep));
         match list.metadata.continue_.filter(|c| !c.is_empty()) {

@@ -21,7 +21,7 @@ use crate::{
     check::Status,
     config::{Config, RoleChoice, Selection},
     engine,
-    facts::Facts,
+    facts::{Area, Facts},
     host::Host,
     report::{Report, Tool},
 };
@@ -184,8 +184,15 @@ fn preview(step: &Step) -> String {
     crate::mask::mask_secrets(&render::preview(&step.action))
 }
 
+/// The checks' config for `fix`: offline (no kubeconfig read, no exec plugin, no API request)
+/// unless a check that talks to the cluster is named; host fixes need only host facts.
 fn config(opts: &FixOptions, ids: Vec<String>) -> Config {
+    let network = engine::registry().iter().any(|c| {
+        matches!(c.area, Area::Cluster | Area::Proxy)
+            && ids.iter().any(|id| id.eq_ignore_ascii_case(c.id))
+    });
     Config {
+        offline: !network,
         root: opts.root.clone(),
         selection: Selection {
             only: ids,

@@ -591,7 +591,7 @@ mod tests {
         let swaps = "Filename Type Size Used Priority\n/dev/dm-1 partition 2097148 0 -2\n";
         let mut fx = Facts {
             swap: Ok(swap::SwapFacts {
-                swaps: Ok(swap::parse_proc_swaps(swaps)),
+                swaps: swap::parse_proc_swaps(swaps),
                 fstab: Ok(vec![]),
                 enabled_units: vec![],
                 zram_generator: None,
