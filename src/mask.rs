@@ -158,8 +158,14 @@ fn mask_keyed(s: &str) -> String {
             i += 1;
             continue;
         };
-        let quoted = i > 0 && b[i - 1] == b'"' && b.get(i + n) == Some(&b'"');
-        let mut j = i + n + usize::from(quoted);
+        // JSON, possibly escaped inside another string (`\"token\": \"x\"`).
+        let close = match b.get(i + n..i + n + 2) {
+            Some([b'\\', b'"']) => 2,
+            _ if b.get(i + n) == Some(&b'"') => 1,
+            _ => 0,
+        };
+        let quoted = i > 0 && b[i - 1] == b'"' && close > 0;
+        let mut j = i + n + if quoted { close } else { 0 };
         let sep = b.get(j).copied();
         let yaml_key = !quoted
             && sep == Some(b':')
@@ -173,16 +179,19 @@ fn mask_keyed(s: &str) -> String {
             while j < b.len() && b[j] == b' ' {
                 j += 1;
             }
+            if b.get(j) == Some(&b'\\') {
+                j += 1;
+            }
             if b.get(j) != Some(&b'"') {
                 i += n;
                 continue;
             }
             value_start = j + 1;
             let mut k = value_start;
-            while k < b.len() && b[k] != b'"' {
-                k += if b[k] == b'\\' { 2 } else { 1 };
+            while k < b.len() && b[k] != b'"' && b[k] != b'\\' {
+                k += 1;
             }
-            value_end = k.min(b.len());
+            value_end = k;
         } else if yaml_key || (!quoted && sep == Some(b'=')) {
             j += 1;
             while yaml_key && j < b.len() && (b[j] == b' ' || b[j] == b'\t') {

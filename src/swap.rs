@@ -66,7 +66,12 @@ pub fn parse_proc_swaps(text: &str) -> Result<Vec<SwapDevice>, FactError> {
         };
         match row {
             Some(d) => out.push(d),
-            None => return nonsense(i + 2, "is not a swap row (name, partition|file, size, used, priority)"),
+            None => {
+                return nonsense(
+                    i + 2,
+                    "is not a swap row (name, partition|file, size, used, priority)",
+                );
+            }
         }
     }
     Ok(out)
@@ -278,7 +283,10 @@ mod tests {
             assert!(e.to_string().contains("not the kernel's swap table"), "{e}");
         }
         let facts = facts(&noise, "");
-        assert_eq!(active(&facts, &ctx()).unwrap_or_else(|e| e.into()).status, Status::Error);
+        assert_eq!(
+            active(&facts, &ctx()).unwrap_or_else(|e| e.into()).status,
+            Status::Error
+        );
     }
 
     #[test]

@@ -45,8 +45,7 @@ enum Source {
 pub fn load_named(cfg: &Config) -> anyhow::Result<Option<Kubeconfig>> {
     let (kc, source) = match &cfg.kubeconfig {
         Some(path) => (
-            read_kubeconfig(path)
-                .map_err(|e| anyhow::anyhow!("cannot read --kubeconfig {e}"))?,
+            read_kubeconfig(path).map_err(|e| anyhow::anyhow!("cannot read --kubeconfig {e}"))?,
             format!("{}", path.display()),
         ),
         None => match from_env().map_err(|e| anyhow::anyhow!("cannot read KUBECONFIG {e}"))? {
@@ -244,7 +243,11 @@ fn absolutize(kc: &mut Kubeconfig, dir: &Path) {
     for c in kc.clusters.iter_mut().filter_map(|c| c.cluster.as_mut()) {
         fix(&mut c.certificate_authority);
     }
-    for a in kc.auth_infos.iter_mut().filter_map(|a| a.auth_info.as_mut()) {
+    for a in kc
+        .auth_infos
+        .iter_mut()
+        .filter_map(|a| a.auth_info.as_mut())
+    {
         fix(&mut a.client_certificate);
         fix(&mut a.client_key);
         fix(&mut a.token_file);
@@ -262,6 +265,7 @@ pub const RESPONSE_MAX: usize = 16 << 20;
 /// Text of an error in talking to the API, safe to print: names the response limit when it was hit,
 /// never an exec plugin's output or the YAML around a parse error, secrets masked.
 pub fn describe(e: &(dyn StdError + 'static)) -> String {
+    // The outer errors' texts include the inner ones', so a special error replaces the whole chain.
     let mut parts: Vec<String> = Vec::new();
     let mut cur = Some(e);
     while let Some(err) = cur {
@@ -272,12 +276,10 @@ pub fn describe(e: &(dyn StdError + 'static)) -> String {
             );
         }
         if let Some(a) = err.downcast_ref::<AuthError>() {
-            parts.push(auth_text(a));
-            break;
+            return mask_secrets(&auth_text(a));
         }
         if let Some(k) = err.downcast_ref::<KubeconfigError>() {
-            parts.push(kubeconfig_error_text(k));
-            break;
+            return kubeconfig_error_text(k);
         }
         parts.push(err.to_string());
         cur = err.source();
@@ -288,12 +290,15 @@ pub fn describe(e: &(dyn StdError + 'static)) -> String {
 /// An exec plugin's failure without its output: its stdout is a credential, its stderr may echo one.
 fn auth_text(a: &AuthError) -> String {
     match a {
-        AuthError::AuthExecRun { cmd, out } => format!(
-            "the kubeconfig's exec plugin {cmd} failed ({}); its output is not shown (it may hold credentials)",
+        // `cmd` carries KUBERNETES_EXEC_INFO and the arguments: not shown either.
+        AuthError::AuthExecRun { out, .. } => format!(
+            "auth error: the kubeconfig's exec plugin failed ({}); its output is not shown (it may hold credentials)",
             out.status
         ),
-        AuthError::AuthExecParse(_) => "the kubeconfig's exec plugin printed no valid ExecCredential (its output is not shown: it may hold credentials)".into(),
-        AuthError::AuthExecStart(e) => format!("the kubeconfig's exec plugin did not start: {e}"),
+        AuthError::AuthExecParse(_) => "auth error: the kubeconfig's exec plugin printed no valid ExecCredential (its output is not shown: it may hold credentials)".into(),
+        AuthError::AuthExecStart(e) => {
+            format!("auth error: the kubeconfig's exec plugin did not start: {e}")
+        }
         other => other.to_string(),
     }
 }

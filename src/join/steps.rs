@@ -94,7 +94,10 @@ pub(crate) fn looks_like_token(arg: &str) -> bool {
     arg.split_once('.').is_some_and(|(id, secret)| {
         id.len() == 6
             && secret.len() >= 8
-            && id.bytes().chain(secret.bytes()).all(|b| b.is_ascii_alphanumeric())
+            && id
+                .bytes()
+                .chain(secret.bytes())
+                .all(|b| b.is_ascii_alphanumeric())
     })
 }
 

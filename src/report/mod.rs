@@ -240,13 +240,22 @@ mod tests {
 
     #[test]
     fn evidence_is_bounded_with_a_count_of_the_rest() {
-        let many: Vec<String> = (0..5_000_000).map(|i| format!("/etc/resolv.conf:{i}: nameserver 127.0.0.1")).collect();
+        let many: Vec<String> = (0..5_000_000)
+            .map(|i| format!("/etc/resolv.conf:{i}: nameserver 127.0.0.1"))
+            .collect();
         let e = bounded_evidence(many);
         assert_eq!(e.len(), MAX_EVIDENCE + 1);
-        assert_eq!(e.last().unwrap(), &format!("… and {} more", 5_000_000 - MAX_EVIDENCE));
+        assert_eq!(
+            e.last().unwrap(),
+            &format!("… and {} more", 5_000_000 - MAX_EVIDENCE)
+        );
         let long = format!("x{}", "é".repeat(5000));
         let cut = bounded_line(&long);
-        assert!(cut.ends_with("… (4001 more characters)"), "{}", &cut[cut.len() - 40..]);
+        assert!(
+            cut.ends_with("… (4001 more characters)"),
+            "{}",
+            &cut[cut.len() - 40..]
+        );
         // A token at the cut is masked first: no part of its secret shows.
         let edge = format!("{}a24a11.0e6b932b0907deff", "y".repeat(MAX_LINE - 10));
         assert!(!bounded_line(&edge).contains("0e6b"));

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod hostile;
 pub mod openssl;
 
 use std::{
