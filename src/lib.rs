@@ -11,6 +11,7 @@ pub mod dns;
 pub mod engine;
 pub mod facts;
 pub mod firewall;
+pub mod fuzz_targets;
 pub mod fix;
 pub mod host;
 pub mod join;

@@ -189,11 +189,16 @@ pub fn read_kubeconfig(path: &Path) -> Result<Kubeconfig, KubeconfigReadError> {
             .count();
         fail(format!("line {line}: not UTF-8 text"))
     })?;
-    let mut kc = Kubeconfig::from_yaml(&text).map_err(|e| fail(kubeconfig_error_text(&e)))?;
+    let mut kc = parse_kubeconfig(&text).map_err(fail)?;
     if let Some(dir) = path.parent() {
         absolutize(&mut kc, dir);
     }
     Ok(kc)
+}
+
+/// Parses kubeconfig text (every YAML document, merged); the error names a line, never its text.
+pub fn parse_kubeconfig(text: &str) -> Result<Kubeconfig, String> {
+    Kubeconfig::from_yaml(text).map_err(|e| kubeconfig_error_text(&e))
 }
 
 /// `KUBECONFIG`'s files, merged in order as kubectl does; `None` when it is unset or empty.

@@ -4,12 +4,12 @@
 //! The steps are catalog entries (`checks/join.*.toml`) but not host checks: `check` never selects
 //! them, [`STEPS`] lists them, and the catalog test covers registry and steps together.
 
-mod command;
+pub(crate) mod command;
 mod jws;
-mod net;
+pub(crate) mod net;
 mod pin;
 mod probe;
-mod steps;
+pub(crate) mod steps;
 mod token;
 
 use std::time::{Duration, Instant, SystemTime};
