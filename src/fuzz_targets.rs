@@ -2,10 +2,7 @@
 //! binaries in `fuzz/` (nightly) and the stable seeded mutation test (`tests/fuzz.rs`).
 //! Each takes arbitrary bytes and must return without panicking, in bounded time.
 
-use crate::{
-    cluster::connect,
-    dns, firewall, join, kubelet, multicast, procnet, swap, sysctl,
-};
+use crate::{cluster::connect, dns, firewall, join, kubelet, multicast, procnet, swap, sysctl};
 
 /// A named parser entry point and where its seed inputs live (paths relative to the repository).
 pub struct Target {
@@ -26,7 +23,10 @@ pub const TARGETS: &[Target] = &[
         run: |d| {
             let _ = dns::parse_resolv_conf("/etc/resolv.conf", &text(d));
         },
-        seeds: &["fixtures/hosts/*/etc/resolv.conf", "fixtures/hosts/*/run/systemd/resolve/resolv.conf"],
+        seeds: &[
+            "fixtures/hosts/*/etc/resolv.conf",
+            "fixtures/hosts/*/run/systemd/resolve/resolv.conf",
+        ],
     },
     Target {
         name: "fstab",
@@ -47,18 +47,25 @@ pub const TARGETS: &[Target] = &[
         run: |d| {
             let _ = sysctl::parse_sysctl_conf("/etc/sysctl.conf", &text(d));
         },
-        seeds: &["fixtures/hosts/*/etc/sysctl.conf", "fixtures/hosts/*/usr/lib/sysctl.d/00-system.conf"],
+        seeds: &[
+            "fixtures/hosts/*/etc/sysctl.conf",
+            "fixtures/hosts/*/usr/lib/sysctl.d/00-system.conf",
+        ],
     },
     Target {
         name: "iptables_save",
         run: |d| {
             let t = text(d);
             for family in [firewall::model::Family::Ip, firewall::model::Family::Ip6] {
-                let _ = firewall::iptables::parse(&t, firewall::model::Origin::IptablesLegacy, family);
+                let _ =
+                    firewall::iptables::parse(&t, firewall::model::Origin::IptablesLegacy, family);
             }
             let _ = multicast::firewall::parse_iptables_save(&t, "iptables-save");
         },
-        seeds: &["fixtures/firewall/*.rules", "fixtures/hosts/*/etc/sysconfig/iptables"],
+        seeds: &[
+            "fixtures/firewall/*.rules",
+            "fixtures/hosts/*/etc/sysconfig/iptables",
+        ],
     },
     Target {
         name: "nft_text",
@@ -67,7 +74,10 @@ pub const TARGETS: &[Target] = &[
             let _ = firewall::nft_text::parse(&t);
             let _ = multicast::firewall::parse_nft(&t);
         },
-        seeds: &["fixtures/firewall/*.nft", "fixtures/hosts/*/etc/nftables.conf"],
+        seeds: &[
+            "fixtures/firewall/*.nft",
+            "fixtures/hosts/*/etc/nftables.conf",
+        ],
     },
     Target {
         name: "nft_json",

@@ -73,13 +73,14 @@ fn inputs(t: &Target) -> (Vec<Vec<u8>>, Vec<(PathBuf, Vec<u8>)>) {
         .chain(files_in(&root.join("fuzz/seeds").join(t.name)))
         .map(|p| std::fs::read(&p).unwrap())
         .collect();
-    let regressions: Vec<(PathBuf, Vec<u8>)> = files_in(&root.join("fuzz/regressions").join(t.name))
-        .into_iter()
-        .map(|p| {
-            let d = std::fs::read(&p).unwrap();
-            (p, d)
-        })
-        .collect();
+    let regressions: Vec<(PathBuf, Vec<u8>)> =
+        files_in(&root.join("fuzz/regressions").join(t.name))
+            .into_iter()
+            .map(|p| {
+                let d = std::fs::read(&p).unwrap();
+                (p, d)
+            })
+            .collect();
     seeds.extend(regressions.iter().map(|(_, d)| d.clone()));
     (seeds, regressions)
 }
@@ -101,17 +102,74 @@ impl Rng {
 
 /// Fragments that parsers branch on.
 const INTERESTING: &[&[u8]] = &[
-    b"\n", b"\r\n", b"\0", b" ", b"\t", b"#", b"-", b"--", b"=", b":", b"::", b".", b"/", b"\\", b"'", b"\"",
-    b"{", b"}", b"[", b"]", b"*", b"&a", b"*a", b"!!binary ", b"---\n", b"\xc3\xa9", b"\xef\xbb\xbf", b"\xff",
-    b"99999999999999999999", b"-1", b"0x", b"-2147483649", b"NaN", b"1e999",
-    b"nameserver ", b"search ", b"options ndots:99999", b"swap", b"Filename", b"partition", b"table ", b"chain ",
-    b"-A ", b"-j ", b"COMMIT\n", b"*filter\n", b":INPUT ACCEPT [0:0]\n", b"--dport ", b"{\"nftables\":[", b"ip saddr ",
-    b"Content-Length: 99999999999\r\n", b"Transfer-Encoding: chunked\r\n", b"\r\n\r\n", b"ffffffff", b"K8MC\x01",
-    b"--token ", b"--discovery-token-ca-cert-hash ", b"kubeadm join ", b"-v", b"\\\n", b"sha256:",
+    b"\n",
+    b"\r\n",
+    b"\0",
+    b" ",
+    b"\t",
+    b"#",
+    b"-",
+    b"--",
+    b"=",
+    b":",
+    b"::",
+    b".",
+    b"/",
+    b"\\",
+    b"'",
+    b"\"",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"*",
+    b"&a",
+    b"*a",
+    b"!!binary ",
+    b"---\n",
+    b"\xc3\xa9",
+    b"\xef\xbb\xbf",
+    b"\xff",
+    b"99999999999999999999",
+    b"-1",
+    b"0x",
+    b"-2147483649",
+    b"NaN",
+    b"1e999",
+    b"nameserver ",
+    b"search ",
+    b"options ndots:99999",
+    b"swap",
+    b"Filename",
+    b"partition",
+    b"table ",
+    b"chain ",
+    b"-A ",
+    b"-j ",
+    b"COMMIT\n",
+    b"*filter\n",
+    b":INPUT ACCEPT [0:0]\n",
+    b"--dport ",
+    b"{\"nftables\":[",
+    b"ip saddr ",
+    b"Content-Length: 99999999999\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"\r\n\r\n",
+    b"ffffffff",
+    b"K8MC\x01",
+    b"--token ",
+    b"--discovery-token-ca-cert-hash ",
+    b"kubeadm join ",
+    b"-v",
+    b"\\\n",
+    b"sha256:",
 ];
 
 fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
-    let mut v = seeds.get(rng.below(seeds.len())).cloned().unwrap_or_default();
+    let mut v = seeds
+        .get(rng.below(seeds.len()))
+        .cloned()
+        .unwrap_or_default();
     for _ in 0..1 + rng.below(6) {
         let len = v.len();
         let at = rng.below(len + 1);
@@ -170,7 +228,11 @@ fn exercise(t: &Target, input: &[u8], origin: &str) {
         panic!(
             "fuzz target {} {} on {origin} ({took:?}); input saved to {} (keep it in fuzz/regressions/{}/)",
             t.name,
-            if r.is_err() { "panicked" } else { "exceeded the per-input bound" },
+            if r.is_err() {
+                "panicked"
+            } else {
+                "exceeded the per-input bound"
+            },
             path.display(),
             t.name
         );
@@ -185,7 +247,11 @@ fn every_fuzz_target_survives_its_seeds_regressions_and_mutations() {
         .unwrap_or(300);
     for t in TARGETS {
         let (seeds, regressions) = inputs(t);
-        assert!(!seeds.is_empty(), "fuzz target {} has no seed input", t.name);
+        assert!(
+            !seeds.is_empty(),
+            "fuzz target {} has no seed input",
+            t.name
+        );
         for (path, data) in &regressions {
             exercise(t, data, &path.display().to_string());
         }
@@ -193,7 +259,8 @@ fn every_fuzz_target_survives_its_seeds_regressions_and_mutations() {
             exercise(t, s, &format!("seed {i}"));
         }
         // One fixed seed per target: a failure reproduces with the same iteration number.
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ t.name.len() as u64 ^ (t.name.as_bytes()[0] as u64) << 32);
+        let mut rng =
+            Rng(0x9e37_79b9_7f4a_7c15 ^ t.name.len() as u64 ^ (t.name.as_bytes()[0] as u64) << 32);
         for i in 0..iters {
             let input = mutate(&mut rng, &seeds);
             exercise(t, &input, &format!("mutation {i}"));
@@ -207,13 +274,25 @@ fn fuzz_dir_has_an_entry_for_every_target() {
     let manifest = std::fs::read_to_string(repo().join("fuzz/Cargo.toml")).unwrap();
     for t in TARGETS {
         let src = repo().join(format!("fuzz/fuzz_targets/{}.rs", t.name));
-        let text = std::fs::read_to_string(&src)
-            .unwrap_or_else(|e| panic!("{}: {e}", src.display()));
-        assert!(text.contains(&format!("target(\"{}\")", t.name)), "{}", src.display());
-        assert!(manifest.contains(&format!("name = \"{}\"", t.name)), "fuzz/Cargo.toml lacks {}", t.name);
+        let text =
+            std::fs::read_to_string(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        assert!(
+            text.contains(&format!("target(\"{}\")", t.name)),
+            "{}",
+            src.display()
+        );
+        assert!(
+            manifest.contains(&format!("name = \"{}\"", t.name)),
+            "fuzz/Cargo.toml lacks {}",
+            t.name
+        );
     }
     let entries = files_in(&repo().join("fuzz/fuzz_targets")).len();
-    assert_eq!(entries, TARGETS.len(), "fuzz/fuzz_targets has entries for no target");
+    assert_eq!(
+        entries,
+        TARGETS.len(),
+        "fuzz/fuzz_targets has entries for no target"
+    );
 }
 
 /// Regression: `/proc/swaps` of random bytes is reported as not the swap table, not as devices.

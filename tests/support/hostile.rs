@@ -28,6 +28,8 @@ pub enum Peer {
     HugeLength,
     /// Sends random bytes instead of HTTP (or a TLS ServerHello).
     Garbage,
+    /// Answers `/version` properly, then an endless body to every other request (the lists).
+    EndlessLists,
     /// Answers 500 with a Kubernetes Status whose message is the request head, headers included.
     Echo,
 }
@@ -176,6 +178,22 @@ fn http(peer: Peer, s: &mut (impl Read + Write), stop: &AtomicBool) {
     let Some(head) = read_head(s, stop) else {
         return;
     };
+    let peer = match peer {
+        Peer::EndlessLists if head.starts_with("GET /version") => {
+            let body =
+                r#"{"major":"1","minor":"30","gitVersion":"v1.30.2","platform":"linux/amd64"}"#;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.flush();
+            // Keep-alive: the next request on this connection is a list.
+            return http(Peer::EndlessLists, s, stop);
+        }
+        Peer::EndlessLists => Peer::Endless,
+        p => p,
+    };
     match peer {
         Peer::Slowloris => {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{");
@@ -211,6 +229,8 @@ fn http(peer: Peer, s: &mut (impl Read + Write), stop: &AtomicBool) {
             );
             let _ = s.flush();
         }
-        Peer::Blackhole | Peer::Garbage => unreachable!("handled before HTTP"),
+        Peer::Blackhole | Peer::Garbage | Peer::EndlessLists => {
+            unreachable!("handled before HTTP")
+        }
     }
 }
