@@ -101,20 +101,13 @@ fn mask_userinfo(s: &str) -> String {
                 matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`') || c.is_whitespace()
             })
             .unwrap_or(rest.len());
-        match rest[..authority_end].rfind('@') {
-            Some(at) => {
-                let info = &rest[..at];
-                match info.split_once(':') {
-                    Some((user, _)) => {
-                        out.push_str(user);
-                        out.push(':');
-                    }
-                    None => {}
-                }
-                out.push_str(STARS);
-                rest = &rest[at..];
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            if let Some((user, _)) = rest[..at].split_once(':') {
+                out.push_str(user);
+                out.push(':');
             }
-            None => {}
+            out.push_str(STARS);
+            rest = &rest[at..];
         }
     }
     out.push_str(rest);

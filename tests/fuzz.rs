@@ -63,8 +63,11 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Seeds and regression inputs of a target.
-fn inputs(t: &Target) -> (Vec<Vec<u8>>, Vec<(PathBuf, Vec<u8>)>) {
+/// A kept input and the file it came from.
+type Kept = (PathBuf, Vec<u8>);
+
+/// Seeds (regressions included) and the regression inputs of a target.
+fn inputs(t: &Target) -> (Vec<Vec<u8>>, Vec<Kept>) {
     let root = repo();
     let mut seeds: Vec<Vec<u8>> = t
         .seeds
@@ -73,14 +76,13 @@ fn inputs(t: &Target) -> (Vec<Vec<u8>>, Vec<(PathBuf, Vec<u8>)>) {
         .chain(files_in(&root.join("fuzz/seeds").join(t.name)))
         .map(|p| std::fs::read(&p).unwrap())
         .collect();
-    let regressions: Vec<(PathBuf, Vec<u8>)> =
-        files_in(&root.join("fuzz/regressions").join(t.name))
-            .into_iter()
-            .map(|p| {
-                let d = std::fs::read(&p).unwrap();
-                (p, d)
-            })
-            .collect();
+    let regressions: Vec<Kept> = files_in(&root.join("fuzz/regressions").join(t.name))
+        .into_iter()
+        .map(|p| {
+            let d = std::fs::read(&p).unwrap();
+            (p, d)
+        })
+        .collect();
     seeds.extend(regressions.iter().map(|(_, d)| d.clone()));
     (seeds, regressions)
 }

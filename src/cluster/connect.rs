@@ -337,11 +337,12 @@ pub async fn client(target: Target, timeout: Duration) -> Result<Client, ApiFail
     Ok(builder.with_layer(&body_limit()).build())
 }
 
+/// Wraps a response's body in [`Limited`].
+type LimitBody = fn(http::Response<Box<DynBody>>) -> http::Response<Limited<Box<DynBody>>>;
+
 /// The tower layer that caps every response body at [`RESPONSE_MAX`] bytes: past it the body
 /// errors, so an endless or huge answer costs at most that much memory.
-fn body_limit() -> tower::util::MapResponseLayer<
-    fn(http::Response<Box<DynBody>>) -> http::Response<Limited<Box<DynBody>>>,
-> {
+fn body_limit() -> tower::util::MapResponseLayer<LimitBody> {
     tower::util::MapResponseLayer::new(|r: http::Response<Box<DynBody>>| {
         r.map(|b| Limited::new(b, RESPONSE_MAX))
     })
