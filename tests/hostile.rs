@@ -43,11 +43,13 @@ struct Run {
 /// Runs the binary with stdout and stderr captured and reaps it with wait4 for its peak RSS.
 #[allow(clippy::zombie_processes)] // reaped by wait4 below
 fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
+    // A HOME of its own: kubectl (run for its version) may write a cache under it.
+    let home = tempfile::tempdir().unwrap();
     let t = Instant::now();
     let mut cmd = Command::new(bin());
     cmd.args(args)
         .env_remove("KUBECONFIG")
-        .env("HOME", "/nonexistent")
+        .env("HOME", home.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
