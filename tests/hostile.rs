@@ -499,3 +499,40 @@ fn join_check_bad_shorthand_and_stray_token_are_exit_1_and_masked() {
     assert_eq!(r.status.code(), Some(2));
     assert_bounded("usage error", &r, &["0e6b932b0907deff"]);
 }
+
+/// A resolv.conf of 50,000 loopback lines: the report keeps 25 evidence lines and counts the rest.
+#[test]
+fn evidence_is_bounded_end_to_end() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::fs::write(
+        root.path().join("etc/resolv.conf"),
+        "nameserver 127.0.0.1\n".repeat(50_000),
+    )
+    .unwrap();
+    let r = run(
+        &[
+            "check",
+            "--root",
+            root.path().to_str().unwrap(),
+            "--only",
+            "dns.loopback-nameserver",
+            "-o",
+            "json",
+        ],
+        &[],
+    );
+    assert_bounded("50k-line resolv.conf", &r, &[]);
+    assert!(
+        r.stdout.len() < 64 << 10,
+        "report of {} bytes",
+        r.stdout.len()
+    );
+    let dns = result(&r, "dns.loopback-nameserver");
+    let ev = dns["evidence"].as_array().unwrap();
+    assert!(ev.len() <= 26, "{} evidence lines", ev.len());
+    assert!(
+        ev.last().unwrap().as_str().unwrap().contains("more"),
+        "{dns}"
+    );
+}
