@@ -6,7 +6,12 @@ use std::{env, fs, path::Path};
 fn main() {
     // A position-dependent executable has no relative relocations for the loader to apply at every
     // start; for a short-lived CLI that is most of its start-up cost (measured by `benches/host.rs`).
-    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+    // The static build (.cargo/config.toml: `+crt-static`, `relocation-model=static`) is already
+    // non-PIE; `-no-pie` there would turn rustc's `-static` link into a broken dynamic one, so it is
+    // only for a dynamic build (e.g. `cargo install`, which does not read the project's config).
+    let static_crt =
+        env::var("CARGO_CFG_TARGET_FEATURE").is_ok_and(|f| f.split(',').any(|f| f == "crt-static"));
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") && !static_crt {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
     let dir = Path::new("checks");

@@ -9,14 +9,16 @@ mod kube_proxy;
 use std::{process::Command, time::SystemTime};
 
 use k8sdoctor::{
-    check::{Ctx, Role},
-    engine,
-    facts::Facts,
-    firewall::{
+    checks::firewall::{
         self, FirewallFacts, Net,
         hostnet::{Cni, NodeNet},
         iptables,
         model::{Family, Origin},
+    },
+    core::{
+        check::{Ctx, Role},
+        engine,
+        source::Facts,
     },
 };
 
@@ -47,18 +49,18 @@ fn child(path: &str) {
             source: "bench".into(),
             pod_nets: vec!["10.32.0.0/12".parse().unwrap()],
             ifaces: vec!["weave".into()],
+            bridge: "weave".into(),
+            tunnel: Some("weave".into()),
         }),
         managers: vec![],
     };
-    let facts = Facts {
-        firewall: Ok(fw),
-        ..Facts::default()
-    };
+    let facts = Facts::default().with(&firewall::FIREWALL, Ok(fw));
     let ctx = Ctx {
         role: Role::ControlPlane,
         now: SystemTime::now(),
     };
-    let statuses: Vec<String> = firewall::CHECKS
+    let statuses: Vec<String> = firewall::AREA
+        .checks
         .iter()
         .map(|d| {
             format!(

@@ -2,7 +2,10 @@
 //! binaries in `fuzz/` (nightly) and the stable seeded mutation test (`tests/fuzz.rs`).
 //! Each takes arbitrary bytes and must return without panicking, in bounded time.
 
-use crate::{cluster::connect, dns, firewall, join, kubelet, multicast, procnet, swap, sysctl};
+use crate::{
+    checks::{cluster::connect, dns, firewall, kubelet, swap, sysctl},
+    join, multicast, procnet,
+};
 
 /// A named parser entry point and where its seed inputs live (paths relative to the repository).
 pub struct Target {
@@ -148,8 +151,8 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "probe_wire",
         run: |d| {
-            let _ = multicast::wire::Header::parse(d);
-            let _ = multicast::wire::text(d);
+            let _ = multicast::wire::parse(d);
+            let _ = multicast::wire::number(d);
         },
         seeds: &[],
     },

@@ -20,15 +20,10 @@ fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> Option<std::process::
         .output()
     {
         Ok(o) => Some(o),
-        Err(e) => {
-            assert!(!support::privileged_required(), "kubectl is needed: {e}");
-            eprintln!("SKIPPED: kubectl not installed ({e})");
-            None
-        }
+        Err(e) => support::harness::not_run(format!("needs kubectl ({e})")),
     }
 }
 
-#[test]
 fn real_kubectl_lists_nodes_and_reads_the_version() {
     let server = ApiServer::start(Scenario::broken());
     let dir = tempfile::tempdir().unwrap();
@@ -95,7 +90,6 @@ fn real_kubectl_lists_nodes_and_reads_the_version() {
     assert_eq!(v["serverVersion"]["minor"], "33");
 }
 
-#[test]
 fn kubectl_sees_401_for_a_wrong_token_and_403_naming_verb_and_resource() {
     let server = ApiServer::start(
         Scenario::healthy()
@@ -133,7 +127,6 @@ fn kubectl_sees_401_for_a_wrong_token_and_403_naming_verb_and_resource() {
     );
 }
 
-#[test]
 fn anonymous_reads_only_cluster_info_and_version_and_the_jws_verifies() {
     let server = ApiServer::start(Scenario::healthy());
     let pin = server.ca.pin();
@@ -178,7 +171,6 @@ fn anonymous_reads_only_cluster_info_and_version_and_the_jws_verifies() {
     assert!(!body.contains("jws-kubeconfig-a24a11"), "{body}");
 }
 
-#[test]
 fn blackholed_server_accepts_but_never_answers() {
     let server = ApiServer::start(Scenario::empty().blackhole());
     let mut tcp = std::net::TcpStream::connect(server.addr()).unwrap();
@@ -195,4 +187,13 @@ fn blackholed_server_accepts_but_never_answers() {
         ),
         "{e}"
     );
+}
+
+fn main() {
+    support::harness::main(vec![
+        trial!(real_kubectl_lists_nodes_and_reads_the_version),
+        trial!(kubectl_sees_401_for_a_wrong_token_and_403_naming_verb_and_resource),
+        trial!(anonymous_reads_only_cluster_info_and_version_and_the_jws_verifies),
+        trial!(blackholed_server_accepts_but_never_answers),
+    ]);
 }

@@ -152,8 +152,8 @@ fn tricky_inputs_are_read_not_guessed() {
     assert_eq!(status_of(&r, "dns.loopback-nameserver"), "fail");
     // zram swap is swap.
     assert_eq!(status_of(&r, "swap.active"), "fail");
-    // An fstab that cannot be read is an error, not a pass.
-    assert_eq!(status_of(&r, "swap.persistent"), "error");
+    // An fstab that cannot be read does not hide the zram-generator config: each source decides.
+    assert_eq!(status_of(&r, "swap.persistent"), "warn");
     // " 0 " is 0; "1\t" is 1.
     assert_eq!(status_of(&r, "sysctl.bridge-nf-call-iptables"), "fail");
     // /etc/sysctl.d/30-forward.conf masks /usr/lib's, but a later vendor file sets 0.
@@ -306,12 +306,17 @@ fn table_junit_markdown_and_output_file() {
         "stdout carries nothing when writing a file"
     );
     let v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    assert_eq!(v["summary"]["fail"], 5);
+    // The guide's node also has no container runtime (runtime.cri-socket).
+    assert_eq!(v["summary"]["fail"], 6);
 }
 
 #[test]
 fn bare_run_on_this_machine_finishes_with_known_statuses() {
-    let out = k8sdoctor().args(["-o", "json"]).output().unwrap();
+    // --offline: a test sends nothing from the host's namespace (host.hostname would ask the resolver).
+    let out = k8sdoctor()
+        .args(["-o", "json", "--offline"])
+        .output()
+        .unwrap();
     let code = out.status.code().unwrap();
     assert!(
         code == 0 || code == 1,

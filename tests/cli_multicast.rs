@@ -72,3 +72,51 @@ fn bad_input_exits_2() {
         "--soak must be",
     );
 }
+
+#[test]
+fn mtools_flags_and_links_reach_the_same_validation() {
+    // -g is msend's group flag; -text (single dash) takes a value that starts with a dash.
+    fails_with(
+        &["send", "-text", "-x", "-g", "10.1.1.1", "-c", "1"],
+        "is not a multicast address",
+    );
+    fails_with(
+        &["receive", "-n", "-q", "-I", "no-such-if0"],
+        "no interface has that name or address",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (tool, args, message) in [
+        (
+            "msend",
+            &["-g", "10.1.1.1", "-c", "1"][..],
+            "is not a multicast address",
+        ),
+        (
+            "mreceive",
+            &["-I", "no-such-if0"][..],
+            "no interface has that name or address",
+        ),
+        ("mreceive", &["-text", "x"][..], "unexpected argument"),
+    ] {
+        let link = dir.path().join(tool);
+        if !link.exists() {
+            std::os::unix::fs::symlink(bin(), &link).unwrap();
+        }
+        let out = Command::new(&link).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{tool} {args:?}: {stderr}");
+        assert!(stderr.contains(message), "{tool} {args:?}: {stderr}");
+    }
+    // The help names mtools' spellings.
+    let help = Command::new(dir.path().join("msend"))
+        .arg("-h")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.status.success()
+            && text.contains("-text TEXT")
+            && text.contains("Usage: k8sdoctor multicast send"),
+        "{text}"
+    );
+}

@@ -27,10 +27,28 @@ const CLUSTER_CHECKS: &[&str] = &[
     "cluster.dashboard-admin",
 ];
 
-/// Fake kubectl/kubeadm/kubelet printing the given versions, in a PATH directory.
+/// Fake kubectl/kubeadm/kubelet printing the given versions, in a PATH directory (for a live run), and the
+/// same versions as installed packages in the dpkg status of the root `check_run` uses (under `--root` the
+/// node's versions come from the node, never from PATH).
 fn fake_bins(dir: &Path, kubectl: &str, kubeadm: Option<&str>, kubelet: Option<&str>) -> PathBuf {
     let bindir = dir.join("bin");
     std::fs::create_dir_all(&bindir).unwrap();
+    let dpkg = dir.join("root/var/lib/dpkg");
+    std::fs::create_dir_all(&dpkg).unwrap();
+    let status: String = [
+        ("kubectl", Some(kubectl)),
+        ("kubeadm", kubeadm),
+        ("kubelet", kubelet),
+    ]
+    .into_iter()
+    .filter_map(|(name, v)| {
+        let v = v?.trim_start_matches('v');
+        Some(format!(
+            "Package: {name}\nStatus: install ok installed\nVersion: {v}-1.1\n\n"
+        ))
+    })
+    .collect();
+    std::fs::write(dpkg.join("status"), status).unwrap();
     let write = |name: &str, body: String| {
         let p = bindir.join(name);
         std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
@@ -302,6 +320,49 @@ fn slow_server_within_the_timeout_still_answers() {
     assert_eq!(result(&v, "cluster.nodes-ready")["status"], "pass");
 }
 
+/// The local binaries are their own source: compared with each other without any kubeconfig.
+#[test]
+fn local_binaries_are_compared_without_a_kubeconfig() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = empty_root(dir.path());
+    let args = |bins: &Path| {
+        let (out, v) = run(
+            &[
+                "--root",
+                root.to_str().unwrap(),
+                "--only",
+                "version.local-binaries,cluster.api-reachable",
+                "-o",
+                "json",
+            ],
+            bins,
+            dir.path(),
+        );
+        assert!(
+            v["cluster"].is_null(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(result(&v, "cluster.api-reachable")["status"], "skip");
+        result(&v, "version.local-binaries").clone()
+    };
+    let r = args(&fake_bins(
+        dir.path(),
+        "v1.33.1",
+        Some("v1.32.0"),
+        Some("v1.33.1"),
+    ));
+    assert_eq!(r["status"], "warn", "{r:#}");
+    assert!(evidence(&r).contains("kubeadm v1.32.0"), "{r:#}");
+    let r = args(&fake_bins(
+        dir.path(),
+        "v1.33.1",
+        Some("v1.33.1"),
+        Some("v1.33.1"),
+    ));
+    assert_eq!(r["status"], "pass", "{r:#}");
+}
+
 #[test]
 fn no_kubeconfig_skips_every_cluster_check_and_keeps_exit_zero() {
     let dir = tempfile::tempdir().unwrap();
@@ -550,4 +611,120 @@ fn finds_the_cluster_through_kubeconfig_env_and_home_like_kubectl() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["cluster"]["server"], other.url());
     assert_eq!(v["cluster"]["server_version"], "v1.32.7");
+}
+
+#[test]
+fn a_forbidden_node_list_is_named_and_the_node_checks_error() {
+    let server = ApiServer::start(Scenario::healthy().forbid("list", "nodes"));
+    let dir = tempfile::tempdir().unwrap();
+    let bins = fake_bins(dir.path(), "v1.33.1", None, None);
+    let (_, v) = check_run(&server, dir.path(), &bins, &[]);
+    let r = result(&v, "cluster.api-reachable");
+    assert_eq!(r["status"], "warn", "{r:#}");
+    assert!(
+        evidence(r).contains("403 Forbidden: User \"kubernetes-admin\" cannot list resource \"nodes\" in API group \"\" at the cluster scope"),
+        "{r:#}"
+    );
+    for id in ["cluster.nodes-ready", "version.kubelet-skew"] {
+        let r = result(&v, id);
+        assert_eq!(r["status"], "error", "{r:#}");
+        assert!(
+            r["message"].as_str().unwrap().contains("RBAC denied it"),
+            "{r:#}"
+        );
+    }
+}
+
+#[test]
+fn node_pages_reuse_connections_and_only_kubectl_checks_run_kubectl() {
+    let server = ApiServer::start(Scenario::healthy().nodes(1200, "v1.33.2"));
+    let dir = tempfile::tempdir().unwrap();
+    let bins = dir.path().join("bin");
+    std::fs::create_dir_all(&bins).unwrap();
+    let ran = dir.path().join("kubectl-ran");
+    let kubectl = bins.join("kubectl");
+    std::fs::write(
+        &kubectl,
+        format!(
+            "#!/bin/sh\necho run >> {}\necho '{{\"clientVersion\":{{\"gitVersion\":\"v1.33.1\"}}}}'\n",
+            ran.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .args(["755", kubectl.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let kc = server.kubeconfig(dir.path());
+    let root = empty_root(dir.path());
+    let api_only = "cluster.api-reachable,version.kubelet-skew,token.expiry,cluster.nodes-ready,cluster.dns,cluster.cni,cluster.dashboard-admin";
+    let args = |ids: &'static str| {
+        vec![
+            "--kubeconfig".to_string(),
+            kc.display().to_string(),
+            "--root".into(),
+            root.display().to_string(),
+            "--only".into(),
+            ids.into(),
+            "-o".into(),
+            "json".into(),
+        ]
+    };
+    let a = args(api_only);
+    let (out, v) = run(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &bins,
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = result(&v, "cluster.nodes-ready");
+    assert_eq!(r["message"], "all 1203 node(s) are Ready with no pressure");
+    assert!(
+        !ran.exists(),
+        "kubectl ran though no kubectl check was selected"
+    );
+    let pages = server
+        .requests()
+        .iter()
+        .filter(|r| r.contains("GET /api/v1/nodes?"))
+        .count();
+    assert_eq!(pages, 3, "{:#?}", server.requests());
+    // /version and six lists at once: at most one connection each, the later pages reuse them.
+    let requests = server.requests().len();
+    assert!(
+        server.connections() <= 7 && requests > server.connections(),
+        "{} connections for {requests} requests",
+        server.connections()
+    );
+    // On the live host (no --root) the node's kubectl is the one on PATH.
+    let a = [
+        "--kubeconfig",
+        kc.to_str().unwrap(),
+        "--only",
+        "version.kubectl-skew",
+        "-o",
+        "json",
+    ]
+    .map(String::from);
+    let (_, v) = run(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &bins,
+        dir.path(),
+    );
+    assert_eq!(result(&v, "version.kubectl-skew")["status"], "pass");
+    assert_eq!(std::fs::read_to_string(&ran).unwrap(), "run\n");
+    // Only /version was needed: no list was made.
+    assert!(
+        server
+            .requests()
+            .iter()
+            .skip(requests)
+            .all(|r| r.contains("GET /version")),
+        "{:#?}",
+        server.requests()
+    );
 }

@@ -2,7 +2,7 @@
 
 mod support;
 
-use k8sdoctor::firewall::{
+use k8sdoctor::checks::firewall::{
     Net, Query, Verdict, evaluate, iptables,
     model::{Family, Origin},
 };
@@ -99,4 +99,81 @@ fn a_broken_saved_ruleset_is_an_error_naming_the_line() {
             .contains("/etc/sysconfig/iptables: line 3: table not closed by COMMIT"),
         "{r}"
     );
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+fn run(root: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(support::bin())
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn centos7_forward_reject_fails_and_the_fix_accepts_the_pod_network_before_it() {
+    let root = tempfile::tempdir().unwrap();
+    copy_tree(
+        &support::fixtures().join("hosts/centos7-kubeadm-weave-guide"),
+        root.path(),
+    );
+    let saved = root.path().join("etc/sysconfig/iptables");
+    let original = std::fs::read_to_string(&saved).unwrap();
+    let v = run(root.path(), &["--only", "firewall.forward", "-o", "json"]);
+    let r = &v["results"][0];
+    assert_eq!(r["status"], "fail", "{r:#}");
+    let msg = r["message"].as_str().unwrap();
+    assert!(
+        msg.contains("in on weave")
+            && msg.contains("-A FORWARD -j REJECT --reject-with icmp-host-prohibited"),
+        "{msg}"
+    );
+    assert!(
+        r["evidence"].to_string().contains("pod side weave"),
+        "{r:#}"
+    );
+    let v = run(
+        root.path(),
+        &["fix", "firewall.forward", "--apply", "--yes", "-o", "json"],
+    );
+    assert_eq!(v["outcome"], "applied", "{v:#}");
+    assert_eq!(v["verify"][0]["after"], "pass", "{v:#}");
+    let fixed = std::fs::read_to_string(&saved).unwrap();
+    assert!(
+        fixed
+            .contains("-A FORWARD -s 10.32.0.0/12 -d 10.32.0.0/12 -j ACCEPT\n-A FORWARD -j REJECT"),
+        "{fixed}"
+    );
+    let again = run(
+        root.path(),
+        &["fix", "firewall.forward", "--apply", "--yes", "-o", "json"],
+    );
+    assert_eq!(again["outcome"], "nothing_to_do", "{again:#}");
+    let undo = std::process::Command::new(support::bin())
+        .args(["fix", "--undo", "--yes", "--root"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert!(
+        undo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&undo.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&saved).unwrap(), original);
 }

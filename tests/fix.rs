@@ -117,6 +117,7 @@ fn statuses(root: &Path) -> BTreeMap<String, String> {
 
 const FILE_FIXED: &[&str] = &[
     "dns.loopback-nameserver",
+    "firewall.forward",
     "firewall.kubelet-port",
     "kernel.br-netfilter",
     "selinux.mode",
@@ -125,7 +126,6 @@ const FILE_FIXED: &[&str] = &[
     "sysctl.ip-forward",
 ];
 
-#[test]
 fn dry_run_shows_commands_and_diffs_and_changes_nothing() {
     let root = broken_node();
     let before = snapshot(root.path());
@@ -147,7 +147,6 @@ fn dry_run_shows_commands_and_diffs_and_changes_nothing() {
     assert_eq!(snapshot(root.path()), before);
 }
 
-#[test]
 fn the_plan_as_json_for_review() {
     let root = broken_node();
     let v = json(&fix(root.path(), &["-o", "json"], &[]));
@@ -162,7 +161,7 @@ fn the_plan_as_json_for_review() {
         .iter()
         .map(|f| f["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids.len(), 8, "{ids:?}");
+    assert_eq!(ids.len(), 9, "{ids:?}");
     // The two sysctl fixes edit one file: the second starts from the first one's result.
     let steps: Vec<&Value> = v["fixes"]
         .as_array()
@@ -197,7 +196,6 @@ fn the_plan_as_json_for_review() {
     insta::assert_json_snapshot!("broken_node_plan", redacted);
 }
 
-#[test]
 fn apply_fixes_the_files_then_finds_nothing_to_do_and_undo_restores_every_byte() {
     let root = broken_node();
     let original = snapshot(root.path());
@@ -297,7 +295,6 @@ fn apply_fixes_the_files_then_finds_nothing_to_do_and_undo_restores_every_byte()
     assert_eq!(snapshot(root.path()), original);
 }
 
-#[test]
 fn undo_of_a_named_journal_and_a_missing_one() {
     let root = broken_node();
     let original = snapshot(root.path());
@@ -319,7 +316,15 @@ fn undo_of_a_named_journal_and_a_missing_one() {
     assert_eq!(v["fixes"].as_array().unwrap().len(), 1);
     let journal = v["journal"].as_str().unwrap();
     assert!(journal.starts_with(jd));
+    // A journal named outside the journal directory in use is not trusted: nothing is undone.
     let o = fix(root.path(), &["--undo", journal, "--yes"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a journal in"));
+    let o = fix(
+        root.path(),
+        &["--undo", journal, "--journal-dir", jd, "--yes"],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(snapshot(root.path()), original);
     let o = fix(root.path(), &["--undo", "--yes"], &[]);
@@ -327,7 +332,6 @@ fn undo_of_a_named_journal_and_a_missing_one() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no journal to undo"));
 }
 
-#[test]
 fn a_fault_between_steps_rolls_the_run_back_whole() {
     let changes = {
         let root = broken_node();
@@ -339,7 +343,7 @@ fn a_fault_between_steps_rolls_the_run_back_whole() {
             .filter(|s| s["state"] != "skipped")
             .count()
     };
-    assert_eq!(changes, 8);
+    assert_eq!(changes, 9);
     for n in 1..changes {
         let root = broken_node();
         let original = snapshot(root.path());
@@ -369,7 +373,6 @@ fn a_fault_between_steps_rolls_the_run_back_whole() {
     }
 }
 
-#[test]
 fn undo_never_overwrites_a_later_hand_edit() {
     let root = broken_node();
     let cfg = root.path().join("etc/selinux/config");
@@ -394,7 +397,6 @@ fn undo_never_overwrites_a_later_hand_edit() {
     assert_eq!(fs::read_to_string(&cfg).unwrap(), "SELINUX=disabled\n");
 }
 
-#[test]
 fn apply_without_a_terminal_needs_yes_and_ids_are_checked() {
     let root = broken_node();
     let before = snapshot(root.path());
@@ -414,8 +416,7 @@ fn apply_without_a_terminal_needs_yes_and_ids_are_checked() {
 /// Runs `fix` on a pseudo-terminal (util-linux `script`) and types `answer` at the y/N prompt.
 fn fix_on_a_terminal(root: &Path, args: &str, answer: &str) -> Option<String> {
     if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: the prompt test needs util-linux `script` for a pseudo-terminal");
-        return None;
+        support::harness::not_run("needs util-linux `script` for a pseudo-terminal".to_string());
     }
     let cmd = format!(
         "'{}' fix --root '{}' {args}",
@@ -439,7 +440,6 @@ fn fix_on_a_terminal(root: &Path, args: &str, answer: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-#[test]
 fn apply_on_a_terminal_asks_first() {
     let root = broken_node();
     let before = snapshot(root.path());
@@ -471,7 +471,6 @@ fn nft_accepts(path: &Path) -> Option<bool> {
     Some(o.status.success())
 }
 
-#[test]
 fn a_saved_nftables_ruleset_gets_the_accept_before_its_reject() {
     let root = tempfile::tempdir().unwrap();
     fs::create_dir_all(root.path().join("proc/net")).unwrap();
@@ -515,4 +514,18 @@ fn a_saved_nftables_ruleset_gets_the_accept_before_its_reject() {
         Some(0)
     );
     assert_eq!(snapshot(root.path()), original);
+}
+
+fn main() {
+    support::harness::main(vec![
+        trial!(dry_run_shows_commands_and_diffs_and_changes_nothing),
+        trial!(the_plan_as_json_for_review),
+        trial!(apply_fixes_the_files_then_finds_nothing_to_do_and_undo_restores_every_byte),
+        trial!(undo_of_a_named_journal_and_a_missing_one),
+        trial!(a_fault_between_steps_rolls_the_run_back_whole),
+        trial!(undo_never_overwrites_a_later_hand_edit),
+        trial!(apply_without_a_terminal_needs_yes_and_ids_are_checked),
+        trial!(apply_on_a_terminal_asks_first),
+        trial!(a_saved_nftables_ruleset_gets_the_accept_before_its_reject),
+    ]);
 }

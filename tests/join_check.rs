@@ -13,7 +13,8 @@ use serde_json::Value;
 use support::{
     Netns,
     apiserver::{ApiServer, CaKey, Scenario, TlsFault},
-    bin, can_run_privileged,
+    bin,
+    harness::require,
     openssl::ca_pin,
     veth,
 };
@@ -178,7 +179,6 @@ fn closed_port() -> u16 {
         .port()
 }
 
-#[test]
 fn bad_token_format_fails_parse_without_showing_the_secret() {
     let upper = "a24a11.0E6B932B0907DEFF";
     let r = join_check(&[], &join_cmd("127.0.0.1:6443", upper, GUIDE_HASH));
@@ -196,7 +196,6 @@ fn bad_token_format_fails_parse_without_showing_the_secret() {
     short.fails_at("join.parse", "(it has 4)");
 }
 
-#[test]
 fn bad_hash_format_fails_parse() {
     let r = join_check(&[], &join_cmd("127.0.0.1:6443", TOKEN, "sha256:1ca7fbf4"));
     r.fails_at(
@@ -207,7 +206,6 @@ fn bad_hash_format_fails_parse() {
     r.fails_at("join.parse", "expected \"format:hex-value\"");
 }
 
-#[test]
 fn nothing_listening_is_refused_by_address_or_name() {
     let port = closed_port();
     for host in ["127.0.0.1", "localhost"] {
@@ -225,7 +223,6 @@ fn nothing_listening_is_refused_by_address_or_name() {
     }
 }
 
-#[test]
 fn one_quoted_argument_is_the_same_command() {
     let port = closed_port();
     let words = join_cmd(&format!("127.0.0.1:{port}"), TOKEN, GUIDE_HASH);
@@ -247,7 +244,6 @@ fn one_quoted_argument_is_the_same_command() {
     );
 }
 
-#[test]
 fn what_is_not_a_join_command_exits_2() {
     for cmd in [
         &["kubeadm", "init"][..],
@@ -271,7 +267,6 @@ fn what_is_not_a_join_command_exits_2() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-#[test]
 fn no_format_shows_the_secret_when_parse_or_connect_fails() {
     let port = closed_port();
     assert_secret_never_shown(&join_cmd(&format!("127.0.0.1:{port}"), TOKEN, GUIDE_HASH));
@@ -280,11 +275,8 @@ fn no_format_shows_the_secret_when_parse_or_connect_fails() {
     assert_secret_never_shown(&join_cmd(TOKEN, TOKEN, GUIDE_HASH));
 }
 
-#[test]
 fn the_guides_command_from_a_node_without_a_route_is_unreachable() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     let node = Netns::new("jn");
     let r = join_check_in(&node, &["--timeout", "5"], &guide());
     assert_eq!(r.status("join.parse"), "pass", "{}", r.json);
@@ -313,11 +305,8 @@ fn guide_network(rule: &[&str]) -> (Netns, Netns) {
     (node, cp)
 }
 
-#[test]
 fn a_firewall_that_drops_6443_times_out_within_the_timeout() {
-    if !can_run_privileged(&["ip", "iptables"]) {
-        return;
-    }
+    require(&["ip", "iptables"]);
     let (node, _cp) = guide_network(&["-j", "DROP"]);
     let r = join_check_in(&node, &["--timeout", "2"], &guide());
     r.fails_at("join.endpoint", "timed out after 2.0 s");
@@ -333,11 +322,8 @@ fn a_firewall_that_drops_6443_times_out_within_the_timeout() {
     );
 }
 
-#[test]
 fn a_firewall_that_rejects_or_no_listener_are_told_apart() {
-    if !can_run_privileged(&["ip", "iptables"]) {
-        return;
-    }
+    require(&["ip", "iptables"]);
     let (node, _cp) = guide_network(&["-j", "REJECT", "--reject-with", "icmp-host-unreachable"]);
     join_check_in(&node, &["--timeout", "5"], &guide())
         .fails_at("join.endpoint", "is unreachable from this node");
@@ -360,7 +346,6 @@ fn server_cmd(server: &ApiServer, token: &str) -> Vec<String> {
     )
 }
 
-#[test]
 fn the_happy_path_passes_every_step_for_rsa_and_ecdsa_cas() {
     for key in [CaKey::Rsa, CaKey::Ecdsa] {
         let server = ApiServer::start(Scenario::healthy().ca_key(key));
@@ -395,7 +380,6 @@ fn the_happy_path_passes_every_step_for_rsa_and_ecdsa_cas() {
     }
 }
 
-#[test]
 fn an_unknown_or_expired_token_fails_the_token_step() {
     let server = ApiServer::start(Scenario::healthy());
     let r = join_check(&[], &server_cmd(&server, "zzzzzz.0123456789abcdef"));
@@ -417,7 +401,6 @@ fn an_unknown_or_expired_token_fails_the_token_step() {
     );
 }
 
-#[test]
 fn a_wrong_secret_fails_the_token_step_with_its_own_message() {
     let server = ApiServer::start(Scenario::healthy());
     let r = join_check(&[], &server_cmd(&server, "abcdef.ffffffffffffffff"));
@@ -429,7 +412,6 @@ fn a_wrong_secret_fails_the_token_step_with_its_own_message() {
     );
 }
 
-#[test]
 fn a_wrong_hash_fails_the_pin_step_and_shows_the_real_pin() {
     let server = ApiServer::start(Scenario::healthy().ca_key(CaKey::Rsa));
     let r = join_check(
@@ -448,7 +430,6 @@ fn a_wrong_hash_fails_the_pin_step_and_shows_the_real_pin() {
     );
 }
 
-#[test]
 fn a_server_certificate_the_ca_does_not_vouch_for_fails_the_pin_step() {
     let server = ApiServer::start(Scenario::healthy().tls_fault(TlsFault::WrongName));
     join_check(&[], &server_cmd(&server, VALID)).fails_at(
@@ -466,7 +447,6 @@ fn a_server_certificate_the_ca_does_not_vouch_for_fails_the_pin_step() {
     );
 }
 
-#[test]
 fn a_server_that_accepts_but_never_answers_ends_within_the_timeout() {
     let server = ApiServer::start(Scenario::healthy().blackhole());
     let r = join_check(&["--timeout", "2"], &server_cmd(&server, VALID));
@@ -478,7 +458,6 @@ fn a_server_that_accepts_but_never_answers_ends_within_the_timeout() {
     );
 }
 
-#[test]
 fn unpinned_discovery_warns_and_still_verifies_the_chain() {
     let server = ApiServer::start(Scenario::healthy());
     let cmd: Vec<String> = [
@@ -505,7 +484,6 @@ fn unpinned_discovery_warns_and_still_verifies_the_chain() {
     assert_eq!(join_check(&["--fail-on", "warn"], &cmd).code, 1);
 }
 
-#[test]
 fn no_format_shows_the_secret_on_the_happy_path_or_a_wrong_secret() {
     let server = ApiServer::start(Scenario::healthy().bootstrap_token(
         "a24a11",
@@ -523,11 +501,8 @@ fn no_format_shows_the_secret_on_the_happy_path_or_a_wrong_secret() {
     assert_secret_never_shown(&server_cmd(&wrong, TOKEN));
 }
 
-#[test]
 fn the_guides_command_against_the_guides_cluster_a_day_later() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     let node = Netns::new("jn");
     let cp = Netns::new("jn");
     veth(&node, "192.168.1.10/24", &cp, "192.168.1.2/24");
@@ -551,11 +526,8 @@ fn the_guides_command_against_the_guides_cluster_a_day_later() {
     );
 }
 
-#[test]
 fn a_name_that_does_not_resolve_fails_the_endpoint_step() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     // A namespace without routes: the lookup cannot reach any DNS server and fails at once.
     let node = Netns::new("jn");
     let r = join_check_in(
@@ -567,7 +539,6 @@ fn a_name_that_does_not_resolve_fails_the_endpoint_step() {
     assert!(r.took < Duration::from_secs(6), "{:?}", r.took);
 }
 
-#[test]
 fn check_points_join_steps_to_join_check() {
     let out = Command::new(bin())
         .args(["check", "--only", "join.token"])
@@ -586,4 +557,29 @@ fn check_points_join_steps_to_join_check() {
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("kubeadm token create --print-join-command")
     );
+}
+
+fn main() {
+    support::harness::main(vec![
+        trial!(bad_token_format_fails_parse_without_showing_the_secret),
+        trial!(bad_hash_format_fails_parse),
+        trial!(nothing_listening_is_refused_by_address_or_name),
+        trial!(one_quoted_argument_is_the_same_command),
+        trial!(what_is_not_a_join_command_exits_2),
+        trial!(no_format_shows_the_secret_when_parse_or_connect_fails),
+        trial!(the_guides_command_from_a_node_without_a_route_is_unreachable),
+        trial!(a_firewall_that_drops_6443_times_out_within_the_timeout),
+        trial!(a_firewall_that_rejects_or_no_listener_are_told_apart),
+        trial!(the_happy_path_passes_every_step_for_rsa_and_ecdsa_cas),
+        trial!(an_unknown_or_expired_token_fails_the_token_step),
+        trial!(a_wrong_secret_fails_the_token_step_with_its_own_message),
+        trial!(a_wrong_hash_fails_the_pin_step_and_shows_the_real_pin),
+        trial!(a_server_certificate_the_ca_does_not_vouch_for_fails_the_pin_step),
+        trial!(a_server_that_accepts_but_never_answers_ends_within_the_timeout),
+        trial!(unpinned_discovery_warns_and_still_verifies_the_chain),
+        trial!(no_format_shows_the_secret_on_the_happy_path_or_a_wrong_secret),
+        trial!(the_guides_command_against_the_guides_cluster_a_day_later),
+        trial!(a_name_that_does_not_resolve_fails_the_endpoint_step),
+        trial!(check_points_join_steps_to_join_check),
+    ]);
 }

@@ -19,7 +19,9 @@ use serde_json::Value;
 use support::{
     Netns,
     apiserver::{ApiServer, Scenario},
-    bin, can_run_privileged, veth,
+    bin,
+    harness::require,
+    veth,
 };
 
 /// Stops a responder thread when dropped.
@@ -88,11 +90,8 @@ fn dns_result(ns: &Netns, server: &ApiServer, dir: &std::path::Path) -> Value {
     v["results"][0].clone()
 }
 
-#[test]
 fn kube_dns_is_probed_only_where_its_service_ip_is_reachable() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     let dir = tempfile::tempdir().unwrap();
     // Reachable: 10.96.0.0/24 routed over a veth to the responder's namespace.
     let (node, dns) = (Netns::new("cl"), Netns::new("cl"));
@@ -199,11 +198,8 @@ fn proxy_result(ns: &Netns, port: &str) -> Value {
     v["results"][0].clone()
 }
 
-#[test]
 fn kubectl_proxy_on_127_0_0_1_is_found_and_localhost_to_v6_first_warns() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     let ns = Netns::new("cl");
     let _hosts = NetnsHosts::new(&ns, "::1 localhost ip6-localhost\n127.0.0.1 localhost\n");
     let _proxy = fake_proxy(ns.run(|| TcpListener::bind("127.0.0.1:8001").unwrap()));
@@ -237,4 +233,11 @@ fn kubectl_proxy_on_127_0_0_1_is_found_and_localhost_to_v6_first_warns() {
             .contains("127.0.0.1:8002: nothing listens"),
         "{r:#}"
     );
+}
+
+fn main() {
+    support::harness::main(vec![
+        trial!(kube_dns_is_probed_only_where_its_service_ip_is_reachable),
+        trial!(kubectl_proxy_on_127_0_0_1_is_found_and_localhost_to_v6_first_warns),
+    ]);
 }

@@ -22,7 +22,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Netns, bin, can_run_privileged, in_netns, veth};
+use support::{Netns, bin, harness::require, in_netns, veth};
 
 /// Hides this machine's saved firewall rules from the commands that follow, in their mount namespace only.
 const PRIVATE_RULES_FILES: &str = r#"
@@ -47,11 +47,8 @@ fn read_json(p: &Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text}", p.display()))
 }
 
-#[test]
 fn ip_forward_is_fixed_persisted_read_back_and_undone() {
-    if !can_run_privileged(&["ip", "sysctl", "unshare", "mount"]) {
-        return;
-    }
+    require(&["ip", "sysctl", "unshare", "mount"]);
     let host_value = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
     let ns = Netns::new("fx");
     ns.exec(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=0"]);
@@ -300,9 +297,8 @@ fn kubelet_port_is_opened(setup: impl Fn(&Netns), listing: fn(&Netns) -> Vec<Str
     listener.join().unwrap();
 }
 
-#[test]
 fn the_firewall_fix_opens_the_kubelet_port_on_centos7_rules() {
-    if !can_run_privileged(&[
+    require(&[
         "ip",
         "iptables",
         "iptables-restore",
@@ -310,9 +306,7 @@ fn the_firewall_fix_opens_the_kubelet_port_on_centos7_rules() {
         "nft",
         "unshare",
         "mount",
-    ]) {
-        return;
-    }
+    ]);
     kubelet_port_is_opened(
         |ns| load(ns, &["iptables-restore"], CENTOS7_RULES),
         iptables_input,
@@ -320,14 +314,19 @@ fn the_firewall_fix_opens_the_kubelet_port_on_centos7_rules() {
     );
 }
 
-#[test]
 fn the_firewall_fix_opens_the_kubelet_port_in_an_nftables_chain() {
-    if !can_run_privileged(&["ip", "iptables-save", "nft", "unshare", "mount"]) {
-        return;
-    }
+    require(&["ip", "iptables-save", "nft", "unshare", "mount"]);
     kubelet_port_is_opened(
         |ns| load(ns, &["nft", "-f", "-"], NFT_RULES),
         nft_input,
         "nft_rule",
     );
+}
+
+fn main() {
+    support::harness::main(vec![
+        trial!(ip_forward_is_fixed_persisted_read_back_and_undone),
+        trial!(the_firewall_fix_opens_the_kubelet_port_on_centos7_rules),
+        trial!(the_firewall_fix_opens_the_kubelet_port_in_an_nftables_chain),
+    ]);
 }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Netns, Switch, bin, can_run_privileged};
+use support::{Netns, Switch, bin, harness::require};
 
 const TOOLS: &[&str] = &["ip", "iptables", "iptables-save"];
 
@@ -141,25 +141,18 @@ fn every_pair_passes(n: usize, net: u8) {
     );
 }
 
-#[test]
 fn two_participants_pass_with_no_loss() {
-    if can_run_privileged(TOOLS) {
-        every_pair_passes(2, 1);
-    }
+    require(TOOLS);
+    every_pair_passes(2, 1);
 }
 
-#[test]
 fn four_participants_pass_with_no_loss() {
-    if can_run_privileged(TOOLS) {
-        every_pair_passes(4, 2);
-    }
+    require(TOOLS);
+    every_pair_passes(4, 2);
 }
 
-#[test]
 fn a_firewall_drop_fails_the_pairs_into_it_and_names_the_rule() {
-    if !can_run_privileged(TOOLS) {
-        return;
-    }
+    require(TOOLS);
     let (_sw, nss, addrs) = lan("mc", 3, 2);
     nss[1].exec(&[
         "iptables", "-A", "INPUT", "-p", "udp", "--dport", "4610", "-j", "DROP",
@@ -190,11 +183,8 @@ fn a_firewall_drop_fails_the_pairs_into_it_and_names_the_rule() {
     }
 }
 
-#[test]
 fn random_drop_is_measured_within_one_and_a_half_points() {
-    if !can_run_privileged(TOOLS) {
-        return;
-    }
+    require(TOOLS);
     let (_sw, nss, addrs) = lan("mc", 4, 2);
     nss[1].exec(&[
         "iptables",
@@ -237,11 +227,8 @@ fn random_drop_is_measured_within_one_and_a_half_points() {
     }
 }
 
-#[test]
 fn two_participants_in_one_namespace_are_loopback_only() {
-    if !can_run_privileged(TOOLS) {
-        return;
-    }
+    require(TOOLS);
     let sw = Switch::new("mc");
     let ns = Netns::new("mc");
     let dev = sw.plug(&ns, "10.66.5.1/24");
@@ -273,11 +260,8 @@ fn two_participants_in_one_namespace_are_loopback_only() {
     }
 }
 
-#[test]
 fn a_router_between_two_bridges_does_not_route_the_group() {
-    if !can_run_privileged(TOOLS) {
-        return;
-    }
+    require(TOOLS);
     let (sw1, sw2) = (Switch::new("mc"), Switch::new("mc"));
     let (a, b, r) = (Netns::new("mc"), Netns::new("mc"), Netns::new("mc"));
     sw1.plug(&a, "10.66.6.2/24");
@@ -308,11 +292,8 @@ fn a_router_between_two_bridges_does_not_route_the_group() {
     }
 }
 
-#[test]
 fn receive_counts_our_sender_and_iperf_as_a_foreign_one() {
-    if !can_run_privileged(&["ip", "iperf"]) {
-        return;
-    }
+    require(&["ip", "iperf"]);
     let (_sw, nss, _) = lan("mc", 8, 2);
     let dev_route = |ns: &Netns| {
         let out = ns.exec(&["ip", "-o", "link", "show"]);
@@ -403,11 +384,8 @@ fn receive_counts_our_sender_and_iperf_as_a_foreign_one() {
     );
 }
 
-#[test]
 fn ctrl_c_stops_receive_with_its_summary() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     let (_sw, nss, _) = lan("mc", 9, 1);
     let rx = spawn(
         &nss[0],
@@ -437,11 +415,8 @@ fn ctrl_c_stops_receive_with_its_summary() {
     assert_eq!(v["group"], "224.1.1.1");
 }
 
-#[test]
 fn ipv6_send_and_receive_on_the_default_group() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     let sw = Switch::new("mc");
     let (a, b) = (Netns::new("mc"), Netns::new("mc"));
     let da = sw.plug(&a, "10.66.10.1/24");
@@ -507,11 +482,8 @@ fn ipv6_send_and_receive_on_the_default_group() {
     assert_eq!(s["ttl"], 3);
 }
 
-#[test]
 fn an_absent_peer_fails_with_unicast_and_no_result() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     let (_sw, nss, _) = lan("mc", 11, 1);
     let runs = [(&nss[0], vec![])];
     let results = probe_all(
@@ -537,11 +509,8 @@ fn an_absent_peer_fails_with_unicast_and_no_result() {
     assert_eq!(to_absent["cause"]["code"], "no-result", "{to_absent:#}");
 }
 
-#[test]
 fn ipv6_participants_pass() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     let sw = Switch::new("mc");
     let (a, b) = (Netns::new("mc"), Netns::new("mc"));
     let da = sw.plug(&a, "10.66.12.1/24");
@@ -567,11 +536,8 @@ fn ipv6_participants_pass() {
     }
 }
 
-#[test]
 fn a_node_that_is_not_among_the_peers_cannot_probe() {
-    if !can_run_privileged(&["ip"]) {
-        return;
-    }
+    require(&["ip"]);
     let ns = Netns::new("mc");
     let o = ns
         .command(bin().to_str().unwrap())
@@ -584,11 +550,8 @@ fn a_node_that_is_not_among_the_peers_cannot_probe() {
     );
 }
 
-#[test]
 fn strict_rp_filter_is_named_when_the_route_back_uses_another_interface() {
-    if !can_run_privileged(&["ip", "sysctl"]) {
-        return;
-    }
+    require(&["ip", "sysctl"]);
     // Multicast from a arrives on b's first leg, but b routes back to a over its second leg.
     let (sw1, sw2) = (Switch::new("mc"), Switch::new("mc"));
     let (a, b) = (Netns::new("mc"), Netns::new("mc"));
@@ -625,11 +588,8 @@ fn strict_rp_filter_is_named_when_the_route_back_uses_another_interface() {
     }
 }
 
-#[test]
 fn ttl_1_does_not_cross_a_multicast_router_but_ttl_8_does() {
-    if !can_run_privileged(&["ip", "sysctl"]) {
-        return;
-    }
+    require(&["ip", "sysctl"]);
     let (sw1, sw2) = (Switch::new("mc"), Switch::new("mc"));
     let (a, b, r) = (Netns::new("mc"), Netns::new("mc"), Netns::new("mc"));
     sw1.plug(&a, "10.66.16.2/24");
@@ -698,4 +658,323 @@ fn ttl_1_does_not_cross_a_multicast_router_but_ttl_8_does() {
             "{ab:#}"
         );
     }
+}
+
+/// The real mtools 3.2 (msend, mreceive) built with cc from shared/vendor into a temp dir, and links
+/// named msend/mreceive to our binary in another. `None` (with the reason printed, or a failure
+/// under K8SDOCTOR_PRIVILEGED_TESTS=1) when cc or the sources are missing.
+struct Mtools {
+    real: tempfile::TempDir,
+    ours: tempfile::TempDir,
+}
+
+impl Mtools {
+    fn build() -> Option<Mtools> {
+        require(&["ip", "iptables", "cc", "timeout"]);
+        let Some(src) = support::vendor("mtools") else {
+            let msg = "live test needs shared/vendor/mtools beside the repository";
+            assert!(!support::privileged_required(), "{msg}");
+            support::harness::not_run(msg.into());
+        };
+        let real = tempfile::tempdir().unwrap();
+        for tool in ["msend", "mreceive"] {
+            let out = real.path().join(tool);
+            let o = Command::new("cc")
+                .current_dir(&src)
+                .args(["-D_GNU_SOURCE", "-DVERSION=\"3.2\"", "-o"])
+                .arg(&out)
+                .args([&format!("{tool}.c"), "common.c", "inet.c", "sock.c"])
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "cc {tool}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let ours = tempfile::tempdir().unwrap();
+        for tool in ["msend", "mreceive"] {
+            std::os::unix::fs::symlink(bin(), ours.path().join(tool)).unwrap();
+        }
+        Some(Mtools { real, ours })
+    }
+
+    fn real(&self, tool: &str) -> String {
+        self.real.path().join(tool).to_str().unwrap().to_string()
+    }
+
+    fn ours(&self, tool: &str) -> String {
+        self.ours.path().join(tool).to_str().unwrap().to_string()
+    }
+}
+
+/// Two namespaces on a switch, a route for the multicast range in each, and in the receiver's an
+/// iptables rule that drops the datagram whose payload starts with "3\0" (msend -n's third, and ours)
+/// to `port`.
+fn mtools_lan(net: u8, port: u16) -> (Switch, Netns, Netns) {
+    let sw = Switch::new("mt");
+    let (a, b) = (Netns::new("mt"), Netns::new("mt"));
+    let da = sw.plug(&a, &format!("10.66.{net}.1/24"));
+    let db = sw.plug(&b, &format!("10.66.{net}.2/24"));
+    a.exec(&["ip", "route", "add", "224.0.0.0/4", "dev", &da]);
+    b.exec(&["ip", "route", "add", "224.0.0.0/4", "dev", &db]);
+    // IPv4 header (20) + UDP header (8): the payload's first two bytes.
+    b.exec(&[
+        "iptables",
+        "-A",
+        "INPUT",
+        "-p",
+        "udp",
+        "--dport",
+        &port.to_string(),
+        "-m",
+        "string",
+        "--algo",
+        "bm",
+        "--from",
+        "28",
+        "--to",
+        "30",
+        "--hex-string",
+        "|3300|",
+        "-j",
+        "DROP",
+    ]);
+    (sw, a, b)
+}
+
+/// Starts `program ARGS` in `ns` with stdout piped (mreceive under `timeout`, it never ends itself).
+fn start(ns: &Netns, program: &str, args: &[&str]) -> Child {
+    ns.command(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn text_of(child: Child) -> String {
+    let o = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn real_msend_to_our_mreceive_link_shows_text_numbers_and_names_the_gap() {
+    let Some(mt) = Mtools::build() else { return };
+    let (_sw, a, b) = mtools_lan(20, 4680);
+    // Numbered: our receiver by its mreceive link with mreceive's flags, a JSON twin beside it.
+    let lines = start(
+        &b,
+        &mt.ours("mreceive"),
+        &["-g", "224.1.1.1", "-p", "4680", "-n", "--duration", "4"],
+    );
+    let json = spawn(
+        &b,
+        &[
+            "receive",
+            "-n",
+            "-p",
+            "4680",
+            "--duration",
+            "4",
+            "-o",
+            "json",
+        ],
+    );
+    wait_joined(&b, "010101E0");
+    thread::sleep(Duration::from_millis(300));
+    let send = a
+        .command(&mt.real("msend"))
+        .args(["-g", "224.1.1.1", "-p", "4680", "-n", "-P", "50", "-c", "6"])
+        .output()
+        .unwrap();
+    assert!(
+        send.status.success(),
+        "{}",
+        String::from_utf8_lossy(&send.stderr)
+    );
+    let out = text_of(lines);
+    assert!(
+        out.starts_with("Now receiving from multicast group: [224.1.1.1]:4680\n"),
+        "{out}"
+    );
+    for (n, seq) in [(1, 1), (2, 2), (3, 4), (5, 6)] {
+        let line = format!("{n:5}\t[10.66.20.1]: 4680\t");
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&line))
+            .unwrap_or_else(|| panic!("no {line:?}: {out}"));
+        assert!(row.ends_with(&format!("\t{seq:5}")), "{row}");
+    }
+    assert!(
+        out.contains("****************\nMessage not received: 3\n****************\n"),
+        "{out}"
+    );
+    assert!(!out.contains("Duplicate"), "{out}");
+    assert!(
+        out.contains("kernel drops on this host: 0 for this socket"),
+        "{out}"
+    );
+    let (code, v) = finish(json);
+    assert_eq!(code, 0, "{v:#}");
+    let s = &v["senders"][0];
+    assert_eq!(
+        (
+            s["kind"].as_str(),
+            s["received"].as_u64(),
+            s["lost"].as_u64(),
+            s["duplicates"].as_u64(),
+            s["reordered"].as_u64()
+        ),
+        (Some("foreign"), Some(5), Some(1), Some(0), Some(0)),
+        "{v:#}"
+    );
+    assert_eq!(
+        s["latency_p50_ms"],
+        Value::Null,
+        "msend stamps no time: {v:#}"
+    );
+
+    // Plain text: msend's -text (single dash) shows as mreceive would show it.
+    let rx = spawn(
+        &b,
+        &["receive", "-p", "4681", "--count", "2", "--duration", "4"],
+    );
+    wait_joined(&b, "010101E0");
+    thread::sleep(Duration::from_millis(300));
+    let send = a
+        .command(&mt.real("msend"))
+        .args(["-p", "4681", "-text", "Hello World!", "-P", "50", "-c", "2"])
+        .output()
+        .unwrap();
+    assert!(send.status.success());
+    let out = text_of(rx);
+    assert!(
+        out.contains("Receive msg 1 from [10.66.20.1]:4681: Hello World!\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Receive msg 2 from [10.66.20.1]:4681: Hello World!\n"),
+        "{out}"
+    );
+}
+
+fn our_msend_link_to_real_mreceive_shows_text_numbers_and_the_gap() {
+    let Some(mt) = Mtools::build() else { return };
+    let (_sw, a, b) = mtools_lan(21, 4690);
+    let numbered = start(
+        &b,
+        "timeout",
+        &["3", &mt.real("mreceive"), "-p", "4690", "-n"],
+    );
+    let plain = start(&b, "timeout", &["3", &mt.real("mreceive"), "-p", "4690"]);
+    wait_joined(&b, "010101E0");
+    thread::sleep(Duration::from_millis(300));
+    // msend's flags, single-dash long ones included, through the msend link.
+    let send = a
+        .command(&mt.ours("msend"))
+        .args([
+            "-g",
+            "224.1.1.1",
+            "-p",
+            "4690",
+            "-t",
+            "1",
+            "-text",
+            "ignored",
+            "-n",
+            "-P",
+            "50",
+            "-c",
+            "6",
+            "-join",
+        ])
+        .output()
+        .unwrap();
+    let sent = String::from_utf8_lossy(&send.stdout).to_string();
+    assert!(
+        send.status.success(),
+        "{sent}{}",
+        String::from_utf8_lossy(&send.stderr)
+    );
+    assert!(sent.starts_with("Now sending to multicast group: [224.1.1.1]:4690\nSending msg 1, TTL 1, to [224.1.1.1]:4690: 1\n"), "{sent}");
+    assert!(sent.contains("sent 6 datagrams"), "{sent}");
+    let out = text_of(numbered);
+    let numbers: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("[10.66.21.1]"))
+        .filter_map(|l| l.rsplit('\t').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(numbers, ["1", "2", "4", "5", "6"], "{out}");
+    assert!(out.contains("Message not received: 3\n"), "{out}");
+    assert!(
+        !out.contains("Duplicate") && !out.contains("Gap detected"),
+        "{out}"
+    );
+    let out = text_of(plain);
+    assert!(out.contains("Receive msg 1 from [10.66.21.1]:"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("Receive msg 3 from") && l.ends_with(": 4")),
+        "{out}"
+    );
+
+    // Plain text reaches mreceive as text, not as our trailer.
+    let plain = start(&b, "timeout", &["2", &mt.real("mreceive"), "-p", "4691"]);
+    wait_joined(&b, "010101E0");
+    thread::sleep(Duration::from_millis(300));
+    let send = a
+        .command(bin().to_str().unwrap())
+        .args([
+            "multicast",
+            "send",
+            "-p",
+            "4691",
+            "--text",
+            "Hello World!",
+            "-P",
+            "50",
+            "-c",
+            "2",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert!(send.status.success());
+    assert!(
+        !String::from_utf8_lossy(&send.stdout).contains("Sending msg"),
+        "-q"
+    );
+    let out = text_of(plain);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("Receive msg 1 from [10.66.21.1]:")
+                && l.ends_with(": Hello World!")),
+        "{out}"
+    );
+}
+
+fn main() {
+    support::harness::main(vec![
+        trial!(two_participants_pass_with_no_loss),
+        trial!(four_participants_pass_with_no_loss),
+        trial!(a_firewall_drop_fails_the_pairs_into_it_and_names_the_rule),
+        trial!(random_drop_is_measured_within_one_and_a_half_points),
+        trial!(two_participants_in_one_namespace_are_loopback_only),
+        trial!(a_router_between_two_bridges_does_not_route_the_group),
+        trial!(receive_counts_our_sender_and_iperf_as_a_foreign_one),
+        trial!(ctrl_c_stops_receive_with_its_summary),
+        trial!(ipv6_send_and_receive_on_the_default_group),
+        trial!(an_absent_peer_fails_with_unicast_and_no_result),
+        trial!(ipv6_participants_pass),
+        trial!(a_node_that_is_not_among_the_peers_cannot_probe),
+        trial!(strict_rp_filter_is_named_when_the_route_back_uses_another_interface),
+        trial!(ttl_1_does_not_cross_a_multicast_router_but_ttl_8_does),
+        trial!(real_msend_to_our_mreceive_link_shows_text_numbers_and_names_the_gap),
+        trial!(our_msend_link_to_real_mreceive_shows_text_numbers_and_the_gap),
+    ]);
 }

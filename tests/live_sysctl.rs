@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{Netns, bin, can_run_privileged};
+use support::{Netns, bin, harness::require};
 
 fn ip_forward_status(ns: &Netns) -> String {
     let out = ns
@@ -16,11 +16,8 @@ fn ip_forward_status(ns: &Netns) -> String {
     r["status"].as_str().unwrap().to_string()
 }
 
-#[test]
 fn ip_forward_is_read_from_the_live_namespace() {
-    if !can_run_privileged(&["ip", "sysctl"]) {
-        return;
-    }
+    require(&["ip", "sysctl"]);
     let ns = Netns::new("fd");
     ns.exec(&["sysctl", "-q", "-w", "net.ipv4.ip_forward=0"]);
     assert_eq!(ip_forward_status(&ns), "fail");
@@ -28,4 +25,8 @@ fn ip_forward_is_read_from_the_live_namespace() {
     // Live 1: pass or warn, depending on whether this host persists it — never fail.
     let s = ip_forward_status(&ns);
     assert!(s == "pass" || s == "warn", "{s}");
+}
+
+fn main() {
+    support::harness::main(vec![trial!(ip_forward_is_read_from_the_live_namespace)]);
 }

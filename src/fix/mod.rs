@@ -6,7 +6,6 @@ pub mod edit;
 pub mod fsops;
 pub mod journal;
 pub mod plan;
-pub mod planners;
 mod render;
 
 use std::{
@@ -18,11 +17,11 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::{
-    check::Status,
-    config::{Config, RoleChoice, Selection},
-    engine,
-    facts::{Area, Facts},
-    host::Host,
+    core::check::Status,
+    core::config::{Config, RoleChoice, Selection},
+    core::engine,
+    core::host::Host,
+    core::source::{Facts, Io},
     report::{Report, Tool},
 };
 
@@ -141,6 +140,8 @@ pub enum Outcome {
     Applied,
     /// A step failed and every change of the run was reversed.
     RolledBack,
+    /// A step could not be made (a path leaves the root, a file changed since the plan): nothing was changed.
+    Refused,
     /// A step failed and some change could not be reversed, or an undo was incomplete.
     Failed,
     Undone,
@@ -175,7 +176,10 @@ impl FixReport {
 
     /// Exit 1 when a step failed or an undo was incomplete.
     pub fn failed(&self) -> bool {
-        matches!(self.outcome, Outcome::RolledBack | Outcome::Failed)
+        matches!(
+            self.outcome,
+            Outcome::RolledBack | Outcome::Refused | Outcome::Failed
+        )
     }
 }
 
@@ -187,8 +191,8 @@ fn preview(step: &Step) -> String {
 /// The checks' config for `fix`: offline (no kubeconfig read, no exec plugin, no API request)
 /// unless a check that talks to the cluster is named; host fixes need only host facts.
 fn config(opts: &FixOptions, ids: Vec<String>) -> Config {
-    let network = engine::registry().iter().any(|c| {
-        matches!(c.area, Area::Cluster | Area::Proxy)
+    let network = crate::checks::registry().any(|c| {
+        c.needs.iter().any(|s| s.io() == Io::Network)
             && ids.iter().any(|id| id.eq_ignore_ascii_case(c.id))
     });
     Config {
@@ -207,8 +211,16 @@ fn config(opts: &FixOptions, ids: Vec<String>) -> Config {
 /// Reads the files the planners may edit, as they are now.
 fn read_files(host: &Host, facts: &Facts) -> Files {
     let mut files = Files::default();
-    for p in planners::paths(facts) {
-        files.insert(&p, fsops::read_state(&host.path(&p)));
+    for fix in crate::checks::fixes() {
+        for p in (fix.edits)(facts) {
+            let state = match host.tree() {
+                Ok(t) => {
+                    fsops::plain(Path::new(&p)).and_then(|_| fsops::read_state(t, Path::new(&p)))
+                }
+                Err(e) => Err(format!("cannot open the root: {e}")),
+            };
+            files.insert(&p, state);
+        }
     }
     files
 }
@@ -221,7 +233,7 @@ pub fn plan(report: &Report, facts: &Facts, files: &Files, explicit: bool) -> Ve
     for r in &report.results {
         let problem = matches!(r.status, Status::Warn | Status::Fail);
         let mut fix = CheckFix::new(&r.id, r.status, &r.message);
-        match planners::planner(&r.id) {
+        match crate::checks::fix(&r.id).map(|f| f.plan) {
             None if explicit => fix.note(format!(
                 "{} has no automatic fix; `k8sdoctor explain {}` says what to do",
                 r.id, r.id
@@ -293,33 +305,19 @@ fn stamp() -> (String, String) {
     )
 }
 
-/// A free journal name in `dir` for this run.
-fn journal_path(dir: &Path, stamp: &str) -> PathBuf {
-    (0..)
-        .map(|n| match n {
-            0 => dir.join(format!("fix-{stamp}.json")),
-            n => dir.join(format!("fix-{stamp}-{n}.json")),
-        })
-        .find(|p| !p.exists())
-        .expect("an unbounded range yields a free name")
-}
-
 /// Runs `fix`. `confirm` sees the plan before anything changes and says whether to go on.
 pub fn run(
     opts: &FixOptions,
     confirm: &mut dyn FnMut(&FixReport) -> Result<bool>,
 ) -> Result<FixReport> {
     let host = Host::new(&opts.root).context("cannot read host files")?;
-    let journal_dir = opts
-        .journal_dir
-        .clone()
-        .unwrap_or_else(|| host.path(JOURNAL_DIR));
+    let jd = journal::JournalDir::new(&host, opts.journal_dir.as_deref(), JOURNAL_DIR)?;
     if let Mode::Undo(named) = &opts.mode {
-        let path = match named {
-            Some(p) => p.clone(),
-            None => journal::latest(&journal_dir)?,
+        let name = match named {
+            Some(p) => jd.name_of(p)?,
+            None => jd.latest()?,
         };
-        return undo(opts, &host, &path, confirm);
+        return undo(opts, &host, &jd, &name, confirm);
     }
     let explicit = !opts.ids.is_empty();
     let (report, facts) = engine::run_with_facts(&config(opts, opts.ids.clone()))?;
@@ -381,20 +379,24 @@ pub fn run(
         return Ok(out);
     }
     let (started_at, stamp) = stamp();
-    let jpath = journal_path(&journal_dir, &stamp);
-    let done = apply::apply(&mut out.fixes, &host, &jpath, &started_at, &stamp);
+    let name = jd.free_name(&stamp);
+    let done = apply::apply(&mut out.fixes, &host, &jd, &name, &started_at, &stamp);
     out.journal = done.journal.as_ref().map(|p| p.display().to_string());
     out.outcome = match (&done.failure, done.rolled_back) {
+        (Some(_), _) if done.refused => Outcome::Refused,
         (None, _) => Outcome::Applied,
         (Some(_), true) => Outcome::RolledBack,
         (Some(_), false) => Outcome::Failed,
     };
     out.message = match (&done.failure, &done.journal) {
         (None, Some(j)) => format!(
-            "{changes} change(s) applied{skipped_note}; undo with `k8sdoctor fix --undo {}`",
-            j.display()
+            "{changes} change(s) applied{skipped_note}; undo with `{}`",
+            undo_command(&host, opts, j)
         ),
         (None, None) => format!("nothing was changed{skipped_note}"),
+        (Some(f), _) if done.refused => {
+            format!("refused before any change, nothing was changed: {f}")
+        }
         (Some(f), _) if done.rolled_back => {
             format!("a step failed, every change of this run was reversed: {f}")
         }
@@ -408,13 +410,33 @@ pub fn run(
     Ok(out)
 }
 
+/// The command that undoes this run: the same root and journal directory, since only journals found there
+/// are trusted.
+fn undo_command(host: &Host, opts: &FixOptions, journal: &Path) -> String {
+    let mut argv: Vec<String> = vec!["k8sdoctor".into(), "fix".into()];
+    if !host.is_live() {
+        argv.extend(["--root".into(), host.canonical().display().to_string()]);
+    }
+    if opts.journal_dir.is_some()
+        && let Some(d) = journal.parent()
+    {
+        argv.extend(["--journal-dir".into(), d.display().to_string()]);
+    }
+    argv.extend(["--undo".into(), journal.display().to_string()]);
+    journal::shell_line(&argv)
+}
+
 fn undo(
     opts: &FixOptions,
     host: &Host,
-    path: &Path,
+    jd: &journal::JournalDir,
+    name: &str,
     confirm: &mut dyn FnMut(&FixReport) -> Result<bool>,
 ) -> Result<FixReport> {
-    let mut j = journal::Journal::load(path)?;
+    let mut j = journal::Journal::load(jd, name, host)?;
+    let tree = host.tree()?;
+    let path = jd.shown(name);
+    let path = path.as_path();
     let mut out = new_report("undo", host);
     out.journal = Some(path.display().to_string());
     out.reversals = j
@@ -439,7 +461,7 @@ fn undo(
     let before = engine::run(&config(opts, ids.clone()))?;
     let mut left = vec![];
     for (e, r) in j.entries.iter().rev().zip(&mut out.reversals) {
-        match e.reverse() {
+        match e.reverse(tree, host.is_live()) {
             Ok(()) => r.ok = true,
             Err(msg) => {
                 // A command with no reversal is reported, not a failure of the undo.
@@ -452,13 +474,13 @@ fn undo(
     }
     let total = j.entries.len();
     if left.is_empty() {
-        j.discard(path);
+        j.discard(tree, jd, name);
         out.outcome = Outcome::Undone;
         out.message = format!("undone: {total} change(s) reversed; the journal was removed");
     } else {
         // Keep only what is still applied, so the next `--undo` retries exactly that.
         j.entries = left;
-        j.save(path)?;
+        j.save(jd, name)?;
         out.outcome = Outcome::Failed;
         out.message = format!(
             "undo incomplete: see the entries that failed; {} is kept",

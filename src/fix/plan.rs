@@ -4,7 +4,16 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::Status;
+use crate::core::{check::Status, source::Facts};
+
+/// How one check is fixed: the host files its planner may edit (read into [`Files`] before planning,
+/// given the facts) and the planner, which adds the steps; an `Err` is why it cannot be planned.
+#[derive(Clone, Copy)]
+pub struct Fix {
+    pub check: &'static str,
+    pub edits: fn(&Facts) -> Vec<String>,
+    pub plan: fn(&Facts, &Files, &mut CheckFix) -> Result<(), String>,
+}
 
 /// The state of one host path, before or after a file step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,9 +23,9 @@ pub use pin::Cert;
 pub use token::{CaHash, Token};
 
 use crate::{
-    catalog,
-    check::{Finding, Role, Status},
-    host::Host,
+    core::catalog,
+    core::check::{Finding, Role, Status},
+    core::host::Host,
     mask::mask_secrets,
     report::{CheckResult, ClusterInfo, Report},
 };
@@ -70,7 +70,7 @@ impl Run {
 
     fn log(&self, msg: &str) {
         if self.verbose {
-            eprintln!("k8sdoctor: {}", self.redact(msg));
+            crate::core::stderr::note(&self.redact(msg));
         }
     }
 
@@ -221,7 +221,7 @@ pub fn run(opts: &JoinOptions) -> Result<Report> {
         Role::Worker
     };
     let host_info = Host::new("/")
-        .map(|h| crate::engine::host_info(&h, role))
+        .map(|h| crate::core::host_info::host_info(&h, role))
         .unwrap_or_default();
     let mut report = Report::new(
         started,

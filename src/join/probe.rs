@@ -11,7 +11,7 @@ use super::{
     pin::Cert,
     steps::{Endpoint, Step},
 };
-use crate::check::Finding;
+use crate::core::check::Finding;
 
 pub fn resolve(ep: &Endpoint, deadline: Instant) -> Result<Vec<SocketAddr>, Finding> {
     net::resolve(&ep.host, ep.port, deadline).map_err(|e| {

@@ -15,7 +15,7 @@ use super::{
     token::{CaHash, Token},
 };
 use crate::{
-    check::{Finding, Status},
+    core::check::{Finding, Status},
     mask::mask_token,
 };
 

@@ -7,7 +7,7 @@ use std::{
     net::{IpAddr, Ipv6Addr},
 };
 
-use crate::host::Host;
+use crate::core::host::Host;
 use crate::procnet::host_order_hex;
 pub use crate::procnet::{Route, parse_routes, route_to};
 
@@ -95,6 +95,22 @@ pub fn parse_counters(text: &str) -> BTreeMap<String, u64> {
         }
     }
     out
+}
+
+/// Udp plus Udp6 RcvbufErrors (datagrams dropped because a socket's receive buffer was full) from
+/// the text of /proc/net/snmp and, when given, /proc/net/snmp6.
+pub fn rcvbuf_errors(snmp: &str, snmp6: Option<&str>) -> u64 {
+    let v4 = parse_counters(snmp)
+        .get("Udp.RcvbufErrors")
+        .copied()
+        .unwrap_or(0);
+    let v6 = snmp6
+        .into_iter()
+        .flat_map(str::lines)
+        .find_map(|l| l.strip_prefix("Udp6RcvbufErrors"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    v4 + v6
 }
 
 /// A Linux bridge's IGMP snooping state.
@@ -299,6 +315,17 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(m[1].groups[0], "ff2e::1".parse::<IpAddr>().unwrap());
         assert_eq!(m[1].groups.len(), 2);
+    }
+
+    #[test]
+    fn rcvbuf_errors_add_udp_and_udp6() {
+        let snmp = "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors
+Udp: 10 2 0 12 5 0
+";
+        let snmp6 = "Udp6InDatagrams                 \t4\nUdp6RcvbufErrors                \t3\n";
+        assert_eq!(rcvbuf_errors(snmp, Some(snmp6)), 8);
+        assert_eq!(rcvbuf_errors(snmp, None), 5);
+        assert_eq!(rcvbuf_errors("garbage", Some("x")), 0);
     }
 
     #[test]

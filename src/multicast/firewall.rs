@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::host::run_command;
+use crate::core::host::run_command;
 
 /// A dropping rule (or a chain's DROP policy) and its packet counter at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]

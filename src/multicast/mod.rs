@@ -5,12 +5,13 @@
 //! Layout: [`wire`] (datagram format), [`sock`] (socket options, recvmmsg with TTL), [`stats`]
 //! (per-stream counters), [`send`]/[`receive`] (the mtools pair), [`probe`] with its unicast
 //! [`control`] channel, [`evidence`]/[`firewall`] (what the node shows), [`cause`] (diagnosis) and
-//! [`output`] (tables and JSON).
+//! [`output`] (tables and JSON); [`mtools`] reads msend/mreceive command lines.
 
 pub mod cause;
 pub mod control;
 pub mod evidence;
 pub mod firewall;
+pub mod mtools;
 pub mod output;
 pub mod probe;
 pub mod receive;
@@ -67,9 +68,8 @@ pub fn now_ns() -> u64 {
 /// A random number from the kernel, for session and sender ids.
 pub fn random_u64() -> u64 {
     let mut v = [0u8; 8];
-    // SAFETY: getrandom writes at most 8 bytes into v.
-    let n = unsafe { libc::getrandom(v.as_mut_ptr().cast(), 8, 0) };
-    if n == 8 {
+    if rustix::rand::getrandom(&mut v, rustix::rand::GetRandomFlags::empty()).is_ok_and(|n| n == 8)
+    {
         u64::from_ne_bytes(v)
     } else {
         now_ns() ^ (u64::from(std::process::id()) << 32)

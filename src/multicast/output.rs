@@ -68,6 +68,7 @@ pub fn receive(s: &ReceiveSummary, format: Format, color: bool, out: &mut dyn Wr
                 "duplicates",
                 "reordered",
                 "TTL",
+                "latency p50/p99 ms",
             ],
             color,
         );
@@ -80,10 +81,21 @@ pub fn receive(s: &ReceiveSummary, format: Format, color: bool, out: &mut dyn Wr
                 opt(x.duplicates),
                 opt(x.reordered),
                 opt(x.ttl),
+                match x.latency_p50_ms {
+                    None => "—".to_string(),
+                    Some(_) => format!("{}/{}", ms(x.latency_p50_ms), ms(x.latency_p99_ms)),
+                },
             ]);
         }
         writeln!(out, "{t}")?;
     }
+    // Loss on this host (a receive buffer that overflowed) is not loss on the network.
+    writeln!(
+        out,
+        "kernel drops on this host: {} for this socket (receive buffer full), Udp RcvbufErrors +{} in this network namespace",
+        s.socket_drops,
+        opt(s.kernel_rcvbuf_errors)
+    )?;
     Ok(())
 }
 

@@ -23,7 +23,7 @@ use super::{
     stats::StreamStats,
     wire::{self, Header, Stream},
 };
-use crate::host::Host;
+use crate::core::host::Host;
 
 /// The TTL of the side stream that tells "TTL too low" from "not routed".
 const SIDE_TTL: u8 = 8;
@@ -209,7 +209,7 @@ impl Streams {
     /// returns how many were sent (fewer when interrupted).
     fn send(&mut self, o: &ProbeOptions, stop: &AtomicBool, pinger: &mut Pinger) -> u64 {
         let h = &mut self.header;
-        let mut buf = wire::datagram(h, b"k8sdoctor multicast probe", 64);
+        let mut buf = wire::Datagram::new(b"k8sdoctor multicast probe", 64);
         let start = Instant::now();
         let (mut next_progress, mut errors) = (start, 0u64);
         let total = o.interval.as_secs_f64() * o.count as f64;
@@ -218,10 +218,10 @@ impl Streams {
             let now = Instant::now();
             if o.progress && now >= next_progress {
                 let elapsed = (now - start).as_secs_f64();
-                eprint!(
-                    "\rprobe: {}/{} datagrams sent, {elapsed:.0}/{total:.0} s ",
+                crate::core::stderr::progress(&format!(
+                    "probe: {}/{} datagrams sent, {elapsed:.0}/{total:.0} s ",
                     h.seq, o.count
-                );
+                ));
                 next_progress = now + Duration::from_millis(250);
             }
             let due = o
@@ -229,25 +229,23 @@ impl Streams {
                 .saturating_mul(h.seq.min(u64::from(u32::MAX)) as u32);
             sleep_until(start + due, stop);
             (h.stream, h.ttl, h.sent_ns) = (Stream::Probe, o.ttl, now_ns());
-            h.write(&mut buf);
-            if self.main.send(&buf).is_err() {
+            if self.main.send(buf.stamp(h)).is_err() {
                 errors += 1;
             }
             if let Some(side) = &self.side {
                 (h.stream, h.ttl) = (Stream::ProbeTtl, SIDE_TTL);
-                h.write(&mut buf);
-                let _ = side.send(&buf);
+                let _ = side.send(buf.stamp(h));
             }
             h.seq += 1;
         }
         if o.progress {
-            eprintln!(
-                "\rprobe: {} datagrams sent; collecting reports            ",
+            crate::core::stderr::progress_end(&format!(
+                "probe: {} datagrams sent; collecting reports            ",
                 h.seq
-            );
+            ));
         }
         if errors > 0 {
-            eprintln!("k8sdoctor: {errors} of {} multicast sends failed", h.seq);
+            crate::core::stderr::note(&format!("{errors} of {} multicast sends failed", h.seq));
         }
         h.seq
     }
@@ -320,10 +318,11 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
     let before = evidence::snapshot(&host);
     let group = SocketAddr::new(o.group, o.port);
 
-    let (rx, join_error) = match sock::receiver(group, Some(&iface), Duration::from_millis(50)) {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(format!("{e:#}"))),
-    };
+    let (rx, join_error) =
+        match sock::receiver(group, Some(&iface), None, Duration::from_millis(50)) {
+            Ok(s) => (Some(s), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
     let session = session_id(&peers, o.group, o.port);
     let id = random_u64() as u32;
     let mut streams = Streams {
@@ -498,15 +497,15 @@ fn receive_loop(
         let mut inbox = inbox.lock().expect("inbox");
         for i in 0..n {
             let Some(d) = batch.get(i) else { continue };
-            match Header::parse(d.data) {
+            match wire::parse(d.data).header {
                 Some(h) if h.session == session && h.sender != me => {
                     let map = match h.stream {
                         Stream::ProbeTtl => &mut inbox.side,
                         _ => &mut inbox.main,
                     };
                     map.entry(d.from.ip())
-                        .or_insert_with(StreamStats::with_latency)
-                        .record(h.seq, now, h.sent_ns, d.ttl);
+                        .or_default()
+                        .record(h.seq, now, Some(h.sent_ns), d.ttl);
                 }
                 Some(h) if h.sender == me => {}
                 _ => inbox.foreign += 1,

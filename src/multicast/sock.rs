@@ -1,15 +1,22 @@
 //! Sockets for multicast: interfaces by name or address, a sender (TTL, loopback, outgoing interface)
 //! and a receiver (joined by interface index, received TTL read with recvmmsg control messages).
+//! Every call goes through a safe wrapper: `nix` (getifaddrs, if_nametoindex, SO_RCVBUFFORCE,
+//! IP_RECVTTL, recvmmsg and its control messages), `rustix` (IP_MULTICAST_IF by index), `socket2`.
 
 use std::{
-    io,
-    mem::{self, MaybeUninit},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    io::{self, IoSliceMut},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     os::fd::AsRawFd,
     time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
+use nix::{
+    errno::Errno,
+    sys::socket::{
+        ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, setsockopt, sockopt,
+    },
+};
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
 
 /// A network interface with its addresses.
@@ -22,45 +29,20 @@ pub struct Iface {
 
 /// Every interface of this network namespace (getifaddrs), in index order.
 pub fn interfaces() -> io::Result<Vec<Iface>> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list we free below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
     let mut out: Vec<Iface> = Vec::new();
-    let mut p = head;
-    while !p.is_null() {
-        // SAFETY: p walks the list getifaddrs returned; each name is a NUL-terminated string and each
-        // address, when not null, is a sockaddr of the family it says.
-        let ifa = unsafe { &*p };
-        p = ifa.ifa_next;
-        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }
-            .to_string_lossy()
-            .into_owned();
-        let addr = if ifa.ifa_addr.is_null() {
-            None
-        } else {
-            match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
-                libc::AF_INET => {
-                    let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                    Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                        sin.sin_addr.s_addr,
-                    ))))
-                }
-                libc::AF_INET6 => {
-                    let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                    Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
-                }
-                _ => None,
-            }
-        };
-        let i = match out.iter().position(|i| i.name == name) {
+    for ifa in nix::ifaddrs::getifaddrs()? {
+        let addr = ifa.address.as_ref().and_then(|a| {
+            a.as_sockaddr_in()
+                .map(|v4| IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+        });
+        let i = match out.iter().position(|i| i.name == ifa.interface_name) {
             Some(i) => i,
             None => {
-                let c = std::ffi::CString::new(name.clone()).unwrap_or_default();
-                let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+                // An interface that vanished since getifaddrs gets index 0 (never matched by a join).
+                let index = nix::net::if_::if_nametoindex(ifa.interface_name.as_str()).unwrap_or(0);
                 out.push(Iface {
-                    name,
+                    name: ifa.interface_name,
                     index,
                     addrs: Vec::new(),
                 });
@@ -71,8 +53,6 @@ pub fn interfaces() -> io::Result<Vec<Iface>> {
             out[i].addrs.push(a);
         }
     }
-    // SAFETY: head came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(head) };
     out.sort_by_key(|i| i.index);
     Ok(out)
 }
@@ -103,24 +83,6 @@ fn udp(domain_of: &SocketAddr) -> Result<Socket> {
     .context("cannot create a UDP socket")
 }
 
-fn setsockopt_int(s: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
-    // SAFETY: passes a valid int of the right size to setsockopt on an open socket.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            level,
-            name,
-            (&value as *const i32).cast(),
-            mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// A socket that sends to `group` with `ttl`, loopback on or off, out of `iface` (else the route's).
 /// With `source`, it binds that address so receivers see it as the sender.
 pub fn sender(
@@ -142,25 +104,14 @@ pub fn sender(
             s.set_multicast_loop_v4(multicast_loop)
                 .context("IP_MULTICAST_LOOP")?;
             if let Some(i) = iface {
-                let mreq = libc::ip_mreqn {
-                    imr_multiaddr: libc::in_addr { s_addr: 0 },
-                    imr_address: libc::in_addr { s_addr: 0 },
-                    imr_ifindex: i.index as i32,
-                };
-                // SAFETY: IP_MULTICAST_IF accepts an ip_mreqn on Linux; the struct is fully initialised.
-                let r = unsafe {
-                    libc::setsockopt(
-                        s.as_raw_fd(),
-                        libc::IPPROTO_IP,
-                        libc::IP_MULTICAST_IF,
-                        (&mreq as *const libc::ip_mreqn).cast(),
-                        mem::size_of::<libc::ip_mreqn>() as libc::socklen_t,
-                    )
-                };
-                if r != 0 {
-                    return Err(io::Error::last_os_error())
-                        .with_context(|| format!("IP_MULTICAST_IF {}", i.name));
-                }
+                // By index (an ip_mreqn), so an interface without an IPv4 address of its own works too.
+                rustix::net::sockopt::set_ip_multicast_if_with_ifindex(
+                    &s,
+                    &Ipv4Addr::UNSPECIFIED,
+                    &Ipv4Addr::UNSPECIFIED,
+                    i.index,
+                )
+                .with_context(|| format!("IP_MULTICAST_IF {}", i.name))?;
             }
         }
         SocketAddr::V6(_) => {
@@ -179,37 +130,74 @@ pub fn sender(
     Ok(s)
 }
 
-/// The receive buffer asked for: enough for a burst at line rate while the reader is descheduled.
-const RCVBUF: usize = 8 << 20;
+/// The receive buffer asked for: a 64-byte datagram costs about 1 KiB of buffer (its skb), so 32 MiB
+/// hold ~30 000 datagrams, ~50 ms at a veth's top rate: enough while a loaded host deschedules the
+/// reader. Memory is only used while datagrams wait.
+const RCVBUF: usize = 32 << 20;
 
 /// A socket bound to `group`'s port that joined `group` on `iface` (by index; 0 = the route's),
+/// from `source` only when one is given (SSM, mreceive's `-s`),
 /// reports the received TTL with each datagram, and wakes every `tick` so callers can stop.
-pub fn receiver(group: SocketAddr, iface: Option<&Iface>, tick: Duration) -> Result<Socket> {
+pub fn receiver(
+    group: SocketAddr,
+    iface: Option<&Iface>,
+    source: Option<IpAddr>,
+    tick: Duration,
+) -> Result<Socket> {
     let s = udp(&group)?;
     s.set_reuse_address(true).context("SO_REUSEADDR")?;
     // Root may exceed net.core.rmem_max; others get what the sysctl allows.
-    if setsockopt_int(&s, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RCVBUF as i32).is_err() {
+    if setsockopt(&s, sockopt::RcvBufForce, &RCVBUF).is_err() {
         let _ = s.set_recv_buffer_size(RCVBUF);
     }
+    // The kernel's count of datagrams it dropped for this socket (buffer full), with each datagram.
+    let _ = setsockopt(&s, sockopt::RxqOvfl, &1);
     s.set_read_timeout(Some(tick)).context("SO_RCVTIMEO")?;
     // Bound to the group itself, the socket gets that group's datagrams only, like mreceive.
     s.bind(&SockAddr::from(group))
         .with_context(|| format!("cannot bind {group}"))?;
-    let index = iface.map_or(0, |i| i.index);
+    join(&s, group, iface, source)?;
     match group.ip() {
-        IpAddr::V4(g) => {
-            s.join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(index))
-                .map_err(|e| join_error(e, &group))?;
-            setsockopt_int(&s, libc::IPPROTO_IP, libc::IP_RECVTTL, 1).context("IP_RECVTTL")?;
-        }
-        IpAddr::V6(g) => {
-            s.join_multicast_v6(&g, index)
-                .map_err(|e| join_error(e, &group))?;
-            setsockopt_int(&s, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)
-                .context("IPV6_RECVHOPLIMIT")?;
+        IpAddr::V4(_) => setsockopt(&s, sockopt::Ipv4RecvTtl, &true).context("IP_RECVTTL")?,
+        IpAddr::V6(_) => {
+            setsockopt(&s, sockopt::Ipv6RecvHopLimit, &true).context("IPV6_RECVHOPLIMIT")?
         }
     }
     Ok(s)
+}
+
+/// Joins `group` on `iface` (by index; none = the route's), from `source` only when given (SSM).
+pub fn join(
+    s: &Socket,
+    group: SocketAddr,
+    iface: Option<&Iface>,
+    source: Option<IpAddr>,
+) -> Result<()> {
+    let index = iface.map_or(0, |i| i.index);
+    match (group.ip(), source) {
+        (IpAddr::V4(g), None) => s
+            .join_multicast_v4_n(&g, &InterfaceIndexOrAddress::Index(index))
+            .map_err(|e| join_error(e, &group)),
+        (IpAddr::V4(g), Some(IpAddr::V4(src))) => {
+            // IP_ADD_SOURCE_MEMBERSHIP takes the interface by address: its first IPv4 one.
+            let on = iface
+                .and_then(|i| {
+                    i.addrs.iter().find_map(|a| match a {
+                        IpAddr::V4(a) => Some(*a),
+                        IpAddr::V6(_) => None,
+                    })
+                })
+                .unwrap_or(Ipv4Addr::UNSPECIFIED);
+            s.join_ssm_v4(&src, &g, &on)
+                .map_err(|e| join_error(e, &group))
+        }
+        (IpAddr::V6(g), None) => s
+            .join_multicast_v6(&g, index)
+            .map_err(|e| join_error(e, &group)),
+        (_, Some(src)) => bail!(
+            "--source {src}: source-specific joins are supported for IPv4 groups with an IPv4 source only"
+        ),
+    }
 }
 
 /// Why a join failed, in the words FACTS.md uses: no route, or the membership limit.
@@ -235,28 +223,31 @@ pub struct Received<'a> {
 
 const BATCH: usize = 64;
 const BUF: usize = 65536;
-const CMSG: usize = 64;
+
+/// What recvmmsg said of one datagram; its bytes stay in [`Batch::bufs`].
+#[derive(Clone, Copy)]
+struct Meta {
+    len: usize,
+    from: Option<SocketAddr>,
+    ttl: Option<u8>,
+}
 
 /// Buffers for receiving up to 64 datagrams in one recvmmsg call.
 pub struct Batch {
     bufs: Vec<u8>,
-    names: Vec<libc::sockaddr_storage>,
-    cmsgs: Vec<[u64; CMSG / 8]>,
-    iovs: Vec<libc::iovec>,
-    hdrs: Vec<libc::mmsghdr>,
-    n: usize,
+    headers: MultiHeaders<SockaddrStorage>,
+    meta: Vec<Meta>,
+    /// The kernel's SO_RXQ_OVFL count for this socket (datagrams dropped, buffer full), latest seen.
+    drops: u32,
 }
 
 impl Default for Batch {
     fn default() -> Self {
         Batch {
             bufs: vec![0; BATCH * BUF],
-            // SAFETY: sockaddr_storage and mmsghdr are plain C structs for which all-zero is valid.
-            names: vec![unsafe { MaybeUninit::zeroed().assume_init() }; BATCH],
-            cmsgs: vec![[0; CMSG / 8]; BATCH],
-            iovs: Vec::with_capacity(BATCH),
-            hdrs: Vec::with_capacity(BATCH),
-            n: 0,
+            headers: MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(libc::c_int, u32))),
+            meta: Vec::with_capacity(BATCH),
+            drops: 0,
         }
     }
 }
@@ -265,107 +256,65 @@ impl Batch {
     /// Waits (up to the socket's read timeout) for at least one datagram, then takes all that are
     /// queued, up to 64. Returns how many; 0 when the timeout passed or a signal interrupted.
     pub fn recv(&mut self, s: &Socket) -> io::Result<usize> {
-        self.iovs.clear();
-        self.hdrs.clear();
-        for i in 0..BATCH {
-            self.iovs.push(libc::iovec {
-                iov_base: self.bufs[i * BUF..].as_mut_ptr().cast(),
-                iov_len: BUF,
+        self.meta.clear();
+        let mut iovs: Vec<[IoSliceMut<'_>; 1]> = self
+            .bufs
+            .chunks_mut(BUF)
+            .map(|c| [IoSliceMut::new(c)])
+            .collect();
+        let msgs = match recvmmsg(
+            s.as_raw_fd(),
+            &mut self.headers,
+            iovs.iter_mut(),
+            MsgFlags::MSG_WAITFORONE,
+            None,
+        ) {
+            Ok(m) => m,
+            Err(Errno::EAGAIN | Errno::ETIMEDOUT | Errno::EINTR) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        for m in msgs {
+            let mut ttl = None;
+            // A truncated control buffer (cannot happen with the space reserved) only loses the TTL.
+            for c in m.cmsgs().into_iter().flatten() {
+                match c {
+                    ControlMessageOwned::Ipv4Ttl(v) | ControlMessageOwned::Ipv6HopLimit(v) => {
+                        ttl = u8::try_from(v).ok();
+                    }
+                    ControlMessageOwned::RxqOvfl(d) => self.drops = self.drops.max(d),
+                    _ => {}
+                }
+            }
+            self.meta.push(Meta {
+                len: m.bytes.min(BUF),
+                from: m.address.and_then(socket_addr),
+                ttl,
             });
         }
-        for i in 0..BATCH {
-            // SAFETY: all-zero is a valid msghdr; the pointers set below outlive the call.
-            let mut h: libc::mmsghdr = unsafe { MaybeUninit::zeroed().assume_init() };
-            h.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_hdr.msg_iov = &mut self.iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = self.cmsgs[i].as_mut_ptr().cast();
-            h.msg_hdr.msg_controllen = CMSG;
-            self.hdrs.push(h);
-        }
-        // SAFETY: hdrs holds BATCH valid headers pointing into buffers owned by self.
-        let r = unsafe {
-            libc::recvmmsg(
-                s.as_raw_fd(),
-                self.hdrs.as_mut_ptr(),
-                BATCH as u32,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            self.n = 0;
-            return match e.kind() {
-                io::ErrorKind::WouldBlock
-                | io::ErrorKind::TimedOut
-                | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            };
-        }
-        self.n = r as usize;
-        Ok(self.n)
+        Ok(self.meta.len())
     }
 
     /// The i-th datagram of the last [`Batch::recv`].
     pub fn get(&self, i: usize) -> Option<Received<'_>> {
-        if i >= self.n {
-            return None;
-        }
-        let h = &self.hdrs[i];
-        let len = (h.msg_len as usize).min(BUF);
-        let from = sockaddr(&self.names[i])?;
+        let m = self.meta.get(i)?;
         Some(Received {
-            data: &self.bufs[i * BUF..i * BUF + len],
-            from,
-            ttl: ttl_of(&h.msg_hdr),
+            data: &self.bufs[i * BUF..i * BUF + m.len],
+            from: m.from?,
+            ttl: m.ttl,
         })
+    }
+
+    /// Datagrams the kernel dropped for this socket because its receive buffer was full.
+    pub fn socket_drops(&self) -> u32 {
+        self.drops
     }
 }
 
 /// The source address recvmmsg wrote.
-fn sockaddr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match i32::from(ss.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin =
-                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))),
-                u16::from_be(sin.sin_port),
-            ))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sin6 =
-                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            Some(SocketAddr::new(
-                IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)),
-                u16::from_be(sin6.sin6_port),
-            ))
-        }
-        _ => None,
-    }
-}
-
-/// The IP_TTL / IPV6_HOPLIMIT control message of a received datagram.
-fn ttl_of(m: &libc::msghdr) -> Option<u8> {
-    // SAFETY: walks the control messages the kernel wrote, with the libc CMSG macros.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(m);
-        while !c.is_null() {
-            let (lvl, ty) = ((*c).cmsg_level, (*c).cmsg_type);
-            if (lvl == libc::IPPROTO_IP && ty == libc::IP_TTL)
-                || (lvl == libc::IPPROTO_IPV6 && ty == libc::IPV6_HOPLIMIT)
-            {
-                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32);
-                return u8::try_from(v).ok();
-            }
-            c = libc::CMSG_NXTHDR(m, c);
-        }
-    }
-    None
+fn socket_addr(a: SockaddrStorage) -> Option<SocketAddr> {
+    a.as_sockaddr_in()
+        .map(|v4| SocketAddr::V4((*v4).into()))
+        .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
 }
 
 /// Checks that `group` is a multicast address, with a clear message when it is not.

@@ -1,11 +1,29 @@
 //! Per-stream counters of a receiver: received, lost (from the first datagram seen), duplicates,
-//! reordered, one-way latency samples, received TTL and time of first/last arrival.
+//! reordered, one-way latency samples (a bounded reservoir), received TTL and time of first/last
+//! arrival; and what each arrival was, for the lines mreceive prints (gap, duplicate, late).
 
 use serde::{Deserialize, Serialize};
 
 /// Sequence numbers further than this past the first one are counted but not checked for duplicates,
 /// so a bogus sequence number cannot make the receiver allocate without bound (8 MiB of bits).
 const MAX_TRACKED: u64 = 1 << 26;
+
+/// Latency samples kept per stream; past this, reservoir sampling keeps a uniform subset, so a long
+/// run at line rate holds 512 KiB per sender, not a sample per datagram.
+const MAX_SAMPLES: usize = 1 << 16;
+
+/// What one arrival was, relative to the highest sequence number seen before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// The first datagram, or the one after the highest seen.
+    InOrder,
+    /// It skipped `first..=last` (they are missing so far).
+    Gap { first: u64, last: u64 },
+    /// Seen before.
+    Duplicate,
+    /// Older than `highest`, the highest seen: it arrived late (reordered).
+    Late { highest: u64 },
+}
 
 /// What one receiver knows about one sender's stream while it runs.
 #[derive(Debug, Default, Clone)]
@@ -20,25 +38,26 @@ pub struct StreamStats {
     last_ns: u64,
     ttl: Option<u8>,
     latencies_ns: Vec<i64>,
-    keep_latency: bool,
+    latency_seen: u64,
+    rng: u64,
 }
 
 impl StreamStats {
-    /// A tracker that also keeps one latency sample per datagram (the probe needs them; `receive` does not).
-    pub fn with_latency() -> StreamStats {
-        StreamStats {
-            keep_latency: true,
-            ..StreamStats::default()
-        }
-    }
-
-    /// Records one arrival. `recv_ns`/`sent_ns` are Unix-epoch nanoseconds on each side's clock.
-    pub fn record(&mut self, seq: u64, recv_ns: u64, sent_ns: u64, ttl: Option<u8>) {
+    /// Records one arrival and says what it was. `recv_ns`/`sent_ns` are Unix-epoch nanoseconds on
+    /// each side's clock; `sent_ns` is `None` for a sender that does not stamp its datagrams (msend).
+    pub fn record(
+        &mut self,
+        seq: u64,
+        recv_ns: u64,
+        sent_ns: Option<u64>,
+        ttl: Option<u8>,
+    ) -> Arrival {
         let first = *self.first_seq.get_or_insert(seq);
         if self.received + self.duplicates == 0 {
             self.first_ns = recv_ns;
             self.max_seq = seq;
         }
+        let highest = self.max_seq;
         self.last_ns = recv_ns;
         if ttl.is_some() {
             self.ttl = ttl;
@@ -48,7 +67,7 @@ impl StreamStats {
             // only by counting it, since loss is reckoned from the first datagram received.
             self.received += 1;
             self.reordered += 1;
-            return;
+            return Arrival::Late { highest };
         }
         let off = seq - first;
         if off < MAX_TRACKED {
@@ -58,18 +77,48 @@ impl StreamStats {
             }
             if self.seen[w] & (1 << b) != 0 {
                 self.duplicates += 1;
-                return;
+                return Arrival::Duplicate;
             }
             self.seen[w] |= 1 << b;
         }
         self.received += 1;
-        if seq < self.max_seq {
+        if let Some(sent) = sent_ns {
+            self.sample(recv_ns as i64 - sent as i64);
+        }
+        if seq < highest {
             self.reordered += 1;
+            Arrival::Late { highest }
         } else {
             self.max_seq = seq;
+            if seq > highest + 1 {
+                Arrival::Gap {
+                    first: highest + 1,
+                    last: seq - 1,
+                }
+            } else {
+                Arrival::InOrder
+            }
         }
-        if self.keep_latency {
-            self.latencies_ns.push(recv_ns as i64 - sent_ns as i64);
+    }
+
+    /// Keeps a latency sample: all of the first [`MAX_SAMPLES`], then each with probability
+    /// MAX_SAMPLES/n in place of a random kept one (reservoir sampling).
+    fn sample(&mut self, ns: i64) {
+        self.latency_seen += 1;
+        if self.latencies_ns.len() < MAX_SAMPLES {
+            self.latencies_ns.push(ns);
+            return;
+        }
+        // xorshift64*, seeded from the count; statistical quality is ample for picking samples.
+        if self.rng == 0 {
+            self.rng = 0x9e37_79b9_7f4a_7c15;
+        }
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let j = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) % self.latency_seen;
+        if let Some(slot) = self.latencies_ns.get_mut(j as usize) {
+            *slot = ns;
         }
     }
 
@@ -136,11 +185,31 @@ mod tests {
 
     #[test]
     fn counts_loss_duplicates_and_reordering_from_the_first_datagram() {
-        let mut s = StreamStats::with_latency();
+        let mut s = StreamStats::default();
         // Starts at 3 (0..2 were before the join), loses 5, duplicates 4, delivers 7 before 6.
-        for (seq, t) in [(3, 10), (4, 11), (4, 12), (7, 13), (6, 14), (8, 15)] {
-            s.record(seq, t * 1_000_000, t * 1_000_000 - 2_000_000, Some(63));
-        }
+        let arrivals: Vec<Arrival> = [(3, 10), (4, 11), (4, 12), (7, 13), (6, 14), (8, 15)]
+            .into_iter()
+            .map(|(seq, t)| {
+                s.record(
+                    seq,
+                    t * 1_000_000,
+                    Some(t * 1_000_000 - 2_000_000),
+                    Some(63),
+                )
+            })
+            .collect();
+        assert_eq!(
+            arrivals,
+            [
+                Arrival::InOrder,
+                Arrival::InOrder,
+                Arrival::Duplicate,
+                Arrival::Gap { first: 5, last: 6 },
+                Arrival::Late { highest: 7 },
+                Arrival::InOrder
+            ]
+        );
+
         let r = s.summary(0);
         assert_eq!(r.received, 5);
         assert_eq!(r.duplicates, 1);
@@ -154,6 +223,31 @@ mod tests {
         assert_eq!(s.summary(-1_000_000).latency_p99_ms, Some(1.0));
         assert_eq!(r.first_ns, Some(10_000_000));
         assert_eq!(r.last_ns, Some(15_000_000));
+        // Older than the first one seen: late, and no loss is reckoned before the first.
+        assert_eq!(
+            s.record(1, 16_000_000, None, None),
+            Arrival::Late { highest: 8 }
+        );
+    }
+
+    #[test]
+    fn latency_samples_stay_bounded_and_representative() {
+        let mut s = StreamStats::default();
+        for seq in 0..(MAX_SAMPLES as u64 * 4) {
+            // Latency 1 ms for the first quarter, 3 ms after: the median must move to 3 ms.
+            let lat = if seq < MAX_SAMPLES as u64 {
+                1_000_000
+            } else {
+                3_000_000
+            };
+            s.record(seq, 10_000_000 + lat, Some(10_000_000), None);
+        }
+        assert_eq!(s.latencies_ns.len(), MAX_SAMPLES);
+        assert_eq!(s.summary(0).latency_p50_ms, Some(3.0));
+        // msend stamps nothing: no latency at all.
+        let mut m = StreamStats::default();
+        m.record(1, 5, None, None);
+        assert_eq!(m.summary(0).latency_p50_ms, None);
     }
 
     #[test]
@@ -168,8 +262,8 @@ mod tests {
     #[test]
     fn a_huge_sequence_number_does_not_allocate_without_bound() {
         let mut s = StreamStats::default();
-        s.record(0, 1, 1, None);
-        s.record(u64::MAX - 1, 2, 2, None);
+        s.record(0, 1, Some(1), None);
+        s.record(u64::MAX - 1, 2, Some(2), None);
         assert_eq!(s.summary(0).received, 2);
         assert!(s.seen.len() <= 1);
     }

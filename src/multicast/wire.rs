@@ -1,26 +1,33 @@
-//! The datagram format of k8sdoctor's multicast traffic (version 1), and telling ours from foreign ones.
+//! The datagram format of k8sdoctor's multicast traffic (version 2), laid out so that mtools reads it:
+//! what msend would send comes first, our statistics trailer after.
 //!
-//! Every datagram starts with a fixed 40-byte header, all integers big-endian:
+//! ```text
+//! TEXT  NUL  TRAILER (40 bytes)  [zero padding up to --size]
+//! ```
+//!
+//! TEXT is `--text`, or with `--numbered` (msend's `-n`) the sequence number in decimal, exactly as
+//! msend writes its counter (`1`, `2`, ... ); mreceive prints TEXT up to the NUL and `mreceive -n`
+//! reads the number with `atoi`, so both show ours as they show msend's. The trailer, all integers
+//! big-endian:
 //!
 //! | offset | size | field                                                        |
 //! |--------|------|--------------------------------------------------------------|
 //! | 0      | 4    | magic `K8MC`                                                 |
-//! | 4      | 1    | version, `1`                                                 |
+//! | 4      | 1    | version, `2`                                                 |
 //! | 5      | 1    | stream: 0 = `send`, 1 = probe, 2 = probe TTL side stream     |
 //! | 6      | 1    | TTL (hop limit) the sender set                               |
 //! | 7      | 1    | reserved, 0                                                  |
 //! | 8      | 8    | session id (one `send` run, or one probe shared by its peers) |
 //! | 16     | 4    | sender id (random per process)                               |
 //! | 20     | 4    | reserved, 0                                                  |
-//! | 24     | 8    | sequence number, from 0                                      |
+//! | 24     | 8    | sequence number (`send` counts from 1, like msend)           |
 //! | 32     | 8    | send time, nanoseconds since the Unix epoch (sender's clock) |
 //!
-//! The rest is the payload (`--text`, then zero padding up to `--size`). Any datagram that is
-//! shorter than the header or lacks the magic/version is *foreign* (msend, iperf, ...): it is counted
-//! per source but never parsed further. mreceive prints ours as a short string ("K8MC") and no harm.
+//! A datagram without a trailer right after its first NUL is *foreign* (msend, iperf, ...): its
+//! text is still shown, and with `--numbered` its leading number is tracked like our sequence.
 
 pub const MAGIC: &[u8; 4] = b"K8MC";
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 pub const HEADER_LEN: usize = 40;
 
 /// Which stream a datagram belongs to.
@@ -63,7 +70,7 @@ pub struct Header {
 }
 
 impl Header {
-    /// Writes the header into the first [`HEADER_LEN`] bytes of `buf` (which must be at least that long).
+    /// Writes the trailer into the first [`HEADER_LEN`] bytes of `buf` (which must be at least that long).
     pub fn write(&self, buf: &mut [u8]) {
         buf[0..4].copy_from_slice(MAGIC);
         buf[4] = VERSION;
@@ -77,8 +84,8 @@ impl Header {
         buf[32..40].copy_from_slice(&self.sent_ns.to_be_bytes());
     }
 
-    /// Parses our header, or `None` for a foreign datagram.
-    pub fn parse(buf: &[u8]) -> Option<Header> {
+    /// Parses a trailer that starts at `buf[0]`, or `None`.
+    fn read(buf: &[u8]) -> Option<Header> {
         if buf.len() < HEADER_LEN || &buf[0..4] != MAGIC || buf[4] != VERSION {
             return None;
         }
@@ -94,19 +101,82 @@ impl Header {
     }
 }
 
-/// Builds a whole datagram: header, then the text, then zero padding up to `size` (if larger).
-pub fn datagram(h: &Header, text: &[u8], size: usize) -> Vec<u8> {
-    let mut buf = vec![0u8; (HEADER_LEN + text.len()).max(size)];
-    h.write(&mut buf);
-    buf[HEADER_LEN..HEADER_LEN + text.len()].copy_from_slice(text);
-    buf
+/// One datagram as it arrived: the text before the first NUL, and our trailer when it is ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parsed<'a> {
+    pub text: &'a [u8],
+    pub header: Option<Header>,
 }
 
-/// The text payload of one of our datagrams, up to the padding.
-pub fn text(buf: &[u8]) -> &[u8] {
-    let body = buf.get(HEADER_LEN..).unwrap_or_default();
-    let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
-    &body[..end]
+/// Splits a datagram into its text and (for ours) trailer. msend's datagrams have zeros (or the rest
+/// of an earlier `-text`) after the NUL, never the magic, so they parse as foreign.
+pub fn parse(buf: &[u8]) -> Parsed<'_> {
+    match buf.iter().position(|&b| b == 0) {
+        Some(nul) => Parsed {
+            text: &buf[..nul],
+            header: Header::read(&buf[nul + 1..]),
+        },
+        None => Parsed {
+            text: buf,
+            header: None,
+        },
+    }
+}
+
+/// The number at the start of a text, read as `mreceive -n` does (`atoi`: spaces, an optional `+`,
+/// digits); `None` when there is no digit.
+pub fn number(text: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(text).ok()?.trim_start();
+    let s = s.strip_prefix('+').unwrap_or(s);
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    s[..end].parse().ok()
+}
+
+/// A reusable send buffer: TEXT, NUL, the trailer (restamped per datagram), zero padding.
+#[derive(Debug, Clone)]
+pub struct Datagram {
+    buf: Vec<u8>,
+    trailer: usize,
+    size: usize,
+}
+
+impl Datagram {
+    /// A buffer for `text`, padded to `size` bytes when that is longer than text, NUL and trailer.
+    pub fn new(text: &[u8], size: usize) -> Datagram {
+        let mut d = Datagram {
+            buf: Vec::new(),
+            trailer: 0,
+            size,
+        };
+        d.set_text(text);
+        d
+    }
+
+    /// Replaces the text (for `--numbered`, the number of each datagram); keeps the trailer's place
+    /// right after the NUL.
+    pub fn set_text(&mut self, text: &[u8]) {
+        // A NUL inside the text would end it early for mreceive and hide the trailer from us.
+        let text = &text[..text.iter().position(|&b| b == 0).unwrap_or(text.len())];
+        let len = (text.len() + 1 + HEADER_LEN).max(self.size);
+        self.buf.clear();
+        self.buf.resize(len, 0);
+        self.buf[..text.len()].copy_from_slice(text);
+        self.trailer = text.len() + 1;
+    }
+
+    /// Writes `h` into the trailer and returns the datagram to send.
+    pub fn stamp(&mut self, h: &Header) -> &[u8] {
+        h.write(&mut self.buf[self.trailer..]);
+        &self.buf
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -125,32 +195,67 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_and_keeps_the_documented_layout() {
-        let d = datagram(&h(), b"hello", 64);
-        assert_eq!(d.len(), 64);
-        assert_eq!(&d[0..8], b"K8MC\x01\x01\x08\x00");
-        assert_eq!(&d[16..20], &[0xde, 0xad, 0xbe, 0xef]);
-        assert_eq!(d[31], 42);
-        assert_eq!(Header::parse(&d), Some(h()));
-        assert_eq!(text(&d), b"hello");
+    fn text_comes_first_then_nul_then_the_documented_trailer() {
+        let mut d = Datagram::new(b"hello", 64);
+        let buf = d.stamp(&h()).to_vec();
+        assert_eq!(buf.len(), 64);
+        assert_eq!(&buf[..6], b"hello\0");
+        assert_eq!(&buf[6..14], b"K8MC\x02\x01\x08\x00");
+        assert_eq!(&buf[22..26], &[0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(buf[37], 42);
+        assert_eq!(
+            parse(&buf),
+            Parsed {
+                text: b"hello",
+                header: Some(h())
+            }
+        );
         // Text longer than the size wins over the size.
-        assert_eq!(datagram(&h(), &[b'x'; 100], 64).len(), HEADER_LEN + 100);
+        assert_eq!(Datagram::new(&[b'x'; 100], 64).len(), 100 + 1 + HEADER_LEN);
+        // A NUL in the text ends it, as it would for mreceive.
+        let mut d = Datagram::new(b"a\0b", 0);
+        assert_eq!(parse(d.stamp(&h())).text, b"a");
     }
 
     #[test]
-    fn foreign_datagrams_are_not_parsed() {
-        // msend's text, an iperf2 UDP header, a truncated header, a future version, an unknown stream.
-        assert_eq!(Header::parse(b"Hello World!"), None);
+    fn numbered_text_is_what_msend_n_writes_and_mreceive_n_reads() {
+        let mut d = Datagram::new(b"ignored", 0);
+        d.set_text(b"17");
+        let buf = d.stamp(&h()).to_vec();
+        assert_eq!(&buf[..3], b"17\0");
+        assert_eq!(number(parse(&buf).text), Some(17));
+        assert_eq!(parse(&buf).header.map(|h| h.seq), Some(42));
+        // msend -n after -text "Hello": "3\0llo" and zeros.
+        let mut msend = b"3\0llo".to_vec();
+        msend.resize(1024, 0);
+        let p = parse(&msend);
+        assert_eq!((p.text, p.header), (&b"3"[..], None));
+        assert_eq!(number(p.text), Some(3));
+        assert_eq!(number(b" +12abc"), Some(12));
+        assert_eq!(number(b"Hello"), None);
+        assert_eq!(number(b""), None);
+    }
+
+    #[test]
+    fn foreign_datagrams_have_no_trailer() {
+        // msend's text, an iperf2 UDP header, a truncated trailer, a future version, an unknown stream.
+        let mut msend = b"Hello World!".to_vec();
+        msend.resize(1024, 0);
+        assert_eq!(parse(&msend).text, b"Hello World!");
+        assert_eq!(parse(&msend).header, None);
+        assert_eq!(parse(b"no nul at all").header, None);
         let mut iperf = vec![0u8; 64];
         iperf[3] = 1;
-        assert_eq!(Header::parse(&iperf), None);
-        let d = datagram(&h(), b"", 0);
-        assert_eq!(Header::parse(&d[..HEADER_LEN - 1]), None);
-        let mut v2 = d.clone();
-        v2[4] = 2;
-        assert_eq!(Header::parse(&v2), None);
-        let mut bad = d;
-        bad[5] = 9;
-        assert_eq!(Header::parse(&bad), None);
+        assert_eq!(parse(&iperf).header, None);
+        let mut d = Datagram::new(b"", 0);
+        let full = d.stamp(&h()).to_vec();
+        assert!(parse(&full).header.is_some());
+        assert_eq!(parse(&full[..HEADER_LEN]).header, None);
+        let mut v1 = full.clone();
+        v1[5] = 1;
+        assert_eq!(parse(&v1).header, None);
+        let mut bad = full;
+        bad[6] = 9;
+        assert_eq!(parse(&bad).header, None);
     }
 }

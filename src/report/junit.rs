@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::Report;
-use crate::check::Status;
+use crate::core::check::Status;
 
 /// Escapes text for XML attributes and content.
 pub fn xml_escape(s: &str) -> String {

@@ -10,9 +10,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    catalog,
-    check::{Finding, Status},
-    config::Format,
+    core::catalog,
+    core::check::{Finding, Status},
+    core::config::Format,
     mask::mask_secrets,
 };
 
@@ -60,6 +60,9 @@ pub struct HostInfo {
     /// The root the host files were read from (`/` for the live host).
     pub root: String,
     pub role: String,
+    /// `check`'s install stage: pre-init, pre-join or installed (absent for join-check).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub stage: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -215,14 +218,25 @@ impl Report {
         self.results.iter().map(|r| r.status).max()
     }
 
-    /// Renders the report in a format.
+    /// Renders the report in a format; the table folds skipped checks that share a reason.
     pub fn render(&self, format: Format, color: bool, out: &mut dyn Write) -> std::io::Result<()> {
+        self.render_with(format, color, false, out)
+    }
+
+    /// Renders the report; `show_skipped` lists every skipped check on its own table row.
+    pub fn render_with(
+        &self,
+        format: Format,
+        color: bool,
+        show_skipped: bool,
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
         match format {
             Format::Json => {
                 serde_json::to_writer_pretty(&mut *out, self)?;
                 writeln!(out)
             }
-            Format::Table => table::render(self, color, out),
+            Format::Table => table::render(self, color, show_skipped, out),
             Format::Junit => junit::render(self, out),
             Format::Markdown => markdown::render(self, out),
         }

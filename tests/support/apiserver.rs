@@ -29,7 +29,9 @@
 //! * The running server: `url()`, `addr()`, `ca` ([`TestCa`]: `pem`, `der`, `spki_der`, `pin()` =
 //!   `sha256:<hex>` of the CA's SubjectPublicKeyInfo as `--discovery-token-ca-cert-hash` wants it),
 //!   `kubeconfig(dir)` / `kubeconfig_with(dir, file, bearer, ca_pem)` (context `cl-test`),
-//!   `get(path, bearer)` (a verified HTTPS GET for assertions), `requests()` (the request log).
+//!   `get(path, bearer)` (a verified HTTPS GET for assertions), `requests()` (the request log),
+//!   `connections()` (TCP connections accepted). Every connection sets `TCP_NODELAY`, as Go's
+//!   servers do, and each answer is written at once.
 //! * Builders for single objects: [`node`], [`bootstrap_token`], [`pod`], [`daemonset`],
 //!   [`cluster_role_binding`], [`kube_dns_service`]; [`b64url`] for JWS checks.
 #![allow(dead_code)]
@@ -41,7 +43,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     thread,
     time::Duration,
@@ -94,6 +96,23 @@ pub struct Scenario {
     blackhole: bool,
     ca_key: CaKey,
     tls_fault: Option<TlsFault>,
+    workloads: Option<Arc<dyn Workloads>>,
+}
+
+/// Objects with a life of their own (pods the client creates, namespaces, pod logs): a handler the
+/// server asks first, before its read-only objects ([`super::kubelet`] is the one the fleet tests use).
+pub trait Workloads: Send + Sync {
+    /// Answers a request (status and JSON body), or `None` to leave it to the read-only objects.
+    fn handle(&self, req: &Request) -> Option<(u16, Vec<u8>)>;
+}
+
+/// One request as a [`Workloads`] handler sees it.
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a BTreeMap<String, String>,
+    pub body: &'a [u8],
+    pub user: &'a str,
 }
 
 #[derive(Clone)]
@@ -103,6 +122,32 @@ struct Stored {
     namespace: Option<String>,
     name: String,
     json: Value,
+    /// The object as a list item (no apiVersion/kind), serialized once: a page is these joined.
+    item: Vec<u8>,
+}
+
+impl Stored {
+    fn new(
+        group_version: &str,
+        plural: &str,
+        namespace: Option<String>,
+        name: String,
+        json: Value,
+    ) -> Stored {
+        let mut v = json.clone();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("apiVersion");
+            m.remove("kind");
+        }
+        Stored {
+            group_version: group_version.into(),
+            plural: plural.into(),
+            namespace,
+            name,
+            json,
+            item: serde_json::to_vec(&v).unwrap(),
+        }
+    }
 }
 
 fn meta(name: &str, ns: Option<&str>) -> ObjectMeta {
@@ -362,6 +407,7 @@ impl Scenario {
             blackhole: false,
             ca_key: CaKey::Ecdsa,
             tls_fault: None,
+            workloads: None,
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             s = s.with(Namespace {
@@ -458,20 +504,27 @@ impl Scenario {
         self.objects.retain(|o| {
             !(o.plural == K::URL_PATH_SEGMENT && o.namespace == namespace && o.name == name)
         });
-        self.objects.push(Stored {
-            group_version: K::API_VERSION.into(),
-            plural: K::URL_PATH_SEGMENT.into(),
+        self.objects.push(Stored::new(
+            K::API_VERSION,
+            K::URL_PATH_SEGMENT,
             namespace,
             name,
             json,
-        });
+        ));
         self
     }
 
-    /// Adds `n` Ready worker nodes `node-00000`.. at `version`.
+    /// Adds `n` Ready worker nodes `node-00000`.. at `version` (replacing nodes of those names).
     pub fn nodes(mut self, n: usize, version: &str) -> Scenario {
-        for i in 0..n {
-            self = self.with(node(&format!("node-{i:05}"), version, true, false));
+        let names: Vec<String> = (0..n).map(|i| format!("node-{i:05}")).collect();
+        let new: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        self.objects
+            .retain(|o| !(o.plural == "nodes" && new.contains(o.name.as_str())));
+        // Pushed directly: `with` would compare each against every object stored (quadratic at 50,000).
+        for name in &names {
+            let json = serde_json::to_value(node(name, version, true, false)).unwrap();
+            self.objects
+                .push(Stored::new("v1", "nodes", None, name.clone(), json));
         }
         self
     }
@@ -524,6 +577,12 @@ impl Scenario {
 
     pub fn tls_fault(mut self, f: TlsFault) -> Scenario {
         self.tls_fault = Some(f);
+        self
+    }
+
+    /// Lets `w` answer first: pods that are created, run, logged and deleted (see [`Workloads`]).
+    pub fn workloads(mut self, w: Arc<dyn Workloads>) -> Scenario {
+        self.workloads = Some(w);
         self
     }
 }
@@ -662,6 +721,7 @@ pub struct ApiServer {
     pub ca: Arc<TestCa>,
     stop: Arc<AtomicBool>,
     log: Arc<Mutex<Vec<String>>>,
+    conns: Arc<AtomicUsize>,
     /// The listening socket (a clone), shut down on drop to wake the accept loop.
     listener: TcpListener,
     accept: Option<thread::JoinHandle<()>>,
@@ -672,7 +732,11 @@ struct State {
     tls: Option<Arc<rustls::ServerConfig>>,
     stop: Arc<AtomicBool>,
     log: Arc<Mutex<Vec<String>>>,
+    conns: Arc<AtomicUsize>,
     held: Mutex<Vec<TcpStream>>,
+    /// (group/version, plural) → indices into the objects, sorted by (namespace, name): a list
+    /// walks only its own kind, in order (50,000 nodes would otherwise be filtered and sorted per page).
+    index: BTreeMap<(String, String), Vec<usize>>,
 }
 
 impl ApiServer {
@@ -733,11 +797,23 @@ impl ApiServer {
         scenario = scenario.with(info);
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(Vec::new()));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let mut index: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+        for (i, o) in scenario.objects.iter().enumerate() {
+            let key = (o.group_version.clone(), o.plural.clone());
+            index.entry(key).or_default().push(i);
+        }
+        for ids in index.values_mut() {
+            let o = &scenario.objects;
+            ids.sort_by(|&a, &b| (&o[a].namespace, &o[a].name).cmp(&(&o[b].namespace, &o[b].name)));
+        }
         let state = Arc::new(State {
+            index,
             tls: (!scenario.blackhole).then(|| Arc::new(tls)),
             scenario,
             stop: stop.clone(),
             log: log.clone(),
+            conns: conns.clone(),
             held: Mutex::new(Vec::new()),
         });
         let wake = listener.try_clone().expect("clone the listening socket");
@@ -747,6 +823,7 @@ impl ApiServer {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
+                state.conns.fetch_add(1, Ordering::SeqCst);
                 match &state.tls {
                     None => state.held.lock().unwrap().push(conn),
                     Some(_) => {
@@ -761,6 +838,7 @@ impl ApiServer {
             ca,
             stop,
             log,
+            conns,
             listener: wake,
             accept: Some(accept),
         }
@@ -778,6 +856,11 @@ impl ApiServer {
     /// Every request line answered (or refused) so far, as `USER METHOD /path?query STATUS`.
     pub fn requests(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// TCP connections accepted so far (each a TLS handshake unless blackholed).
+    pub fn connections(&self) -> usize {
+        self.conns.load(Ordering::SeqCst)
     }
 
     /// A plain HTTPS GET verified by the test CA, with or without a bearer: (status code, body).
@@ -920,6 +1003,8 @@ fn decode_b64(s: &str) -> Option<Vec<u8>> {
 
 fn serve_conn(state: &State, tcp: TcpStream) {
     let _ = tcp.set_read_timeout(Some(Duration::from_secs(30)));
+    // As Go's servers do: without it the tail of every response waits ~40 ms for a delayed ACK.
+    let _ = tcp.set_nodelay(true);
     let conn = rustls::ServerConnection::new(state.tls.clone().unwrap()).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     let mut buf: Vec<u8> = Vec::new();
@@ -970,7 +1055,7 @@ fn serve_conn(state: &State, tcp: TcpStream) {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        buf.drain(..head_len + body_len);
+        let body: Vec<u8> = buf.drain(..head_len + body_len).skip(head_len).collect();
         if !state.scenario.delay.is_zero() {
             thread::sleep(state.scenario.delay);
         }
@@ -980,6 +1065,7 @@ fn serve_conn(state: &State, tcp: TcpStream) {
             &target,
             header("authorization"),
             header("accept").unwrap_or(""),
+            &body,
         );
         state
             .log
@@ -991,10 +1077,13 @@ fn serve_conn(state: &State, tcp: TcpStream) {
             .unwrap();
         let reason = match code {
             200 => "OK",
+            201 => "Created",
             400 => "Bad Request",
             401 => "Unauthorized",
             403 => "Forbidden",
             404 => "Not Found",
+            409 => "Conflict",
+            422 => "Unprocessable Entity",
             _ => "Method Not Allowed",
         };
         let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
@@ -1004,19 +1093,15 @@ fn serve_conn(state: &State, tcp: TcpStream) {
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
         );
-        if tls
-            .write_all(head.as_bytes())
-            .and_then(|_| tls.write_all(&body))
-            .and_then(|_| tls.flush())
-            .is_err()
-            || close
-        {
+        let mut answer = head.into_bytes();
+        answer.extend_from_slice(&body);
+        if tls.write_all(&answer).and_then(|_| tls.flush()).is_err() || close {
             return;
         }
     }
 }
 
-fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> Vec<u8> {
+pub fn status(code: u16, reason: &str, message: &str, details: Option<Value>) -> Vec<u8> {
     let mut v = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {},
         "status": "Failure", "message": message, "reason": reason, "code": code,
@@ -1112,6 +1197,7 @@ fn respond(
     target: &str,
     auth: Option<&str>,
     accept: &str,
+    body: &[u8],
 ) -> (u16, Vec<u8>, String) {
     let s = &state.scenario;
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -1136,6 +1222,20 @@ fn respond(
         }
         None => "system:anonymous".to_string(),
     };
+    if let Some(w) = &s.workloads
+        && user != "system:anonymous"
+    {
+        let req = Request {
+            method,
+            path,
+            query: &q,
+            body,
+            user: &user,
+        };
+        if let Some((code, body)) = w.handle(&req) {
+            return (code, body, user);
+        }
+    }
     if method != "GET" {
         return (
             405,
@@ -1278,13 +1378,16 @@ fn respond(
             user,
         );
     }
-    let matches = |o: &&Stored| {
-        o.group_version == gv
-            && o.plural == plural
-            && (ns.is_none() || !namespaced || o.namespace.as_deref() == ns)
-    };
+    // This kind's objects in order; only the namespace is left to match.
+    let of_kind = state
+        .index
+        .get(&(gv.clone(), plural.to_string()))
+        .into_iter()
+        .flatten()
+        .map(|&i| &s.objects[i])
+        .filter(|o| ns.is_none() || !namespaced || o.namespace.as_deref() == ns);
     if let Some(name) = name {
-        return match s.objects.iter().filter(matches).find(|o| o.name == name) {
+        return match of_kind.clone().find(|o| o.name == name) {
             Some(o) => (200, serde_json::to_vec(&o.json).unwrap(), user),
             None => {
                 let msg = format!("{plural} \"{name}\" not found");
@@ -1327,16 +1430,12 @@ fn respond(
             }
         })
     };
-    let mut items: Vec<&Stored> = s
-        .objects
-        .iter()
-        .filter(matches)
+    let items: Vec<&Stored> = of_kind
         .filter(|o| {
             selector_ok(o, q.get("labelSelector"), true)
                 && selector_ok(o, q.get("fieldSelector"), false)
         })
         .collect();
-    items.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     let start: usize = match q.get("continue").filter(|c| !c.is_empty()) {
         None => 0,
         Some(c) => match c.strip_prefix("cl-continue-").and_then(|n| n.parse().ok()) {
@@ -1367,23 +1466,23 @@ fn respond(
         list_meta["continue"] = json!(format!("cl-continue-{end}"));
         list_meta["remainingItemCount"] = json!(items.len() - end);
     }
-    let body = if accept.contains("as=Table") {
-        table(plural, page, list_meta)
-    } else {
-        let items: Vec<Value> = page
-            .iter()
-            .map(|o| {
-                let mut v = o.json.clone();
-                if let Some(m) = v.as_object_mut() {
-                    m.remove("apiVersion");
-                    m.remove("kind");
-                }
-                v
-            })
-            .collect();
-        json!({"kind": format!("{kind}List"), "apiVersion": gv, "metadata": list_meta, "items": items})
-    };
-    (200, serde_json::to_vec(&body).unwrap(), user)
+    if accept.contains("as=Table") {
+        let body = table(plural, page, list_meta);
+        return (200, serde_json::to_vec(&body).unwrap(), user);
+    }
+    // Metadata first, as kube-apiserver writes it; the items as serialized once at start.
+    let mut body = format!(
+        "{{\"kind\":\"{kind}List\",\"apiVersion\":\"{gv}\",\"metadata\":{list_meta},\"items\":["
+    )
+    .into_bytes();
+    for (i, o) in page.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&o.item);
+    }
+    body.extend_from_slice(b"]}");
+    (200, body, user)
 }
 
 fn age(o: &Value) -> String {

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod harness;
+pub mod kubelet;
 pub mod hostile;
 pub mod openssl;
 
@@ -17,21 +19,10 @@ pub fn privileged_required() -> bool {
 }
 
 /// Returns true when the live test can run: root and every tool present. Otherwise prints why and
-/// returns false, or panics when K8SDOCTOR_PRIVILEGED_TESTS=1.
+/// returns false, or panics when K8SDOCTOR_PRIVILEGED_TESTS=1. (Files run by `harness` use
+/// `harness::require` instead, which reports the test as ignored.)
 pub fn can_run_privileged(tools: &[&str]) -> bool {
-    let mut missing = Vec::new();
-    if unsafe { libc::geteuid() } != 0 {
-        missing.push("root".to_string());
-    }
-    for t in tools {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            missing.push(t.to_string());
-        }
-    }
+    let missing = harness::missing(true, tools);
     if missing.is_empty() {
         return true;
     }
@@ -380,4 +371,14 @@ pub fn enter_netns(name: &str) {
     // SAFETY: setns on a descriptor this thread owns; it changes only this thread's namespace.
     let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
     assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
+}
+
+/// `shared/vendor/<sub>` (reference tool sources) beside the repository or one level up (a worktree).
+pub fn vendor(sub: &str) -> Option<PathBuf> {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .map(|d| d.join("shared/vendor").join(sub))
+        .find(|p| p.is_dir())
 }

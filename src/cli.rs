@@ -1,0 +1,904 @@
+//! The command line, and nothing else knows clap: the flags, and the one conversion of them into the
+//! plain [`Command`] (configs and options of the library) that `main.rs` runs.
+
+use std::{
+    ffi::{OsStr, OsString},
+    io::{self, IsTerminal, Write},
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Result, bail};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use k8sdoctor::{
+    core::{
+        check::{Role, Status},
+        config::{Config, Format, RoleChoice, Selection},
+        stage::{Stage, StageChoice},
+    },
+    fix::{FixFormat, FixOptions, Mode},
+    fleet::{self, FleetOptions, McOptions},
+    join::JoinOptions,
+    multicast,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "k8sdoctor",
+    version,
+    about = "A doctor for Kubernetes nodes and clusters: finds the kubeadm install pitfalls, shows the evidence, says how to fix them.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    #[command(flatten)]
+    check: CheckArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the checks (the default).
+    Check(CheckArgs),
+    /// Print the catalog of checks.
+    List {
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutFormat::Table)]
+        output: OutFormat,
+        #[arg(long)]
+        no_color: bool,
+    },
+    /// Explain one check: the pitfall, why it matters, the fix.
+    Explain { id: String },
+    /// Print the JSON Schema of the report (`--fleet`: of the fleet report).
+    Schema {
+        #[arg(long)]
+        fleet: bool,
+    },
+    /// Verify a `kubeadm join` command before running it: kubeadm's discovery, step by step.
+    #[command(
+        name = "join-check",
+        after_help = "Example:\n  k8sdoctor join-check -- kubeadm join 192.168.1.2:6443 --token a24a11.0e6b932b0907deff --discovery-token-ca-cert-hash sha256:1ca7...\n  k8sdoctor join-check -o json 'kubeadm join 192.168.1.2:6443 --token ... --discovery-token-ca-cert-hash sha256:...'"
+    )]
+    JoinCheck(JoinCheckArgs),
+    /// Multicast: msend/mreceive-compatible send and receive, and a probe of every sender→receiver pair.
+    Multicast {
+        #[command(subcommand)]
+        cmd: McCmd,
+    },
+    /// Plan the host fixes (dry run), or apply, verify and undo them.
+    Fix(FixArgs),
+    /// Every node of a cluster at once, through one pod per node that the doctor creates and deletes.
+    Fleet {
+        #[command(subcommand)]
+        cmd: FleetCmd,
+    },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, powershell, elvish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), made from this command line: `k8sdoctor man | man -l -`.
+    Man,
+}
+
+#[derive(Subcommand)]
+enum FleetCmd {
+    /// Run the node checks on every selected node and merge the reports (node × check matrix, drift).
+    Check(FleetCheckArgs),
+    /// The guide's multicast test across nodes: one probe pod per node, one sender → receiver matrix.
+    Multicast(FleetMcArgs),
+    /// Delete every pod the doctor left in the namespace (earlier runs, --keep).
+    Cleanup {
+        #[command(flatten)]
+        cluster: FleetClusterArgs,
+    },
+}
+
+/// Which cluster, namespace, nodes and image the fleet commands use.
+#[derive(Args)]
+struct FleetClusterArgs {
+    /// Namespace of the doctor's pods (created, with the Pod Security label they need, if absent).
+    #[arg(long, value_name = "NS", default_value = "k8sdoctor")]
+    namespace: String,
+    /// Kubeconfig file.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+}
+
+impl FleetClusterArgs {
+    fn config(&self, timeout: Duration) -> Config {
+        Config {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            // One API request may take this long; the run as a whole has --timeout.
+            timeout: Duration::from_secs(10).min(timeout),
+            ..Config::default()
+        }
+    }
+}
+
+#[derive(Args)]
+struct FleetNodeArgs {
+    /// Only these nodes (comma list of names).
+    #[arg(long, value_delimiter = ',', conflicts_with = "selector")]
+    nodes: Vec<String>,
+    /// Only nodes matching this label selector.
+    #[arg(long, short = 'l', value_name = "LABELS")]
+    selector: Option<String>,
+    /// The doctor's container image, pullable by every node.
+    #[arg(long, value_name = "IMAGE", default_value = concat!("k8sdoctor:", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    /// Seconds for the whole run: pods starting and finishing (also their activeDeadlineSeconds).
+    #[arg(long, value_name = "SECS", default_value_t = 120.0)]
+    timeout: f64,
+    /// Leave the pods in place afterwards (`fleet cleanup` removes them).
+    #[arg(long)]
+    keep: bool,
+    #[command(flatten)]
+    cluster: FleetClusterArgs,
+}
+
+impl FleetNodeArgs {
+    fn options(self, check_args: Vec<String>) -> Result<(Config, FleetOptions)> {
+        let timeout = duration("--timeout", self.timeout, Unit::Secs)?;
+        let cfg = self.cluster.config(timeout);
+        Ok((
+            cfg,
+            FleetOptions {
+                nodes: self.nodes,
+                selector: self.selector,
+                namespace: self.cluster.namespace,
+                image: self.image,
+                timeout,
+                keep: self.keep,
+                check_args,
+            },
+        ))
+    }
+}
+
+#[derive(Args)]
+struct FleetCheckArgs {
+    /// Run only these checks on each node.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Skip these checks on each node (or `all`).
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Node role on every node (default: each node decides from its own files).
+    #[arg(long, value_enum, default_value_t = RoleArg::Auto)]
+    role: RoleArg,
+    #[command(flatten)]
+    nodes: FleetNodeArgs,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+#[derive(Args)]
+struct FleetMcArgs {
+    /// Probe the node network instead of the pod network (the overlay).
+    #[arg(long)]
+    host_network: bool,
+    /// Multicast group (default 224.1.1.1).
+    #[arg(long)]
+    group: Option<IpAddr>,
+    /// UDP port of the group (the control channel uses the next one).
+    #[arg(long, default_value_t = multicast::DEFAULT_PORT)]
+    port: u16,
+    /// Datagrams each participant sends.
+    #[arg(long, short = 'c', default_value_t = 100)]
+    count: u64,
+    /// Milliseconds between datagrams.
+    #[arg(long, default_value_t = 10.0)]
+    interval: f64,
+    /// TTL of the datagrams.
+    #[arg(long, default_value_t = 1)]
+    ttl: u8,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = McFormat::Table)]
+    output: McFormat,
+    /// No colour (also NO_COLOR, or stdout not a terminal).
+    #[arg(long)]
+    no_color: bool,
+    #[command(flatten)]
+    nodes: FleetNodeArgs,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum FixOut {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+struct FixArgs {
+    /// Checks to fix (comma list); default: every failing or warning check that has a fix.
+    #[arg(value_delimiter = ',', value_name = "IDS")]
+    ids: Vec<String>,
+    /// Fix the host whose root is DIR; runtime steps are then skipped and only files under DIR change.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+    /// Apply the plan (without it, `fix` only shows what it would do).
+    #[arg(long, conflicts_with = "undo")]
+    apply: bool,
+    /// Do not ask before applying or undoing (required without a terminal).
+    #[arg(long)]
+    yes: bool,
+    /// Undo an apply from its journal (default: the newest in the journal directory).
+    #[arg(long, value_name = "JOURNAL", num_args = 0..=1, conflicts_with = "ids")]
+    undo: Option<Option<PathBuf>>,
+    /// Where journals are kept (default: var/lib/k8sdoctor/fix under the root).
+    #[arg(long, value_name = "DIR")]
+    journal_dir: Option<PathBuf>,
+    /// Node role; auto = control plane when etc/kubernetes/manifests/kube-apiserver.yaml exists.
+    #[arg(long, value_enum, default_value_t = RoleArg::Auto)]
+    role: RoleArg,
+    /// Deadline for gathering the facts, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    timeout: f64,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = FixOut::Table)]
+    output: FixOut,
+    /// No colour (also NO_COLOR, or stdout not a terminal).
+    #[arg(long)]
+    no_color: bool,
+}
+
+#[derive(Subcommand)]
+enum McCmd {
+    /// Send sequenced datagrams to a group, like msend (one a second by default).
+    #[command(after_help = multicast::mtools::SEND_HELP)]
+    Send(McSendArgs),
+    /// Join a group and print what arrives, like mreceive; a per-sender summary at the end.
+    #[command(after_help = multicast::mtools::RECEIVE_HELP)]
+    Receive(McReceiveArgs),
+    /// Run on every participant: measure every sender→receiver pair, print the matrix and causes.
+    Probe(McProbeArgs),
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum McFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+struct McCommon {
+    /// Multicast group (default 224.1.1.1, or ff2e::1 with -6).
+    #[arg(long)]
+    group: Option<IpAddr>,
+    /// Use the IPv6 default group.
+    #[arg(short = '6', long = "ipv6")]
+    ipv6: bool,
+    /// UDP port of the group.
+    #[arg(long, default_value_t = multicast::DEFAULT_PORT)]
+    port: u16,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = McFormat::Table)]
+    output: McFormat,
+    /// No colour (also NO_COLOR, or stdout not a terminal).
+    #[arg(long)]
+    no_color: bool,
+}
+
+impl McCommon {
+    fn group(&self) -> IpAddr {
+        self.group.unwrap_or(multicast::default_group(self.ipv6))
+    }
+
+    fn format(&self) -> multicast::Format {
+        match self.output {
+            McFormat::Table => multicast::Format::Table,
+            McFormat::Json => multicast::Format::Json,
+        }
+    }
+}
+
+#[derive(Args)]
+struct McSendArgs {
+    #[command(flatten)]
+    common: McCommon,
+    /// TTL (hop limit) of the datagrams.
+    #[arg(long, default_value_t = 1)]
+    ttl: u8,
+    /// Interface to send from, by name or address (default: the route to the group).
+    #[arg(long, short = 'i')]
+    interface: Option<String>,
+    /// Stop after N datagrams (default: until Ctrl-C).
+    #[arg(long, short = 'c')]
+    count: Option<u64>,
+    /// Stop after SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Milliseconds between datagrams; 0 = as fast as possible.
+    #[arg(long, default_value_t = 1000.0)]
+    interval: f64,
+    /// Text carried in each datagram.
+    #[arg(long, default_value = "Hello World!")]
+    text: String,
+    /// Pad each datagram to this many bytes.
+    #[arg(long, default_value_t = 0)]
+    size: usize,
+    /// Turn IP_MULTICAST_LOOP off (msend leaves it on, so this host's receivers see the datagrams).
+    #[arg(long)]
+    no_loop: bool,
+    #[command(flatten)]
+    mtools: McMtoolsArgs,
+    /// Join the group on the sending socket too, like msend -join.
+    #[arg(long)]
+    join: bool,
+}
+
+/// msend's and mreceive's -n and -q.
+#[derive(Args)]
+struct McMtoolsArgs {
+    /// The payload is each datagram's number (msend -n / mreceive -n) instead of the text.
+    #[arg(long)]
+    numbered: bool,
+    /// No line per datagram (gap lines still print).
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct McReceiveArgs {
+    #[command(flatten)]
+    common: McCommon,
+    /// Interface to join on, by name or address (default: the route to the group).
+    #[arg(long, short = 'i')]
+    interface: Option<String>,
+    /// Stop after N datagrams.
+    #[arg(long, short = 'c')]
+    count: Option<u64>,
+    /// Stop after SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    #[command(flatten)]
+    mtools: McMtoolsArgs,
+    /// Only datagrams from this source address (a source-specific join, like mreceive -s).
+    #[arg(long)]
+    source: Option<IpAddr>,
+}
+
+#[derive(Args)]
+struct McProbeArgs {
+    #[command(flatten)]
+    common: McCommon,
+    /// Every participant's unicast address, this node's included (comma list).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "peers_from_configmap"
+    )]
+    peers: Vec<IpAddr>,
+    /// Read the participants from this ConfigMap in the pod's namespace (what fleet multicast pods do).
+    #[arg(long, value_name = "NAME", conflicts_with = "peers")]
+    peers_from_configmap: Option<String>,
+    /// Which of --peers this is (default: the first local one whose control port is free).
+    #[arg(long)]
+    local: Option<IpAddr>,
+    /// UDP port of the unicast control channel (default: --port + 1).
+    #[arg(long)]
+    control_port: Option<u16>,
+    /// TTL of the datagrams (a TTL-8 side stream is sent too, to tell TTL from routing).
+    #[arg(long, default_value_t = 1)]
+    ttl: u8,
+    /// Datagrams each participant sends.
+    #[arg(long, short = 'c', default_value_t = 100)]
+    count: u64,
+    /// Milliseconds between datagrams.
+    #[arg(long, default_value_t = 10.0)]
+    interval: f64,
+    /// Highest loss in percent a pair may show and still pass.
+    #[arg(long, default_value_t = 0.0)]
+    max_loss: f64,
+    /// Run for SECS seconds instead of --count (catches IGMP snooping without a querier: ~260 s).
+    #[arg(long, value_name = "SECS")]
+    soak: Option<f64>,
+    /// Seconds to wait for peers to start, and for their reports.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    wait: f64,
+}
+
+#[derive(Args)]
+struct JoinCheckArgs {
+    /// Deadline for the whole check (resolution, connect, TLS, the request), in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    timeout: f64,
+    #[command(flatten)]
+    report: ReportArgs,
+    /// Log each step to stderr (the token secret is masked there too).
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    /// The join command, after `--` (or as one quoted argument): kubeadm join HOST:PORT --token ... .
+    #[arg(
+        value_name = "KUBEADM_JOIN",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    command: Vec<String>,
+}
+
+/// Where and how `check` and `join-check` write their report, and when they exit 1.
+#[derive(Args)]
+struct ReportArgs {
+    /// Report format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutFormat::Table)]
+    output: OutFormat,
+    /// Write the report to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output_file: Option<PathBuf>,
+    /// Exit 1 when any result is at or above this level.
+    #[arg(long, value_enum, default_value_t = FailOn::Fail)]
+    fail_on: FailOn,
+    /// No colour (also NO_COLOR, or stdout not a terminal).
+    #[arg(long)]
+    no_color: bool,
+    /// List every skipped check in the table (otherwise skips that share a reason are one row).
+    #[arg(long)]
+    show_skipped: bool,
+}
+
+impl ReportArgs {
+    /// Fills the report fields of a config.
+    fn into_config(self, cfg: Config) -> Config {
+        Config {
+            format: self.output.into(),
+            color: self.output_file.is_none() && color_wanted(self.no_color),
+            output_file: self.output_file,
+            fail_on: self.fail_on.into(),
+            show_skipped: self.show_skipped || cfg.show_skipped,
+            ..cfg
+        }
+    }
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum OutFormat {
+    Table,
+    Json,
+    Junit,
+    Markdown,
+}
+
+impl From<OutFormat> for Format {
+    fn from(o: OutFormat) -> Format {
+        match o {
+            OutFormat::Table => Format::Table,
+            OutFormat::Json => Format::Json,
+            OutFormat::Junit => Format::Junit,
+            OutFormat::Markdown => Format::Markdown,
+        }
+    }
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum RoleArg {
+    Auto,
+    ControlPlane,
+    Worker,
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum StageArg {
+    Auto,
+    PreInit,
+    PreJoin,
+    Installed,
+}
+
+impl From<StageArg> for StageChoice {
+    fn from(s: StageArg) -> StageChoice {
+        match s {
+            StageArg::Auto => StageChoice::Auto,
+            StageArg::PreInit => StageChoice::Fixed(Stage::PreInit),
+            StageArg::PreJoin => StageChoice::Fixed(Stage::PreJoin),
+            StageArg::Installed => StageChoice::Fixed(Stage::Installed),
+        }
+    }
+}
+
+#[derive(Copy, Clone, ValueEnum)]
+enum FailOn {
+    Warn,
+    Fail,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Node role; auto = control plane when etc/kubernetes/manifests/kube-apiserver.yaml exists.
+    #[arg(long, value_enum, default_value_t = RoleArg::Auto)]
+    role: RoleArg,
+    /// Install stage: auto = installed when etc/kubernetes/kubelet.conf exists, else pre-init for a control plane and pre-join for a worker.
+    #[arg(long, value_enum, default_value_t = StageArg::Auto)]
+    stage: StageArg,
+    /// Run only these checks (comma list of ids, case-insensitive).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Skip these checks (comma list of ids, or `all`).
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Read host files under DIR as if it were `/` (a container mounting the node's root).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+    /// Kubeconfig file for the cluster checks.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// Skip every check that needs the network.
+    #[arg(long)]
+    offline: bool,
+    /// Deadline for the whole run, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    timeout: f64,
+    /// Port `kubectl proxy` listens on, for proxy.localhost.
+    #[arg(long, value_name = "PORT", default_value_t = 8001)]
+    proxy_port: u16,
+    /// Verbose table: every skipped check on its own row (as --show-skipped).
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+impl From<FailOn> for Status {
+    fn from(f: FailOn) -> Status {
+        match f {
+            FailOn::Warn => Status::Warn,
+            FailOn::Fail => Status::Fail,
+        }
+    }
+}
+
+fn color_wanted(no_color: bool) -> bool {
+    !no_color && std::env::var_os("NO_COLOR").is_none() && io::stdout().is_terminal()
+}
+
+impl From<RoleArg> for RoleChoice {
+    fn from(r: RoleArg) -> RoleChoice {
+        match r {
+            RoleArg::Auto => RoleChoice::Auto,
+            RoleArg::ControlPlane => RoleChoice::Fixed(Role::ControlPlane),
+            RoleArg::Worker => RoleChoice::Fixed(Role::Worker),
+        }
+    }
+}
+
+impl CheckArgs {
+    fn into_config(self) -> Result<Config> {
+        let timeout = duration("--timeout", self.timeout, Unit::Secs)?;
+        Ok(self.report.into_config(Config {
+            root: self.root,
+            role: self.role.into(),
+            stage: self.stage.into(),
+            selection: Selection {
+                only: self.only,
+                skip: self.skip,
+            },
+            kubeconfig: self.kubeconfig,
+            context: self.context,
+            offline: self.offline,
+            timeout,
+            proxy_port: self.proxy_port,
+            show_skipped: self.verbose,
+            ..Config::default()
+        }))
+    }
+}
+
+/// The unit a duration flag is given in.
+#[derive(Clone, Copy)]
+enum Unit {
+    /// Seconds, above 0.
+    Secs,
+    /// Milliseconds, 0 or more (0 = as fast as possible).
+    Millis,
+}
+
+/// The one duration parser of every flag: finite, under 10^9 seconds, above 0 (seconds) or 0 and more
+/// (milliseconds).
+fn duration(flag: &str, value: f64, unit: Unit) -> Result<Duration> {
+    let (secs, ok) = match unit {
+        Unit::Secs => (value, value > 0.0),
+        Unit::Millis => (value / 1000.0, value >= 0.0),
+    };
+    if !(ok && secs.is_finite() && secs < 1e9) {
+        match unit {
+            Unit::Secs => bail!("{flag} must be a positive number of seconds"),
+            Unit::Millis => bail!("{flag} must be a number of milliseconds, 0 or more"),
+        }
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn secs_opt(flag: &str, value: Option<f64>) -> Result<Option<Duration>> {
+    value.map(|v| duration(flag, v, Unit::Secs)).transpose()
+}
+
+/// What to run, in the library's plain terms.
+pub enum Command {
+    Check(Config),
+    List {
+        format: Format,
+        color: bool,
+    },
+    Explain(String),
+    Schema {
+        fleet: bool,
+    },
+    JoinCheck(JoinOptions, Config),
+    McSend(multicast::send::SendOptions),
+    McReceive(multicast::receive::ReceiveOptions, bool),
+    /// The probe, its colour, and the ConfigMap to read the participants from first (fleet pods).
+    McProbe(multicast::probe::ProbeOptions, bool, Option<String>),
+    Fix(Fix),
+    FleetCheck(Config, FleetOptions),
+    FleetMulticast {
+        cfg: Config,
+        opts: FleetOptions,
+        mc: McOptions,
+        json: bool,
+        color: bool,
+    },
+    FleetCleanup(Config, String),
+    Completions(clap_complete::Shell),
+    Man,
+}
+
+/// `fix`: the library's options, and how this terminal asks and shows.
+pub struct Fix {
+    pub opts: FixOptions,
+    pub yes: bool,
+    pub format: FixFormat,
+    pub color: bool,
+}
+
+impl Cli {
+    /// The one conversion from flags to what the library runs (bad values are errors, exit 2).
+    pub fn into_command(self) -> Result<Command> {
+        Ok(match self.command {
+            None => Command::Check(self.check.into_config()?),
+            Some(Cmd::Check(args)) => Command::Check(args.into_config()?),
+            Some(Cmd::List { output, no_color }) => Command::List {
+                format: output.into(),
+                color: color_wanted(no_color),
+            },
+            Some(Cmd::Explain { id }) => Command::Explain(id),
+            Some(Cmd::Schema { fleet }) => Command::Schema { fleet },
+            Some(Cmd::JoinCheck(a)) => {
+                let timeout = duration("--timeout", a.timeout, Unit::Secs)?;
+                let cfg = a.report.into_config(Config {
+                    timeout,
+                    ..Config::default()
+                });
+                let opts = JoinOptions {
+                    command: a.command,
+                    timeout,
+                    verbose: a.verbose,
+                };
+                Command::JoinCheck(opts, cfg)
+            }
+            Some(Cmd::Multicast { cmd }) => multicast_command(cmd)?,
+            Some(Cmd::Fix(a)) => fix_command(a)?,
+            Some(Cmd::Fleet { cmd }) => fleet_command(cmd)?,
+            Some(Cmd::Completions { shell }) => Command::Completions(shell),
+            Some(Cmd::Man) => Command::Man,
+        })
+    }
+
+    /// The command line as this binary was invoked: its name (argv[0]) picks what it is. Invoked
+    /// as a kubectl plugin (a link or copy named kubectl-doctor) it is the same doctor, under
+    /// kubectl's name for it in usage and help.
+    pub fn from_invocation(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
+        let mut cmd = Cli::command();
+        let argv0 = argv.first().map(Path::new).and_then(Path::file_name);
+        if argv0 == Some(OsStr::new("kubectl-doctor")) {
+            cmd = cmd.bin_name("kubectl doctor");
+        }
+        let matches = cmd.try_get_matches_from_mut(argv)?;
+        Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+    }
+}
+
+/// Writes the completion script for `shell`, made from this command line.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) {
+    let mut cmd = Cli::command();
+    let name = cmd.get_name().to_string();
+    clap_complete::generate(shell, &mut cmd, name, out);
+}
+
+/// Writes the man page (roff), made from this command line.
+pub fn man(out: &mut dyn Write) -> io::Result<()> {
+    clap_mangen::Man::new(Cli::command()).render(out)
+}
+
+fn fleet_command(cmd: FleetCmd) -> Result<Command> {
+    Ok(match cmd {
+        FleetCmd::Cleanup { cluster } => {
+            let ns = cluster.namespace.clone();
+            Command::FleetCleanup(cluster.config(Duration::from_secs(10)), ns)
+        }
+        FleetCmd::Check(a) => {
+            fleet::unknown_ids(&a.only, &a.skip)?;
+            // Each pod runs the node checks on its node's root; the doctor's own deadline there
+            // is half the pod's, so a slow node still reports before the kubelet kills it.
+            let secs = duration("--timeout", a.nodes.timeout, Unit::Secs)?.as_secs_f64();
+            let mut args: Vec<String> = [
+                "check",
+                "--root",
+                fleet::HOST_MOUNT,
+                "-o",
+                "json",
+                "--offline",
+            ]
+            .map(String::from)
+            .to_vec();
+            for (flag, list) in [("--only", &a.only), ("--skip", &a.skip)] {
+                if !list.is_empty() {
+                    args.extend([flag.to_string(), list.join(",")]);
+                }
+            }
+            match a.role {
+                RoleArg::Auto => {}
+                RoleArg::ControlPlane => args.extend(["--role".into(), "control-plane".into()]),
+                RoleArg::Worker => args.extend(["--role".into(), "worker".into()]),
+            }
+            args.extend(["--timeout".into(), format!("{:.0}", (secs / 2.0).max(5.0))]);
+            let (cfg, opts) = a.nodes.options(args)?;
+            Command::FleetCheck(a.report.into_config(cfg), opts)
+        }
+        FleetCmd::Multicast(a) => {
+            let mc = McOptions {
+                host_network: a.host_network,
+                group: a.group,
+                port: a.port,
+                count: a.count,
+                interval_ms: duration("--interval", a.interval, Unit::Millis)?.as_secs_f64()
+                    * 1000.0,
+                ttl: a.ttl,
+            };
+            let (cfg, opts) = a.nodes.options(Vec::new())?;
+            Command::FleetMulticast {
+                cfg,
+                opts,
+                mc,
+                json: matches!(a.output, McFormat::Json),
+                color: color_wanted(a.no_color),
+            }
+        }
+    })
+}
+
+fn multicast_command(cmd: McCmd) -> Result<Command> {
+    Ok(match cmd {
+        McCmd::Send(a) => Command::McSend(multicast::send::SendOptions {
+            group: a.common.group(),
+            port: a.common.port,
+            ttl: a.ttl,
+            interface: a.interface,
+            count: a.count,
+            duration: secs_opt("--duration", a.duration)?,
+            interval: duration("--interval", a.interval, Unit::Millis)?,
+            text: a.text,
+            numbered: a.mtools.numbered,
+            size: a.size,
+            multicast_loop: !a.no_loop,
+            join: a.join,
+            quiet: a.mtools.quiet,
+            format: a.common.format(),
+        }),
+        McCmd::Receive(a) => Command::McReceive(
+            multicast::receive::ReceiveOptions {
+                group: a.common.group(),
+                port: a.common.port,
+                interface: a.interface,
+                source: a.source,
+                count: a.count,
+                duration: secs_opt("--duration", a.duration)?,
+                numbered: a.mtools.numbered,
+                quiet: a.mtools.quiet,
+                format: a.common.format(),
+            },
+            color_wanted(a.common.no_color),
+        ),
+        McCmd::Probe(a) => {
+            let interval = duration("--interval", a.interval, Unit::Millis)?;
+            let count = match secs_opt("--soak", a.soak)? {
+                Some(secs) => {
+                    if interval.is_zero() {
+                        bail!("--soak needs an --interval above 0");
+                    }
+                    (secs.as_secs_f64() / interval.as_secs_f64()).ceil() as u64
+                }
+                None => a.count,
+            };
+            let v6 = a.common.ipv6 || a.peers.first().is_some_and(IpAddr::is_ipv6);
+            Command::McProbe(
+                multicast::probe::ProbeOptions {
+                    peers: a.peers,
+                    local: a.local,
+                    group: a.common.group.unwrap_or(multicast::default_group(v6)),
+                    port: a.common.port,
+                    control_port: a.control_port.unwrap_or(a.common.port.wrapping_add(1)),
+                    ttl: a.ttl,
+                    count,
+                    interval,
+                    max_loss: a.max_loss,
+                    wait: duration("--wait", a.wait, Unit::Secs)?,
+                    format: a.common.format(),
+                    progress: io::stderr().is_terminal()
+                        && interval.as_secs_f64() * count as f64 > 2.0,
+                },
+                color_wanted(a.common.no_color),
+                a.peers_from_configmap,
+            )
+        }
+    })
+}
+
+fn fix_command(a: FixArgs) -> Result<Command> {
+    let timeout = duration("--timeout", a.timeout, Unit::Secs)?;
+    let mode = match (a.apply, a.undo) {
+        (_, Some(j)) => Mode::Undo(j),
+        (true, None) => Mode::Apply,
+        (false, None) => Mode::DryRun,
+    };
+    Ok(Command::Fix(Fix {
+        opts: FixOptions {
+            root: a.root,
+            ids: a.ids,
+            mode,
+            journal_dir: a.journal_dir,
+            timeout,
+            role: a.role.into(),
+        },
+        yes: a.yes,
+        format: match a.output {
+            FixOut::Table => FixFormat::Table,
+            FixOut::Json => FixFormat::Json,
+        },
+        color: color_wanted(a.no_color),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_duration_parser_for_every_flag() {
+        assert_eq!(
+            duration("--timeout", 1.5, Unit::Secs).unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            duration("--interval", 0.0, Unit::Millis).unwrap(),
+            Duration::ZERO
+        );
+        assert_eq!(
+            duration("--interval", 250.0, Unit::Millis).unwrap(),
+            Duration::from_millis(250)
+        );
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e30] {
+            let e = duration("--timeout", bad, Unit::Secs).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "--timeout must be a positive number of seconds"
+            );
+        }
+        for bad in [-1.0, f64::NAN, 1e30] {
+            let e = duration("--interval", bad, Unit::Millis).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                "--interval must be a number of milliseconds, 0 or more"
+            );
+        }
+    }
+}

@@ -1,0 +1,599 @@
+//! The one source of host data: files read under a root (`/` or `--root DIR`) and commands run with a deadline.
+
+use std::{
+    fs::{File, Metadata},
+    io::{self, Read},
+    os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::Arc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use pathrs::{Root, flags::OpenFlags};
+use thiserror::Error;
+
+use super::facts::FactError;
+
+/// The largest host file read: configuration is kilobytes, so anything bigger is not what we expect.
+pub const MAX_FILE: u64 = 16 << 20;
+/// The most names listed from one directory.
+const MAX_DIR_ENTRIES: usize = 100_000;
+
+/// Host files as seen from a root directory; `/` means the live host.
+///
+/// Under any other root every path resolves chroot-like inside it (`openat2(RESOLVE_IN_ROOT)` through
+/// `pathrs`, which walks with `O_PATH` on kernels without openat2): absolute symlinks resolve against the
+/// root and `..` stops at it, so nothing outside the root is ever opened.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// The root as the operator gave it (for messages).
+    root: PathBuf,
+    /// The same root, absolute and without symlinks (for journals and comparisons).
+    canonical: PathBuf,
+    /// The open root every non-live path resolves in; `None` only when `/` itself cannot be opened.
+    tree: Option<Arc<Root>>,
+}
+
+#[derive(Debug, Error)]
+pub enum HostError {
+    #[error("--root {0}: no such directory")]
+    NoRoot(String),
+    #[error("--root {0}: not a directory")]
+    NotDir(String),
+    #[error("--root {0}: cannot open it: {1}")]
+    Open(String, String),
+}
+
+/// What kind of inode an open file (or `O_PATH` handle) is, in words when we refuse to read it, and its size.
+fn inspect(fd: impl std::os::fd::AsFd) -> io::Result<(Option<&'static str>, u64)> {
+    use rustix::fs::FileType as T;
+    let st = rustix::fs::fstat(fd)?;
+    let kind = match T::from_raw_mode(st.st_mode) {
+        T::RegularFile => None,
+        T::CharacterDevice if is_dev_null(st.st_rdev) => None,
+        T::Directory => Some("a directory"),
+        T::Fifo => Some("a FIFO (named pipe)"),
+        T::CharacterDevice => Some("a character device"),
+        T::BlockDevice => Some("a block device"),
+        T::Socket => Some("a socket"),
+        _ => Some("not a regular file"),
+    };
+    Ok((kind, st.st_size.max(0) as u64))
+}
+
+/// `/dev/null` (char 1:3), which reads as an empty file: how files are masked (a bind mount, a unit linked
+/// to it), so it is read like one rather than refused as a device.
+fn is_dev_null(rdev: u64) -> bool {
+    rustix::fs::major(rdev) == 1 && rustix::fs::minor(rdev) == 3
+}
+
+/// The same for a path on the live host (`stat`, following links), before anything is opened.
+fn kind_of(m: &Metadata) -> Option<&'static str> {
+    let t = m.file_type();
+    if t.is_file() || (t.is_char_device() && is_dev_null(m.rdev())) {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if t.is_char_device() {
+        Some("a character device")
+    } else if t.is_block_device() {
+        Some("a block device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    }
+}
+
+/// A `pathrs` error as the `io::Error` it carries, so callers can branch on `NotFound`.
+pub fn io_error(e: pathrs::error::Error) -> io::Error {
+    match e.kind() {
+        pathrs::error::ErrorKind::OsError(Some(n)) => io::Error::from_raw_os_error(n),
+        _ => io::Error::other(e.to_string()),
+    }
+}
+
+/// Reads at most [`MAX_FILE`] bytes; more is an error naming the cap.
+fn read_capped(f: File, abs: &str) -> Result<Vec<u8>, FactError> {
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| FactError::Unreadable(format!("cannot read {abs}: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(FactError::Unreadable(format!(
+            "{abs} is larger than {} MiB; not read",
+            MAX_FILE >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
+impl Host {
+    /// Opens a root; fails when it is not a directory, since every read below would be meaningless.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Host, HostError> {
+        let root = root.into();
+        let shown = || root.display().to_string();
+        match std::fs::metadata(&root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(HostError::NotDir(shown())),
+            Err(_) => return Err(HostError::NoRoot(shown())),
+        }
+        let canonical =
+            std::fs::canonicalize(&root).map_err(|e| HostError::Open(shown(), e.to_string()))?;
+        let tree = Root::open(&canonical).map_err(|e| HostError::Open(shown(), e.to_string()))?;
+        Ok(Host {
+            root,
+            canonical,
+            tree: Some(Arc::new(tree)),
+        })
+    }
+
+    /// The live host (`/`).
+    pub fn live() -> Host {
+        Host {
+            root: "/".into(),
+            canonical: "/".into(),
+            tree: Root::open("/").ok().map(Arc::new),
+        }
+    }
+
+    /// Whether this is the running host, so its /proc and commands describe the same machine.
+    pub fn is_live(&self) -> bool {
+        self.canonical == Path::new("/")
+    }
+
+    /// The root as given.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The root, absolute and canonical.
+    pub fn canonical(&self) -> &Path {
+        &self.canonical
+    }
+
+    /// The open root that every path of this host resolves in (also for `/`): what `fix` writes through.
+    pub fn tree(&self) -> io::Result<&Root> {
+        self.tree
+            .as_deref()
+            .ok_or_else(|| io::Error::other("cannot open / as the root"))
+    }
+
+    /// The non-live tree to resolve in, or `None` on the live host (plain paths, as the kernel resolves them).
+    fn confined(&self) -> Option<&Root> {
+        if self.is_live() {
+            None
+        } else {
+            self.tree.as_deref()
+        }
+    }
+
+    pub fn exists(&self, abs: &str) -> bool {
+        match self.confined() {
+            Some(t) => t.resolve(abs).is_ok(),
+            None => Path::new(abs).exists(),
+        }
+    }
+
+    /// Opens a regular file without blocking: a FIFO, device, socket or directory is refused before it is
+    /// opened for reading, and so is one over `cap` bytes. `Ok(None)` when it does not exist.
+    fn open_regular(&self, abs: &str, cap: u64) -> Result<Option<(File, u64)>, FactError> {
+        let unreadable = |e: io::Error| FactError::Unreadable(format!("cannot read {abs}: {e}"));
+        let refuse = |(kind, len): (Option<&'static str>, u64)| -> Result<(), FactError> {
+            if let Some(kind) = kind {
+                return Err(FactError::Unreadable(format!("{abs} is {kind}; not read")));
+            }
+            if len > cap {
+                return Err(FactError::Unreadable(format!(
+                    "{abs} is {len} bytes, larger than {} MiB; not read",
+                    cap >> 20
+                )));
+            }
+            Ok(())
+        };
+        let opened = match self.confined() {
+            Some(t) => t.resolve(abs).map_err(io_error).and_then(|handle| {
+                // The O_PATH handle is inspected first: nothing is opened for reading unless it is a regular
+                // file. The open is a second in-root resolution (not a reopen through /proc, which would
+                // make pathrs mount a private procfs); what it opened is inspected again below.
+                let (kind, len) = inspect(&handle)?;
+                if kind.is_some() || len > cap {
+                    return Ok(Err((kind, len)));
+                }
+                t.open_subpath(abs, OpenFlags::O_RDONLY | OpenFlags::O_NONBLOCK)
+                    .map(Ok)
+                    .map_err(io_error)
+            }),
+            None => std::fs::metadata(abs).and_then(|m| {
+                if kind_of(&m).is_some() || m.len() > cap {
+                    return Ok(Err((kind_of(&m), m.len())));
+                }
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                    .open(abs)
+                    .map(Ok)
+            }),
+        };
+        let file = match opened {
+            Ok(Ok(f)) => f,
+            Ok(Err(seen)) => return refuse(seen).map(|_| None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(unreadable(e)),
+        };
+        // It may have been swapped between the look and the open: look again at what is open.
+        let seen = inspect(&file).map_err(unreadable)?;
+        refuse(seen)?;
+        Ok(Some((file, seen.1)))
+    }
+
+    /// Reads a text file; bytes that are not UTF-8 are replaced, so a stray byte never hides a line.
+    pub fn read(&self, abs: &str) -> Result<String, FactError> {
+        match self.read_opt(abs)? {
+            Some(s) => Ok(s),
+            None => Err(FactError::Missing(format!("{abs} does not exist"))),
+        }
+    }
+
+    /// Like [`Host::read`], but a missing file is `Ok(None)` rather than an error.
+    pub fn read_opt(&self, abs: &str) -> Result<Option<String>, FactError> {
+        Ok(self
+            .read_bytes(abs)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// A file's bytes (at most [`MAX_FILE`]), `Ok(None)` when it does not exist.
+    pub fn read_bytes(&self, abs: &str) -> Result<Option<Vec<u8>>, FactError> {
+        match self.open_regular(abs, MAX_FILE)? {
+            Some((f, _)) => read_capped(f, abs).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Opens a regular file of any size for streaming (a binary to scan) and gives its size; FIFOs and
+    /// devices are refused as by [`Host::read`].
+    pub fn open_stream(&self, abs: &str) -> Result<Option<(File, u64)>, FactError> {
+        self.open_regular(abs, u64::MAX)
+    }
+
+    /// Where a symbolic link points, or `None` when the path is not a link.
+    pub fn link_target(&self, abs: &str) -> Option<PathBuf> {
+        match self.confined() {
+            Some(t) => t.readlink(abs).ok(),
+            None => std::fs::read_link(abs).ok(),
+        }
+    }
+
+    /// File names in a directory, sorted; a missing directory is empty.
+    pub fn list_dir(&self, abs: &str) -> Result<Vec<String>, FactError> {
+        let unlistable = |e: io::Error| FactError::Unreadable(format!("cannot list {abs}: {e}"));
+        let mut names = Vec::new();
+        let mut push = |name: String| -> Result<(), FactError> {
+            if names.len() >= MAX_DIR_ENTRIES {
+                return Err(FactError::Unreadable(format!(
+                    "{abs} holds more than {MAX_DIR_ENTRIES} entries; not listed"
+                )));
+            }
+            names.push(name);
+            Ok(())
+        };
+        match self.confined() {
+            Some(t) => {
+                let dir = match t
+                    .open_subpath(abs, OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY)
+                    .map_err(io_error)
+                {
+                    Ok(d) => d,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                    Err(e) => return Err(unlistable(e)),
+                };
+                let entries = rustix::fs::Dir::read_from(&dir).map_err(|e| unlistable(e.into()))?;
+                for e in entries {
+                    let e = e.map_err(|e| unlistable(e.into()))?;
+                    let name = e.file_name().to_string_lossy();
+                    if name != "." && name != ".." {
+                        push(name.into_owned())?;
+                    }
+                }
+            }
+            None => match std::fs::read_dir(abs) {
+                Ok(rd) => {
+                    for e in rd.filter_map(|e| e.ok()) {
+                        push(e.file_name().to_string_lossy().into_owned())?;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(unlistable(e)),
+            },
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// What `stat` says of a host file, for the checks that judge ownership and permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits (`0o600`).
+    pub mode: u32,
+    pub is_file: bool,
+    pub is_dir: bool,
+}
+
+impl Host {
+    /// Owner, mode and kind of a file (links followed); a missing file is `Ok(None)`.
+    pub fn stat(&self, abs: &str) -> Result<Option<FileStat>, FactError> {
+        use rustix::fs::FileType as T;
+        let st = match self.confined() {
+            // Resolved inside the root like every other read; the O_PATH handle is only fstat-ed.
+            Some(t) => t
+                .resolve(abs)
+                .map_err(io_error)
+                .and_then(|h| rustix::fs::fstat(&h).map_err(io::Error::from)),
+            None => rustix::fs::stat(abs).map_err(io::Error::from),
+        };
+        match st {
+            Ok(st) => Ok(Some(FileStat {
+                uid: st.st_uid,
+                gid: st.st_gid,
+                mode: st.st_mode & 0o7777,
+                is_file: T::from_raw_mode(st.st_mode) == T::RegularFile,
+                is_dir: T::from_raw_mode(st.st_mode) == T::Directory,
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FactError::Unreadable(format!("cannot stat {abs}: {e}"))),
+        }
+    }
+}
+
+/// Why a command gave no usable output.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CmdError {
+    #[error("{0} is not installed (not found in PATH)")]
+    NotFound(String),
+    #[error("{0} did not finish within {1:?}")]
+    Timeout(String, Duration),
+    #[error("{program} exited with {code}: {stderr}")]
+    Failed {
+        program: String,
+        code: String,
+        stderr: String,
+    },
+    #[error("cannot run {0}: {1}")]
+    Spawn(String, String),
+    #[error(
+        "{program} was refused access ({said}): run k8sdoctor as root (in a container, root with CAP_NET_ADMIN)"
+    )]
+    NeedsRoot { program: String, said: String },
+}
+
+/// Whether a tool's complaint means it lacked privilege (iptables-save, nft, ss ... say it in
+/// their own words).
+fn refused_for_privilege(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    [
+        "permission denied",
+        "operation not permitted",
+        "must be root",
+        "you must be root",
+    ]
+    .iter()
+    .any(|p| s.contains(p))
+}
+
+impl From<CmdError> for FactError {
+    fn from(e: CmdError) -> Self {
+        match e {
+            CmdError::NotFound(_) => FactError::Missing(e.to_string()),
+            _ => FactError::Unreadable(e.to_string()),
+        }
+    }
+}
+
+/// Runs a command with no stdin and returns its stdout; the child is killed at the deadline.
+pub fn run_command(program: &str, args: &[&str], timeout: Duration) -> Result<String, CmdError> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                CmdError::NotFound(program.to_string())
+            } else {
+                CmdError::Spawn(program.to_string(), e.to_string())
+            }
+        })?;
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_t = thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out.read_to_end(&mut b);
+        b
+    });
+    let err_t = thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(CmdError::Timeout(program.to_string(), timeout));
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(2)),
+            Err(e) => return Err(CmdError::Spawn(program.to_string(), e.to_string())),
+        }
+    };
+    let stdout = out_t.join().unwrap_or_default();
+    let stderr = err_t.join().unwrap_or_default();
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&stderr).trim().to_string();
+        if refused_for_privilege(&stderr) {
+            return Err(CmdError::NeedsRoot {
+                program: program.to_string(),
+                said: stderr,
+            });
+        }
+        return Err(CmdError::Failed {
+            program: program.to_string(),
+            code: status
+                .code()
+                .map_or_else(|| "a signal".to_string(), |c| c.to_string()),
+            stderr,
+        });
+    }
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tool refused for lack of privilege is told apart from one that failed, in our words.
+    #[test]
+    fn a_tool_refused_for_privilege_says_run_as_root() {
+        let e = run_command(
+            "sh",
+            &["-c", "echo 'iptables-save v1.8.9 (nf_tables): Could not fetch rule set generation id: Permission denied (you must be root)' >&2; exit 4"],
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert!(matches!(e, CmdError::NeedsRoot { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("sh was refused access (iptables-save"),
+            "{text}"
+        );
+        assert!(text.contains("run k8sdoctor as root"), "{text}");
+        let other = run_command(
+            "sh",
+            &["-c", "echo 'no such table' >&2; exit 1"],
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert!(matches!(other, CmdError::Failed { .. }), "{other:?}");
+    }
+
+    #[test]
+    fn reads_under_root_and_reports_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/hostname"), b"node\xff1\n").unwrap();
+        let h = Host::new(dir.path()).unwrap();
+        assert_eq!(h.read("/etc/hostname").unwrap(), "node\u{fffd}1\n");
+        assert!(matches!(h.read("/etc/nope"), Err(FactError::Missing(_))));
+        assert_eq!(h.read_opt("/etc/nope").unwrap(), None);
+        // A directory where a file is expected cannot be read: an error, not a skip.
+        assert!(matches!(h.read("/etc"), Err(FactError::Unreadable(_))));
+        assert!(!h.is_live());
+    }
+
+    #[test]
+    fn live_reads_refuse_fifos_devices_and_huge_files_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let big = dir.path().join("big");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_FILE + 1)
+            .unwrap();
+        let live = Host::live();
+        let err = |p: &Path| live.read(p.to_str().unwrap()).unwrap_err().to_string();
+        assert!(err(&fifo).contains("is a FIFO"), "{}", err(&fifo));
+        assert!(err(Path::new("/dev/zero")).contains("character device"));
+        // /dev/null masks files: it reads as empty.
+        assert_eq!(live.read("/dev/null").unwrap(), "");
+        assert!(err(&big).contains("larger than 16 MiB"));
+        assert!(err(dir.path()).contains("directory"));
+        // /proc pseudo-files report size 0 and still read.
+        assert!(live.read("/proc/self/status").unwrap().contains("Pid:"));
+        assert!(!live.read("/proc/sys/kernel/osrelease").unwrap().is_empty());
+        // The same under a root: the FIFO is refused before it is opened.
+        let h = Host::new(dir.path()).unwrap();
+        assert!(h.read("/fifo").unwrap_err().to_string().contains("FIFO"));
+        assert!(
+            h.read("/big")
+                .unwrap_err()
+                .to_string()
+                .contains("bytes, larger")
+        );
+    }
+
+    #[test]
+    fn a_root_resolves_links_and_dotdot_inside_itself() {
+        let top = tempfile::tempdir().unwrap();
+        let root = top.path().join("r");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::fs::write(top.path().join("secret"), "outside\n").unwrap();
+        std::fs::write(root.join("secret"), "inside\n").unwrap();
+        std::fs::write(root.join("real/a"), "a\n").unwrap();
+        std::os::unix::fs::symlink("/secret", root.join("etc/abs")).unwrap();
+        std::os::unix::fs::symlink("../../secret", root.join("etc/rel")).unwrap();
+        std::os::unix::fs::symlink("/real", root.join("etc/dir")).unwrap();
+        std::os::unix::fs::symlink("/etc/loop", root.join("etc/loop")).unwrap();
+        let h = Host::new(root.join("etc/..")).unwrap();
+        assert_eq!(h.canonical(), std::fs::canonicalize(&root).unwrap());
+        for p in [
+            "/etc/abs",
+            "/etc/rel",
+            "/../../secret",
+            "/etc/../../../secret",
+        ] {
+            assert_eq!(h.read(p).unwrap(), "inside\n", "{p}");
+        }
+        assert_eq!(h.list_dir("/etc/dir").unwrap(), vec!["a"]);
+        assert!(h.exists("/etc/dir/a"));
+        assert_eq!(h.link_target("/etc/abs"), Some(PathBuf::from("/secret")));
+        assert!(matches!(h.read("/etc/loop"), Err(FactError::Unreadable(_))));
+        assert!(Host::new("/").unwrap().is_live());
+    }
+
+    #[test]
+    fn rejects_a_missing_root() {
+        let e = Host::new("/nonexistent/root").unwrap_err();
+        assert!(e.to_string().contains("no such directory"));
+    }
+
+    #[test]
+    fn commands_report_missing_failure_and_timeout() {
+        assert!(matches!(
+            run_command("k8sdoctor-no-such-tool", &[], Duration::from_secs(1)),
+            Err(CmdError::NotFound(_))
+        ));
+        assert_eq!(
+            run_command("sh", &["-c", "echo hi"], Duration::from_secs(5)).unwrap(),
+            "hi\n"
+        );
+        assert!(matches!(
+            run_command("sh", &["-c", "echo boom >&2; exit 3"], Duration::from_secs(5)),
+            Err(CmdError::Failed { ref code, ref stderr, .. }) if code == "3" && stderr == "boom"
+        ));
+        let t = Instant::now();
+        assert!(matches!(
+            run_command("sleep", &["5"], Duration::from_millis(200)),
+            Err(CmdError::Timeout(..))
+        ));
+        assert!(t.elapsed() < Duration::from_secs(3));
+    }
+}
