@@ -301,5 +301,5 @@ fn fuzz_dir_has_an_entry_for_every_target() {
 #[test]
 fn random_proc_swaps_is_not_counted() {
     let data = std::fs::read(repo().join("fuzz/regressions/swaps/random-bytes")).unwrap();
-    assert!(k8sdoctor::swap::parse_proc_swaps(&String::from_utf8_lossy(&data)).is_err());
+    assert!(k8sdoctor::checks::swap::parse_proc_swaps(&String::from_utf8_lossy(&data)).is_err());
 }
