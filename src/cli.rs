@@ -696,16 +696,14 @@ impl Cli {
     /// The command line as this binary was invoked: its name (argv[0]) picks what it is. Invoked
     /// as a kubectl plugin (a link or copy named kubectl-doctor) it is the same doctor, under
     /// kubectl's name for it in usage and help.
-    pub fn from_invocation(argv: Vec<OsString>) -> Cli {
+    pub fn from_invocation(argv: Vec<OsString>) -> Result<Cli, clap::Error> {
         let mut cmd = Cli::command();
         let argv0 = argv.first().map(Path::new).and_then(Path::file_name);
         if argv0 == Some(OsStr::new("kubectl-doctor")) {
             cmd = cmd.bin_name("kubectl doctor");
         }
-        let matches = cmd
-            .try_get_matches_from_mut(argv)
-            .unwrap_or_else(|e| e.exit());
-        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+        let matches = cmd.try_get_matches_from_mut(argv)?;
+        Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod checks;
 pub mod core;
 pub mod fix;
 pub mod fleet;
+pub mod fuzz_targets;
 pub mod join;
 pub mod list;
 pub mod mask;

@@ -12,7 +12,9 @@ use anyhow::{Context, Result, bail};
 use k8sdoctor::{
     core::{self, catalog, config::Config, engine},
     fix::{self, FixFormat, FixReport},
-    fleet, join, list, multicast, report,
+    fleet, join, list,
+    mask::{MaskedWriter, mask_secrets},
+    multicast, report,
 };
 
 use cli::{Cli, Command};
@@ -21,8 +23,9 @@ use cli::{Cli, Command};
 fn emit(report: &report::Report, cfg: &Config) -> Result<ExitCode> {
     match &cfg.output_file {
         Some(path) => {
-            let mut f = File::create(path)
+            let f = File::create(path)
                 .with_context(|| format!("cannot write --output-file {}", path.display()))?;
+            let mut f = MaskedWriter::new(f);
             report.render_with(cfg.format, false, cfg.show_skipped, &mut f)?;
             f.flush()?;
             eprintln!("k8sdoctor: {} → {}", report.summary, path.display());
@@ -31,7 +34,7 @@ fn emit(report: &report::Report, cfg: &Config) -> Result<ExitCode> {
             // One write of the whole report, not a syscall per line.
             let mut out = Vec::new();
             report.render_with(cfg.format, cfg.color, cfg.show_skipped, &mut out)?;
-            let mut stdout = io::stdout().lock();
+            let mut stdout = MaskedWriter::new(io::stdout().lock());
             stdout.write_all(&out)?;
             stdout.flush()?;
         }
@@ -72,12 +75,15 @@ fn fix_cmd(f: cli::Fix) -> Result<ExitCode> {
     }
     let yes = f.yes;
     let report = fix::run(&f.opts, &mut |r| if yes { Ok(true) } else { ask(r) })?;
-    fix::render(&report, f.format, f.color, &mut io::stdout().lock())?;
+    let mut out = MaskedWriter::new(io::stdout().lock());
+    fix::render(&report, f.format, f.color, &mut out)?;
+    out.flush()?;
     Ok(exit(!report.failed()))
 }
 
 fn run(cmd: Command) -> Result<ExitCode> {
-    let mut out = io::stdout().lock();
+    // Every byte of output goes through the masking layer (it flushes on drop too).
+    let mut out = MaskedWriter::new(io::stdout().lock());
     match cmd {
         Command::Check(cfg) => emit(&engine::run(&cfg)?, &cfg),
         Command::List { format, color } => {
@@ -177,7 +183,20 @@ fn main() -> ExitCode {
     // msend/mreceive links and mtools' flags become our command line (see multicast::mtools);
     // a `kubectl-doctor` link names itself as the kubectl plugin.
     let argv = multicast::mtools::normalise(std::env::args_os().collect());
-    match Cli::from_invocation(argv).into_command().and_then(run) {
+    let cli = match Cli::from_invocation(argv) {
+        Ok(cli) => cli,
+        // Usage errors quote the arguments, which may hold a token or password.
+        Err(e) => {
+            let text = mask_secrets(&e.to_string());
+            let _ = if e.use_stderr() {
+                write!(io::stderr(), "{text}")
+            } else {
+                write!(io::stdout(), "{text}")
+            };
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    match cli.into_command().and_then(run) {
         Ok(code) => code,
         Err(e) => {
             // A closed pipe (`k8sdoctor | head`) is not the doctor's failure.

@@ -1,4 +1,13 @@
-//! Secret masking: bootstrap-token secrets, JWTs (service-account tokens) and bearer credentials never reach output.
+//! Secret masking, the one layer every output goes through: bootstrap-token secrets, JWTs, Bearer and
+//! Basic credentials, URL userinfo, kubeconfig credential fields, PEM private keys; and [`MaskedWriter`],
+//! which masks whatever a renderer writes to stdout or stderr.
+
+use std::io::{self, Write};
+
+use base64::Engine;
+
+/// What a secret is replaced by.
+const STARS: &str = "****";
 
 /// Masks a bootstrap token's secret half: `a24a11.0e6b932b0907deff` → `a24a11.****************`.
 pub fn mask_token(token: &str) -> String {
@@ -8,28 +17,225 @@ pub fn mask_token(token: &str) -> String {
     }
 }
 
-fn is_tok(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit()
+/// Whether `s` has the shape of a bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`, either case).
+pub fn is_token_shaped(s: &str) -> bool {
+    token_shape(s.as_bytes())
+}
+
+fn token_shape(b: &[u8]) -> bool {
+    b.len() == 23 && b[6] == b'.' && b[..6].iter().chain(&b[7..]).all(u8::is_ascii_alphanumeric)
 }
 
 fn is_b64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
-/// Masks every secret-shaped substring of `s`: bootstrap tokens, JWTs, and `Bearer <x>` values.
+/// Fields whose value is a credential, in kubeconfigs, ExecCredentials, flags and query strings.
+const SECRET_KEYS: &[&str] = &[
+    "token",
+    "password",
+    "passwd",
+    "client-key-data",
+    "clientkeydata",
+    "client-secret",
+    "client_secret",
+    "id-token",
+    "id_token",
+    "refresh-token",
+    "refresh_token",
+    "access-token",
+    "access_token",
+    "token-secret",
+    "secret",
+];
+
+/// Masks every secret-shaped substring of `s`.
 pub fn mask_secrets(s: &str) -> String {
+    let s = mask_pem_keys(s);
+    let s = mask_userinfo(&s);
+    let s = mask_keyed(&s);
+    mask_words(&s)
+}
+
+/// `-----BEGIN … PRIVATE KEY-----` blocks lose their body (up to `-----END`, or the end of the text).
+fn mask_pem_keys(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(begin) = rest.find("-----BEGIN ") {
+        let after = &rest[begin + 11..];
+        let Some(close) = after.find("-----") else {
+            break;
+        };
+        let label = &after[..close];
+        let body_start = begin + 11 + close + 5;
+        if !label.ends_with("PRIVATE KEY") {
+            out.push_str(&rest[..body_start]);
+            rest = &rest[body_start..];
+            continue;
+        }
+        out.push_str(&rest[..body_start]);
+        out.push_str(STARS);
+        match rest[body_start..].find("-----END") {
+            Some(end) => rest = &rest[body_start + end..],
+            None => return out,
+        }
+        // Copy the END marker itself so the next search starts after it.
+        let marker = rest.find("-----").map_or(0, |_| 8);
+        out.push_str(&rest[..marker]);
+        rest = &rest[marker..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `scheme://user:pass@host` → `scheme://user:****@host`; `scheme://secret@host` → `scheme://****@host`.
+fn mask_userinfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let start = i + 3;
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let authority_end = rest
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`') || c.is_whitespace()
+            })
+            .unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            if let Some((user, _)) = rest[..at].split_once(':') {
+                out.push_str(user);
+                out.push(':');
+            }
+            out.push_str(STARS);
+            rest = &rest[at..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The length of the secret key `b[i..]` starts with, case-insensitively, not inside a longer word.
+fn key_at(b: &[u8], i: usize) -> Option<usize> {
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    if !matches!(
+        b[i].to_ascii_lowercase(),
+        b't' | b'p' | b'c' | b'i' | b'r' | b'a' | b's'
+    ) || (i > 0 && word(b[i - 1]))
+    {
+        return None;
+    }
+    SECRET_KEYS
+        .iter()
+        .filter(|k| {
+            let n = k.len();
+            b.len() >= i + n
+                && b[i..i + n].eq_ignore_ascii_case(k.as_bytes())
+                && b.get(i + n).is_none_or(|&c| !word(c) && c != b'-')
+        })
+        .map(|k| k.len())
+        .max()
+}
+
+/// Values of credential fields: `"token": "x"` (JSON), `token: x` at a line's start (YAML) and
+/// `token=x` / `--password=x` (flags, query strings, env).
+fn mask_keyed(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let (mut i, mut copied) = (0, 0);
+    let mut line_start = 0;
+    while i < b.len() {
+        if b[i] == b'\n' {
+            line_start = i + 1;
+        }
+        let Some(n) = key_at(b, i) else {
+            i += 1;
+            continue;
+        };
+        // JSON, possibly escaped inside another string (`\"token\": \"x\"`).
+        let close = match b.get(i + n..i + n + 2) {
+            Some([b'\\', b'"']) => 2,
+            _ if b.get(i + n) == Some(&b'"') => 1,
+            _ => 0,
+        };
+        let quoted = i > 0 && b[i - 1] == b'"' && close > 0;
+        let mut j = i + n + if quoted { close } else { 0 };
+        let sep = b.get(j).copied();
+        let yaml_key = !quoted
+            && sep == Some(b':')
+            && b[line_start..i]
+                .iter()
+                .all(|&c| c == b' ' || c == b'\t' || c == b'-' || c == b'{' || c == b',');
+        let value_start;
+        let value_end;
+        if quoted && (sep == Some(b':') || sep == Some(b'=')) {
+            j += 1;
+            while j < b.len() && b[j] == b' ' {
+                j += 1;
+            }
+            if b.get(j) == Some(&b'\\') {
+                j += 1;
+            }
+            if b.get(j) != Some(&b'"') {
+                i += n;
+                continue;
+            }
+            value_start = j + 1;
+            let mut k = value_start;
+            while k < b.len() && b[k] != b'"' && b[k] != b'\\' {
+                k += 1;
+            }
+            value_end = k;
+        } else if yaml_key || (!quoted && sep == Some(b'=')) {
+            j += 1;
+            while yaml_key && j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
+                j += 1;
+            }
+            if matches!(b.get(j), Some(b'"' | b'\'')) {
+                j += 1;
+            }
+            value_start = j;
+            let stop = |c: u8| {
+                c.is_ascii_whitespace() || matches!(c, b'"' | b'\'' | b'&' | b',' | b'}' | b';')
+            };
+            let mut k = value_start;
+            while k < b.len() && !stop(b[k]) {
+                k += 1;
+            }
+            value_end = k;
+        } else {
+            i += n;
+            continue;
+        }
+        if value_end > value_start {
+            out.push_str(&s[copied..value_start]);
+            out.push_str(STARS);
+            copied = value_end;
+        }
+        i = value_end.max(i + n);
+    }
+    out.push_str(&s[copied..]);
+    out
+}
+
+/// Whether the word after `Basic ` is base64 of `user:password`.
+fn is_basic_credential(word: &str) -> bool {
+    base64::engine::general_purpose::STANDARD
+        .decode(word)
+        .is_ok_and(|d| d.contains(&b':'))
+}
+
+/// Bootstrap tokens, JWTs, and `Bearer x` / `Basic x` credentials.
+fn mask_words(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     let mut copied = 0;
     while i < b.len() {
         let boundary = i == 0 || !is_b64url(b[i - 1]);
-        // Bootstrap token: 6 [a-z0-9], '.', 16 [a-z0-9], not part of a longer word.
+        // Bootstrap token: 6 alphanumerics, '.', 16 alphanumerics, not part of a longer word.
         if boundary
             && i + 23 <= b.len()
-            && b[i..i + 6].iter().all(|&c| is_tok(c))
-            && b[i + 6] == b'.'
-            && b[i + 7..i + 23].iter().all(|&c| is_tok(c))
+            && token_shape(&b[i..i + 23])
             && (i + 23 == b.len() || !is_b64url(b[i + 23]))
         {
             out.push_str(&s[copied..i + 7]);
@@ -56,24 +262,115 @@ pub fn mask_secrets(s: &str) -> String {
                 continue;
             }
         }
-        // Bearer credentials in headers or error text.
-        if b[i..].len() > 7 && b[i..i + 7].eq_ignore_ascii_case(b"bearer ") {
-            let mut j = i + 7;
-            while j < b.len() && !b[j].is_ascii_whitespace() && b[j] != b'"' {
-                j += 1;
+        // Authorization schemes in headers or error text.
+        for (scheme, always) in [(&b"bearer "[..], true), (&b"basic "[..], false)] {
+            let n = scheme.len();
+            if boundary && b.len() > i + n && b[i..i + n].eq_ignore_ascii_case(scheme) {
+                let mut j = i + n;
+                while j < b.len()
+                    && !b[j].is_ascii_whitespace()
+                    && !matches!(b[j], b'"' | b'\'' | b',')
+                {
+                    j += 1;
+                }
+                if j > i + n && (always || is_basic_credential(&s[i + n..j])) {
+                    out.push_str(&s[copied..i + n]);
+                    out.push_str(STARS);
+                    copied = j;
+                    break;
+                }
             }
-            if j > i + 7 {
-                out.push_str(&s[copied..i + 7]);
-                out.push_str("****");
-                i = j;
-                copied = i;
-                continue;
-            }
+        }
+        if copied > i {
+            i = copied;
+            continue;
         }
         i += 1;
     }
     out.push_str(&s[copied..]);
     out
+}
+
+/// A writer that masks secrets in everything written through it, line by line (a PEM private key is
+/// held until its END line so its body is masked whole). Call `flush` (or drop it) to emit the rest.
+pub struct MaskedWriter<W: Write> {
+    inner: W,
+    pending: Vec<u8>,
+}
+
+/// Held text is emitted unmasked-by-block past this size, still masked line by line.
+const HOLD_LIMIT: usize = 1 << 20;
+
+impl<W: Write> MaskedWriter<W> {
+    pub fn new(inner: W) -> Self {
+        MaskedWriter {
+            inner,
+            pending: Vec::new(),
+        }
+    }
+
+    fn emit(&mut self, upto: usize) -> io::Result<()> {
+        let text = String::from_utf8_lossy(&self.pending[..upto]);
+        let masked = mask_secrets(&text);
+        self.inner.write_all(masked.as_bytes())?;
+        self.pending.drain(..upto);
+        Ok(())
+    }
+
+    /// Where the complete, safely maskable text ends: the last newline outside an open PEM key.
+    fn cut(&self) -> Option<usize> {
+        let last_nl = self.pending.iter().rposition(|&c| c == b'\n')? + 1;
+        let text = &self.pending[..last_nl];
+        // The last BEGIN of a private key with no END after it.
+        let open = rfind(text, b"-----BEGIN ").filter(|&k| {
+            let line = &text[k..];
+            let line = &line[..line.iter().position(|&c| c == b'\n').unwrap_or(line.len())];
+            find(line, b"PRIVATE KEY").is_some() && find(&text[k..], b"-----END").is_none()
+        });
+        match open {
+            Some(k) if self.pending.len() < HOLD_LIMIT => {
+                let begin = text[..k]
+                    .iter()
+                    .rposition(|&c| c == b'\n')
+                    .map_or(0, |p| p + 1);
+                (begin > 0).then_some(begin)
+            }
+            _ => Some(last_nl),
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
+impl<W: Write> Write for MaskedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if buf.contains(&b'\n')
+            && let Some(cut) = self.cut()
+        {
+            self.emit(cut)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            self.emit(self.pending.len())?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for MaskedWriter<W> {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
 }
 
 #[cfg(test)]
@@ -87,25 +384,114 @@ mod tests {
         assert!(!m.contains("0e6b932b0907deff"), "{m}");
         assert!(m.contains("a24a11.****************"));
         assert!(m.contains("192.168.1.2:6443"));
+        assert!(m.contains("sha256:1ca7"), "the CA hash is public: {m}");
         assert_eq!(
             mask_token("a24a11.0e6b932b0907deff"),
             "a24a11.****************"
+        );
+        // Upper case is still token-shaped.
+        assert_eq!(
+            mask_secrets("h:6443 A24A11.0E6B932B0907DEFF"),
+            "h:6443 A24A11.****************"
         );
     }
 
     #[test]
     fn masks_jwts_and_bearer_values_but_not_plain_text() {
         let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJrdWJlcm5ldGVzIn0.IWSHY_fSQ5hRDxdjVyc";
-        let m = mask_secrets(&format!("token: {jwt} end"));
-        assert_eq!(m, "token: eyJ**** end");
+        let m = mask_secrets(&format!("got {jwt} end"));
+        assert_eq!(m, "got eyJ**** end");
         assert_eq!(
             mask_secrets("Authorization: Bearer abc.def"),
             "Authorization: Bearer ****"
         );
-        let plain = "nameserver 127.0.0.1 in /etc/resolv.conf:3 (k8s.gcr.io, 1.28.3)";
-        assert_eq!(mask_secrets(plain), plain);
+        for plain in [
+            "nameserver 127.0.0.1 in /etc/resolv.conf:3 (k8s.gcr.io, 1.28.3)",
+            "no token: pass --token <id>.<secret> (or --discovery-token)",
+            "basic authentication is not configured",
+            "the token secret is masked; secrets in kube-system",
+            "https://192.168.1.2:6443/api?timeout=5s",
+        ] {
+            assert_eq!(mask_secrets(plain), plain);
+        }
         // A longer word that merely contains the shape is not a token.
         let long = "xa24a11.0e6b932b0907deffx";
         assert_eq!(mask_secrets(long), long);
+    }
+
+    #[test]
+    fn masks_basic_credentials_and_url_userinfo() {
+        // base64("admin:s3cr3t")
+        assert_eq!(
+            mask_secrets("echo: Authorization: Basic YWRtaW46czNjcjN0"),
+            "echo: Authorization: Basic ****"
+        );
+        assert_eq!(
+            mask_secrets("server: https://admin:PASS@10.0.0.1:6443/api"),
+            "server: https://admin:****@10.0.0.1:6443/api"
+        );
+        assert_eq!(
+            mask_secrets("\"server\":\"https://tok3n@h:6443\""),
+            "\"server\":\"https://****@h:6443\""
+        );
+    }
+
+    #[test]
+    fn masks_kubeconfig_and_exec_credential_fields() {
+        let kc = "users:\n- name: a\n  user:\n    token: s3cr3t-t0ken\n    password: \"hunter2\"\n    client-key-data: LS0tLS1CRUdJTg==\n";
+        let m = mask_secrets(kc);
+        for s in ["s3cr3t-t0ken", "hunter2", "LS0tLS1CRUdJTg"] {
+            assert!(!m.contains(s), "{m}");
+        }
+        assert!(
+            m.contains("token: ****") && m.contains("client-key-data: ****"),
+            "{m}"
+        );
+        let exec =
+            r#"{"kind":"ExecCredential","status":{"token":"abc\"def","clientKeyData":"KEYBYTES"}}"#;
+        let m = mask_secrets(exec);
+        assert!(!m.contains("abc") && !m.contains("KEYBYTES"), "{m}");
+        assert_eq!(mask_secrets("--password=hunter2 x"), "--password=**** x");
+        assert_eq!(
+            mask_secrets("GET /x?token=abc&y=1"),
+            "GET /x?token=****&y=1"
+        );
+    }
+
+    #[test]
+    fn masks_pem_private_keys_but_not_certificates() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n-----BEGIN RSA PRIVATE KEY-----\nMIIEsecret\n-----END RSA PRIVATE KEY-----\nafter";
+        let m = mask_secrets(pem);
+        assert!(
+            m.contains("MIIC") && !m.contains("MIIEsecret") && m.ends_with("after"),
+            "{m}"
+        );
+        let unterminated = "-----BEGIN PRIVATE KEY-----\nMIIEsecret";
+        assert!(!mask_secrets(unterminated).contains("MIIEsecret"));
+    }
+
+    #[test]
+    fn the_writer_masks_across_writes_and_multibyte_text() {
+        let mut out = Vec::new();
+        {
+            let mut w = MaskedWriter::new(&mut out);
+            for chunk in [
+                "é Bearer ab",
+                "cdef\n",
+                "-----BEGIN EC PRIVATE KEY-----\n",
+                "SECRETBODY\n",
+                "-----END EC PRIVATE KEY-----\n",
+                "a24a11.0e6b9",
+                "32b0907deff",
+            ] {
+                w.write_all(chunk.as_bytes()).unwrap();
+            }
+        }
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            !s.contains("abcdef") && !s.contains("SECRETBODY") && !s.contains("0e6b"),
+            "{s}"
+        );
+        assert!(s.starts_with("é Bearer ****\n"), "{s}");
     }
 }

@@ -152,16 +152,26 @@ fn http_get(
     path: &str,
     t: Duration,
 ) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, t).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(t)).map_err(|e| e.to_string())?;
+    // A read or write timeout surfaces as EAGAIN ("os error 11"): say what it means.
+    let err = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            format!("no answer within {:.1}s", t.as_secs_f64())
+        }
+        _ => e.to_string(),
+    };
+    let mut s = TcpStream::connect_timeout(&addr, t).map_err(err)?;
+    s.set_read_timeout(Some(t)).map_err(err)?;
+    s.set_write_timeout(Some(t)).map_err(err)?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(err)?;
     let mut buf = [0u8; 256];
-    let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+    let n = s.read(&mut buf).map_err(err)?;
+    if n == 0 {
+        return Err("the connection closed without an answer".into());
+    }
     let text = String::from_utf8_lossy(&buf[..n]);
     match text.lines().next() {
         Some(l) if l.starts_with("HTTP/") => Ok(l.trim().to_string()),
@@ -255,7 +265,18 @@ fn localhost(f: &Facts, _: &Ctx) -> Outcome {
                 (true, true) => "both 127.0.0.1 and localhost reach it",
                 (true, false) => "127.0.0.1 reaches it, localhost does not",
                 (false, true) => "localhost reaches it, 127.0.0.1 does not",
-                (false, false) => "it answers, but GET /api fails through both",
+                (false, false) => {
+                    let how = match via_ip {
+                        Ok(status) => format!("GET /api answers {status:?}, not 200"),
+                        Err(e) => format!("GET /api gets no HTTP answer ({e})"),
+                    };
+                    return Ok(Finding::warn(format!(
+                        "something accepts connections on 127.0.0.1:{} but it is not a working kubectl proxy: {how}",
+                        p.port
+                    ))
+                    .evidence_all(ev)
+                    .remediation(format!("find what holds the port (ss -ltnp 'sport = :{}'), stop it, and start kubectl proxy --port={} again", p.port, p.port)));
+                }
             };
             return Ok(Finding::pass(format!(
                 "something listens on 127.0.0.1:{}: {which}",
@@ -323,6 +344,28 @@ mod tests {
                 .any(|e| e.contains("/etc/hosts:1: ::1 localhost"))
         );
         assert!(f.evidence.iter().any(|e| e.contains("503")));
+    }
+
+    #[test]
+    fn a_listener_that_never_answers_http_is_not_a_pass() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Accepts (the kernel completes the handshake) and never answers.
+        let hosts = parse_hosts("127.0.0.1 localhost\n");
+        let probe = probe(port, &hosts, None, Duration::from_millis(300));
+        let Probe::Listening { via_ip, .. } = &probe else {
+            panic!("{probe:?}")
+        };
+        assert_eq!(via_ip, &Err("no answer within 0.3s".to_string()));
+        let f = run(ProxyFacts {
+            hosts,
+            resolver: None,
+            port,
+            probe,
+        });
+        assert_eq!(f.status, Status::Warn, "{f:?}");
+        assert!(f.message.contains("no HTTP answer"), "{}", f.message);
+        drop(listener);
     }
 
     #[test]

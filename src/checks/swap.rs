@@ -7,7 +7,7 @@ use super::{
 use crate::{
     core::{
         check::{CheckDef, Ctx, Finding, Outcome},
-        facts::{Fact, get},
+        facts::{Fact, FactError, get},
         host::Host,
         source::{Facts, Gather, Source},
     },
@@ -72,19 +72,43 @@ pub struct SwapDevice {
 }
 
 /// Parses `/proc/swaps`; the header line is skipped and `\040` escapes become spaces.
-pub fn parse_proc_swaps(text: &str) -> Vec<SwapDevice> {
-    text.lines()
-        .filter(|l| !l.starts_with("Filename"))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 4).then(|| SwapDevice {
-                name: unescape(f[0]),
-                kind: f[1].to_string(),
-                size_kib: f[2].parse().unwrap_or(0),
-                used_kib: f[3].parse().unwrap_or(0),
-            })
-        })
-        .collect()
+pub fn parse_proc_swaps(text: &str) -> Result<Vec<SwapDevice>, FactError> {
+    let nonsense = |line: usize, what: &str| {
+        Err(FactError::Unreadable(format!(
+            "/proc/swaps line {line} {what}: the file is not the kernel's swap table, so no swap is counted"
+        )))
+    };
+    let mut lines = text.lines();
+    if !lines.next().is_some_and(|h| h.starts_with("Filename")) {
+        return nonsense(1, "is not the header (Filename Type Size Used Priority)");
+    }
+    let mut out = Vec::new();
+    for (i, l) in lines.enumerate() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let row = match f.as_slice() {
+            [name, kind @ ("partition" | "file"), size, used, prio] => (|| {
+                prio.parse::<i32>().ok()?;
+                Some(SwapDevice {
+                    name: unescape(name),
+                    kind: kind.to_string(),
+                    size_kib: size.parse().ok()?,
+                    used_kib: used.parse().ok()?,
+                })
+            })(),
+            [] => continue,
+            _ => None,
+        };
+        match row {
+            Some(d) => out.push(d),
+            None => {
+                return nonsense(
+                    i + 2,
+                    "is not a swap row (name, partition|file, size, used, priority)",
+                );
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn unescape(s: &str) -> String {
@@ -149,7 +173,7 @@ pub struct SwapFacts {
 fn gather(g: &Gather) -> Fact<SwapFacts> {
     let host = g.host;
     Ok(SwapFacts {
-        swaps: host.read("/proc/swaps").map(|t| parse_proc_swaps(&t)),
+        swaps: host.read("/proc/swaps").and_then(|t| parse_proc_swaps(&t)),
         fstab: host.read(FSTAB).map(|t| parse_fstab_swaps(&t)),
         enabled_units: host
             .list_dir(SWAP_WANTS)
@@ -339,7 +363,7 @@ mod tests {
         Facts::default().with(
             &SWAP,
             Ok(SwapFacts {
-                swaps: Ok(parse_proc_swaps(swaps)),
+                swaps: parse_proc_swaps(swaps),
                 fstab: Ok(parse_fstab_swaps(fstab)),
                 enabled_units: vec![],
                 zram_generator: None,
@@ -358,11 +382,44 @@ mod tests {
     #[test]
     fn parses_partitions_files_and_zram() {
         let t = "Filename Type Size Used Priority\n/dev/dm-1 partition 2097148 0 -2\n/swap\\040file file 1024 12 -3\n/dev/zram0 partition 8388604 0 100\n";
-        let d = parse_proc_swaps(t);
+        let d = parse_proc_swaps(t).unwrap();
         assert_eq!(d.len(), 3);
         assert_eq!(d[1].name, "/swap file");
         assert_eq!(d[2].name, "/dev/zram0");
-        assert!(parse_proc_swaps("Filename Type Size Used Priority\n").is_empty());
+        assert!(
+            parse_proc_swaps("Filename Type Size Used Priority\n")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn nonsense_in_proc_swaps_is_an_error_not_a_count() {
+        // Random bytes used to count as thousands of swap devices.
+        let mut x: u32 = 7;
+        let noise: String = (0..20_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                char::from(b" \n\tab0123456789-/zq"[(x % 19) as usize])
+            })
+            .collect();
+        for text in [
+            noise.as_str(),
+            "",
+            "Filename Type Size Used Priority\n/dev/dm-1 partition 20x 0 -2\n",
+            "Filename Type Size Used Priority\na b c d\n",
+            "Filename Type Size Used Priority\n/dev/sda2 disk 1 0 -2\n",
+        ] {
+            let e = parse_proc_swaps(text).unwrap_err();
+            assert!(e.to_string().contains("not the kernel's swap table"), "{e}");
+        }
+        let facts = facts(&noise, "");
+        assert_eq!(
+            active(&facts, &ctx()).unwrap_or_else(|e| e.into()).status,
+            Status::Error
+        );
     }
 
     #[test]
@@ -452,7 +509,7 @@ mod tests {
         let mut fx = Facts::default().with(
             &SWAP,
             Ok(SwapFacts {
-                swaps: Ok(parse_proc_swaps(swaps)),
+                swaps: parse_proc_swaps(swaps),
                 fstab: Ok(vec![]),
                 enabled_units: vec![],
                 zram_generator: None,

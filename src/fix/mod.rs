@@ -21,7 +21,7 @@ use crate::{
     core::config::{Config, RoleChoice, Selection},
     core::engine,
     core::host::Host,
-    core::source::Facts,
+    core::source::{Facts, Io},
     report::{Report, Tool},
 };
 
@@ -188,8 +188,15 @@ fn preview(step: &Step) -> String {
     crate::mask::mask_secrets(&render::preview(&step.action))
 }
 
+/// The checks' config for `fix`: offline (no kubeconfig read, no exec plugin, no API request)
+/// unless a check that talks to the cluster is named; host fixes need only host facts.
 fn config(opts: &FixOptions, ids: Vec<String>) -> Config {
+    let network = crate::checks::registry().any(|c| {
+        c.needs.iter().any(|s| s.io() == Io::Network)
+            && ids.iter().any(|id| id.eq_ignore_ascii_case(c.id))
+    });
     Config {
+        offline: !network,
         root: opts.root.clone(),
         selection: Selection {
             only: ids,

@@ -173,13 +173,16 @@ impl JoinCommand {
                     None => (long.to_string(), None),
                 }
             } else if let Some(short) = arg.strip_prefix('-').filter(|s| !s.is_empty()) {
-                // pflag shorthands: -v LEVEL, -v=LEVEL, -vLEVEL, -h.
-                let (n, v) = short.split_at(1);
-                let n = match n {
-                    "v" => "v",
-                    "h" => "help",
+                // pflag shorthands: -v LEVEL, -v=LEVEL, -vLEVEL, -h (by character: `-é` is one).
+                let mut chars = short.chars();
+                let first = chars.next().unwrap_or_default();
+                let v = chars.as_str();
+                let n = match first {
+                    'v' => "v",
+                    'h' => "help",
                     _ => {
-                        cmd.problems.push(format!("unknown shorthand flag: -{n}"));
+                        cmd.problems
+                            .push(format!("unknown shorthand flag: -{first}"));
                         continue;
                     }
                 };

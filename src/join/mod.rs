@@ -4,12 +4,12 @@
 //! The steps are catalog entries (`checks/join.*.toml`) but not host checks: `check` never selects
 //! them, [`STEPS`] lists them, and the catalog test covers registry and steps together.
 
-mod command;
+pub(crate) mod command;
 mod jws;
-mod net;
+pub(crate) mod net;
 mod pin;
 mod probe;
-mod steps;
+pub(crate) mod steps;
 mod token;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -56,18 +56,16 @@ pub struct JoinOptions {
 struct Run {
     results: Vec<CheckResult>,
     stopped_by: Option<&'static str>,
-    secret: Option<String>,
+    secrets: Vec<String>,
     verbose: bool,
 }
 
 impl Run {
     /// Masks every secret: token-shaped strings, and the token's own secret in whatever shape it came.
     fn redact(&self, s: &str) -> String {
-        let s = mask_secrets(s);
-        match &self.secret {
-            Some(secret) => s.replace(secret.as_str(), &"*".repeat(secret.len())),
-            None => s,
-        }
+        self.secrets.iter().fold(mask_secrets(s), |s, secret| {
+            s.replace(secret.as_str(), &"*".repeat(secret.len()))
+        })
     }
 
     fn log(&self, msg: &str) {
@@ -135,12 +133,14 @@ pub fn run(opts: &JoinOptions) -> Result<Report> {
     let mut run = Run {
         results: Vec::new(),
         stopped_by: None,
-        secret: cmd
+        // The token's secret, and that of a token given where the endpoint goes.
+        secrets: cmd
             .token
-            .as_deref()
-            .and_then(|t| t.split_once('.'))
-            .map(|(_, s)| s.to_string())
-            .filter(|s| s.len() >= 8),
+            .iter()
+            .filter(|t| t.split_once('.').is_some_and(|(_, s)| s.len() >= 8))
+            .chain(cmd.endpoints.iter().filter(|e| steps::looks_like_token(e)))
+            .filter_map(|t| Some(t.split_once('.')?.1.to_string()))
+            .collect(),
         verbose: opts.verbose,
     };
     let disc = run.step("join.parse", |_| steps::parse(&cmd));

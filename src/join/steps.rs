@@ -14,7 +14,10 @@ use super::{
     pin::{self, Cert},
     token::{CaHash, Token},
 };
-use crate::core::check::{Finding, Status};
+use crate::{
+    core::check::{Finding, Status},
+    mask::mask_token,
+};
 
 /// A step's outcome: a finding to report and the value later steps need, or the finding that stops them.
 pub type Step<T> = Result<(Finding, T), Finding>;
@@ -85,6 +88,28 @@ pub struct Discovery {
     pub pins: Vec<CaHash>,
 }
 
+/// Whether a positional argument is a token put where the endpoint goes: `<6 alphanumerics>.<8 or
+/// more alphanumerics>`, no port. (An endpoint always has `host:port`.)
+pub(crate) fn looks_like_token(arg: &str) -> bool {
+    arg.split_once('.').is_some_and(|(id, secret)| {
+        id.len() == 6
+            && secret.len() >= 8
+            && id
+                .bytes()
+                .chain(secret.bytes())
+                .all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// A positional argument as shown: masked when it looks like a token.
+fn shown_arg(arg: &str) -> String {
+    if looks_like_token(arg) {
+        mask_token(arg)
+    } else {
+        arg.to_string()
+    }
+}
+
 /// `join.parse`: every problem kubeadm's validation would report, at once; the unsafe flag warns.
 pub fn parse(cmd: &JoinCommand) -> Step<Discovery> {
     let mut problems: Vec<String> = cmd
@@ -102,9 +127,10 @@ pub fn parse(cmd: &JoinCommand) -> Step<Discovery> {
         }
         Some((first, rest)) => {
             if !rest.is_empty() {
+                let shown: Vec<String> = cmd.endpoints.iter().map(|e| shown_arg(e)).collect();
                 evidence.push(format!(
                     "more than one endpoint given ({}); kubeadm uses the first",
-                    cmd.endpoints.join(", ")
+                    shown.join(", ")
                 ));
             }
             Endpoint::parse(first).map_err(|e| problems.push(e)).ok()
@@ -112,7 +138,14 @@ pub fn parse(cmd: &JoinCommand) -> Step<Discovery> {
     };
     let token = match &cmd.token {
         None => {
-            problems.push("no token: pass --token <id>.<secret> (or --discovery-token)".into());
+            let stray = cmd.endpoints.iter().find(|e| looks_like_token(e));
+            problems.push(match stray {
+                Some(t) => format!(
+                    "no token: the argument {} looks like a token; pass it as --token <id>.<secret>",
+                    mask_token(t)
+                ),
+                None => "no token: pass --token <id>.<secret> (or --discovery-token)".into(),
+            });
             None
         }
         Some(t) => Token::parse(t)

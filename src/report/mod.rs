@@ -122,17 +122,49 @@ pub struct CheckResult {
     pub duration_ms: u64,
 }
 
+/// Evidence lines a result keeps; the rest are counted in one last line.
+pub const MAX_EVIDENCE: usize = 25;
+/// Characters an evidence line or message keeps (a line of a file can be megabytes long).
+pub const MAX_LINE: usize = 1000;
+
+/// At most [`MAX_EVIDENCE`] lines of at most [`MAX_LINE`] characters, "… and M more" after them.
+/// Masked before it is cut, so a cut never leaves part of a secret showing.
+pub fn bounded_evidence(evidence: Vec<String>) -> Vec<String> {
+    let total = evidence.len();
+    let mut out: Vec<String> = evidence
+        .into_iter()
+        .take(MAX_EVIDENCE)
+        .map(|e| bounded_line(&e))
+        .collect();
+    if total > MAX_EVIDENCE {
+        out.push(format!("… and {} more", total - MAX_EVIDENCE));
+    }
+    out
+}
+
+/// A line masked, then cut to [`MAX_LINE`] characters with "… (N more characters)".
+pub fn bounded_line(s: &str) -> String {
+    let masked = mask_secrets(s);
+    match masked.char_indices().nth(MAX_LINE) {
+        None => masked,
+        Some((cut, _)) => {
+            let rest = masked[cut..].chars().count();
+            format!("{}… ({rest} more characters)", &masked[..cut])
+        }
+    }
+}
+
 impl CheckResult {
     /// A result from a finding and its catalog entry: the entry's remediation fills in when the
-    /// finding is a problem and names none.
+    /// finding is a problem and names none. Evidence is bounded ([`bounded_evidence`]).
     pub fn from_finding(entry: &catalog::Entry, finding: Finding, duration_ms: u64) -> CheckResult {
         let problem = matches!(finding.status, Status::Warn | Status::Fail);
         CheckResult {
             id: entry.id.clone(),
             title: entry.title.clone(),
             status: finding.status,
-            message: finding.message,
-            evidence: finding.evidence,
+            message: bounded_line(&finding.message),
+            evidence: bounded_evidence(finding.evidence),
             remediation: finding
                 .remediation
                 .or_else(|| problem.then(|| entry.remediation.clone())),
@@ -214,4 +246,32 @@ impl Report {
 /// The JSON Schema of [`Report`], as `k8sdoctor schema` prints it.
 pub fn schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(Report)).expect("schema serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evidence_is_bounded_with_a_count_of_the_rest() {
+        let many: Vec<String> = (0..5_000_000)
+            .map(|i| format!("/etc/resolv.conf:{i}: nameserver 127.0.0.1"))
+            .collect();
+        let e = bounded_evidence(many);
+        assert_eq!(e.len(), MAX_EVIDENCE + 1);
+        assert_eq!(
+            e.last().unwrap(),
+            &format!("… and {} more", 5_000_000 - MAX_EVIDENCE)
+        );
+        let long = format!("x{}", "é".repeat(5000));
+        let cut = bounded_line(&long);
+        assert!(
+            cut.ends_with("… (4001 more characters)"),
+            "{}",
+            &cut[cut.len() - 40..]
+        );
+        // A token at the cut is masked first: no part of its secret shows.
+        let edge = format!("{}a24a11.0e6b932b0907deff", "y".repeat(MAX_LINE - 10));
+        assert!(!bounded_line(&edge).contains("0e6b"));
+    }
 }

@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod harness;
 pub mod kubelet;
+pub mod hostile;
 pub mod openssl;
 
 use std::{

@@ -1,12 +1,20 @@
 //! Finding the cluster (`--kubeconfig`, `KUBECONFIG`, `~/.kube/config`, in-cluster service account),
 //! building a `kube` client bounded by `--timeout`, and naming the layer at which talking to it failed.
 
-use std::{error::Error as StdError, path::PathBuf, time::Duration};
+use std::{
+    error::Error as StdError,
+    io::Read,
+    os::unix::fs::{FileTypeExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use http_body_util::{LengthLimitError, Limited};
 use kube::{
     Client,
-    config::{KubeConfigOptions, Kubeconfig},
+    client::{AuthError, ClientBuilder, DynBody},
+    config::{KubeConfigOptions, Kubeconfig, KubeconfigError},
     core::Status,
 };
 
@@ -32,17 +40,23 @@ enum Source {
     InCluster,
 }
 
-/// Reads the kubeconfig the user named with `--kubeconfig`; an error here ends the run with exit 2.
+/// Reads the kubeconfig the user named (`--kubeconfig`, else the files in `KUBECONFIG`); an error
+/// here ends the run with exit 2.
 pub fn load_named(cfg: &Config) -> anyhow::Result<Option<Kubeconfig>> {
-    let Some(path) = &cfg.kubeconfig else {
-        return Ok(None);
+    let (kc, source) = match &cfg.kubeconfig {
+        Some(path) => (
+            read_kubeconfig(path).map_err(|e| anyhow::anyhow!("cannot read --kubeconfig {e}"))?,
+            format!("{}", path.display()),
+        ),
+        None => match from_env().map_err(|e| anyhow::anyhow!("cannot read KUBECONFIG {e}"))? {
+            Some(kc) => (kc, "KUBECONFIG".to_string()),
+            None => return Ok(None),
+        },
     };
-    let kc = Kubeconfig::read_from(path)
-        .with_context(|| format!("cannot read --kubeconfig {}", path.display()))?;
     if let Some(ctx) = &cfg.context
         && !kc.contexts.iter().any(|c| &c.name == ctx)
     {
-        bail!("--context {ctx}: no such context in {}", path.display());
+        bail!("--context {ctx}: no such context in {source}");
     }
     Ok(Some(kc))
 }
@@ -50,17 +64,15 @@ pub fn load_named(cfg: &Config) -> anyhow::Result<Option<Kubeconfig>> {
 /// The cluster to talk to, in kubectl's order; `Missing` when there is none (the checks skip).
 pub fn find(cfg: &Config) -> Fact<Target> {
     let unreadable = |what: &str, e: &dyn std::fmt::Display| {
-        FactError::Unreadable(mask_secrets(&format!("cannot read {what}: {e}")))
+        FactError::Unreadable(mask_secrets(&format!("cannot read {what}{e}")))
     };
     let (kc, source) = if let Some(path) = &cfg.kubeconfig {
-        let kc = Kubeconfig::read_from(path)
-            .map_err(|e| unreadable(&format!("--kubeconfig {}", path.display()), &e))?;
+        let kc = read_kubeconfig(path).map_err(|e| unreadable("--kubeconfig ", &e))?;
         (kc, format!("--kubeconfig {}", path.display()))
-    } else if let Some(kc) = Kubeconfig::from_env().map_err(|e| unreadable("KUBECONFIG", &e))? {
+    } else if let Some(kc) = from_env().map_err(|e| unreadable("KUBECONFIG ", &e))? {
         (kc, "KUBECONFIG".to_string())
     } else if let Some(path) = home_config().filter(|p| p.exists()) {
-        let kc = Kubeconfig::read_from(&path)
-            .map_err(|e| unreadable(&path.display().to_string(), &e))?;
+        let kc = read_kubeconfig(&path).map_err(|e| unreadable("", &e))?;
         (kc, path.display().to_string())
     } else if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
         && std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token").exists()
@@ -68,7 +80,7 @@ pub fn find(cfg: &Config) -> Fact<Target> {
         let c = kube::Config::incluster()
             .map_err(|e| unreadable("the in-cluster service account", &e))?;
         return Ok(Target {
-            server: c.cluster_url.to_string(),
+            server: mask_secrets(&c.cluster_url.to_string()),
             context: None,
             source: "in-cluster service account".into(),
             config: Source::InCluster,
@@ -98,7 +110,7 @@ pub fn find(cfg: &Config) -> Fact<Target> {
             None => FactError::Unreadable(format!("{source}: no current-context")),
         })?;
     Ok(Target {
-        server,
+        server: mask_secrets(&server),
         context,
         source,
         config: Source::Kubeconfig(Box::new(kc)),
@@ -109,12 +121,201 @@ fn home_config() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config"))
 }
 
+/// The largest kubeconfig read: real ones are a few KiB, tens with inline certificates.
+pub const KUBECONFIG_MAX: u64 = 4 << 20;
+
+/// Why a kubeconfig could not be used. Shown as `PATH: reason`; never quotes the file's content,
+/// which holds credentials.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct KubeconfigReadError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Reads a kubeconfig: a regular file only (a FIFO or device is refused without blocking), at most
+/// [`KUBECONFIG_MAX`] bytes; relative file references resolve against its directory as kubectl does.
+pub fn read_kubeconfig(path: &Path) -> Result<Kubeconfig, KubeconfigReadError> {
+    let fail = |reason: String| KubeconfigReadError {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, past any deadline.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| fail(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let kind = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_dir() {
+            "a directory"
+        } else {
+            "not a file"
+        };
+        return Err(fail(format!(
+            "is {kind}, not a regular file: a kubeconfig must be a file"
+        )));
+    }
+    let too_big = || {
+        fail(format!(
+            "is larger than {} MiB, the most a kubeconfig may be",
+            KUBECONFIG_MAX >> 20
+        ))
+    };
+    if meta.len() > KUBECONFIG_MAX {
+        return Err(too_big());
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(KUBECONFIG_MAX + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| fail(e.to_string()))?;
+    if data.len() as u64 > KUBECONFIG_MAX {
+        return Err(too_big());
+    }
+    let text = String::from_utf8(data).map_err(|e| {
+        let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        fail(format!("line {line}: not UTF-8 text"))
+    })?;
+    let mut kc = parse_kubeconfig(&text).map_err(fail)?;
+    if let Some(dir) = path.parent() {
+        absolutize(&mut kc, dir);
+    }
+    Ok(kc)
+}
+
+/// Parses kubeconfig text (every YAML document, merged); the error names a line, never its text.
+pub fn parse_kubeconfig(text: &str) -> Result<Kubeconfig, String> {
+    Kubeconfig::from_yaml(text).map_err(|e| kubeconfig_error_text(&e))
+}
+
+/// `KUBECONFIG`'s files, merged in order as kubectl does; `None` when it is unset or empty.
+fn from_env() -> Result<Option<Kubeconfig>, KubeconfigReadError> {
+    let Some(value) = std::env::var_os("KUBECONFIG") else {
+        return Ok(None);
+    };
+    let mut merged: Option<Kubeconfig> = None;
+    for path in std::env::split_paths(&value).filter(|p| !p.as_os_str().is_empty()) {
+        let next = read_kubeconfig(&path)?;
+        merged = Some(match merged {
+            None => next,
+            Some(m) => m.merge(next).map_err(|e| KubeconfigReadError {
+                path: path.clone(),
+                reason: kubeconfig_error_text(&e),
+            })?,
+        });
+    }
+    Ok(merged)
+}
+
+/// A kubeconfig error by line number only: YAML errors quote the text around them, which may be a token.
+fn kubeconfig_error_text(e: &KubeconfigError) -> String {
+    match e {
+        KubeconfigError::Parse(p) => match p.location() {
+            Some(l) => format!(
+                "line {}: not a valid kubeconfig (the line is not shown: it may hold a credential)",
+                l.line()
+            ),
+            None => "not a valid kubeconfig (YAML error; the text is not shown: it may hold a credential)".into(),
+        },
+        other => mask_secrets(&other.to_string()),
+    }
+}
+
+/// Relative `certificate-authority`, `client-certificate`, `client-key`, `tokenFile` and exec
+/// commands with a path separator resolve against the kubeconfig's directory.
+fn absolutize(kc: &mut Kubeconfig, dir: &Path) {
+    let fix = |p: &mut Option<String>| {
+        if let Some(v) = p.as_deref()
+            && Path::new(v).is_relative()
+            && let Some(abs) = dir.join(v).to_str()
+        {
+            *p = Some(abs.to_string());
+        }
+    };
+    for c in kc.clusters.iter_mut().filter_map(|c| c.cluster.as_mut()) {
+        fix(&mut c.certificate_authority);
+    }
+    for a in kc
+        .auth_infos
+        .iter_mut()
+        .filter_map(|a| a.auth_info.as_mut())
+    {
+        fix(&mut a.client_certificate);
+        fix(&mut a.client_key);
+        fix(&mut a.token_file);
+        if let Some(exec) = a.exec.as_mut()
+            && exec.command.as_deref().is_some_and(|c| c.contains('/'))
+        {
+            fix(&mut exec.command);
+        }
+    }
+}
+
+/// The most one API response body may hold; a bigger one is cut off with an error naming this.
+/// Six lists run at once, so a peer that streams to all of them costs ~6× this (under 100 MB);
+/// a page of 500 objects (`PAGE`) fits while objects average under 16 KiB (Nodes are ~10 KiB).
+pub const RESPONSE_MAX: usize = 8 << 20;
+
+/// Text of an error in talking to the API, safe to print: names the response limit when it was hit,
+/// never an exec plugin's output or the YAML around a parse error, secrets masked.
+pub fn describe(e: &(dyn StdError + 'static)) -> String {
+    // The outer errors' texts include the inner ones', so a special error replaces the whole chain.
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<LengthLimitError>().is_some() {
+            return format!(
+                "the API server's response is larger than the {} MiB limit per response: stopped reading",
+                RESPONSE_MAX >> 20
+            );
+        }
+        if let Some(a) = err.downcast_ref::<AuthError>() {
+            return mask_secrets(&auth_text(a));
+        }
+        if let Some(k) = err.downcast_ref::<KubeconfigError>() {
+            return kubeconfig_error_text(k);
+        }
+        parts.push(err.to_string());
+        cur = err.source();
+    }
+    mask_secrets(&dedup(&parts.join(": ")))
+}
+
+/// An exec plugin's failure without its output: its stdout is a credential, its stderr may echo one.
+fn auth_text(a: &AuthError) -> String {
+    match a {
+        // `cmd` carries KUBERNETES_EXEC_INFO and the arguments: not shown either.
+        AuthError::AuthExecRun { out, .. } => format!(
+            "auth error: the kubeconfig's exec plugin failed ({}); its output is not shown (it may hold credentials)",
+            out.status
+        ),
+        AuthError::AuthExecParse(_) => "auth error: the kubeconfig's exec plugin printed no valid ExecCredential (its output is not shown: it may hold credentials)".into(),
+        AuthError::AuthExecStart(e) => {
+            format!("auth error: the kubeconfig's exec plugin did not start: {e}")
+        }
+        other => other.to_string(),
+    }
+}
+
 /// A client whose every connection and read is bounded by `timeout`.
 pub async fn client(target: Target, timeout: Duration) -> Result<Client, ApiFailure> {
     let server = target.server.clone();
-    let config_err = |e: &dyn std::fmt::Display| ApiFailure {
+    let config_err = |e: &(dyn StdError + 'static)| ApiFailure {
         layer: Layer::Config,
-        message: mask_secrets(&format!("{}: {e}", target.source)),
+        message: format!("{}: {}", target.source, describe(e)),
         server: server.clone(),
     };
     let mut config = match &target.config {
@@ -132,7 +333,19 @@ pub async fn client(target: Target, timeout: Duration) -> Result<Client, ApiFail
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
-    Client::try_from(config).map_err(|e| config_err(&e))
+    let builder = ClientBuilder::try_from(config).map_err(|e| config_err(&e))?;
+    Ok(builder.with_layer(&body_limit()).build())
+}
+
+/// Wraps a response's body in [`Limited`].
+type LimitBody = fn(http::Response<Box<DynBody>>) -> http::Response<Limited<Box<DynBody>>>;
+
+/// The tower layer that caps every response body at [`RESPONSE_MAX`] bytes: past it the body
+/// errors, so an endless or huge answer costs at most that much memory.
+fn body_limit() -> tower::util::MapResponseLayer<LimitBody> {
+    tower::util::MapResponseLayer::new(|r: http::Response<Box<DynBody>>| {
+        r.map(|b| Limited::new(b, RESPONSE_MAX))
+    })
 }
 
 /// The layer at which talking to the API server failed.
@@ -173,13 +386,14 @@ pub struct ApiFailure {
 
 impl ApiFailure {
     pub fn timeout(server: &str, timeout: Duration) -> ApiFailure {
+        let server = mask_secrets(server);
         ApiFailure {
             layer: Layer::Timeout,
             message: format!(
                 "no answer from {server} within the {:.1}s --timeout",
                 timeout.as_secs_f64()
             ),
-            server: server.into(),
+            server,
         }
     }
 
@@ -189,7 +403,7 @@ impl ApiFailure {
         ApiFailure {
             layer,
             message: mask_secrets(&message),
-            server: server.into(),
+            server: mask_secrets(server),
         }
     }
 }
@@ -213,6 +427,9 @@ fn classify(e: &kube::Error, timeout: Duration) -> (Layer, String) {
             403 => (Layer::Forbidden, format!("403 Forbidden: {}", denied_text(s))),
             c => (Layer::Other, format!("{c} {}: {}", s.reason, s.message)),
         };
+    }
+    if let Some(special) = special_text(e) {
+        return (Layer::Other, special);
     }
     let mut chain: Vec<String> = Vec::new();
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
@@ -279,6 +496,18 @@ fn classify(e: &kube::Error, timeout: Duration) -> (Layer, String) {
         Layer::Other
     };
     (layer, dedup(&text))
+}
+
+/// The response limit, an exec plugin or a kubeconfig error somewhere in the chain: told by [`describe`].
+fn special_text(e: &(dyn StdError + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<LengthLimitError>() || err.is::<AuthError>() || err.is::<KubeconfigError>() {
+            return Some(describe(e));
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// Error chains repeat themselves (`a: b: b`); keep each part once.

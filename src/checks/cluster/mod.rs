@@ -508,7 +508,7 @@ async fn status_error(res: http::Response<kube::client::Body>) -> kube::Error {
 fn list_error(e: &kube::Error) -> ListError {
     match e {
         kube::Error::Api(s) if s.code == 403 => ListError::Denied(connect::denied_text(s)),
-        _ => ListError::Other(mask_secrets(&e.to_string())),
+        _ => ListError::Other(connect::describe(e)),
     }
 }
 
