@@ -3,8 +3,8 @@
 
 pub mod apiserver;
 pub mod harness;
-pub mod kubelet;
 pub mod hostile;
+pub mod kubelet;
 pub mod openssl;
 
 use std::{
