@@ -180,14 +180,14 @@ fn the_cluster_client_survives_every_hostile_peer() {
         let what = format!("check against {peer:?}");
         assert_bounded(&what, &r, &[BEARER]);
         if peer == Peer::EndlessLists {
-            // Every list is cut off at the limit, all at once: still under the memory cap.
+            // Every list is cut off, all at once: still under the memory cap. The node list is
+            // decoded as it streams, so an endless body that is no NodeList stops at its first
+            // byte instead of at the size limit; either way the error says why.
             let nodes = result(&r, "cluster.nodes-ready");
             assert_eq!(nodes["status"], "error", "{what}: {nodes}");
+            let msg = nodes["message"].as_str().unwrap();
             assert!(
-                nodes["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("8 MiB limit per response"),
+                msg.contains("8 MiB limit per response") || msg.contains("is not a list"),
                 "{what}: {nodes}"
             );
             continue;
