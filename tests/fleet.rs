@@ -15,13 +15,22 @@ use support::{
     apiserver::{ApiServer, Scenario},
     bin, fixtures,
     harness::require,
-    kubelet::{Fault, NodeSpec, ProcessKubelet},
+    kubelet::{Fault, NodeSpec, ProcessKubelet, userland_image},
 };
 
 const TOOLS: &[&str] = &["ip"];
 
 fn host(name: &str) -> std::path::PathBuf {
     fixtures().join("hosts").join(name)
+}
+
+/// A tool's path on this machine.
+fn which(tool: &str) -> std::path::PathBuf {
+    let o = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().into()
 }
 
 fn fleet(kubeconfig: &Path, args: &[&str]) -> Output {
@@ -151,8 +160,9 @@ fn every_node_reports_its_own_verdicts_and_the_pods_are_deleted() {
 }
 
 fn a_node_whose_pod_cannot_run_is_absent_with_the_reason() {
-    require(TOOLS);
+    require(&["ip", "busybox"]);
     let ok = host("ubuntu2204-kubeadm-healthy");
+    let busybox = which("busybox");
     let (k, server, tmp) = cluster(
         ProcessKubelet::new(
             bin(),
@@ -160,7 +170,10 @@ fn a_node_whose_pod_cannot_run_is_absent_with_the_reason() {
                 NodeSpec::new("good", &ok),
                 NodeSpec::new("hung", &ok).fault(Fault::StaysPending),
                 NodeSpec::new("nopull", &ok).fault(Fault::ImagePullFails),
+                // A dynamically linked program cannot start in an image without its libraries.
                 NodeSpec::new("false", &ok).fault(Fault::Entrypoint("/bin/false".into())),
+                // A static one runs, called as k8sdoctor: busybox has no such applet.
+                NodeSpec::new("wrongbin", &ok).fault(Fault::Entrypoint(busybox)),
                 NodeSpec::new("down", &ok).not_ready(),
                 NodeSpec::new("tainted", &ok).no_execute("maintenance", "true"),
             ],
@@ -203,11 +216,19 @@ fn a_node_whose_pod_cannot_run_is_absent_with_the_reason() {
         "{}",
         reason("nopull")
     );
-    assert_eq!(node(&report, "false")["state"], "error");
+    assert_eq!(node(&report, "false")["state"], "absent");
     assert!(
-        reason("false").contains("exited 1 without a report"),
+        reason("false").contains("could not start (StartError)")
+            && reason("false").contains("/usr/local/bin/k8sdoctor"),
         "{}",
         reason("false")
+    );
+    assert_eq!(node(&report, "wrongbin")["state"], "error");
+    assert!(
+        reason("wrongbin").contains("exited 127 without a report")
+            && reason("wrongbin").contains("applet not found"),
+        "{}",
+        reason("wrongbin")
     );
     assert_eq!(node(&report, "down")["state"], "absent");
     assert!(reason("down").contains("NotReady"), "{}", reason("down"));
@@ -327,7 +348,15 @@ fn ctrl_c_deletes_the_runs_pods() {
 }
 
 fn multicast_across_four_nodes_names_the_node_whose_pods_drop_the_group() {
-    require(&["ip", "iptables-restore"]);
+    require(&[
+        "ip",
+        "iptables-restore",
+        "iptables-save",
+        "ip6tables-save",
+        "nft",
+    ]);
+    // The probe reads its namespace's rules with the image's own iptables-save.
+    let image = userland_image(&["iptables-save", "ip6tables-save", "nft"]);
     let ok = host("ubuntu2204-kubeadm-healthy");
     let drop_group = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p udp -m udp --dport 4700 -j DROP\nCOMMIT\n";
     let k = Arc::new(
@@ -340,6 +369,7 @@ fn multicast_across_four_nodes_names_the_node_whose_pods_drop_the_group() {
                 NodeSpec::new("n4", &ok),
             ],
         )
+        .image_root(image.path())
         .pod_network(),
     );
     // The API server and the CLI sit on the overlay too, so pods reach the API as in a cluster.

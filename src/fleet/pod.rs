@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::{
     api::core::v1::{
-        Container, EnvVar, EnvVarSource, HostPathVolumeSource, ObjectFieldSelector, Pod, PodSpec,
-        ResourceRequirements, SecurityContext, Toleration, Volume, VolumeMount,
+        Capabilities, Container, EnvVar, EnvVarSource, HostPathVolumeSource, ObjectFieldSelector,
+        Pod, PodSpec, ResourceRequirements, SecurityContext, Toleration, Volume, VolumeMount,
     },
     apimachinery::pkg::{api::resource::Quantity, apis::meta::v1::ObjectMeta},
 };
@@ -100,20 +100,21 @@ impl PodTemplate {
                     image_pull_policy: Some("IfNotPresent".into()),
                     command: Some(command),
                     env: Some(vec![field_env("K8SDOCTOR_NODE_NAME", "spec.nodeName")]),
-                    security_context: Some(SecurityContext {
-                        read_only_root_filesystem: Some(true),
-                        allow_privilege_escalation: Some(false),
-                        ..Default::default()
-                    }),
+                    security_context: Some(security_context()),
                     resources: Some(ResourceRequirements {
                         requests: Some(small("10m", "32Mi")),
                         limits: Some(small("500m", "256Mi")),
                         ..Default::default()
                     }),
+                    // Read-only all the way down: the node's `/` carries mounts of its own
+                    // (/proc, /sys, /run, /var/lib/kubelet/pods/...) that a plain read-only bind
+                    // leaves writable; `IfPossible` still runs where the kernel (< 5.12) or the
+                    // runtime cannot make them read-only (the pod's status then says Disabled).
                     volume_mounts: Some(vec![VolumeMount {
                         name: "host".into(),
                         mount_path: HOST_MOUNT.into(),
                         read_only: Some(true),
+                        recursive_read_only: Some("IfPossible".into()),
                         ..Default::default()
                     }]),
                     ..Default::default()
@@ -130,6 +131,28 @@ impl PodTemplate {
             }),
             status: None,
         }
+    }
+}
+
+/// The container's security context, the same for check pods and probe pods: every capability
+/// dropped but one, a read-only root, no privilege escalation.
+///
+/// * `NET_ADMIN`: reading the live netfilter ruleset (`iptables-save`, `nft list ruleset`, and the
+///   netlink dumps behind them) needs it in the pod's network namespace — the node's for check
+///   pods, the pod's own for probe pods. containerd's default set lacks it.
+///
+/// Nothing else: the checks read the node's files through /host as uid 0, which owns them (no
+/// `DAC_READ_SEARCH`); `/proc/<pid>/cmdline` of host processes needs no `SYS_PTRACE`; the probe's
+/// UDP multicast sockets need no `NET_RAW`; nothing is written, chowned or bound below 1024.
+pub fn security_context() -> SecurityContext {
+    SecurityContext {
+        capabilities: Some(Capabilities {
+            add: Some(vec!["NET_ADMIN".into()]),
+            drop: Some(vec!["ALL".into()]),
+        }),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        ..Default::default()
     }
 }
 
@@ -194,6 +217,14 @@ pub fn pod_state(pod: &Pod) -> PodState {
         .and_then(|cs| cs.iter().find(|c| c.name == CONTAINER));
     let state = container.and_then(|c| c.state.as_ref());
     if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
+        // The runtime could not start the process at all (an entrypoint the image cannot run, a
+        // mount or capability it refuses): nothing ran, and the runtime's message says why.
+        if t.reason.as_deref() == Some("StartError") {
+            return PodState::NeverRan(format!(
+                "the container could not start (StartError): {}",
+                t.message.as_deref().unwrap_or("no message")
+            ));
+        }
         return PodState::Exited(t.exit_code);
     }
     let reason = status.reason.clone().unwrap_or_default();
@@ -276,6 +307,18 @@ mod tests {
         let c = &spec["containers"][0];
         assert_eq!(c["volumeMounts"][0]["mountPath"], HOST_MOUNT);
         assert_eq!(c["volumeMounts"][0]["readOnly"], true);
+        assert_eq!(c["volumeMounts"][0]["recursiveReadOnly"], "IfPossible");
+        let sc = &c["securityContext"];
+        assert_eq!(
+            sc["capabilities"],
+            json!({"add": ["NET_ADMIN"], "drop": ["ALL"]})
+        );
+        assert_eq!(sc["readOnlyRootFilesystem"], true);
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        assert!(sc.get("privileged").is_none());
+        let probe =
+            serde_json::to_value(template().probe_pod_for(1, "node-a", false, "sa")).unwrap();
+        assert_eq!(probe["spec"]["containers"][0]["securityContext"], *sc);
         assert_eq!(
             c["command"],
             json!(["k8sdoctor", "check", "--root", "/host"])
@@ -312,6 +355,15 @@ mod tests {
         let deadline = with_status(json!({"phase": "Failed", "reason": "DeadlineExceeded",
             "message": "Pod was active on the node longer than the specified deadline"}));
         assert!(matches!(pod_state(&deadline), PodState::Stopped(_)));
+        let start = with_status(
+            json!({"phase": "Failed", "containerStatuses": [{"name": "doctor",
+            "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+            "state": {"terminated": {"exitCode": 128, "reason": "StartError",
+                "message": "exec: \"/usr/local/bin/k8sdoctor\": no such file or directory"}}}]}),
+        );
+        assert!(
+            matches!(pod_state(&start), PodState::NeverRan(m) if m.contains("could not start (StartError): exec:"))
+        );
         let pending = with_status(json!({"phase": "Pending"}));
         assert!(matches!(pod_state(&pending), PodState::Waiting(_)));
     }

@@ -1,10 +1,18 @@
 //! A process kubelet for the fleet tests: the test API server's pods and namespaces (create with
-//! dry run and Pod Security admission, get, list by label, delete, deletecollection, log), and every
-//! pod bound to a node run as a real local process the way a kubelet and container runtime would:
-//! in the node's network namespace (hostNetwork), in a private mount namespace whose root is the
-//! pod's filesystem (the image = the binary under test, whatever the image name says; the node's
-//! fixture root bind-mounted read-only at the pod's hostPath mount), with `fieldRef` env, and its
-//! exit code and output turned into the pod's status and log.
+//! dry run, field validation and Pod Security admission, get, list by label, delete,
+//! deletecollection, log), and every pod bound to a node run as a real local process as strictly
+//! as containerd and runc would run it:
+//!
+//! * the network attached before the process starts: the node's namespace (hostNetwork), or a
+//!   pod namespace on the node's bridge (`pod_network`) with its address and default route;
+//! * a root of its own, pivoted into: an overlay of the image (`image_root`, or nothing) with the
+//!   binary under test at /usr/local/bin/k8sdoctor, fresh /proc (runc's read-only and masked paths),
+//!   sysfs, a /dev of its own; no host /usr, /lib or /bin;
+//! * containerd's default capabilities, or what the securityContext asks (add/drop, privileged),
+//!   as bounding, permitted and effective sets; readOnlyRootFilesystem; no_new_privs;
+//! * hostPath volumes (the node's fixture root) read-only as asked, recursively with
+//!   `recursiveReadOnly` (mount_setattr); `fieldRef` env; exit code and output as status and log;
+//!   a process that cannot start at all is `StartError`, exit 128.
 //!
 //! ```ignore
 //! let kubelet = ProcessKubelet::new(bin(), vec![NodeSpec::new("n1", fixtures().join("hosts/x"))]);
@@ -12,14 +20,17 @@
 //! ```
 //!
 //! Scripted faults per node ([`Fault`]): the pod stays Pending (a hung kubelet), the image cannot be
-//! pulled, the image's entrypoint is another program; and per cluster: the namespace's Pod Security
-//! level, a policy that strips wildcard tolerations (so a node's NoExecute taint is then enforced by
-//! the kubelet's admission, as a real kubelet does for pods bound with `nodeName`).
+//! pulled, the image's entrypoint is another program, the node's pods cannot reach the API address
+//! (dropped, refused, refused for the first seconds); a node's live ruleset (`node_rules`: a REJECT
+//! nobody saved, a policy DROP in FORWARD) or its pods' (`pod_rules`); and per cluster: the
+//! namespace's Pod Security level, a policy that strips wildcard tolerations (so a node's NoExecute
+//! taint is then enforced by the kubelet's admission, as a real kubelet does for pods bound with
+//! `nodeName`).
 #![allow(dead_code)]
 
 use std::{
     collections::BTreeMap,
-    ffi::CString,
+    ffi::{CStr, CString},
     fs,
     io::Read,
     os::{fd::AsRawFd, unix::process::CommandExt},
@@ -31,6 +42,7 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::{Node, Taint};
+use rustix::thread::CapabilitySet;
 use serde_json::{Value, json};
 
 use super::{
@@ -48,8 +60,19 @@ pub enum Fault {
     StaysPending,
     /// Pulling the image fails (ErrImagePull).
     ImagePullFails,
-    /// The image's `k8sdoctor` is this program instead (e.g. /bin/false).
+    /// The image's `k8sdoctor` is this program instead. It runs in the container's root, so a
+    /// dynamically linked program (/bin/false) fails to start there (StartError, exit 128), as it
+    /// would in an image without its libraries; a static one (busybox) runs.
     Entrypoint(PathBuf),
+    /// The node's pods cannot reach the API address: its packets are dropped on the node
+    /// (blackholed: a connect times out), in the node's OUTPUT (hostNetwork pods) and FORWARD
+    /// (pod-network pods) chains — a kube-proxy or node firewall gone wrong.
+    ApiDropped,
+    /// The same, refused: the node answers a connect to the API address with a TCP reset.
+    ApiRefused,
+    /// The API address is refused on this node for the first seconds after its first pod starts
+    /// (a fresh node whose Service rules are not programmed yet), then reachable.
+    ApiRefusedFor(Duration),
 }
 
 /// One emulated node.
@@ -65,6 +88,10 @@ pub struct NodeSpec {
     /// iptables-restore input loaded into every pod network namespace on this node (what a
     /// NetworkPolicy or a CNI's rules would do there).
     pub pod_rules: Option<String>,
+    /// iptables-restore input loaded into the node's own network namespace when the kubelet starts:
+    /// the node's *running* ruleset (a live REJECT nobody saved, a policy engine's DROP in FORWARD,
+    /// which pod-network traffic crosses: pods hang off the node's bridge).
+    pub node_rules: Option<String>,
 }
 
 impl NodeSpec {
@@ -76,7 +103,12 @@ impl NodeSpec {
             fault: None,
             no_execute: None,
             pod_rules: None,
+            node_rules: None,
         }
+    }
+    pub fn node_rules(mut self, rules: &str) -> NodeSpec {
+        self.node_rules = Some(rules.into());
+        self
     }
     pub fn pod_rules(mut self, rules: &str) -> NodeSpec {
         self.pod_rules = Some(rules.into());
@@ -141,6 +173,11 @@ pub struct ProcessKubelet {
     network: Option<Switch>,
     /// Where pods reach the API server (KUBERNETES_SERVICE_HOST/PORT) and its CA, once started.
     api: Mutex<Option<(std::net::SocketAddr, String)>>,
+    /// A directory laid out like the image's filesystem (its binaries, libraries, /etc): the lower
+    /// layer of every container's root. None: an image holding nothing but the binary under test.
+    image_root: Option<PathBuf>,
+    /// Nodes whose API-address fault rules are in place (installed when their first pod starts).
+    api_fault_armed: Mutex<Vec<usize>>,
     dir: tempfile::TempDir,
 }
 
@@ -149,9 +186,12 @@ impl ProcessKubelet {
     pub fn new(binary: PathBuf, nodes: Vec<NodeSpec>) -> ProcessKubelet {
         let nodes = nodes
             .into_iter()
-            .map(|spec| KNode {
-                netns: Netns::new("node"),
-                spec,
+            .map(|spec| {
+                let netns = Netns::new("node");
+                if let Some(rules) = &spec.node_rules {
+                    super::feed(&netns, &["iptables-restore"], rules);
+                }
+                KNode { netns, spec }
             })
             .collect();
         ProcessKubelet {
@@ -166,15 +206,42 @@ impl ProcessKubelet {
             strip_wildcard_tolerations: false,
             network: None,
             api: Mutex::new(None),
+            image_root: None,
+            api_fault_armed: Mutex::new(Vec::new()),
             dir: tempfile::tempdir().expect("kubelet dir"),
         }
     }
 
-    /// Puts every node (at 10.244.0.N) and every pod (10.244.M.N) on one overlay segment.
+    /// Containers see this directory (laid out like the image: usr/sbin/iptables, lib/...) as the
+    /// lower layer of their root, with the binary under test at /usr/local/bin/k8sdoctor on top.
+    pub fn image_root(mut self, dir: impl Into<PathBuf>) -> ProcessKubelet {
+        self.image_root = Some(dir.into());
+        self
+    }
+
+    /// Puts every node (at 10.244.0.N) and every pod (10.244.M.N) on one overlay segment, the way
+    /// a bridge CNI with an L2 overlay (weave) does: each node has a bridge `cni0` holding its
+    /// address, with an uplink into the overlay; its pods' veths hang off that bridge, so their
+    /// traffic crosses the node's netfilter FORWARD path (br_netfilter), and their default route
+    /// is the node. Every bridge has a fixed MAC: a bridge otherwise takes the lowest MAC of its
+    /// ports, and the gateway's MAC would change under running pods as pods come and go.
     pub fn pod_network(mut self) -> ProcessKubelet {
         let sw = Switch::new("ovl");
         for (i, n) in self.nodes.iter().enumerate() {
-            sw.plug(&n.netns, &format!("{}/16", node_ip(i)));
+            let ns = &n.netns;
+            super::bridge(ns, "cni0", &format!("02:00:0a:f4:00:{:02x}", i + 1));
+            sw.uplink(ns, "cni0");
+            ns.exec(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/16", node_ip(i)),
+                "dev",
+                "cni0",
+            ]);
+            // Bridged pod traffic goes through this node's iptables (what weave-npc, Calico and
+            // kube-router rely on); the sysctl is per network namespace.
+            ns.exec(&["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"]);
         }
         self.network = Some(sw);
         self
@@ -326,6 +393,35 @@ impl ProcessKubelet {
                 return (403, status(403, "Forbidden", &msg, None));
             }
         }
+        // Field validation the API server does for volume mounts.
+        for (ci, c) in pod["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for (mi, vm) in c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let rro = vm["recursiveReadOnly"].as_str();
+                let field = format!("spec.containers[{ci}].volumeMounts[{mi}].recursiveReadOnly");
+                let bad = match rro {
+                    None | Some("Disabled") => None,
+                    Some("Enabled" | "IfPossible") if vm["readOnly"] != true => {
+                        Some("Forbidden: may only be specified when readOnly is true")
+                    }
+                    Some("Enabled" | "IfPossible") => None,
+                    Some(_) => Some("Unsupported value"),
+                };
+                if let Some(why) = bad {
+                    let msg = format!("Pod \"{name}\" is invalid: {field}: {why}");
+                    return (422, status(422, "Invalid", &msg, None));
+                }
+            }
+        }
         if st.pods.contains_key(&(ns.to_string(), name.clone())) {
             let msg = format!("pods \"{name}\" already exists");
             return (409, status(409, "AlreadyExists", &msg, None));
@@ -442,8 +538,15 @@ impl ProcessKubelet {
         if let (Some((ns, _)), Some(p)) = (pod_net, self.store.lock().unwrap().pods.get_mut(&key)) {
             p.netns = Some(ns);
         }
+        if let Err(e) = self.arm_api_fault(i) {
+            self.set_status(&key, |s| {
+                *s = json!({"phase": "Pending", "conditions": [{"type": "PodReadyToStartContainers",
+                    "status": "False", "message": format!("network setup failed: {e}")}]});
+            });
+            return;
+        }
         match self.start(i, &pod, &host_ip, &pod_ip, &netns_name) {
-            Ok((child, log)) => {
+            Ok((child, log, mounts)) => {
                 let started = jiff::Timestamp::now().to_string();
                 let child = Arc::new(Mutex::new(child));
                 if let Some(p) = self.store.lock().unwrap().pods.get_mut(&key) {
@@ -453,6 +556,7 @@ impl ProcessKubelet {
                         "podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "startTime": started,
                         "containerStatuses": [{"name": cname, "ready": true, "restartCount": 0,
                             "image": image, "imageID": "", "started": true,
+                            "volumeMounts": mounts,
                             "state": {"running": {"startedAt": started}}}]});
                 }
                 let deadline = pod["spec"]["activeDeadlineSeconds"]
@@ -489,16 +593,31 @@ impl ProcessKubelet {
                     thread::sleep(Duration::from_millis(50));
                 }
             }
-            Err(e) => self.set_status(&key, |s| {
-                s["containerStatuses"] = json!([{"name": cname, "ready": false, "restartCount": 0,
-                    "image": image, "imageID": "", "started": false,
-                    "state": {"waiting": {"reason": "CreateContainerError", "message": e}}}]);
-            }),
+            // runc could not start the process (an entrypoint that cannot run in the image, a
+            // mount or capability the runtime refuses): with restartPolicy Never the container
+            // is terminated with StartError and exit code 128, as containerd reports it.
+            Err(e) => {
+                let now = jiff::Timestamp::now().to_string();
+                self.set_status(&key, |s| {
+                    s["phase"] = json!("Failed");
+                    s["hostIP"] = json!(host_ip);
+                    s["podIP"] = json!(pod_ip);
+                    s["containerStatuses"] = json!([{"name": cname, "ready": false,
+                        "restartCount": 0, "image": image, "imageID": "", "started": false,
+                        "state": {"terminated": {"exitCode": 128, "reason": "StartError",
+                            "message": e, "startedAt": "1970-01-01T00:00:00Z", "finishedAt": now}}}]);
+                });
+            }
         }
     }
 
-    /// Starts the pod's container: the binary under test as the image's `k8sdoctor`, in the node's
-    /// network namespace and a mount namespace of its own rooted at the pod's filesystem.
+    /// Starts the pod's container as containerd and runc would: in the node's network namespace
+    /// (or the pod's, already wired), in a mount namespace of its own whose root is an overlay of
+    /// the image (`image_root`, or nothing) with the binary under test at
+    /// /usr/local/bin/k8sdoctor, pivoted into (no host path stays reachable), with the
+    /// securityContext's capabilities, read-only root and no_new_privs, and the hostPath volumes
+    /// mounted read-only, recursively when asked. Returns the child, its log, and the
+    /// `volumeMounts` of its container status.
     fn start(
         &self,
         i: usize,
@@ -506,78 +625,154 @@ impl ProcessKubelet {
         host_ip: &str,
         pod_ip: &str,
         netns_name: &str,
-    ) -> Result<(Child, PodLog), String> {
+    ) -> Result<(Child, PodLog, Vec<Value>), String> {
         let node = &self.nodes[i];
         let spec = &pod["spec"];
         let c = &spec["containers"][0];
+        let sc = &c["securityContext"];
+        let privileged = sc["privileged"] == true;
+        let caps = container_caps(sc)?;
         let uid = pod["metadata"]["uid"].as_str().unwrap_or("pod");
-        let rootfs = self.dir.path().join(uid).join("rootfs");
-        for d in ["usr", "proc", "dev", "tmp", "image"] {
-            fs::create_dir_all(rootfs.join(d)).map_err(|e| e.to_string())?;
+        let dir = self.dir.path().join(uid);
+        let (rootfs, upper, work) = (dir.join("rootfs"), dir.join("upper"), dir.join("work"));
+        let lower = match &self.image_root {
+            Some(r) => r.clone(),
+            None => self.dir.path().join("empty-image"),
+        };
+        let io = |e: std::io::Error| e.to_string();
+        for d in [&rootfs, &upper, &work, &lower] {
+            fs::create_dir_all(d).map_err(io)?;
         }
-        for (link, to) in [
-            ("bin", "usr/bin"),
-            ("lib", "usr/lib"),
-            ("lib64", "usr/lib64"),
-            ("sbin", "usr/sbin"),
-        ] {
-            std::os::unix::fs::symlink(to, rootfs.join(link)).map_err(|e| e.to_string())?;
-        }
+        // Mount points are made in the container's writable layer, as runc makes them.
+        let mountpoint_dir = |p: &str| -> Result<PathBuf, String> {
+            let d = upper.join(p.trim_start_matches('/'));
+            fs::create_dir_all(&d).map_err(io)?;
+            Ok(rootfs.join(p.trim_start_matches('/')))
+        };
+        let mountpoint_file = |p: &str| -> Result<PathBuf, String> {
+            let f = upper.join(p.trim_start_matches('/'));
+            fs::create_dir_all(f.parent().unwrap()).map_err(io)?;
+            fs::write(&f, b"").map_err(io)?;
+            Ok(rootfs.join(p.trim_start_matches('/')))
+        };
         let entry = match &node.spec.fault {
             Some(Fault::Entrypoint(p)) => p.clone(),
             _ => self.binary.clone(),
         };
-        fs::write(rootfs.join("image/k8sdoctor"), b"").map_err(|e| e.to_string())?;
-        // Volumes: hostPath volumes of the pod are the node's fixture root (the node's `/`).
-        let mut mounts: Vec<(PathBuf, PathBuf, bool)> = vec![
-            ("/usr".into(), rootfs.join("usr"), true),
-            (entry, rootfs.join("image/k8sdoctor"), true),
-        ];
-        // The service account's token, CA and namespace, as the kubelet projects them.
+        let mut binds = vec![Bind::new(&entry, &mountpoint_file(IMAGE_BINARY)?, Ro::Top)];
+        // The service account's token, CA and namespace, as the kubelet projects them (read-only).
         let mut env_extra: Vec<(String, String)> = Vec::new();
         let sa = spec["serviceAccountName"].as_str().unwrap_or("default");
         if spec["automountServiceAccountToken"] != false && sa != "default" {
-            let dir = rootfs.join("var/run/secrets/kubernetes.io/serviceaccount");
-            fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let projected = dir.join("serviceaccount");
+            fs::create_dir_all(&projected).map_err(io)?;
             let api = self.api.lock().unwrap().clone();
             let Some((addr, ca)) = api else {
                 return Err("the kubelet does not know the API server".into());
             };
-            fs::write(dir.join("token"), SA_TOKEN).map_err(|e| e.to_string())?;
-            fs::write(dir.join("ca.crt"), ca).map_err(|e| e.to_string())?;
+            fs::write(projected.join("token"), SA_TOKEN).map_err(io)?;
+            fs::write(projected.join("ca.crt"), ca).map_err(io)?;
             let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
-            fs::write(dir.join("namespace"), ns).map_err(|e| e.to_string())?;
+            fs::write(projected.join("namespace"), ns).map_err(io)?;
+            let dst = mountpoint_dir("/var/run/secrets/kubernetes.io/serviceaccount")?;
+            binds.push(Bind::new(&projected, &dst, Ro::Top));
             env_extra.push(("KUBERNETES_SERVICE_HOST".into(), addr.ip().to_string()));
             env_extra.push(("KUBERNETES_SERVICE_PORT".into(), addr.port().to_string()));
         }
+        // Volumes: hostPath volumes of the pod are the node's fixture root (the node's `/`).
         let volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
+        let mut mount_status = Vec::new();
         for vm in c["volumeMounts"].as_array().cloned().unwrap_or_default() {
             let vol = volumes.iter().find(|v| v["name"] == vm["name"]);
             let Some(hp) = vol.and_then(|v| v["hostPath"]["path"].as_str()) else {
                 return Err(format!("volume {} is not a hostPath", vm["name"]));
             };
             let src = node.spec.root.join(hp.trim_start_matches('/'));
-            let dst = rootfs.join(
-                vm["mountPath"]
-                    .as_str()
-                    .unwrap_or("/mnt")
-                    .trim_start_matches('/'),
-            );
-            fs::create_dir_all(&dst).map_err(|e| e.to_string())?;
-            mounts.push((src, dst, vm["readOnly"] == true));
+            let path = vm["mountPath"].as_str().unwrap_or("/mnt");
+            let dst = mountpoint_dir(path)?;
+            let rro = vm["recursiveReadOnly"].as_str().unwrap_or("Disabled");
+            let ro = match (vm["readOnly"] == true, rro) {
+                (false, _) => Ro::No,
+                (true, "Enabled") => Ro::Recursive { required: true },
+                (true, "IfPossible") if rro_supported() => Ro::Recursive { required: false },
+                (true, _) => Ro::Top,
+            };
+            mount_status.push(json!({"name": vm["name"], "mountPath": path,
+                "readOnly": ro != Ro::No,
+                "recursiveReadOnly": if matches!(ro, Ro::Recursive { .. }) { "Enabled" } else { "Disabled" }}));
+            binds.push(Bind::new(&src, &dst, ro));
         }
-        let cs = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-        let mounts: Vec<(CString, CString, bool)> = mounts
+        // A node's `/` has mounts of its own under it (/proc, /sys, /run, ...): a plain read-only
+        // bind leaves them writable, `recursiveReadOnly` does not. The node's fixture root gets
+        // them too, in the container's mount namespace only.
+        let node_submounts: Vec<CString> = ["proc", "sys", "run", "dev"]
             .iter()
-            .map(|(s, d, ro)| (cs(s), cs(d), *ro))
+            .map(|d| node.spec.root.join(d))
+            .filter(|d| d.is_dir())
+            .map(|d| cs(&d))
             .collect();
-        let (proc_dst, dev_dst, root_c) = (
-            cs(&rootfs.join("proc")),
-            cs(&rootfs.join("dev")),
-            cs(&rootfs),
+        for d in ["proc", "sys", "dev", "tmp"] {
+            mountpoint_dir(d)?;
+        }
+        let overlay = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
         );
-        let netns =
-            fs::File::open(format!("/run/netns/{netns_name}")).map_err(|e| e.to_string())?;
+        let in_root = |p: &str| cs(&rootfs.join(p));
+        let plan = Plan {
+            netns: fs::File::open(format!("/run/netns/{netns_name}")).map_err(io)?,
+            node_submounts,
+            root: cs(&rootfs),
+            overlay: CString::new(overlay).map_err(|e| e.to_string())?,
+            binds,
+            proc_: in_root("proc"),
+            proc_ro: ["bus", "fs", "irq", "sys", "sysrq-trigger"]
+                .iter()
+                .map(|p| in_root(&format!("proc/{p}")))
+                .collect(),
+            masked: [
+                "kcore",
+                "keys",
+                "timer_list",
+                "sched_debug",
+                "latency_stats",
+            ]
+            .iter()
+            .map(|p| in_root(&format!("proc/{p}")))
+            .collect(),
+            sys: in_root("sys"),
+            dev: in_root("dev"),
+            devices: [
+                ("null", 1, 3),
+                ("zero", 1, 5),
+                ("full", 1, 7),
+                ("random", 1, 8),
+                ("urandom", 1, 9),
+                ("tty", 5, 0),
+            ]
+            .iter()
+            .map(|(n, maj, min)| (in_root(&format!("dev/{n}")), libc::makedev(*maj, *min)))
+            .collect(),
+            dev_shm: in_root("dev/shm"),
+            dev_links: [
+                ("fd", "/proc/self/fd"),
+                ("stdin", "/proc/self/fd/0"),
+                ("stdout", "/proc/self/fd/1"),
+                ("stderr", "/proc/self/fd/2"),
+            ]
+            .iter()
+            .map(|(l, t)| (CString::new(*t).unwrap(), in_root(&format!("dev/{l}"))))
+            .collect(),
+            dev_null: in_root("dev/null"),
+            privileged,
+            read_only_root: sc["readOnlyRootFilesystem"] == true,
+            // runc's noNewPrivileges is the inverse of allowPrivilegeEscalation (unset: allowed).
+            no_new_privs: sc["allowPrivilegeEscalation"] == false && !privileged,
+            caps,
+            last_cap: last_cap(),
+        };
         // Env first: `$(VAR)` in command and args expands from it, as the kubelet does.
         let mut env: Vec<(String, String)> = env_extra;
         for e in c["env"].as_array().cloned().unwrap_or_default() {
@@ -609,86 +804,38 @@ impl ProcessKubelet {
             .chain(c["args"].as_array().into_iter().flatten())
             .filter_map(|v| v.as_str().map(expand))
             .collect();
+        // The command resolves in the container's PATH (the image's ENTRYPOINT when none).
         let program = match cmd.first().map(String::as_str) {
-            Some("k8sdoctor") | None => "/image/k8sdoctor".to_string(),
-            Some(p) => p.to_string(),
+            None => IMAGE_BINARY.to_string(),
+            Some(p) if p.contains('/') => p.to_string(),
+            Some(p) => IMAGE_PATH
+                .split(':')
+                .map(|d| format!("{d}/{p}"))
+                .find(|f| f == IMAGE_BINARY || lower.join(f.trim_start_matches('/')).exists())
+                .unwrap_or_else(|| p.to_string()),
         };
         let mut command = Command::new(&program);
         command
             .args(cmd.iter().skip(1))
             .env_clear()
-            .env(
-                "PATH",
-                "/image:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
+            .env("PATH", IMAGE_PATH)
             .env("HOME", "/")
             .envs(env);
-        let fd = netns.as_raw_fd();
-        // SAFETY: between fork and exec the child only makes syscalls (setns, unshare, mount,
-        // chroot, chdir) on data prepared before the fork; nothing allocates or takes a lock.
+        // SAFETY: between fork and exec the child only makes syscalls on the plan, which was
+        // prepared before the fork; nothing allocates or takes a lock.
         unsafe {
-            command.pre_exec(move || {
-                let check = |r: libc::c_int| {
-                    if r == 0 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                };
-                let null = std::ptr::null::<libc::c_char>();
-                check(libc::setns(fd, libc::CLONE_NEWNET))?;
-                check(libc::unshare(libc::CLONE_NEWNS))?;
-                check(libc::mount(
-                    null,
-                    c"/".as_ptr(),
-                    null,
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ))?;
-                for (src, dst, ro) in &mounts {
-                    check(libc::mount(
-                        src.as_ptr(),
-                        dst.as_ptr(),
-                        null,
-                        libc::MS_BIND | libc::MS_REC,
-                        std::ptr::null(),
-                    ))?;
-                    if *ro {
-                        check(libc::mount(
-                            null,
-                            dst.as_ptr(),
-                            null,
-                            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                            std::ptr::null(),
-                        ))?;
-                    }
-                }
-                check(libc::mount(
-                    c"proc".as_ptr(),
-                    proc_dst.as_ptr(),
-                    c"proc".as_ptr(),
-                    0,
-                    std::ptr::null(),
-                ))?;
-                check(libc::mount(
-                    c"/dev".as_ptr(),
-                    dev_dst.as_ptr(),
-                    null,
-                    libc::MS_BIND | libc::MS_REC,
-                    std::ptr::null(),
-                ))?;
-                check(libc::chroot(root_c.as_ptr()))?;
-                check(libc::chdir(c"/".as_ptr()))?;
-                Ok(())
-            });
+            command.pre_exec(move || plan.enter());
         }
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("failed to start container \"{}\": {e}", c["name"]))?;
-        drop(netns);
+            .map_err(|e| {
+                format!(
+                    "failed to create containerd task: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"{program}\": {e}: unknown"
+                )
+            })?;
         let log = Arc::new(Mutex::new(Vec::new()));
         for out in [
             child
@@ -718,7 +865,7 @@ impl ProcessKubelet {
                 }
             });
         }
-        Ok((child, log))
+        Ok((child, log, mount_status))
     }
 
     /// The pod's own network namespace on the overlay (None for hostNetwork pods), with its
@@ -735,13 +882,93 @@ impl ProcessKubelet {
             st.seq += 1;
             st.seq
         };
+        let _ = sw;
         let ns = Netns::new("pod");
+        let node = &self.nodes[i].netns;
         let ip = format!("10.244.{}.{}", i + 1, n % 250 + 2);
-        sw.plug(&ns, &format!("{ip}/16"));
+        // The CNI's work, all of it before the container starts: a veth whose node end joins the
+        // node's bridge, the pod's address, its default route through the node, the link up.
+        let outer = format!("pd{i}x{n}");
+        super::sh(&[
+            "ip", "link", "add", "eth0", "netns", &ns.name, "type", "veth", "peer", "name", &outer,
+            "netns", &node.name,
+        ]);
+        node.exec(&["ip", "link", "set", &outer, "master", "cni0"]);
+        node.exec(&["ip", "link", "set", &outer, "up"]);
+        ns.exec(&["ip", "addr", "add", &format!("{ip}/16"), "dev", "eth0"]);
+        ns.exec(&["ip", "link", "set", "eth0", "up"]);
+        ns.exec(&["ip", "route", "add", "default", "via", &node_ip(i)]);
+        let t = Instant::now();
+        loop {
+            let o = ns.exec(&["cat", "/sys/class/net/eth0/operstate"]);
+            if String::from_utf8_lossy(&o.stdout).trim() == "up" {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(5) {
+                return Err("the pod's eth0 never came up".into());
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
         if let Some(rules) = &self.nodes[i].spec.pod_rules {
             super::feed(&ns, &["iptables-restore"], rules);
         }
         Ok(Some((ns, ip)))
+    }
+
+    /// Puts node `i`'s API-address fault in place (once per node, before its first container
+    /// starts): rules in the node's OUTPUT chain (hostNetwork pods) and FORWARD chain (pods on its
+    /// bridge) that drop or reject TCP to the API address; a refusal for the first seconds is
+    /// lifted by a timer.
+    fn arm_api_fault(&self, i: usize) -> Result<(), String> {
+        let target = match &self.nodes[i].spec.fault {
+            Some(Fault::ApiDropped) => vec!["DROP"],
+            Some(Fault::ApiRefused | Fault::ApiRefusedFor(_)) => {
+                vec!["REJECT", "--reject-with", "tcp-reset"]
+            }
+            _ => return Ok(()),
+        };
+        {
+            let mut armed = self.api_fault_armed.lock().unwrap();
+            if armed.contains(&i) {
+                return Ok(());
+            }
+            armed.push(i);
+        }
+        let Some((addr, _)) = self.api.lock().unwrap().clone() else {
+            return Err("an API-address fault needs set_api() first".into());
+        };
+        let (ip, port) = (addr.ip().to_string(), addr.port().to_string());
+        let ns = self.nodes[i].netns.name.clone();
+        let rule = |op: &str, chain: &str| -> Vec<String> {
+            let mut r: Vec<String> = [
+                "ip", "netns", "exec", &ns, "iptables", op, chain, "-d", &ip, "-p", "tcp",
+                "--dport", &port, "-j",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            r.extend(target.iter().map(|s| s.to_string()));
+            r
+        };
+        for chain in ["OUTPUT", "FORWARD"] {
+            let args = rule("-I", chain);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            super::sh(&args);
+        }
+        if let Some(Fault::ApiRefusedFor(d)) = self.nodes[i].spec.fault {
+            let lift: Vec<Vec<String>> = ["OUTPUT", "FORWARD"]
+                .iter()
+                .map(|c| rule("-D", c))
+                .collect();
+            thread::spawn(move || {
+                thread::sleep(d);
+                for args in lift {
+                    // The node may be gone by then (the test ended): nothing to lift.
+                    let _ = Command::new(&args[0]).args(&args[1..]).output();
+                }
+            });
+        }
+        Ok(())
     }
 
     fn pod_list(&self, ns: &str, q: &BTreeMap<String, String>) -> Vec<(String, String)> {
@@ -781,6 +1008,361 @@ impl ProcessKubelet {
         let mut v = rec.json;
         v["metadata"]["deletionTimestamp"] = json!(jiff::Timestamp::now().to_string());
         Some(v)
+    }
+}
+
+/// Where the image keeps the doctor (the Containerfile's COPY target and ENTRYPOINT).
+pub const IMAGE_BINARY: &str = "/usr/local/bin/k8sdoctor";
+/// The PATH of a container whose image sets none (containerd's default).
+const IMAGE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// containerd's default capabilities for a container (its CRI plugin's default spec). runc makes
+/// them the bounding, permitted and effective sets; inheritable and ambient stay empty.
+pub const DEFAULT_CAPS: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
+fn cs(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_encoded_bytes()).expect("no NUL in a test path")
+}
+
+/// The highest capability number this kernel knows.
+fn last_cap() -> u32 {
+    fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// Every capability this kernel knows, as a bit set.
+pub fn all_caps() -> u64 {
+    (1u64 << (last_cap() + 1)) - 1
+}
+
+/// The bit of a capability named as in a securityContext (`NET_ADMIN`, or `CAP_NET_ADMIN`).
+pub fn cap_bit(name: &str) -> Result<u64, String> {
+    let upper = name.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    CapabilitySet::from_name(bare)
+        .filter(|_| bare != "_")
+        .map(|c| c.bits())
+        .ok_or_else(|| format!("unknown capability \"CAP_{bare}\""))
+}
+
+/// A container's capabilities: containerd's defaults (all when `privileged`), then the
+/// securityContext's add and drop the way containerd's CRI plugin applies them: `ALL` in add, then
+/// `ALL` in drop, then each added name, then each dropped name.
+pub fn container_caps(sc: &Value) -> Result<u64, String> {
+    if sc["privileged"] == true {
+        return Ok(all_caps());
+    }
+    let mut set = 0;
+    for c in DEFAULT_CAPS {
+        set |= cap_bit(c)?;
+    }
+    let names = |k: &str| -> Vec<String> {
+        sc["capabilities"][k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(|s| s.to_ascii_uppercase()))
+            .collect()
+    };
+    let (add, drop) = (names("add"), names("drop"));
+    if add.iter().any(|c| c == "ALL") {
+        set = all_caps();
+    }
+    if drop.iter().any(|c| c == "ALL") {
+        set = 0;
+    }
+    for c in add.iter().filter(|c| *c != "ALL") {
+        set |= cap_bit(c)?;
+    }
+    for c in drop.iter().filter(|c| *c != "ALL") {
+        set &= !cap_bit(c)?;
+    }
+    Ok(set)
+}
+
+/// Whether this kernel has mount_setattr(2) (5.12+), which recursive read-only mounts need.
+pub fn rro_supported() -> bool {
+    // SAFETY: an invalid descriptor and null attributes: the kernel only validates and fails.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            -1,
+            c"".as_ptr(),
+            0,
+            std::ptr::null::<u8>(),
+            0,
+        )
+    };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS)
+}
+
+/// How a bind mount is made read-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ro {
+    No,
+    /// Only the mount itself (`readOnly: true`): mounts under it stay writable.
+    Top,
+    /// It and every mount under it (`recursiveReadOnly`); `required` for `Enabled`.
+    Recursive {
+        required: bool,
+    },
+}
+
+struct Bind {
+    src: CString,
+    dst: CString,
+    ro: Ro,
+}
+
+impl Bind {
+    fn new(src: &Path, dst: &Path, ro: Ro) -> Bind {
+        Bind {
+            src: cs(src),
+            dst: cs(dst),
+            ro,
+        }
+    }
+}
+
+/// `struct mount_attr` of mount_setattr(2) (neither rustix nor nix wraps the call yet).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const AT_RECURSIVE: libc::c_int = 0x8000;
+
+/// Everything a container's process does between fork and exec, prepared before the fork: the
+/// child only makes syscalls on it (nothing allocates or takes a lock there). Mounts use libc
+/// directly (each is one plain syscall); capabilities and no_new_privs go through rustix.
+struct Plan {
+    netns: fs::File,
+    /// Directories of the node's root that are mounts of their own on a real node.
+    node_submounts: Vec<CString>,
+    root: CString,
+    /// The overlay's options: the image below, the container's writable layer above.
+    overlay: CString,
+    binds: Vec<Bind>,
+    proc_: CString,
+    /// runc's readonlyPaths and maskedPaths under /proc (not for privileged containers).
+    proc_ro: Vec<CString>,
+    masked: Vec<CString>,
+    sys: CString,
+    dev: CString,
+    devices: Vec<(CString, libc::dev_t)>,
+    dev_shm: CString,
+    /// (target, link) symlinks in /dev.
+    dev_links: Vec<(CString, CString)>,
+    dev_null: CString,
+    privileged: bool,
+    read_only_root: bool,
+    no_new_privs: bool,
+    caps: u64,
+    last_cap: u32,
+}
+
+fn check(r: libc::c_int) -> std::io::Result<()> {
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// mount(2) with optional source, type and data.
+fn mnt(
+    src: Option<&CStr>,
+    dst: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> std::io::Result<()> {
+    let p = |s: Option<&CStr>| s.map_or(std::ptr::null(), CStr::as_ptr);
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call, or null.
+    check(unsafe { libc::mount(p(src), dst.as_ptr(), p(fstype), flags, p(data).cast()) })
+}
+
+fn remount_ro(dst: &CStr) -> std::io::Result<()> {
+    mnt(
+        None,
+        dst,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+        None,
+    )
+}
+
+impl Plan {
+    /// Runs in the child after fork: network, mounts, root, capabilities.
+    fn enter(&self) -> std::io::Result<()> {
+        use rustix::thread::{
+            CapabilitySet, CapabilitySets, remove_capability_from_bounding_set, set_capabilities,
+            set_no_new_privs,
+        };
+        // SAFETY: setns/unshare/mknod/symlink/chdir/umount2/pivot_root on prepared strings.
+        unsafe {
+            check(libc::setns(self.netns.as_raw_fd(), libc::CLONE_NEWNET))?;
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+        }
+        mnt(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+        for d in &self.node_submounts {
+            mnt(Some(d), d, None, libc::MS_BIND, None)?;
+        }
+        mnt(
+            Some(c"overlay"),
+            &self.root,
+            Some(c"overlay"),
+            0,
+            Some(&self.overlay),
+        )?;
+        for b in &self.binds {
+            mnt(
+                Some(&b.src),
+                &b.dst,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?;
+            match b.ro {
+                Ro::No => {}
+                Ro::Top => remount_ro(&b.dst)?,
+                Ro::Recursive { required } => {
+                    let attr = MountAttr {
+                        attr_set: MOUNT_ATTR_RDONLY,
+                        attr_clr: 0,
+                        propagation: 0,
+                        userns_fd: 0,
+                    };
+                    // SAFETY: a valid path and a mount_attr of the size passed.
+                    let r = unsafe {
+                        libc::syscall(
+                            libc::SYS_mount_setattr,
+                            libc::AT_FDCWD,
+                            b.dst.as_ptr(),
+                            AT_RECURSIVE,
+                            &attr as *const MountAttr,
+                            std::mem::size_of::<MountAttr>(),
+                        )
+                    };
+                    if r != 0 {
+                        if required {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        remount_ro(&b.dst)?;
+                    }
+                }
+            }
+        }
+        let (nosuid, nodev, noexec) = (libc::MS_NOSUID, libc::MS_NODEV, libc::MS_NOEXEC);
+        mnt(
+            Some(c"proc"),
+            &self.proc_,
+            Some(c"proc"),
+            nosuid | nodev | noexec,
+            None,
+        )?;
+        let ro = if self.privileged { 0 } else { libc::MS_RDONLY };
+        mnt(
+            Some(c"sysfs"),
+            &self.sys,
+            Some(c"sysfs"),
+            nosuid | nodev | noexec | ro,
+            None,
+        )?;
+        if self.privileged {
+            mnt(
+                Some(c"/dev"),
+                &self.dev,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?;
+        } else {
+            mnt(
+                Some(c"tmpfs"),
+                &self.dev,
+                Some(c"tmpfs"),
+                nosuid | libc::MS_STRICTATIME,
+                Some(c"mode=755,size=65536k"),
+            )?;
+            for (path, dev) in &self.devices {
+                // SAFETY: a prepared path; mknod only creates the node.
+                check(unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, *dev) })?;
+            }
+            // SAFETY: as above.
+            check(unsafe { libc::mkdir(self.dev_shm.as_ptr(), 0o1777) })?;
+            mnt(
+                Some(c"shm"),
+                &self.dev_shm,
+                Some(c"tmpfs"),
+                nosuid | nodev | noexec,
+                Some(c"mode=1777,size=65536k"),
+            )?;
+            for (target, link) in &self.dev_links {
+                // SAFETY: as above.
+                check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) })?;
+            }
+            // What runc hides or freezes in /proc of an unprivileged container (those that
+            // exist on this kernel).
+            for p in &self.masked {
+                let _ = mnt(Some(&self.dev_null), p, None, libc::MS_BIND, None);
+            }
+            for p in &self.proc_ro {
+                if mnt(Some(p), p, None, libc::MS_BIND | libc::MS_REC, None).is_ok() {
+                    remount_ro(p)?;
+                }
+            }
+        }
+        if self.read_only_root {
+            remount_ro(&self.root)?;
+        }
+        // SAFETY: chdir/pivot_root/umount2 on static or prepared strings.
+        unsafe {
+            check(libc::chdir(self.root.as_ptr()))?;
+            if libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            check(libc::umount2(c".".as_ptr(), libc::MNT_DETACH))?;
+            check(libc::chdir(c"/".as_ptr()))?;
+        }
+        if self.no_new_privs {
+            set_no_new_privs(true)?;
+        }
+        for n in 0..=self.last_cap.min(63) {
+            if self.caps & (1 << n) == 0 {
+                remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << n))?;
+            }
+        }
+        let set = CapabilitySet::from_bits_retain(self.caps);
+        set_capabilities(
+            None,
+            CapabilitySets {
+                effective: set,
+                permitted: set,
+                inheritable: CapabilitySet::empty(),
+            },
+        )?;
+        Ok(())
     }
 }
 
@@ -936,7 +1518,9 @@ impl Workloads for Api {
                 let Some(p) = st.pods.get(&(ns.to_string(), name.to_string())) else {
                     return Some(not_found(name));
                 };
-                if p.child.is_none() {
+                let terminated =
+                    !p.json["status"]["containerStatuses"][0]["state"]["terminated"].is_null();
+                if p.child.is_none() && !terminated {
                     let msg = format!(
                         "container \"doctor\" in pod \"{name}\" is waiting to start: ContainerCreating"
                     );
@@ -988,4 +1572,79 @@ impl Drop for ProcessKubelet {
             self.delete(&k);
         }
     }
+}
+
+/// An image root assembled from this machine's installed userland: each tool as found on PATH
+/// (its symlink chain kept, so a multi-call binary such as xtables-nft-multi still sees the name it
+/// was called by), every shared library it loads (from `ldd`), the xtables extensions iptables
+/// loads at run time, and /etc/protocols and /etc/services. The same layout as the image's own
+/// rootfs made from Debian packages, so a test can run a pod that needs `iptables-save` or `nft`.
+pub fn userland_image(tools: &[&str]) -> tempfile::TempDir {
+    let img = tempfile::tempdir().expect("image dir");
+    let put = |p: &Path| {
+        let dst = img.path().join(p.strip_prefix("/").unwrap_or(p));
+        if dst.symlink_metadata().is_ok() {
+            return;
+        }
+        fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        match fs::read_link(p) {
+            Ok(to) => std::os::unix::fs::symlink(to, &dst).unwrap(),
+            Err(_) => {
+                fs::copy(p, &dst).unwrap_or_else(|e| panic!("copy {}: {e}", p.display()));
+            }
+        }
+    };
+    // Every path from `p` to the file it finally names, each link resolved from its directory.
+    let chain = |p: &Path| -> Vec<PathBuf> {
+        let mut out = vec![p.to_path_buf()];
+        let mut cur = p.to_path_buf();
+        while let Ok(to) = fs::read_link(&cur) {
+            cur = cur.parent().unwrap().join(to);
+            out.push(cur.clone());
+            assert!(out.len() < 16, "symlink loop at {}", p.display());
+        }
+        out
+    };
+    let mut binaries = Vec::new();
+    for t in tools {
+        let o = Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .unwrap();
+        let path = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+        assert!(path.is_absolute(), "{t} is not installed");
+        for p in chain(&path) {
+            put(&p);
+        }
+        binaries.push(fs::canonicalize(&path).unwrap());
+    }
+    let xtables = Path::new("/usr/lib/x86_64-linux-gnu/xtables");
+    if xtables.is_dir() {
+        for e in fs::read_dir(xtables).unwrap().flatten() {
+            put(&e.path());
+            binaries.push(e.path());
+        }
+    }
+    let o = Command::new("ldd").args(&binaries).output().unwrap();
+    // With several files, ldd heads each one's list with "path:".
+    for line in String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.ends_with(':'))
+    {
+        let lib = match line.split_once("=>") {
+            Some((_, r)) => r.trim().split(' ').next().unwrap_or(""),
+            None => line.trim().split(' ').next().unwrap_or(""),
+        };
+        if lib.starts_with('/') {
+            for p in chain(Path::new(lib)) {
+                put(&p);
+            }
+        }
+    }
+    for f in ["/etc/protocols", "/etc/services"] {
+        if Path::new(f).exists() {
+            put(Path::new(f));
+        }
+    }
+    img
 }

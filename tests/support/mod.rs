@@ -140,29 +140,43 @@ pub struct Switch {
     pub ns: Netns,
 }
 
+/// Adds an up bridge `name` with this MAC to `ns`, flooding multicast (IGMP snooping off, so tests
+/// do not depend on it). The MAC is set explicitly: a bridge otherwise takes the lowest MAC of its
+/// ports, which changes as ports come and go (and with it the MAC of any address on the bridge).
+pub fn bridge(ns: &Netns, name: &str, mac: &str) {
+    ns.exec(&[
+        "ip",
+        "link",
+        "add",
+        name,
+        "address",
+        mac,
+        "type",
+        "bridge",
+        "mcast_snooping",
+        "0",
+    ]);
+    ns.exec(&["ip", "link", "set", name, "up"]);
+}
+
 impl Switch {
-    /// A switch whose bridge `br0` floods multicast (IGMP snooping off, so tests do not depend on it).
+    /// A switch: one bridge `br0` (see [`bridge`]) in a namespace of its own.
     pub fn new(tag: &str) -> Switch {
         let ns = Netns::new(tag);
-        ns.exec(&[
-            "ip",
-            "link",
-            "add",
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        bridge(
+            &ns,
             "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ]);
-        ns.exec(&["ip", "link", "set", "br0", "up"]);
+            &format!("02:00:00:fe:{:02x}:{:02x}", (n >> 8) & 0xff, n & 0xff),
+        );
         Switch { ns }
     }
 
-    /// Plugs `ns` into the bridge with address `addr` (CIDR); returns the interface name inside `ns`.
-    pub fn plug(&self, ns: &Netns, addr: &str) -> String {
+    /// A veth pair whose outer end is an up port of the bridge; returns the inner end's name in `ns`.
+    fn port(&self, ns: &Netns, prefix: &str) -> String {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let tag = std::process::id() % 100000;
-        let (inner, outer) = (format!("mc{tag}i{n}"), format!("mc{tag}o{n}"));
+        let (inner, outer) = (format!("{prefix}{tag}i{n}"), format!("{prefix}{tag}o{n}"));
         sh(&[
             "ip",
             "link",
@@ -181,9 +195,22 @@ impl Switch {
         self.ns
             .exec(&["ip", "link", "set", &outer, "master", "br0"]);
         self.ns.exec(&["ip", "link", "set", &outer, "up"]);
+        inner
+    }
+
+    /// Plugs `ns` into the bridge with address `addr` (CIDR); returns the interface name inside `ns`.
+    pub fn plug(&self, ns: &Netns, addr: &str) -> String {
+        let inner = self.port(ns, "mc");
         ns.exec(&["ip", "addr", "add", addr, "dev", &inner]);
         ns.exec(&["ip", "link", "set", &inner, "up"]);
         inner
+    }
+
+    /// Connects the bridge `bridge` inside `ns` to this switch (an L2 uplink, no address).
+    pub fn uplink(&self, ns: &Netns, bridge: &str) {
+        let inner = self.port(ns, "up");
+        ns.exec(&["ip", "link", "set", &inner, "master", bridge]);
+        ns.exec(&["ip", "link", "set", &inner, "up"]);
     }
 }
 
