@@ -189,11 +189,87 @@ fn blackholed_server_accepts_but_never_answers() {
     );
 }
 
+/// Scripted API faults answer exactly the chosen requests: a 429 with Retry-After (header and
+/// details) on the 2nd and 3rd node list, a 503 on the first GET of one node, a reset mid-body on a
+/// namespace list; every other request is answered as usual. kubectl sees them as a client would.
+fn scripted_faults_hit_only_the_chosen_requests() {
+    use support::apiserver::ApiFaultKind::*;
+    let server = ApiServer::start(
+        Scenario::healthy()
+            .fault(
+                "GET",
+                "/api/v1/nodes",
+                1,
+                2,
+                TooManyRequests {
+                    retry_after_secs: 7,
+                },
+            )
+            .fault("GET", "/api/v1/nodes/cl-test-w1", 0, 1, Unavailable)
+            .fault("*", "/api/v1/namespaces*", 0, 1, ResetMidBody),
+    );
+    let get = |p: &str| {
+        let (raw, err) = server.get_raw(p, Some(ADMIN_TOKEN));
+        (String::from_utf8_lossy(&raw).into_owned(), err)
+    };
+    let (first, _) = get("/api/v1/nodes?limit=1");
+    assert!(first.starts_with("HTTP/1.1 200 OK"), "{first}");
+    for _ in 0..2 {
+        let (t, _) = get("/api/v1/nodes");
+        assert!(t.starts_with("HTTP/1.1 429 Too Many Requests"), "{t}");
+        assert!(t.contains("\r\nRetry-After: 7\r\n"), "{t}");
+        let body: serde_json::Value =
+            serde_json::from_str(t.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert_eq!(body["reason"], "TooManyRequests");
+        assert_eq!(body["details"]["retryAfterSeconds"], 7);
+    }
+    assert!(get("/api/v1/nodes").0.starts_with("HTTP/1.1 200 OK"));
+    let (t, _) = get("/api/v1/nodes/cl-test-w1");
+    assert!(t.starts_with("HTTP/1.1 503 Service Unavailable"), "{t}");
+    assert!(t.contains("\"reason\":\"ServiceUnavailable\""), "{t}");
+    assert!(
+        get("/api/v1/nodes/cl-test-w1")
+            .0
+            .starts_with("HTTP/1.1 200 OK")
+    );
+    // The reset: a head promising more body than arrives, then the connection reset.
+    let (t, err) = get("/api/v1/namespaces");
+    let (head, body) = t.split_once("\r\n\r\n").unwrap();
+    let promised: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(body.len() < promised && !body.is_empty(), "{t}");
+    let kind = err.map(|e| e.kind());
+    assert_eq!(kind, Some(std::io::ErrorKind::ConnectionReset), "{t}");
+    assert!(get("/api/v1/namespaces").0.starts_with("HTTP/1.1 200 OK"));
+    let log = server.requests();
+    let faulted = log.iter().filter(|l| l.starts_with("fault ")).count();
+    assert_eq!(faulted, 3, "{log:#?}");
+    // kubectl, as a client, sees the 429 and the 503 for what they are.
+    let s2 =
+        ApiServer::start(Scenario::healthy().fault("GET", "/api/v1/nodes", 0, 100, Unavailable));
+    let dir = tempfile::tempdir().unwrap();
+    let kc = s2.kubeconfig(dir.path());
+    let Some(out) = kubectl(&kc, &["get", "nodes"]) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("the server is currently unable to handle the request"),
+        "{err}"
+    );
+}
+
 fn main() {
     support::harness::main(vec![
         trial!(real_kubectl_lists_nodes_and_reads_the_version),
         trial!(kubectl_sees_401_for_a_wrong_token_and_403_naming_verb_and_resource),
         trial!(anonymous_reads_only_cluster_info_and_version_and_the_jws_verifies),
         trial!(blackholed_server_accepts_but_never_answers),
+        trial!(scripted_faults_hit_only_the_chosen_requests),
     ]);
 }

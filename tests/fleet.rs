@@ -72,6 +72,86 @@ fn status_of(node: &Value, id: &str) -> String {
         .unwrap_or_else(|| panic!("{id} in {node}"))
 }
 
+/// The API server on the pod network (10.244.255.1:6443, in a namespace of its own that the CLI
+/// runs in too), so pods reach it as in a cluster; the kubelet knows it.
+struct OverlayCluster {
+    cp: support::Netns,
+    ip: String,
+    kubeconfig: std::path::PathBuf,
+    _server: ApiServer,
+    _tmp: tempfile::TempDir,
+}
+
+impl OverlayCluster {
+    fn start(k: &Arc<ProcessKubelet>) -> OverlayCluster {
+        let (cp, ip) = k.overlay_host(1);
+        let server = ApiServer::start_in_at(
+            k.scenario(Scenario::empty()),
+            &cp,
+            format!("{ip}:6443").parse().unwrap(),
+        );
+        k.set_api(server.addr(), &server.ca.pem);
+        let tmp = tempfile::tempdir().unwrap();
+        let kubeconfig = server.kubeconfig(tmp.path());
+        OverlayCluster {
+            cp,
+            ip,
+            kubeconfig,
+            _server: server,
+            _tmp: tmp,
+        }
+    }
+}
+
+impl OverlayCluster {
+    /// `k8sdoctor fleet ARGS --kubeconfig ..` run from the API server's namespace.
+    fn fleet(&self, args: &[&str]) -> Output {
+        self.cp
+            .command(bin().to_str().unwrap())
+            .arg("fleet")
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap()
+    }
+}
+
+/// `fleet multicast` as the multicast tests run it: 40 datagrams 5 ms apart on port 4700.
+const MULTICAST: [&str; 11] = [
+    "multicast",
+    "-o",
+    "json",
+    "--count",
+    "40",
+    "--interval",
+    "5",
+    "--port",
+    "4700",
+    "--timeout",
+    "40",
+];
+
+/// iptables-restore input: the filter table with one rule.
+fn filter_table(rule: &str) -> String {
+    format!(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{rule}\nCOMMIT\n"
+    )
+}
+
+/// An image root with what the probe reads rules with (needs root and those tools here).
+fn probe_image() -> tempfile::TempDir {
+    require(&[
+        "ip",
+        "iptables-restore",
+        "iptables-save",
+        "ip6tables-save",
+        "nft",
+    ]);
+    userland_image(&["iptables-save", "ip6tables-save", "nft"])
+}
+
 fn cluster(k: ProcessKubelet) -> (Arc<ProcessKubelet>, ApiServer, tempfile::TempDir) {
     let k = Arc::new(k);
     let server = ApiServer::start(k.scenario(Scenario::empty()));
@@ -189,13 +269,13 @@ fn a_node_whose_pod_cannot_run_is_absent_with_the_reason() {
             "-o",
             "json",
             "--timeout",
-            "6",
+            "10",
             "--only",
             "swap.active",
         ],
     );
     let report = json(&out);
-    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(25), "{:?}", t.elapsed());
     assert_eq!(out.status.code(), Some(1), "absent nodes count as errors");
     let reason = |n: &str| {
         node(&report, n)["reason"]
@@ -203,7 +283,12 @@ fn a_node_whose_pod_cannot_run_is_absent_with_the_reason() {
             .unwrap_or("")
             .to_string()
     };
-    assert_eq!(node(&report, "good")["state"], "reported");
+    assert_eq!(
+        node(&report, "good")["state"],
+        "reported",
+        "{}",
+        node(&report, "good")
+    );
     assert_eq!(node(&report, "hung")["state"], "absent");
     assert!(
         reason("hung").contains("not finished at the deadline"),
@@ -348,24 +433,17 @@ fn ctrl_c_deletes_the_runs_pods() {
 }
 
 fn multicast_across_four_nodes_names_the_node_whose_pods_drop_the_group() {
-    require(&[
-        "ip",
-        "iptables-restore",
-        "iptables-save",
-        "ip6tables-save",
-        "nft",
-    ]);
     // The probe reads its namespace's rules with the image's own iptables-save.
-    let image = userland_image(&["iptables-save", "ip6tables-save", "nft"]);
+    let image = probe_image();
     let ok = host("ubuntu2204-kubeadm-healthy");
-    let drop_group = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p udp -m udp --dport 4700 -j DROP\nCOMMIT\n";
+    let drop_group = filter_table("-A INPUT -p udp -m udp --dport 4700 -j DROP");
     let k = Arc::new(
         ProcessKubelet::new(
             bin(),
             vec![
                 NodeSpec::new("n1", &ok),
                 NodeSpec::new("n2", &ok),
-                NodeSpec::new("n3", &ok).pod_rules(drop_group),
+                NodeSpec::new("n3", &ok).pod_rules(&drop_group),
                 NodeSpec::new("n4", &ok),
             ],
         )
@@ -373,32 +451,8 @@ fn multicast_across_four_nodes_names_the_node_whose_pods_drop_the_group() {
         .pod_network(),
     );
     // The API server and the CLI sit on the overlay too, so pods reach the API as in a cluster.
-    let (cp, ip) = k.overlay_host(1);
-    let server = ApiServer::start_in_at(
-        k.scenario(Scenario::empty()),
-        &cp,
-        format!("{ip}:6443").parse().unwrap(),
-    );
-    k.set_api(server.addr(), &server.ca.pem);
-    let tmp = tempfile::tempdir().unwrap();
-    let kc = server.kubeconfig(tmp.path());
-    let out = cp
-        .command(bin().to_str().unwrap())
-        .args([
-            "fleet",
-            "multicast",
-            "-o",
-            "json",
-            "--count",
-            "40",
-            "--interval",
-            "5",
-        ])
-        .args(["--port", "4700", "--timeout", "40", "--kubeconfig"])
-        .arg(&kc)
-        .env_remove("KUBECONFIG")
-        .output()
-        .unwrap();
+    let oc = OverlayCluster::start(&k);
+    let out = oc.fleet(&MULTICAST);
     let r = json(&out);
     assert_eq!(out.status.code(), Some(1), "{r:#}");
     assert_eq!(r["network"], "pod");
@@ -426,6 +480,336 @@ fn multicast_across_four_nodes_names_the_node_whose_pods_drop_the_group() {
     assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
 }
 
+// ---- The test kubelet itself: as strict as containerd and runc ----
+
+/// A pod on `node` whose container runs `script` with the image's busybox sh.
+fn sh_pod(name: &str, node: &str, script: &str, sc: Value) -> Value {
+    serde_json::json!({"metadata": {"name": name}, "spec": {"nodeName": node,
+        "restartPolicy": "Never", "hostNetwork": true,
+        "containers": [{"name": "c", "image": "test", "securityContext": sc,
+            "command": ["/usr/bin/busybox", "sh", "-c", script]}]}})
+}
+
+/// `CapBnd`, `CapPrm`, `CapEff`, `CapInh`, `CapAmb` and `NoNewPrivs` from a /proc/self/status.
+fn cap_lines(log: &str) -> std::collections::BTreeMap<String, u64> {
+    log.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.starts_with("Cap") || *k == "NoNewPrivs")
+        .map(|(k, v)| (k.to_string(), u64::from_str_radix(v.trim(), 16).unwrap()))
+        .collect()
+}
+
+fn run(k: &Arc<ProcessKubelet>, pod: Value) -> (Value, String) {
+    k.run_pod(pod, Duration::from_secs(20))
+        .unwrap_or_else(|(code, body)| panic!("create refused: {code} {body}"))
+}
+
+/// Capabilities as containerd sets them (0xa80425fb is its default set, the same bits Docker
+/// shows), securityContext add/drop and privileged, no_new_privs, and a root that is the image's
+/// only: no host /usr, /lib or /bin, writable unless readOnlyRootFilesystem.
+fn kubelet_gives_containerd_capabilities_and_the_images_root_only() {
+    require(&["ip", "busybox"]);
+    let image = userland_image(&["busybox"]);
+    let root = tempfile::tempdir().unwrap();
+    let k = Arc::new(
+        ProcessKubelet::new(bin(), vec![NodeSpec::new("n1", root.path())]).image_root(image.path()),
+    );
+    let script = "busybox cat /proc/self/status; echo ROOT $(busybox ls /); echo USR $(busybox ls /usr); \
+        busybox touch /probe && echo WROTE-ROOT; busybox ls /usr/local/bin";
+    let (st, log) = run(&k, sh_pod("plain", "n1", script, Value::Null));
+    assert_eq!(
+        st["containerStatuses"][0]["state"]["terminated"]["exitCode"], 0,
+        "{st} {log}"
+    );
+    let caps = cap_lines(&log);
+    for set in ["CapBnd", "CapPrm", "CapEff"] {
+        assert_eq!(caps[set], 0xa80425fb, "{set}: {log}");
+    }
+    assert_eq!(
+        (caps["CapInh"], caps["CapAmb"], caps["NoNewPrivs"]),
+        (0, 0, 0)
+    );
+    let line = |p: &str| {
+        log.lines()
+            .find(|l| l.starts_with(p))
+            .unwrap_or("")
+            .to_string()
+    };
+    let top = line("ROOT ");
+    for host_only in [" lib", " lib64", " bin", " sbin", " home", " root"] {
+        assert!(
+            !format!("{top} ").contains(&format!("{host_only} ")),
+            "{top}"
+        );
+    }
+    assert_eq!(line("USR "), "USR bin local", "no host /usr: {log}");
+    assert!(log.contains("WROTE-ROOT"), "{log}");
+    assert!(
+        log.contains("k8sdoctor"),
+        "the binary at the image's path: {log}"
+    );
+    // What the doctor's pods ask for.
+    let sc = serde_json::json!({"capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
+        "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false});
+    let (_, log) = run(&k, sh_pod("strict", "n1", script, sc));
+    let caps = cap_lines(&log);
+    for set in ["CapBnd", "CapPrm", "CapEff"] {
+        assert_eq!(caps[set], 1 << 12, "{set} is NET_ADMIN alone: {log}");
+    }
+    assert_eq!(caps["NoNewPrivs"], 1);
+    assert!(
+        log.contains("Read-only file system") && !log.contains("WROTE-ROOT"),
+        "{log}"
+    );
+    let sc = serde_json::json!({"privileged": true});
+    let (st, log) = run(&k, sh_pod("priv", "n1", script, sc));
+    assert!(log.contains("CapEff"), "{st} {log}");
+    // Privileged: every capability the runtime (this test) holds.
+    let ours = cap_lines(&std::fs::read_to_string("/proc/self/status").unwrap())["CapBnd"];
+    assert_eq!(cap_lines(&log)["CapEff"], ours, "{log}");
+    // A name runc does not know stops the container before it starts.
+    let sc = serde_json::json!({"capabilities": {"add": ["NET_WIZARD"]}});
+    let (st, _) = run(&k, sh_pod("bogus", "n1", script, sc));
+    let t = &st["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["reason"], "StartError", "{st}");
+}
+
+/// `readOnly` makes the hostPath mount read-only but not the node's mounts under it;
+/// `recursiveReadOnly` makes those read-only too (and the status says so); the API server
+/// refuses `recursiveReadOnly` without `readOnly`.
+fn kubelet_mounts_host_paths_read_only_and_recursively_when_asked() {
+    require(&["ip", "busybox"]);
+    let image = userland_image(&["busybox"]);
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("proc")).unwrap();
+    let k = Arc::new(
+        ProcessKubelet::new(bin(), vec![NodeSpec::new("n1", root.path())]).image_root(image.path()),
+    );
+    let pod = |name: &str, mount: Value| {
+        let mut p = sh_pod(
+            name,
+            "n1",
+            "busybox touch /host/top-level; busybox touch /host/proc/sub-mount; true",
+            Value::Null,
+        );
+        p["spec"]["volumes"] = serde_json::json!([{"name": "host", "hostPath": {"path": "/"}}]);
+        p["spec"]["containers"][0]["volumeMounts"] = serde_json::json!([mount]);
+        p
+    };
+    let plain = serde_json::json!({"name": "host", "mountPath": "/host", "readOnly": true});
+    let (st, log) = run(&k, pod("ro", plain));
+    assert!(!root.path().join("top-level").exists(), "{log}");
+    assert!(
+        root.path().join("proc/sub-mount").exists(),
+        "a plain read-only bind leaves the mount under it writable: {log}"
+    );
+    let vm = &st["containerStatuses"][0]["volumeMounts"][0];
+    assert_eq!(vm["recursiveReadOnly"], "Disabled", "{st}");
+    std::fs::remove_file(root.path().join("proc/sub-mount")).unwrap();
+    let rro = serde_json::json!({"name": "host", "mountPath": "/host", "readOnly": true,
+        "recursiveReadOnly": "IfPossible"});
+    let (st, log) = run(&k, pod("rro", rro));
+    assert!(!root.path().join("top-level").exists(), "{log}");
+    assert!(!root.path().join("proc/sub-mount").exists(), "{log}");
+    assert_eq!(log.matches("Read-only file system").count(), 2, "{log}");
+    let vm = &st["containerStatuses"][0]["volumeMounts"][0];
+    assert_eq!(vm["recursiveReadOnly"], "Enabled", "{st}");
+    let bad = serde_json::json!({"name": "host", "mountPath": "/host",
+        "recursiveReadOnly": "IfPossible"});
+    let err = k
+        .run_pod(pod("bad", bad), Duration::from_secs(5))
+        .unwrap_err();
+    assert_eq!(err.0, 422);
+    assert!(
+        err.1
+            .contains("recursiveReadOnly: Forbidden: may only be specified when readOnly is true"),
+        "{}",
+        err.1
+    );
+}
+
+/// A pod-network pod has its address, default route and a live link from its first instruction,
+/// and the node's bridge (the pods' gateway) keeps one MAC however many pods come and go.
+fn kubelet_wires_the_network_before_the_container_starts() {
+    require(&["ip", "busybox"]);
+    let image = userland_image(&["busybox"]);
+    let root = tempfile::tempdir().unwrap();
+    let k = Arc::new(
+        ProcessKubelet::new(bin(), vec![NodeSpec::new("n1", root.path())])
+            .image_root(image.path())
+            .pod_network(),
+    );
+    let mac = k.node_bridge_mac(0);
+    assert_eq!(mac, "02:00:0a:f4:00:01");
+    let script = "busybox cat /sys/class/net/eth0/operstate; busybox ip -4 -o addr show eth0; \
+        busybox ip route; busybox ping -c 1 -W 2 10.244.0.1 >/dev/null; busybox ip neigh";
+    for n in 0..3 {
+        let mut pod = sh_pod(&format!("p{n}"), "n1", script, Value::Null);
+        pod["spec"]["hostNetwork"] = false.into();
+        let (_, log) = run(&k, pod);
+        let mut lines = log.lines();
+        assert_eq!(lines.next(), Some("up"), "{log}");
+        assert!(log.contains("inet 10.244.1."), "{log}");
+        assert!(log.contains("default via 10.244.0.1 dev eth0"), "{log}");
+        assert!(
+            log.contains(&format!("10.244.0.1 dev eth0 lladdr {mac}")),
+            "the gateway answers with the bridge's fixed MAC: {log}"
+        );
+        assert_eq!(k.node_bridge_mac(0), mac);
+    }
+}
+
+/// The API-address faults as a pod sees them: dropped (a connect times out), refused (reset), and
+/// refused only for the first seconds; pods on a healthy node connect; hostNetwork pods of a
+/// faulty node are cut off too.
+fn kubelet_api_address_faults_are_what_the_pods_see() {
+    require(&["ip", "iptables", "busybox"]);
+    let image = userland_image(&["busybox"]);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let k = Arc::new(
+        ProcessKubelet::new(
+            bin(),
+            vec![
+                NodeSpec::new("ok", r),
+                NodeSpec::new("dropped", r).fault(Fault::ApiDropped),
+                NodeSpec::new("refused", r).fault(Fault::ApiRefused),
+                NodeSpec::new("late", r).fault(Fault::ApiRefusedFor(Duration::from_secs(3))),
+            ],
+        )
+        .image_root(image.path())
+        .pod_network(),
+    );
+    let oc = OverlayCluster::start(&k);
+    let ip = &oc.ip;
+    let dial = format!("busybox nc -w 2 {ip} 6443 </dev/null; echo rc=$?");
+    let pod = |name: &str, node: &str, script: &str, host: bool| {
+        let mut p = sh_pod(name, node, script, Value::Null);
+        p["spec"]["hostNetwork"] = host.into();
+        p
+    };
+    let (_, log) = run(&k, pod("a", "ok", &dial, false));
+    assert!(log.contains("rc=0"), "ok: {log}");
+    let (_, log) = run(&k, pod("b", "dropped", &dial, false));
+    assert!(
+        log.contains("timed out") && log.contains("rc=1"),
+        "dropped: {log}"
+    );
+    let (_, log) = run(&k, pod("c", "refused", &dial, false));
+    assert!(log.contains("Connection refused"), "refused: {log}");
+    let (_, log) = run(&k, pod("d", "refused", &dial, true));
+    assert!(
+        log.contains("Connection refused"),
+        "hostNetwork, refused: {log}"
+    );
+    let twice = format!("{dial}; busybox sleep 4; {dial}");
+    let (_, log) = run(&k, pod("e", "late", &twice, false));
+    let first = log.find("Connection refused").expect(&log);
+    let ok = log.rfind("rc=0").expect(&log);
+    assert!(first < ok, "refused first, then reachable: {log}");
+}
+
+/// A node's live ruleset is in its own namespace only (nothing under its root says so): a
+/// hostNetwork pod with NET_ADMIN and the image's iptables-save reads the REJECT there; with
+/// containerd's default capabilities it cannot read it at all.
+fn kubelet_node_rules_are_live_and_need_net_admin_to_read() {
+    require(&["ip", "iptables-restore", "iptables-save"]);
+    let image = userland_image(&["iptables-save"]);
+    let root = tempfile::tempdir().unwrap();
+    let reject =
+        filter_table("-A INPUT -p tcp -m tcp --dport 10250 -j REJECT --reject-with tcp-reset");
+    let k = Arc::new(
+        ProcessKubelet::new(
+            bin(),
+            vec![NodeSpec::new("n1", root.path()).node_rules(&reject)],
+        )
+        .image_root(image.path()),
+    );
+    let pod = |name: &str, sc: Value| {
+        serde_json::json!({"metadata": {"name": name}, "spec": {"nodeName": "n1",
+            "restartPolicy": "Never", "hostNetwork": true, "containers": [{"name": "c",
+            "image": "test", "securityContext": sc, "command": ["iptables-save"]}]}})
+    };
+    let sc = serde_json::json!({"capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
+        "readOnlyRootFilesystem": true});
+    let (st, log) = run(&k, pod("admin", sc));
+    assert!(
+        log.contains("--dport 10250 -j REJECT --reject-with tcp-reset"),
+        "{st} {log}"
+    );
+    let (st, log) = run(&k, pod("default", Value::Null));
+    let t = &st["containerStatuses"][0]["state"]["terminated"];
+    assert_ne!(t["exitCode"], 0, "{log}");
+    assert!(!log.contains("10250"), "{log}");
+    assert!(std::fs::read_dir(root.path()).unwrap().next().is_none());
+}
+
+// ---- Fleet runs on a sick cluster (faults the product already handles) ----
+
+/// Check pods never talk to the API server: a node whose pods cannot reach the API address (the
+/// CLI on the overlay, as in a cluster) is still reported, with its own verdicts.
+fn fleet_check_reports_a_node_whose_pods_cannot_reach_the_api() {
+    require(&["ip", "iptables"]);
+    let ok = host("ubuntu2204-kubeadm-healthy");
+    let k = Arc::new(
+        ProcessKubelet::new(
+            bin(),
+            vec![
+                NodeSpec::new("n1", &ok),
+                NodeSpec::new("cut", host("centos7-seed-broken")).fault(Fault::ApiDropped),
+            ],
+        )
+        .pod_network(),
+    );
+    let oc = OverlayCluster::start(&k);
+    let out = oc.fleet(&[
+        "check",
+        "-o",
+        "json",
+        "--timeout",
+        "30",
+        "--only",
+        "swap.active",
+    ]);
+    let r = json(&out);
+    assert_eq!(node(&r, "n1")["state"], "reported", "{r:#}");
+    assert_eq!(node(&r, "cut")["state"], "reported", "{r:#}");
+    assert_eq!(status_of(node(&r, "cut"), "swap.active"), "fail");
+    assert!(k.pods().is_empty());
+}
+
+/// A policy engine's DROP in one node's FORWARD path (where bridged pod traffic is filtered, as
+/// weave-npc and kube-router filter it): the multicast into that node's pods fails, every other
+/// pair passes. (Which cause the probe names for it is the node-side evidence of issue 21.)
+fn fleet_multicast_fails_only_into_the_node_whose_forward_path_drops_the_group() {
+    let image = probe_image();
+    let ok = host("ubuntu2204-kubeadm-healthy");
+    // Traffic from other nodes' pods (not n3's own 10.244.3.0/24) to the group's port.
+    let policy = filter_table("-A FORWARD ! -s 10.244.3.0/24 -p udp -m udp --dport 4700 -j DROP");
+    let k = Arc::new(
+        ProcessKubelet::new(
+            bin(),
+            vec![
+                NodeSpec::new("n1", &ok),
+                NodeSpec::new("n2", &ok),
+                NodeSpec::new("n3", &ok).node_rules(&policy),
+            ],
+        )
+        .image_root(image.path())
+        .pod_network(),
+    );
+    let oc = OverlayCluster::start(&k);
+    let out = oc.fleet(&MULTICAST);
+    let r = json(&out);
+    let pairs = r["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 6, "{r:#}");
+    for p in pairs {
+        let into_n3 = p["receiver_node"] == "n3";
+        assert_eq!(p["verdict"], if into_n3 { "fail" } else { "pass" }, "{p}");
+    }
+    assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
+}
+
 fn main() {
     support::harness::main(vec![
         trial!(every_node_reports_its_own_verdicts_and_the_pods_are_deleted),
@@ -434,5 +818,12 @@ fn main() {
         trial!(keep_leaves_the_pods_and_cleanup_and_the_next_run_remove_them),
         trial!(ctrl_c_deletes_the_runs_pods),
         trial!(multicast_across_four_nodes_names_the_node_whose_pods_drop_the_group),
+        trial!(kubelet_gives_containerd_capabilities_and_the_images_root_only),
+        trial!(kubelet_mounts_host_paths_read_only_and_recursively_when_asked),
+        trial!(kubelet_wires_the_network_before_the_container_starts),
+        trial!(kubelet_api_address_faults_are_what_the_pods_see),
+        trial!(kubelet_node_rules_are_live_and_need_net_admin_to_read),
+        trial!(fleet_check_reports_a_node_whose_pods_cannot_reach_the_api),
+        trial!(fleet_multicast_fails_only_into_the_node_whose_forward_path_drops_the_group),
     ]);
 }

@@ -15,7 +15,9 @@
 //!   bound to cluster-admin, a kubelet 4 minors behind, a node NotReady), `empty()`; then
 //!   `.with(obj)` adds any `k8s-openapi` object, `.bootstrap_token(..)`, `.nodes(n, version)`,
 //!   `.version("v1.33.2")`, `.bearer(token, user)`, `.forbid(verb, resource)`, `.slow(d)`,
-//!   `.blackhole()` (accepts TCP, never answers), `.ca_key(CaKey::Rsa)`, `.tls_fault(..)`.
+//!   `.blackhole()` (accepts TCP, never answers), `.ca_key(CaKey::Rsa)`, `.tls_fault(..)`,
+//!   `.fault(method, path, skip, count, kind)` (429 with Retry-After, 503, or a reset mid-body on
+//!   chosen requests: see [`ApiFault`]).
 //! * The server answers `/version`, `/healthz`, discovery (`/api`, `/api/v1`, `/apis`, `/apis/G/V`),
 //!   list (`limit`/`continue`, `labelSelector`/`fieldSelector` equality on any dotted field) and get
 //!   of every resource it holds, `as=Table` for `kubectl get`, a `Date` header on every answer.
@@ -97,6 +99,48 @@ pub struct Scenario {
     ca_key: CaKey,
     tls_fault: Option<TlsFault>,
     workloads: Option<Arc<dyn Workloads>>,
+    faults: Vec<ApiFault>,
+}
+
+/// How a faulted request is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiFaultKind {
+    /// 429 TooManyRequests with `Retry-After` (API Priority and Fairness shedding load).
+    TooManyRequests { retry_after_secs: u32 },
+    /// 503 ServiceUnavailable (an apiserver restarting, an aggregated API down).
+    Unavailable,
+    /// The real answer's head and half its body, then a TCP reset (a load balancer dropping the
+    /// connection mid-response).
+    ResetMidBody,
+}
+
+/// A scripted failure of chosen requests: those whose method and path match (`*` for any method;
+/// a path ending in `*` matches as a prefix, the query is not part of it), after letting `skip` of
+/// them through, for `count` of them.
+#[derive(Debug, Clone)]
+pub struct ApiFault {
+    method: String,
+    path: String,
+    skip: usize,
+    count: usize,
+    kind: ApiFaultKind,
+    seen: Arc<AtomicUsize>,
+}
+
+impl ApiFault {
+    /// Whether this request is one the fault answers (counting it when it matches).
+    fn hits(&self, method: &str, path: &str) -> bool {
+        let method_ok = self.method == "*" || self.method.eq_ignore_ascii_case(method);
+        let path_ok = match self.path.strip_suffix('*') {
+            Some(prefix) => path.starts_with(prefix),
+            None => path == self.path,
+        };
+        if !(method_ok && path_ok) {
+            return false;
+        }
+        let n = self.seen.fetch_add(1, Ordering::SeqCst);
+        n >= self.skip && n < self.skip + self.count
+    }
 }
 
 /// Objects with a life of their own (pods the client creates, namespaces, pod logs): a handler the
@@ -408,6 +452,7 @@ impl Scenario {
             ca_key: CaKey::Ecdsa,
             tls_fault: None,
             workloads: None,
+            faults: Vec::new(),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             s = s.with(Namespace {
@@ -577,6 +622,26 @@ impl Scenario {
 
     pub fn tls_fault(mut self, f: TlsFault) -> Scenario {
         self.tls_fault = Some(f);
+        self
+    }
+
+    /// Answers matching requests with a fault (see [`ApiFault`]); faults are tried in order.
+    pub fn fault(
+        mut self,
+        method: &str,
+        path: &str,
+        skip: usize,
+        count: usize,
+        kind: ApiFaultKind,
+    ) -> Scenario {
+        self.faults.push(ApiFault {
+            method: method.into(),
+            path: path.into(),
+            skip,
+            count,
+            kind,
+            seen: Arc::new(AtomicUsize::new(0)),
+        });
         self
     }
 
@@ -865,6 +930,23 @@ impl ApiServer {
 
     /// A plain HTTPS GET verified by the test CA, with or without a bearer: (status code, body).
     pub fn get(&self, path: &str, bearer: Option<&str>) -> (u16, String) {
+        let (raw, _) = self.get_raw(path, bearer);
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let code = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string();
+        (code, body)
+    }
+
+    /// The same GET, raw: every byte of the answer (head and body) read until the connection
+    /// ended, and the error that ended it (None: a clean close).
+    pub fn get_raw(&self, path: &str, bearer: Option<&str>) -> (Vec<u8>, Option<std::io::Error>) {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.der.clone().into()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -886,18 +968,8 @@ impl ApiServer {
         )
         .unwrap();
         let mut raw = Vec::new();
-        let _ = tls.read_to_end(&mut raw);
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let code = text
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map_or("", |(_, b)| b)
-            .to_string();
-        (code, body)
+        let err = tls.read_to_end(&mut raw).err();
+        (raw, err)
     }
 
     /// Writes a kubeconfig for the admin bearer and the test CA; returns its path.
@@ -1059,14 +1131,39 @@ fn serve_conn(state: &State, tcp: TcpStream) {
         if !state.scenario.delay.is_zero() {
             thread::sleep(state.scenario.delay);
         }
-        let (code, body, user) = respond(
-            state,
-            &method,
-            &target,
-            header("authorization"),
-            header("accept").unwrap_or(""),
-            &body,
-        );
+        let path_only = target.split('?').next().unwrap_or("");
+        let fault = state
+            .scenario
+            .faults
+            .iter()
+            .find(|f| f.hits(&method, path_only))
+            .map(|f| f.kind);
+        let mut extra = String::new();
+        let (code, body, user) = match fault {
+            Some(ApiFaultKind::TooManyRequests { retry_after_secs }) => {
+                extra = format!("Retry-After: {retry_after_secs}\r\n");
+                let details = json!({"retryAfterSeconds": retry_after_secs});
+                let msg = "Too many requests, please try again later.";
+                let body = status(429, "TooManyRequests", msg, Some(details));
+                (429, body, "fault".to_string())
+            }
+            Some(ApiFaultKind::Unavailable) => {
+                let msg = "the server is currently unable to handle the request";
+                (
+                    503,
+                    status(503, "ServiceUnavailable", msg, None),
+                    "fault".into(),
+                )
+            }
+            _ => respond(
+                state,
+                &method,
+                &target,
+                header("authorization"),
+                header("accept").unwrap_or(""),
+                &body,
+            ),
+        };
         state
             .log
             .lock()
@@ -1084,16 +1181,26 @@ fn serve_conn(state: &State, tcp: TcpStream) {
             404 => "Not Found",
             409 => "Conflict",
             422 => "Unprocessable Entity",
+            429 => "Too Many Requests",
+            500 => "Internal Server Error",
+            503 => "Service Unavailable",
             _ => "Method Not Allowed",
         };
         let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let head = format!(
-            "HTTP/1.1 {code} {reason}\r\nAudit-Id: {}\r\nCache-Control: no-cache, private\r\nContent-Type: application/json\r\nDate: {date}\r\nContent-Length: {}\r\n{}\r\n",
+            "HTTP/1.1 {code} {reason}\r\nAudit-Id: {}\r\nCache-Control: no-cache, private\r\nContent-Type: application/json\r\nDate: {date}\r\nContent-Length: {}\r\n{extra}{}\r\n",
             state.log.lock().unwrap().len(),
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
         );
         let mut answer = head.into_bytes();
+        if fault == Some(ApiFaultKind::ResetMidBody) {
+            // Half the body, then RST (SO_LINGER 0 makes the close a reset, not a FIN).
+            answer.extend_from_slice(&body[..body.len() / 2]);
+            let _ = tls.write_all(&answer).and_then(|_| tls.flush());
+            let _ = socket2::SockRef::from(tls.get_ref()).set_linger(Some(Duration::ZERO));
+            return;
+        }
         answer.extend_from_slice(&body);
         if tls.write_all(&answer).and_then(|_| tls.flush()).is_err() || close {
             return;

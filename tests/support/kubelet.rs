@@ -303,6 +303,49 @@ impl ProcessKubelet {
             .workloads(Arc::new(Api(self.clone())))
     }
 
+    /// Creates `pod` (JSON, as a client would POST it) in namespace `default` and waits for its
+    /// container to end (at most `timeout`): its final status and log, or the API's refusal
+    /// (code, Status body) at create. The kubelet's own tests use it.
+    pub fn run_pod(
+        self: &Arc<Self>,
+        pod: Value,
+        timeout: Duration,
+    ) -> Result<(Value, String), (u16, String)> {
+        let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let body = serde_json::to_vec(&pod).unwrap();
+        let (code, answer) = self.create_pod("default", &body, false, "test");
+        if code != 201 {
+            return Err((code, String::from_utf8_lossy(&answer).into_owned()));
+        }
+        let key = ("default".to_string(), name);
+        let t = Instant::now();
+        loop {
+            let (status, log) = {
+                let st = self.store.lock().unwrap();
+                let p = st.pods.get(&key).expect("the pod exists");
+                (p.json["status"].clone(), p.log.clone())
+            };
+            let ended = !status["containerStatuses"][0]["state"]["terminated"].is_null()
+                || matches!(status["phase"].as_str(), Some("Failed" | "Succeeded"));
+            if ended || t.elapsed() > timeout {
+                // The output threads may still be draining the pipes.
+                thread::sleep(Duration::from_millis(100));
+                let log = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+                self.delete(&key);
+                return Ok((status, log));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The MAC address of node `i`'s pod bridge.
+    pub fn node_bridge_mac(&self, i: usize) -> String {
+        let o = self.nodes[i]
+            .netns
+            .exec(&["cat", "/sys/class/net/cni0/address"]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
     /// Every pod still stored (namespace, name).
     pub fn pods(&self) -> Vec<(String, String)> {
         self.store.lock().unwrap().pods.keys().cloned().collect()
@@ -1047,9 +1090,17 @@ fn last_cap() -> u32 {
         .unwrap_or(40)
 }
 
-/// Every capability this kernel knows, as a bit set.
+/// Every capability the runtime holds (this process's bounding set), as a bit set: what a
+/// privileged container or `add: [ALL]` gets (a runtime cannot grant more than it has).
 pub fn all_caps() -> u64 {
-    (1u64 << (last_cap() + 1)) - 1
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or((1u64 << (last_cap() + 1)) - 1)
 }
 
 /// The bit of a capability named as in a securityContext (`NET_ADMIN`, or `CAP_NET_ADMIN`).
@@ -1619,7 +1670,11 @@ pub fn userland_image(tools: &[&str]) -> tempfile::TempDir {
         binaries.push(fs::canonicalize(&path).unwrap());
     }
     let xtables = Path::new("/usr/lib/x86_64-linux-gnu/xtables");
-    if xtables.is_dir() {
+    let iptables = binaries.iter().any(|b| {
+        b.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("xtables"))
+    });
+    if iptables && xtables.is_dir() {
         for e in fs::read_dir(xtables).unwrap().flatten() {
             put(&e.path());
             binaries.push(e.path());
