@@ -455,7 +455,13 @@ pub fn run_command(program: &str, args: &[&str], timeout: Duration) -> Result<St
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
+            // Stdio::null() opens /dev/null first: without one (a bare chroot) that ENOENT is not the tool's.
+            if e.kind() == io::ErrorKind::NotFound && !Path::new("/dev/null").exists() {
+                CmdError::Spawn(
+                    program.to_string(),
+                    "there is no /dev/null to give it".into(),
+                )
+            } else if e.kind() == io::ErrorKind::NotFound {
                 CmdError::NotFound(program.to_string())
             } else {
                 CmdError::Spawn(program.to_string(), e.to_string())
