@@ -230,8 +230,8 @@ pub fn read_live_rules(run: &Runner<'_>, gate: &LiveGate) -> ReadRules {
     match &gate.net_admin {
         Ok(true) => live_rules(run, gate, &mut rs, &mut out),
         Ok(false) => out.problems.push(
-            "the firewall could not be read: no CAP_NET_ADMIN (iptables and nft answer EPERM without it; \
-             run as root, or add NET_ADMIN to the container's capabilities)"
+            "the firewall could not be read: no CAP_NET_ADMIN (iptables and nft answer EPERM without it): \
+             run k8sdoctor as root, in a container with NET_ADMIN added to its capabilities"
                 .into(),
         ),
         Err(e) => out.problems.push(format!("the firewall could not be read: {e}")),
