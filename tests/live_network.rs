@@ -243,10 +243,40 @@ fn the_image_userland_reads_live_legacy_and_nft_rejects() {
     }
 }
 
+/// The rest of the network state is the namespace's too: a net sysctl set in it (the fixture's file says
+/// 0) and a socket listening in it (the fixture has no /proc/net/tcp).
+fn net_sysctls_and_sockets_are_the_namespaces() {
+    require(&["ip", "sysctl", "python3"]);
+    let ns = node();
+    ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    let fixture = support::fixtures().join("hosts/centos7-seed-broken");
+    assert_eq!(
+        fs::read_to_string(fixture.join("proc/sys/net/ipv4/ip_forward")).unwrap(),
+        "0\n"
+    );
+    // A listener on the kubelet port for as long as the check runs (and at most 20 s).
+    let script = format!(
+        "python3 -c 'import socket,time; s=socket.socket(); s.bind((\"0.0.0.0\",10250)); s.listen(); time.sleep(20)' & \
+         sleep 0.5; {} check --live-network --offline -o json --stage pre-join --only sysctl.ip-forward,ports.in-use --root {}; \
+         kill $!",
+        bin().display(),
+        fixture.display()
+    );
+    let o = ns.command("sh").args(["-c", &script]).output().unwrap();
+    let rs = results(&o);
+    let (_, status, msg, ev) = find(&rs, "sysctl.ip-forward");
+    assert_eq!(status, "warn", "{msg}");
+    assert!(ev.iter().any(|e| e == "/proc/sys/net/ipv4/ip_forward = 1"), "{ev:?}");
+    let (_, status, msg, _) = find(&rs, "ports.in-use");
+    assert_eq!(status, "fail", "{msg}");
+    assert!(msg.contains("10250"), "{msg}");
+}
+
 fn main() {
     support::harness::main(vec![
         trial!(a_live_reject_with_nothing_saved_fails_citing_the_live_rule),
         trial!(a_stale_saved_file_does_not_hide_the_live_reject),
         trial!(the_image_userland_reads_live_legacy_and_nft_rejects),
+        trial!(net_sysctls_and_sockets_are_the_namespaces),
     ]);
 }
