@@ -266,10 +266,50 @@ fn net_sysctls_and_sockets_are_the_namespaces() {
     let rs = results(&o);
     let (_, status, msg, ev) = find(&rs, "sysctl.ip-forward");
     assert_eq!(status, "warn", "{msg}");
-    assert!(ev.iter().any(|e| e == "/proc/sys/net/ipv4/ip_forward = 1"), "{ev:?}");
+    assert!(
+        ev.iter().any(|e| e == "/proc/sys/net/ipv4/ip_forward = 1"),
+        "{ev:?}"
+    );
     let (_, status, msg, _) = find(&rs, "ports.in-use");
     assert_eq!(status, "fail", "{msg}");
     assert!(msg.contains("10250"), "{msg}");
+}
+
+/// Node-side multicast evidence: with the rules of the node's namespace (here an nft policy DROP of the
+/// group's port on input and a DROP of everything forwarded from the overlay interface), the evaluator's
+/// answers for the flow name both rules; with nothing filtering, nothing is named.
+fn the_nodes_multicast_drops_are_named_from_its_live_rules() {
+    use k8sdoctor::checks::firewall::multicast::{Flow, node_multicast_paths};
+    require(&["ip", "nft"]);
+    let ns = node();
+    let flow = Flow {
+        group: "239.1.2.3".parse().unwrap(),
+        port: 5007,
+        source: "10.32.0.0/12".parse().unwrap(),
+        iface: Some("lnd0".into()),
+    };
+    let clean = ns
+        .run(|| node_multicast_paths(&flow, std::time::Duration::from_secs(10)))
+        .unwrap();
+    assert!(clean.blocked().is_empty(), "{:?}", clean.blocked());
+    feed(
+        &ns,
+        &["nft", "-f", "-"],
+        "table inet k8sdpol {\n chain input {\n  type filter hook input priority 0; policy accept;\n  udp dport 5007 drop\n }\n chain routed {\n  type filter hook forward priority 0; policy accept;\n  iifname \"lnd0\" drop\n }\n}\n",
+    );
+    let paths = ns
+        .run(|| node_multicast_paths(&flow, std::time::Duration::from_secs(10)))
+        .unwrap();
+    let b = paths.blocked();
+    assert_eq!(b.len(), 2, "{b:?}");
+    assert!(
+        b[0].contains("(input): drop by nftables inet k8sdpol/input #1: udp dport 5007 drop"),
+        "{b:?}"
+    );
+    assert!(
+        b[1].contains("(forward): drop by nftables inet k8sdpol/routed #1: iifname lnd0 drop"),
+        "{b:?}"
+    );
 }
 
 fn main() {
@@ -278,5 +318,6 @@ fn main() {
         trial!(a_stale_saved_file_does_not_hide_the_live_reject),
         trial!(the_image_userland_reads_live_legacy_and_nft_rejects),
         trial!(net_sysctls_and_sockets_are_the_namespaces),
+        trial!(the_nodes_multicast_drops_are_named_from_its_live_rules),
     ]);
 }

@@ -8,6 +8,7 @@ mod checks;
 pub mod eval;
 mod fix;
 mod gather;
+pub mod multicast;
 pub mod hostnet;
 pub mod iptables;
 pub mod model;
