@@ -37,6 +37,7 @@ fn child(path: &str) {
         sources: vec![format!("iptables-save: {count} rules")],
         problems: vec![],
         live: true,
+        saved: None,
         iptables_backend: Some("nf_tables".into()),
         node_nets: Ok(vec![NodeNet {
             iface: "eth0".into(),
@@ -53,6 +54,7 @@ fn child(path: &str) {
             tunnel: Some("weave".into()),
         }),
         managers: vec![],
+        processes: vec![],
     };
     let facts = Facts::default().with(&firewall::FIREWALL, Ok(fw));
     let ctx = Ctx {

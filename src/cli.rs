@@ -544,6 +544,13 @@ struct CheckArgs {
     /// Verbose table: every skipped check on its own row (as --show-skipped).
     #[arg(short = 'v', long)]
     verbose: bool,
+    // --- live network (issue 21) ---
+    /// Under --root, read the network state live from this process's network namespace (a hostNetwork
+    /// pod's is the node's): the running iptables/nft ruleset, links, routes, net sysctls, listening
+    /// sockets, firewalld/ufw processes. Needs CAP_NET_ADMIN for the ruleset.
+    #[arg(long)]
+    live_network: bool,
+    // --- end live network ---
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -588,6 +595,7 @@ impl CheckArgs {
             timeout,
             proxy_port: self.proxy_port,
             show_skipped: self.verbose,
+            live_network: self.live_network,
             ..Config::default()
         }))
     }
@@ -734,6 +742,8 @@ fn fleet_command(cmd: FleetCmd) -> Result<Command> {
                 "check",
                 "--root",
                 fleet::HOST_MOUNT,
+                // The pod is hostNetwork: its own network namespace is the node's.
+                "--live-network",
                 "-o",
                 "json",
                 "--offline",

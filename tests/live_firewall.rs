@@ -10,7 +10,7 @@ use std::{
 };
 
 use k8sdoctor::{
-    checks::firewall::{Net, Query, Verdict, evaluate, read_live_rules},
+    checks::firewall::{LiveGate, Net, Query, Verdict, evaluate, read_live_rules},
     core::host::{CmdError, run_command},
 };
 use support::{Netns, bin, feed, harness::require, veth_named};
@@ -126,7 +126,7 @@ fn evaluate_in(node: &Netns, q: &Query) -> (Verdict, String, bool) {
         args.extend_from_slice(a);
         run_command("ip", &args, Duration::from_secs(10))
     };
-    let read = read_live_rules(&run);
+    let read = read_live_rules(&run, &LiveGate::assume_all());
     assert!(read.problems.is_empty(), "{:?}", read.problems);
     let rules = read.rules.unwrap();
     let a = evaluate(&rules, q);

@@ -14,8 +14,9 @@ use std::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use support::{
-    bin, fixtures,
+    Netns, bin, fixtures,
     harness::{require, require_tools},
+    image,
 };
 
 const FIXTURE: &str = "centos7-seed-broken";
@@ -177,10 +178,13 @@ impl Drop for Store {
     }
 }
 
-/// `buildah build` of the Containerfile (FROM scratch: nothing is pulled), then the binary is run
-/// from the image's own filesystem against a fixture root.
+/// `buildah build` of the Containerfile (FROM scratch: nothing is pulled) with the userland rootfs, then the
+/// image's own binary is run from the image's filesystem: against a fixture root, and (chrooted into the
+/// image, inside a network namespace the test made) against a live iptables-legacy REJECT, which it reads
+/// with the image's own iptables-legacy-save.
 fn image_builds_from_scratch_and_runs_on_a_fixture_root() {
-    require(&["buildah"]);
+    require(&["buildah", "ip", "iptables-legacy", "chroot", "mount"]);
+    let rootfs = image::rootfs();
     let store = Store(tempfile::tempdir().unwrap());
     let ctx = tempfile::tempdir().unwrap();
     fs::copy(
@@ -189,6 +193,7 @@ fn image_builds_from_scratch_and_runs_on_a_fixture_root() {
     )
     .unwrap();
     fs::copy(bin(), ctx.path().join("k8sdoctor")).unwrap();
+    copy_tree(&rootfs, &ctx.path().join("rootfs"));
     let tag = format!("localhost/k8sdoctor-test:{}", std::process::id());
     let ctx_dir = ctx.path().to_str().unwrap();
     store.ok(&[
@@ -198,6 +203,8 @@ fn image_builds_from_scratch_and_runs_on_a_fixture_root() {
         "none",
         "--build-arg",
         "BIN=k8sdoctor",
+        "--build-arg",
+        "ROOTFS=rootfs",
         "-t",
         &tag,
         "-f",
@@ -212,16 +219,43 @@ fn image_builds_from_scratch_and_runs_on_a_fixture_root() {
         oci["Entrypoint"],
         serde_json::json!(["/usr/local/bin/k8sdoctor"])
     );
-    assert_eq!(oci["Cmd"], serde_json::json!(["check", "--root", "/host"]));
+    assert_eq!(
+        oci["Cmd"],
+        serde_json::json!(["check", "--root", "/host", "--live-network"])
+    );
+    let path = oci["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.as_str()?.strip_prefix("PATH="))
+        .next()
+        .expect("the image sets PATH")
+        .to_string();
 
     let container = store.ok(&["from", "--quiet", &tag]);
     let mnt = PathBuf::from(store.ok(&["mount", &container]));
-    // FROM scratch: the image holds the binary and nothing else.
-    let files: Vec<String> = walk(&mnt)
-        .into_iter()
-        .map(|p| p.strip_prefix(&mnt).unwrap().display().to_string())
-        .collect();
-    assert_eq!(files, ["usr/local/bin/k8sdoctor"], "{files:?}");
+    // FROM scratch: the image holds the binary and the rootfs, nothing else.
+    let rel = |root: &Path| -> Vec<String> {
+        walk(root)
+            .into_iter()
+            .map(|p| p.strip_prefix(root).unwrap().display().to_string())
+            .collect()
+    };
+    let mut expected = rel(&rootfs);
+    expected.push("usr/local/bin/k8sdoctor".into());
+    expected.sort();
+    let files = rel(&mnt);
+    assert_eq!(files, expected);
+    for tool in [
+        "usr/sbin/nft",
+        "usr/sbin/xtables-legacy-multi",
+        "usr/sbin/xtables-nft-multi",
+    ] {
+        assert!(
+            files.iter().any(|f| f == tool),
+            "{tool} missing from the image"
+        );
+    }
 
     let image_bin = mnt.join("usr/local/bin/k8sdoctor");
     let out = run(Command::new(&image_bin)
@@ -230,6 +264,58 @@ fn image_builds_from_scratch_and_runs_on_a_fixture_root() {
         .env_remove("KUBECONFIG"));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(statuses(&out.stdout), reference_report());
+
+    // The live read, as the pod does it: the image's filesystem as /, the node's network namespace (here
+    // one the test made, with a REJECT of the kubelet port) and its files at /host. What a runtime provides
+    // (/proc, /dev/null, the /host mount point) is added to the container's own layer; the procfs and the
+    // /dev/null bind live in the mount namespace `ip netns exec` gives the command.
+    for d in ["proc", "dev", "host/etc"] {
+        fs::create_dir_all(mnt.join(d)).unwrap();
+    }
+    fs::write(mnt.join("dev/null"), "").unwrap();
+    let ns = Netns::new("img");
+    ns.exec(&[
+        "ip", "link", "add", "imga0", "type", "veth", "peer", "name", "imgb0",
+    ]);
+    ns.exec(&["ip", "addr", "add", "192.168.78.1/24", "dev", "imga0"]);
+    ns.exec(&["ip", "link", "set", "imgb0", "up"]);
+    ns.exec(&["ip", "link", "set", "imga0", "up"]);
+    ns.exec(&[
+        "iptables-legacy",
+        "-A",
+        "INPUT",
+        "-p",
+        "tcp",
+        "--dport",
+        "10250",
+        "-j",
+        "REJECT",
+    ]);
+    let m = mnt.display();
+    let script = format!(
+        "mount -t proc proc {m}/proc && mount --bind /dev/null {m}/dev/null && exec env -i PATH={path} \
+         chroot {m} /usr/local/bin/k8sdoctor check --root /host --live-network --offline -o json \
+         --only firewall.kubelet-port"
+    );
+    let live = run(ns.command("sh").args(["-c", &script]));
+    let report: Value = serde_json::from_slice(&live.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&live.stdout), text(&live.stderr)));
+    let r = &report["results"][0];
+    assert_eq!(r["status"], "fail", "{r}");
+    assert!(
+        r["message"].as_str().unwrap().contains(
+            "rejected by iptables-legacy filter/INPUT #1: -A INPUT -p tcp -m tcp --dport 10250 -j REJECT"
+        ),
+        "{r}"
+    );
+    assert!(
+        r["evidence"][0]
+            .as_str()
+            .unwrap()
+            .contains("iptables-legacy-save: 1 rules"),
+        "{r}"
+    );
+    drop(ns);
     store.ok(&["umount", &container]);
 }
 
@@ -449,11 +535,24 @@ fn job_checks_one_node_read_only() {
         Some(format!("localhost/k8sdoctor:{}", env!("CARGO_PKG_VERSION")).as_str())
     );
     let args = c.args.clone().unwrap();
-    assert_eq!(args[..3], ["check", "--root", "/host"]);
+    assert_eq!(args[..4], ["check", "--root", "/host", "--live-network"]);
+    // Exactly what the live read needs: every capability dropped, NET_ADMIN added back (reading the
+    // ruleset), nothing writable.
+    let sc = c.security_context.clone().unwrap();
+    let caps = sc.capabilities.unwrap();
+    assert_eq!(caps.drop, Some(vec!["ALL".to_string()]));
+    assert_eq!(caps.add, Some(vec!["NET_ADMIN".to_string()]));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_ne!(sc.privileged, Some(true));
     let mount = &c.volume_mounts.as_ref().unwrap()[0];
     assert_eq!(
-        (mount.mount_path.as_str(), mount.read_only),
-        ("/host", Some(true))
+        (
+            mount.mount_path.as_str(),
+            mount.read_only,
+            mount.recursive_read_only.as_deref()
+        ),
+        ("/host", Some(true), Some("IfPossible"))
     );
     let vol = pod
         .volumes

@@ -76,6 +76,9 @@ pub struct Config {
     pub color: bool,
     /// List every skipped check in the table (else skips sharing a reason are one row).
     pub show_skipped: bool,
+    /// `--live-network`: under `--root`, read the network state (ruleset, links, routes, net sysctls,
+    /// sockets, firewall processes) live from this process's own network namespace.
+    pub live_network: bool,
 }
 
 impl Default for Config {
@@ -95,6 +98,7 @@ impl Default for Config {
             fail_on: Status::Fail,
             color: false,
             show_skipped: false,
+            live_network: false,
         }
     }
 }

@@ -111,7 +111,10 @@ pub fn run(cfg: &Config) -> Result<Report> {
 pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
     let started = SystemTime::now();
     let clock = Instant::now();
-    let host = Host::new(&cfg.root).context("cannot read host files")?;
+    let mut host = Host::new(&cfg.root).context("cannot read host files")?;
+    if cfg.live_network {
+        host = host.with_live_network();
+    }
     let all: Vec<&CheckDef> = checks::registry().collect();
     let known: Vec<&str> = all.iter().map(|c| c.id).collect();
     // kubeadm's preflight names (`Swap`, `Port-6443` ...) select the checks that cover them.

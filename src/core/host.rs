@@ -34,6 +34,26 @@ pub struct Host {
     canonical: PathBuf,
     /// The open root every non-live path resolves in; `None` only when `/` itself cannot be opened.
     tree: Option<Arc<Root>>,
+    /// `--live-network`: the network state ([`NET_PATHS`]) is read from this process's own `/proc` and `/sys`
+    /// (its network namespace: the node's, in a hostNetwork pod), not from under the root.
+    live_net: bool,
+}
+
+/// Where the kernel shows the state of the reader's network namespace: under `--live-network` these are read
+/// live even under a root (a fixture's or a node's copies would describe another namespace, or none).
+pub const NET_PATHS: &[&str] = &[
+    "/proc/net/",
+    "/proc/self/net/",
+    "/proc/sys/net/",
+    "/sys/class/net/",
+    "/sys/devices/virtual/net/",
+];
+
+/// Whether `abs` is network-namespace state (see [`NET_PATHS`]).
+fn is_net_path(abs: &str) -> bool {
+    NET_PATHS
+        .iter()
+        .any(|p| abs.starts_with(p) || abs == p.trim_end_matches('/'))
 }
 
 #[derive(Debug, Error)]
@@ -142,6 +162,7 @@ impl Host {
             root,
             canonical,
             tree: Some(Arc::new(tree)),
+            live_net: false,
         })
     }
 
@@ -153,7 +174,20 @@ impl Host {
             tree: have_proc()
                 .then(|| Root::open("/").ok().map(Arc::new))
                 .flatten(),
+            live_net: false,
         }
+    }
+
+    /// The same root with the network state read live (`--live-network`): see [`NET_PATHS`].
+    pub fn with_live_network(mut self) -> Host {
+        self.live_net = true;
+        self
+    }
+
+    /// Whether the network state (ruleset, links, routes, net sysctls, sockets) is the running one of this
+    /// process's network namespace: on the live host, or under a root with `--live-network`.
+    pub fn network_is_live(&self) -> bool {
+        self.is_live() || self.live_net
     }
 
     /// Whether this is the running host, so its /proc and commands describe the same machine.
@@ -178,9 +212,10 @@ impl Host {
             .ok_or_else(|| io::Error::other("cannot open / as the root"))
     }
 
-    /// The non-live tree to resolve in, or `None` on the live host (plain paths, as the kernel resolves them).
-    fn confined(&self) -> Option<&Root> {
-        if self.is_live() {
+    /// The non-live tree to resolve `abs` in, or `None` when it is read live (plain paths, as the kernel
+    /// resolves them): on the live host, and for network state under `--live-network`.
+    fn confined(&self, abs: &str) -> Option<&Root> {
+        if self.is_live() || (self.live_net && is_net_path(abs)) {
             None
         } else {
             self.tree.as_deref()
@@ -188,7 +223,7 @@ impl Host {
     }
 
     pub fn exists(&self, abs: &str) -> bool {
-        match self.confined() {
+        match self.confined(abs) {
             Some(t) => t.resolve(abs).is_ok(),
             None => Path::new(abs).exists(),
         }
@@ -210,7 +245,7 @@ impl Host {
             }
             Ok(())
         };
-        let opened = match self.confined() {
+        let opened = match self.confined(abs) {
             Some(t) => t.resolve(abs).map_err(io_error).and_then(|handle| {
                 // The O_PATH handle is inspected first: nothing is opened for reading unless it is a regular
                 // file. The open is a second in-root resolution (not a reopen through /proc, which would
@@ -277,7 +312,7 @@ impl Host {
 
     /// Where a symbolic link points, or `None` when the path is not a link.
     pub fn link_target(&self, abs: &str) -> Option<PathBuf> {
-        match self.confined() {
+        match self.confined(abs) {
             Some(t) => t.readlink(abs).ok(),
             None => std::fs::read_link(abs).ok(),
         }
@@ -296,7 +331,7 @@ impl Host {
             names.push(name);
             Ok(())
         };
-        match self.confined() {
+        match self.confined(abs) {
             Some(t) => {
                 let dir = match t
                     .open_subpath(abs, OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY)
@@ -345,7 +380,7 @@ impl Host {
     /// Owner, mode and kind of a file (links followed); a missing file is `Ok(None)`.
     pub fn stat(&self, abs: &str) -> Result<Option<FileStat>, FactError> {
         use rustix::fs::FileType as T;
-        let st = match self.confined() {
+        let st = match self.confined(abs) {
             // Resolved inside the root like every other read; the O_PATH handle is only fstat-ed.
             Some(t) => t
                 .resolve(abs)
@@ -420,7 +455,13 @@ pub fn run_command(program: &str, args: &[&str], timeout: Duration) -> Result<St
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
+            // Stdio::null() opens /dev/null first: without one (a bare chroot) that ENOENT is not the tool's.
+            if e.kind() == io::ErrorKind::NotFound && !Path::new("/dev/null").exists() {
+                CmdError::Spawn(
+                    program.to_string(),
+                    "there is no /dev/null to give it".into(),
+                )
+            } else if e.kind() == io::ErrorKind::NotFound {
                 CmdError::NotFound(program.to_string())
             } else {
                 CmdError::Spawn(program.to_string(), e.to_string())

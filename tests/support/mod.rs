@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod harness;
 pub mod hostile;
+pub mod image;
 pub mod kubelet;
 pub mod openssl;
 

@@ -322,8 +322,30 @@ pub fn blocked_paths(id: &str, fw: &FirewallFacts) -> Result<Vec<Blocked>, FactE
 fn manager(facts: &Facts, _ctx: &Ctx) -> Outcome {
     let fw = facts.get(&FIREWALL)?;
     if fw.managers.is_empty() {
-        return Ok(Finding::pass("neither firewalld nor ufw is active")
-            .evidence("no firewalld process or enabled unit; /etc/ufw/ufw.conf not ENABLED=yes"));
+        // No process seen at all (a root without a process table) says nothing of what runs: only the boot
+        // configuration was judged, and the message says so.
+        let looked = format!(
+            "processes looked at: {}",
+            fw.processes
+                .iter()
+                .map(|(t, n)| format!("{t} ({n})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let conf = "no enabled firewalld unit; /etc/ufw/ufw.conf not ENABLED=yes";
+        return Ok(if fw.processes.iter().all(|(_, n)| *n == 0) {
+            Finding::pass(
+                "neither firewalld nor ufw is enabled at boot (no running process could be seen)",
+            )
+            .evidence(conf)
+            .evidence(format!(
+                "{looked}: a firewalld started by hand would not show (run with hostPID and --live-network)"
+            ))
+        } else {
+            Finding::pass("neither firewalld nor ufw is active")
+                .evidence(format!("no firewalld process; {conf}"))
+                .evidence(looked)
+        });
     }
     let names: Vec<&str> = fw.managers.iter().map(|m| m.name.as_str()).collect();
     Ok(Finding::warn(format!(
@@ -383,6 +405,35 @@ fn judge(fw: &FirewallFacts, rules: &Ruleset, probes: &[Probe], what: &str) -> F
     evidence.extend(fw.problems.iter().map(|p| format!("could not read: {p}")));
     for (_, a) in &answers {
         evidence.extend(a.explain());
+    }
+    // Beside live rules, the saved ones answer the same queries: where they differ, a rule is not persisted.
+    let saved_said = |a: &Answer| -> Option<(String, Answer)> {
+        let s = fw.saved.as_ref()?;
+        let b = evaluate(&s.rules, &a.query);
+        (b.verdict().blocks() != a.verdict().blocks() && b.verdict() != Verdict::Unknown)
+            .then(|| (s.sources.join("; "), b))
+    };
+    let disagree: Vec<(&Answer, String, Answer)> = answers
+        .iter()
+        .filter(|(_, a)| a.verdict() != Verdict::Unknown)
+        .filter_map(|(_, a)| saved_said(a).map(|(src, b)| (a, src, b)))
+        .collect();
+    for (a, src, b) in &disagree {
+        let d = b.decisive();
+        evidence.push(format!(
+            "the saved rules ({src}) disagree with the live ones for {}: they {} it{} (the live rules decide until the next reboot or reload)",
+            a.query.describe_for(a.decisive().source),
+            if b.verdict().blocks() { "block" } else { "accept" },
+            d.rule.as_ref().map(|r| format!(" by {}", r.cite())).unwrap_or_default(),
+        ));
+    }
+    if let Some(s) = &fw.saved
+        && disagree.is_empty()
+    {
+        evidence.push(format!(
+            "the saved rules ({}) decide these paths the same way",
+            s.sources.join("; ")
+        ));
     }
     let blocked = |soft: bool| {
         answers
@@ -450,6 +501,27 @@ fn judge(fw: &FirewallFacts, rules: &Ruleset, probes: &[Probe], what: &str) -> F
         ))
         .evidence_all(evidence)
         .remediation(persist_note(fw, dedup(fixes).join("; ")));
+    }
+    // Accepted now only by a rule that is not persisted: blocked again after a reboot, as a runtime sysctl
+    // that the boot files do not keep.
+    if let Some((a, src, b)) = disagree.iter().find(|(_, _, b)| b.verdict().blocks()) {
+        let d = b.decisive();
+        return Finding::warn(format!(
+            "{what}: {} is accepted by the live rules, but the saved rules ({src}) {} it{}: the accepting rule is not persisted",
+            a.query.describe_for(a.decisive().source),
+            if d.verdict == Verdict::Drop { "drop" } else { "reject" },
+            d.rule.as_ref().map(|r| format!(" by {}", r.cite())).unwrap_or_default(),
+        ))
+        .evidence_all(evidence)
+        .remediation("save the running rules where the host loads them at boot (service iptables save, netfilter-persistent save, nft list ruleset > /etc/nftables.conf), or open the path in the saved file");
+    }
+    // What could not be read may hold the block: never a pass on part of the ruleset.
+    if !fw.problems.is_empty() {
+        return Finding::error(format!(
+            "the firewall could only partly be read, and the part read accepts {what}: {}",
+            fw.problems.join("; ")
+        ))
+        .evidence_all(evidence);
     }
     let msg = if n == 1 {
         format!("the path to {what} is accepted")
@@ -590,7 +662,7 @@ mod tests {
     use super::*;
     use crate::{
         core::check::{Role, Status},
-        checks::firewall::{Manager, hostnet::Cni, iptables, model::Family},
+        checks::firewall::{Manager, Saved, hostnet::Cni, iptables, model::Family},
     };
 
     fn facts(rules: &str, origin: Origin, cni: Option<Cni>) -> Facts {
@@ -599,6 +671,7 @@ mod tests {
             sources: vec!["test rules".into()],
             problems: vec![],
             live: true,
+            saved: None,
             iptables_backend: Some("nf_tables".into()),
             node_nets: Ok(vec![NodeNet {
                 iface: "eth0".into(),
@@ -608,6 +681,7 @@ mod tests {
             interfaces: vec!["lo".into(), "eth0".into()],
             cni,
             managers: vec![],
+            processes: vec![],
         };
         Facts::default().with(&FIREWALL, Ok(fw))
     }
@@ -750,6 +824,65 @@ mod tests {
         assert_eq!(f.status, Status::Fail, "{f:?}");
         assert!(f.message.contains("dropped by iptables-nft filter/INPUT policy: :INPUT DROP (past iptables-nft filter/INPUT #1: -A INPUT -p tcp -m mac --mac-source 52:54:00:12:34:56 -j ACCEPT"), "{}", f.message);
         assert!(f.remediation.unwrap().contains("iptables -I INPUT 1 "));
+    }
+
+    /// Live rules beside saved ones: a live REJECT fails whatever the file says (the file's ACCEPT is named);
+    /// a live accept that the file would not keep is a warn; a part that could not be read is never a pass.
+    #[test]
+    fn live_and_saved_rules_disagree() {
+        const OPEN: &str = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 10250 -j ACCEPT\nCOMMIT\n";
+        const SHUT: &str = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 10250 -j REJECT --reject-with icmp-port-unreachable\nCOMMIT\n";
+        let with_saved = |live: &str, saved: &str| {
+            let mut f = facts(live, Origin::IptablesLegacy, None);
+            if let Some(fw) = f.get_mut(&FIREWALL) {
+                fw.saved = Some(Saved {
+                    rules: iptables::parse(saved, Origin::IptablesSaved, Family::Ip).unwrap(),
+                    sources: vec!["/etc/sysconfig/iptables: 1 rules".into()],
+                });
+            }
+            f
+        };
+        let f = kubelet_port(&with_saved(SHUT, OPEN), &ctx()).unwrap();
+        assert_eq!(f.status, Status::Fail, "{f:?}");
+        assert!(f.message.contains("rejected by iptables-legacy filter/INPUT #1"), "{}", f.message);
+        assert!(
+            f.evidence.iter().any(|e| e.starts_with("the saved rules (/etc/sysconfig/iptables: 1 rules) disagree") && e.contains("they accept it")),
+            "{:?}",
+            f.evidence
+        );
+        let f = kubelet_port(&with_saved(OPEN, SHUT), &ctx()).unwrap();
+        assert_eq!(f.status, Status::Warn, "{f:?}");
+        assert!(f.message.contains("accepted by the live rules, but the saved rules (/etc/sysconfig/iptables: 1 rules) reject it by saved iptables file filter/INPUT #1") || f.message.contains("not persisted"), "{}", f.message);
+        let f = kubelet_port(&with_saved(OPEN, OPEN), &ctx()).unwrap();
+        assert_eq!(f.status, Status::Pass, "{f:?}");
+        assert!(f.evidence.iter().any(|e| e.contains("decide these paths the same way")));
+        let mut part = facts(OPEN, Origin::IptablesLegacy, None);
+        if let Some(fw) = part.get_mut(&FIREWALL) {
+            fw.problems.push("nft -j list ruleset: EPERM".into());
+        }
+        let f = kubelet_port(&part, &ctx()).unwrap();
+        assert_eq!(f.status, Status::Error, "{f:?}");
+        assert!(f.message.contains("only partly be read"), "{}", f.message);
+        // Still a fail when what was read blocks.
+        let mut part = facts(SHUT, Origin::IptablesLegacy, None);
+        if let Some(fw) = part.get_mut(&FIREWALL) {
+            fw.problems.push("nft -j list ruleset: EPERM".into());
+        }
+        assert_eq!(kubelet_port(&part, &ctx()).unwrap().status, Status::Fail);
+    }
+
+    /// firewall.manager says when no process could be seen, rather than "no firewalld process".
+    #[test]
+    fn a_manager_pass_names_where_processes_were_looked_for() {
+        let mut f = facts(CENTOS7, Origin::IptablesLegacy, None);
+        let m = manager(&f, &ctx()).unwrap();
+        assert!(m.message.contains("no running process could be seen"), "{m:?}");
+        if let Some(fw) = f.get_mut(&FIREWALL) {
+            fw.processes = vec![("/host/proc".into(), 0), ("/proc".into(), 42)];
+        }
+        let m = manager(&f, &ctx()).unwrap();
+        assert_eq!(m.message, "neither firewalld nor ufw is active");
+        assert!(m.evidence.iter().any(|e| e == "processes looked at: /host/proc (0), /proc (42)"), "{m:?}");
     }
 
     #[test]

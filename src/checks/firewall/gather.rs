@@ -9,7 +9,7 @@ use crate::{
 };
 
 use super::{
-    FirewallFacts, Manager,
+    FirewallFacts, Manager, Saved,
     hostnet::{self, Cni},
     iptables,
     model::{Family, Origin, Ruleset},
@@ -27,6 +27,16 @@ pub const CNI_DIR: &str = "/etc/cni/net.d";
 
 pub fn gather(host: &Host, timeout: Duration) -> Fact<FirewallFacts> {
     let rules = read_rules(host, timeout);
+    // Beside the running rules, what the host would load at boot: a disagreement is a rule that is not persisted.
+    let saved = if host.network_is_live() {
+        let r = read_saved(host);
+        r.rules.ok().map(|rules| Saved {
+            rules,
+            sources: r.sources,
+        })
+    } else {
+        None
+    };
     let interfaces = host
         .read_opt("/proc/net/dev")
         .ok()
@@ -39,17 +49,19 @@ pub fn gather(host: &Host, timeout: Duration) -> Fact<FirewallFacts> {
         hostnet::node_networks(&route, fib.as_deref(), v6.as_deref())
     });
     let cni = cni(host, &interfaces);
-    let managers = managers(host, rules.rules.as_ref().ok());
+    let (managers, processes) = managers(host, rules.rules.as_ref().ok());
     Ok(FirewallFacts {
         rules: rules.rules,
         sources: rules.sources,
         problems: rules.problems,
-        live: host.is_live(),
+        live: host.network_is_live(),
+        saved,
         iptables_backend: rules.backend,
         node_nets,
         interfaces,
         cni,
         managers,
+        processes,
     })
 }
 
@@ -62,63 +74,186 @@ pub struct ReadRules {
     pub backend: Option<String>,
 }
 
-/// Reads the running rules on the live host, the saved rule files under another root.
-pub fn read_rules(host: &Host, timeout: Duration) -> ReadRules {
-    let mut out = ReadRules {
-        rules: Ok(Ruleset::default()),
-        sources: vec![],
-        problems: vec![],
-        backend: None,
-    };
-    let mut rs = Ruleset::default();
-    if host.is_live() {
-        live_rules(
-            &|p: &str, a: &[&str]| run_command(p, a, timeout),
-            &mut rs,
-            &mut out,
-        );
-    } else {
-        saved_rules(host, &mut rs, &mut out);
+impl ReadRules {
+    fn empty() -> ReadRules {
+        ReadRules {
+            rules: Ok(Ruleset::default()),
+            sources: vec![],
+            problems: vec![],
+            backend: None,
+        }
     }
-    finish(host, rs, &mut out);
+}
+
+/// Reads the running rules when the network is live (the live host, or `--live-network`), the saved rule
+/// files under another root.
+///
+/// The live read runs the userland in this process's PATH, never the node's binaries under `--root`: in the
+/// image that is the image's own pinned iptables/nft (see deploy/image/rootfs.sh). The node's binaries are
+/// linked against the node's libraries and loader, so running them would mean chrooting into the node and
+/// executing its code with CAP_NET_ADMIN; a node may also have no userland at all (or only one backend's),
+/// while the kernel's rules are the same whichever userland dumps them.
+pub fn read_rules(host: &Host, timeout: Duration) -> ReadRules {
+    if host.network_is_live() {
+        let gate = LiveGate::read(host);
+        read_live_rules(&|p: &str, a: &[&str]| run_command(p, a, timeout), &gate)
+    } else {
+        read_saved(host)
+    }
+}
+
+/// The saved rule files under the host's root (`/etc/sysconfig/iptables`, `/etc/nftables.conf` ...).
+pub fn read_saved(host: &Host) -> ReadRules {
+    let mut out = ReadRules::empty();
+    let mut rs = Ruleset::default();
+    saved_rules(host, &mut rs, &mut out);
+    finish(
+        || {
+            format!(
+                "no saved firewall rules under {} ({}, {})",
+                host.root().display(),
+                SAVED_IPTABLES
+                    .iter()
+                    .map(|(p, _)| *p)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                SAVED_NFT.join(", ")
+            )
+        },
+        rs,
+        &mut out,
+    );
     out
 }
 
 /// A way to run a command: `run_command` with the run's timeout, or (in tests) inside a network namespace.
 pub type Runner<'a> = dyn Fn(&str, &[&str]) -> Result<String, CmdError> + 'a;
 
+/// What decides, before any tool runs, which backends may be asked: a dump must neither fail for want of
+/// privilege nor make the kernel load a module (`check` is read-only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveGate {
+    /// Whether this process holds CAP_NET_ADMIN (`CapEff` in /proc/self/status): iptables' getsockopt and
+    /// nft's netlink dump both answer EPERM without it. `Err` when that could not be read.
+    pub net_admin: Result<bool, String>,
+    /// `/proc/net/ip_tables_names`, `/proc/net/ip6_tables_names`: the legacy tables that exist (`None`: the
+    /// file is absent, x_tables is not loaded). Only listed tables are dumped: asking for another would make
+    /// the kernel load its module.
+    pub legacy: [Option<Vec<String>>; 2],
+    /// Whether nf_tables is in the running kernel (loaded, built in, or a kernel without modules). `Err`
+    /// says why that could not be told; nft and iptables-nft are then not run, since their first netlink
+    /// message would load it.
+    pub nf_tables: Result<bool, String>,
+}
+
+/// CAP_NET_ADMIN's bit in the capability sets.
+const CAP_NET_ADMIN: u32 = 12;
+
+impl LiveGate {
+    /// Reads the gate from the kernel: /proc/self/status and /proc/modules of this process (the kernel is the
+    /// node's), the legacy table lists of its network namespace, `modules.builtin` under the host's root.
+    pub fn read(host: &Host) -> LiveGate {
+        let me = Host::live();
+        let net_admin = me
+            .read("/proc/self/status")
+            .map_err(|e| e.to_string())
+            .and_then(|s| has_cap(&s, CAP_NET_ADMIN));
+        let legacy = ["/proc/net/ip_tables_names", "/proc/net/ip6_tables_names"].map(|p| {
+            host.read_opt(p)
+                .ok()
+                .flatten()
+                .map(|t| t.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
+        });
+        let nf_tables = match me.read_opt("/proc/modules") {
+            // A kernel built without module support: nothing can be loaded, so asking is safe.
+            Ok(None) => Ok(true),
+            Err(e) => Err(format!("cannot tell whether nf_tables is loaded: {e}")),
+            Ok(Some(m)) if module_listed(&m, "nf_tables") => Ok(true),
+            Ok(Some(_)) => {
+                let release = me
+                    .read("/proc/sys/kernel/osrelease")
+                    .map(|r| r.trim().to_string())
+                    .unwrap_or_default();
+                let builtin = format!("/lib/modules/{release}/modules.builtin");
+                match host.read_opt(&builtin).ok().flatten().or_else(|| me.read_opt(&builtin).ok().flatten()) {
+                    Some(b) => Ok(b.lines().any(|l| l.ends_with("/nf_tables.ko"))),
+                    None => Err(format!(
+                        "nf_tables is not in /proc/modules and {builtin} is missing, so whether it is built in is unknown"
+                    )),
+                }
+            }
+        };
+        LiveGate {
+            net_admin,
+            legacy,
+            nf_tables,
+        }
+    }
+
+    /// Every backend may be asked (tests that made the rules themselves, so every module is loaded).
+    pub fn assume_all() -> LiveGate {
+        LiveGate {
+            net_admin: Ok(true),
+            legacy: [
+                Some(vec!["filter".into(), "nat".into(), "mangle".into(), "raw".into()]),
+                Some(vec!["filter".into(), "nat".into(), "mangle".into(), "raw".into()]),
+            ],
+            nf_tables: Ok(true),
+        }
+    }
+}
+
+/// Whether capability `bit` is in `CapEff` of a /proc/PID/status text.
+fn has_cap(status: &str, bit: u32) -> Result<bool, String> {
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .ok_or("/proc/self/status has no CapEff line")?;
+    let caps = u64::from_str_radix(hex.trim(), 16)
+        .map_err(|e| format!("/proc/self/status CapEff {:?}: {e}", hex.trim()))?;
+    Ok(caps & (1u64 << bit) != 0)
+}
+
+/// Whether `/proc/modules` lists `name` (first field).
+fn module_listed(modules: &str, name: &str) -> bool {
+    modules
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(name))
+}
+
 /// Reads the running rules with `run` executing the tools: iptables-nft-save / iptables-legacy-save (or
-/// iptables-save), the same for ip6tables, and `nft -j list ruleset` without iptables-nft's own tables.
-pub fn read_live_rules(run: &Runner<'_>) -> ReadRules {
-    let mut out = ReadRules {
-        rules: Ok(Ruleset::default()),
-        sources: vec![],
-        problems: vec![],
-        backend: None,
-    };
+/// iptables-save), the same for ip6tables, and `nft -j list ruleset` without iptables-nft's own tables;
+/// `gate` says which backends may be asked.
+pub fn read_live_rules(run: &Runner<'_>, gate: &LiveGate) -> ReadRules {
+    let mut out = ReadRules::empty();
     let mut rs = Ruleset::default();
-    live_rules(run, &mut rs, &mut out);
-    finish(&Host::live(), rs, &mut out);
+    match &gate.net_admin {
+        Ok(true) => live_rules(run, gate, &mut rs, &mut out),
+        Ok(false) => out.problems.push(
+            "the firewall could not be read: no CAP_NET_ADMIN (iptables and nft answer EPERM without it): \
+             run k8sdoctor as root, in a container with NET_ADMIN added to its capabilities"
+                .into(),
+        ),
+        Err(e) => out.problems.push(format!("the firewall could not be read: {e}")),
+    }
+    finish(
+        || {
+            "the live firewall could not be read: no iptables-save, iptables-nft-save, \
+             iptables-legacy-save or nft in PATH"
+                .to_string()
+        },
+        rs,
+        &mut out,
+    );
     out
 }
 
-fn finish(host: &Host, rs: Ruleset, out: &mut ReadRules) {
+/// Settles the rules: none from any source is `Missing` (`missing` says what was looked for), or
+/// `Unreadable` when a source failed.
+fn finish(missing: impl FnOnce() -> String, rs: Ruleset, out: &mut ReadRules) {
     out.rules = if out.sources.is_empty() {
         Err(if out.problems.is_empty() {
-            FactError::Missing(if host.is_live() {
-                "no firewall tool found (iptables-save, nft)".into()
-            } else {
-                format!(
-                    "no saved firewall rules under {} ({}, {})",
-                    host.root().display(),
-                    SAVED_IPTABLES
-                        .iter()
-                        .map(|(p, _)| *p)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    SAVED_NFT.join(", ")
-                )
-            })
+            FactError::Missing(missing())
         } else {
             FactError::Unreadable(out.problems.join("; "))
         })
@@ -127,7 +262,7 @@ fn finish(host: &Host, rs: Ruleset, out: &mut ReadRules) {
     };
 }
 
-fn live_rules(run: &Runner<'_>, rs: &mut Ruleset, out: &mut ReadRules) {
+fn live_rules(run: &Runner<'_>, gate: &LiveGate, rs: &mut Ruleset, out: &mut ReadRules) {
     // `iptables v1.8.9 (nf_tables)` / `(legacy)`; before 1.8 (CentOS 7's 1.4.21) there was only legacy.
     out.backend = run("iptables", &["--version"]).ok().and_then(|v| {
         if v.contains("nf_tables") {
@@ -138,14 +273,30 @@ fn live_rules(run: &Runner<'_>, rs: &mut Ruleset, out: &mut ReadRules) {
             None
         }
     });
+    let nft_ok = match &gate.nf_tables {
+        Ok(ok) => *ok,
+        Err(e) => {
+            out.problems
+                .push(format!("{e}: nft and iptables-nft not run (they would load it)"));
+            false
+        }
+    };
     // iptables-nft tables also show up in `nft list ruleset`; they are read through iptables-nft-save instead.
     let mut nft_compat: Vec<(Family, String)> = Vec::new();
-    for (family, prefix) in [(Family::Ip, "iptables"), (Family::Ip6, "ip6tables")] {
+    for (i, (family, prefix)) in [(Family::Ip, "iptables"), (Family::Ip6, "ip6tables")]
+        .into_iter()
+        .enumerate()
+    {
+        // Legacy tables exist only when listed; none listed means no legacy rules of this family.
+        let legacy_ok = gate.legacy[i].as_ref().is_some_and(|t| !t.is_empty());
         let mut ran_split = false;
-        for (suffix, origin) in [
-            ("-nft-save", Origin::IptablesNft),
-            ("-legacy-save", Origin::IptablesLegacy),
+        for (suffix, origin, allowed) in [
+            ("-nft-save", Origin::IptablesNft, nft_ok),
+            ("-legacy-save", Origin::IptablesLegacy, legacy_ok),
         ] {
+            if !allowed {
+                continue;
+            }
             let prog = format!("{prefix}{suffix}");
             match run(&prog, &[]) {
                 Err(CmdError::NotFound(_)) => {}
@@ -157,15 +308,26 @@ fn live_rules(run: &Runner<'_>, rs: &mut Ruleset, out: &mut ReadRules) {
         }
         if !ran_split {
             let prog = format!("{prefix}-save");
-            let origin = match out.backend.as_deref() {
-                Some("legacy") => Origin::IptablesLegacy,
-                _ => Origin::IptablesNft,
+            let (origin, allowed) = match out.backend.as_deref() {
+                Some("legacy") => (Origin::IptablesLegacy, legacy_ok),
+                _ => (Origin::IptablesNft, nft_ok),
             };
-            match run(&prog, &[]) {
-                Err(CmdError::NotFound(_)) => {}
-                r => add_iptables(&prog, r, origin, family, rs, out, &mut nft_compat),
+            if allowed {
+                match run(&prog, &[]) {
+                    Err(CmdError::NotFound(_)) => {}
+                    r => add_iptables(&prog, r, origin, family, rs, out, &mut nft_compat),
+                }
             }
         }
+    }
+    if !nft_ok {
+        if matches!(gate.nf_tables, Ok(false)) && !gate.legacy.iter().flatten().any(|t| !t.is_empty()) {
+            out.sources.push(
+                "the kernel holds no netfilter tables (nf_tables is not loaded, no legacy table is listed in /proc/net/ip*_tables_names)"
+                    .into(),
+            );
+        }
+        return;
     }
     match run("nft", &["-j", "list", "ruleset"]) {
         Err(CmdError::NotFound(_)) => {}
@@ -380,26 +542,33 @@ fn cni(host: &Host, interfaces: &[String]) -> Option<Cni> {
     })
 }
 
-fn managers(host: &Host, rules: Option<&Ruleset>) -> Vec<Manager> {
+/// The firewall managers: a running firewalld (looked for in the process table under the root, and under
+/// `--live-network` in this process's own /proc too: with hostPID both are the node's), firewalld enabled at
+/// boot, ufw enabled or its chains loaded. Also says where processes were looked for, and how many were seen.
+fn managers(host: &Host, rules: Option<&Ruleset>) -> (Vec<Manager>, Vec<(String, usize)>) {
     let mut out = Vec::new();
-    if host.is_live() {
-        let running = host
+    let mut tables = vec![(host.clone(), host.root().join("proc").display().to_string())];
+    if host.network_is_live() && !host.is_live() {
+        tables.push((Host::live(), "/proc".to_string()));
+    }
+    let mut seen = Vec::new();
+    'tables: for (h, shown) in &tables {
+        let pids: Vec<String> = h
             .list_dir("/proc")
             .unwrap_or_default()
             .into_iter()
-            .find(|p| {
-                p.bytes().all(|b| b.is_ascii_digit())
-                    && host
-                        .read_opt(&format!("/proc/{p}/cmdline"))
-                        .ok()
-                        .flatten()
-                        .is_some_and(|c| hostnet::is_firewalld_cmdline(&c))
-            });
-        if let Some(pid) = running {
-            out.push(Manager {
-                name: "firewalld".into(),
-                evidence: format!("/proc/{pid}/cmdline: firewalld is running"),
-            });
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            .collect();
+        seen.push((shown.clone(), pids.len()));
+        for p in pids {
+            let cmdline = h.read_opt(&format!("/proc/{p}/cmdline")).ok().flatten();
+            if cmdline.is_some_and(|c| hostnet::is_firewalld_cmdline(&c)) {
+                out.push(Manager {
+                    name: "firewalld".into(),
+                    evidence: format!("{shown}/{p}/cmdline: firewalld is running"),
+                });
+                break 'tables;
+            }
         }
     }
     let unit = "/etc/systemd/system/multi-user.target.wants/firewalld.service";
@@ -420,13 +589,13 @@ fn managers(host: &Host, rules: Option<&Ruleset>) -> Vec<Manager> {
             name: "ufw".into(),
             evidence: "/etc/ufw/ufw.conf: ENABLED=yes".into(),
         });
-    } else if ufw_chains && host.is_live() {
+    } else if ufw_chains && host.network_is_live() {
         out.push(Manager {
             name: "ufw".into(),
             evidence: "ufw-before-input chain holds rules".into(),
         });
     }
-    out
+    (out, seen)
 }
 
 #[cfg(test)]
@@ -477,6 +646,73 @@ mod tests {
 mod live_tests {
     use super::*;
 
+    /// The gate decides before any tool runs: without CAP_NET_ADMIN nothing runs and the rules are
+    /// unreadable with the reason; nf_tables not loaded means no nft tool runs; legacy tables only when listed.
+    #[test]
+    fn the_gate_keeps_tools_from_failing_or_loading_modules() {
+        let ran = std::cell::RefCell::new(Vec::new());
+        let run = |p: &str, _: &[&str]| -> Result<String, CmdError> {
+            ran.borrow_mut().push(p.to_string());
+            match p {
+                "iptables-legacy-save" => {
+                    Ok("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j REJECT\nCOMMIT\n".into())
+                }
+                _ => Err(CmdError::NotFound(p.into())),
+            }
+        };
+        let mut gate = LiveGate::assume_all();
+        gate.net_admin = Ok(false);
+        let r = read_live_rules(&run, &gate);
+        assert!(ran.borrow().is_empty(), "{:?}", ran.borrow());
+        match r.rules {
+            Err(FactError::Unreadable(why)) => {
+                assert!(why.starts_with("the firewall could not be read: no CAP_NET_ADMIN"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        gate.net_admin = Ok(true);
+        gate.nf_tables = Ok(false);
+        gate.legacy = [Some(vec!["filter".into()]), Some(vec![])];
+        let r = read_live_rules(&run, &gate);
+        assert_eq!(*ran.borrow(), ["iptables", "iptables-legacy-save"]);
+        assert_eq!(r.rules.unwrap().rule_count(), 1);
+        ran.borrow_mut().clear();
+        gate.legacy = [None, None];
+        let r = read_live_rules(&run, &gate);
+        assert_eq!(*ran.borrow(), ["iptables"]);
+        assert_eq!(r.rules.unwrap().rule_count(), 0);
+        assert!(r.sources[0].starts_with("the kernel holds no netfilter tables"));
+        gate.nf_tables = Err("cannot tell".into());
+        let r = read_live_rules(&run, &gate);
+        assert!(matches!(r.rules, Err(FactError::Unreadable(_))), "{:?}", r.rules);
+        assert_eq!(has_cap("CapEff:\t0000000000001000\n", 12), Ok(true));
+        assert_eq!(has_cap("CapEff:\t0000000000000000\n", 12), Ok(false));
+        assert!(has_cap("Name: x\n", 12).is_err());
+        assert!(module_listed("nf_tables 1 2 - Live 0x0\n", "nf_tables"));
+        assert!(!module_listed("nf_tables_set 1 2 - Live 0x0\n", "nf_tables"));
+    }
+
+    /// Under a root with --live-network, network state is this process's own and everything else the root's.
+    #[test]
+    fn live_network_reads_net_state_live_and_files_under_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("proc/net")).unwrap();
+        std::fs::create_dir_all(d.path().join("etc")).unwrap();
+        std::fs::write(d.path().join("proc/net/dev"), "fixture\n").unwrap();
+        std::fs::write(d.path().join("etc/hostname"), "fixture\n").unwrap();
+        let h = Host::new(d.path()).unwrap();
+        assert_eq!(h.read("/proc/net/dev").unwrap(), "fixture\n");
+        assert!(!h.network_is_live());
+        let h = h.with_live_network();
+        assert!(h.network_is_live() && !h.is_live());
+        assert!(h.read("/proc/net/dev").unwrap().contains("Inter-|"));
+        assert_eq!(h.read("/etc/hostname").unwrap(), "fixture\n");
+        assert_eq!(
+            h.read("/proc/sys/net/ipv4/ip_forward").unwrap(),
+            Host::live().read("/proc/sys/net/ipv4/ip_forward").unwrap()
+        );
+    }
+
     /// A host whose iptables-nft tables also appear in `nft -j list ruleset`: they are read once, from iptables-nft-save.
     #[test]
     fn iptables_nft_tables_are_not_read_twice_and_missing_tools_are_skipped() {
@@ -499,7 +735,7 @@ mod live_tests {
                 _ => Err(CmdError::NotFound(p.into())),
             }
         };
-        let r = read_live_rules(&run);
+        let r = read_live_rules(&run, &LiveGate::assume_all());
         assert_eq!(r.backend.as_deref(), Some("nf_tables"));
         let rs = r.rules.unwrap();
         let names: Vec<(Origin, &str)> = rs
@@ -533,11 +769,14 @@ mod live_tests {
                 _ => Err(CmdError::NotFound(p.into())),
             }
         };
-        let r = read_live_rules(&centos);
+        let r = read_live_rules(&centos, &LiveGate::assume_all());
         assert_eq!(r.backend.as_deref(), Some("legacy"));
         assert_eq!(r.rules.unwrap().chains[0].origin, Origin::IptablesLegacy);
         // Nothing at all: missing, so the checks skip.
-        let none = read_live_rules(&|p: &str, _: &[&str]| Err(CmdError::NotFound(p.into())));
+        let none = read_live_rules(
+            &|p: &str, _: &[&str]| Err(CmdError::NotFound(p.into())),
+            &LiveGate::assume_all(),
+        );
         assert!(matches!(none.rules, Err(FactError::Missing(_))));
     }
 }

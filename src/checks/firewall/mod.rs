@@ -8,6 +8,7 @@ mod checks;
 pub mod eval;
 mod fix;
 mod gather;
+pub mod multicast;
 pub mod hostnet;
 pub mod iptables;
 pub mod model;
@@ -18,7 +19,8 @@ pub mod nft_text;
 pub use checks::{Accept, Blocked, accept_command, accept_rule, blocked_paths};
 pub use eval::{Answer, Decision, InsertPoint, Query, RuleRef, evaluate};
 pub use gather::{
-    ReadRules, Runner, SAVED_IPTABLES, SAVED_NFT, gather, read_live_rules, read_rules,
+    LiveGate, ReadRules, Runner, SAVED_IPTABLES, SAVED_NFT, gather, read_live_rules, read_rules,
+    read_saved,
 };
 pub use model::{Origin, Ruleset, Verdict};
 pub use net::Net;
@@ -60,6 +62,14 @@ pub struct Manager {
     pub evidence: String,
 }
 
+/// The saved rules beside the live ones.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    pub rules: Ruleset,
+    /// The files they came from (`/etc/sysconfig/iptables: 12 rules`).
+    pub sources: Vec<String>,
+}
+
 /// Everything the firewall checks read.
 #[derive(Debug, Clone)]
 pub struct FirewallFacts {
@@ -69,14 +79,19 @@ pub struct FirewallFacts {
     pub sources: Vec<String>,
     /// Sources that could not be read; the rules from the others are still used.
     pub problems: Vec<String>,
-    /// Whether these are the running rules (live host) rather than saved files.
+    /// Whether these are the running rules (live host, or `--live-network`) rather than saved files.
     pub live: bool,
+    /// With live rules: the saved rule files under the root (what a reboot or reload loads), when any
+    /// exists and parsed, to tell a rule that is not persisted.
+    pub saved: Option<Saved>,
     /// `iptables --version` backend: `nf_tables` or `legacy`.
     pub iptables_backend: Option<String>,
     pub node_nets: Fact<Vec<NodeNet>>,
     pub interfaces: Vec<String>,
     pub cni: Option<Cni>,
     pub managers: Vec<Manager>,
+    /// Where running firewall processes were looked for, and how many processes each table showed.
+    pub processes: Vec<(String, usize)>,
 }
 
 #[cfg(test)]
