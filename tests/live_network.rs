@@ -91,19 +91,16 @@ fn find<'a>(
         .unwrap_or_else(|| panic!("no {id}"))
 }
 
+/// `check --offline -o json --only ONLY`, the start of every run here.
+fn check_only(only: &str) -> [&str; 6] {
+    ["check", "--offline", "-o", "json", "--only", only]
+}
+
 /// `check --root ROOT --live-network` inside `ns` with the doctor and userland of this machine.
 fn check_in(ns: &Netns, root: &Path) -> Output {
     ns.command(bin().to_str().unwrap())
-        .args([
-            "check",
-            "--offline",
-            "-o",
-            "json",
-            "--live-network",
-            "--only",
-            CHECKS,
-            "--root",
-        ])
+        .args(check_only(CHECKS))
+        .args(["--live-network", "--root"])
         .arg(root)
         .output()
         .unwrap()
@@ -131,15 +128,8 @@ fn a_live_reject_with_nothing_saved_fails_citing_the_live_rule() {
     // The same root without --live-network has no rules to judge: the saved files are all it reads.
     let o = ns
         .command(bin().to_str().unwrap())
-        .args([
-            "check",
-            "--offline",
-            "-o",
-            "json",
-            "--only",
-            "firewall.kubelet-port",
-            "--root",
-        ])
+        .args(check_only("firewall.kubelet-port"))
+        .arg("--root")
         .arg(dir.path())
         .output()
         .unwrap();
@@ -321,15 +311,8 @@ fn firewall_manager_finds_a_running_firewalld() {
     root_with(&root, None);
     let manager = |extra: &[&str]| {
         let o = std::process::Command::new(bin())
-            .args([
-                "check",
-                "--offline",
-                "-o",
-                "json",
-                "--only",
-                "firewall.manager",
-                "--root",
-            ])
+            .args(check_only("firewall.manager"))
+            .arg("--root")
             .arg(&root)
             .args(extra)
             .output()
