@@ -91,19 +91,16 @@ fn find<'a>(
         .unwrap_or_else(|| panic!("no {id}"))
 }
 
+/// `check --offline -o json --only ONLY`, the start of every run here.
+fn check_only(only: &str) -> [&str; 6] {
+    ["check", "--offline", "-o", "json", "--only", only]
+}
+
 /// `check --root ROOT --live-network` inside `ns` with the doctor and userland of this machine.
 fn check_in(ns: &Netns, root: &Path) -> Output {
     ns.command(bin().to_str().unwrap())
-        .args([
-            "check",
-            "--offline",
-            "-o",
-            "json",
-            "--live-network",
-            "--only",
-            CHECKS,
-            "--root",
-        ])
+        .args(check_only(CHECKS))
+        .args(["--live-network", "--root"])
         .arg(root)
         .output()
         .unwrap()
@@ -131,15 +128,8 @@ fn a_live_reject_with_nothing_saved_fails_citing_the_live_rule() {
     // The same root without --live-network has no rules to judge: the saved files are all it reads.
     let o = ns
         .command(bin().to_str().unwrap())
-        .args([
-            "check",
-            "--offline",
-            "-o",
-            "json",
-            "--only",
-            "firewall.kubelet-port",
-            "--root",
-        ])
+        .args(check_only("firewall.kubelet-port"))
+        .arg("--root")
         .arg(dir.path())
         .output()
         .unwrap();
@@ -312,6 +302,63 @@ fn the_nodes_multicast_drops_are_named_from_its_live_rules() {
     );
 }
 
+/// firewall.manager looks for a running firewalld, not only at the boot link: in the root's process table
+/// (a node's /proc under /host with hostPID), and with --live-network in this process's /proc too.
+fn firewall_manager_finds_a_running_firewalld() {
+    support::harness::require_tools(&["sleep"]);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    root_with(&root, None);
+    let manager = |extra: &[&str]| {
+        let o = std::process::Command::new(bin())
+            .args(check_only("firewall.manager"))
+            .arg("--root")
+            .arg(&root)
+            .args(extra)
+            .output()
+            .unwrap();
+        find(&results(&o), "firewall.manager").clone()
+    };
+    // Nothing under the root shows a process: the pass says what it could not see.
+    let (_, status, msg, _) = manager(&[]);
+    assert_eq!(status, "pass");
+    assert!(msg.contains("no running process could be seen"), "{msg}");
+    // A firewalld running here (started by hand: no unit link under the root), seen with --live-network.
+    let fake = dir.path().join("firewalld");
+    fs::copy("/bin/sleep", &fake).unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(std::process::Command::new(&fake).arg("30").spawn().unwrap());
+    let (_, status, msg, ev) = manager(&["--live-network"]);
+    assert_eq!(status, "warn", "{msg}");
+    assert!(
+        ev.contains(&format!(
+            "this process's /proc: process {} is firewalld (its cmdline)",
+            child.0.id()
+        )),
+        "{ev:?}"
+    );
+    drop(child);
+    // The root's own process table (hostPID: the node's /proc under /host).
+    fs::create_dir_all(root.join("proc/4242")).unwrap();
+    fs::write(
+        root.join("proc/4242/cmdline"),
+        "/usr/bin/python3\0-s\0/usr/sbin/firewalld\0--nofork\0",
+    )
+    .unwrap();
+    let (_, status, _, ev) = manager(&[]);
+    assert_eq!(status, "warn");
+    assert!(
+        ev.contains(&"/proc under the root: process 4242 is firewalld (its cmdline)".to_string()),
+        "{ev:?}"
+    );
+}
+
 fn main() {
     support::harness::main(vec![
         trial!(a_live_reject_with_nothing_saved_fails_citing_the_live_rule),
@@ -319,5 +366,6 @@ fn main() {
         trial!(the_image_userland_reads_live_legacy_and_nft_rejects),
         trial!(net_sysctls_and_sockets_are_the_namespaces),
         trial!(the_nodes_multicast_drops_are_named_from_its_live_rules),
+        trial!(firewall_manager_finds_a_running_firewalld),
     ]);
 }

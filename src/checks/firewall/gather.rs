@@ -547,9 +547,12 @@ fn cni(host: &Host, interfaces: &[String]) -> Option<Cni> {
 /// boot, ufw enabled or its chains loaded. Also says where processes were looked for, and how many were seen.
 fn managers(host: &Host, rules: Option<&Ruleset>) -> (Vec<Manager>, Vec<(String, usize)>) {
     let mut out = Vec::new();
-    let mut tables = vec![(host.clone(), host.root().join("proc").display().to_string())];
-    if host.network_is_live() && !host.is_live() {
-        tables.push((Host::live(), "/proc".to_string()));
+    let mut tables = vec![(host.clone(), "/proc")];
+    if !host.is_live() {
+        tables[0].1 = "/proc under the root";
+        if host.network_is_live() {
+            tables.push((Host::live(), "this process's /proc"));
+        }
     }
     let mut seen = Vec::new();
     'tables: for (h, shown) in &tables {
@@ -559,13 +562,13 @@ fn managers(host: &Host, rules: Option<&Ruleset>) -> (Vec<Manager>, Vec<(String,
             .into_iter()
             .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
             .collect();
-        seen.push((shown.clone(), pids.len()));
+        seen.push((shown.to_string(), pids.len()));
         for p in pids {
             let cmdline = h.read_opt(&format!("/proc/{p}/cmdline")).ok().flatten();
             if cmdline.is_some_and(|c| hostnet::is_firewalld_cmdline(&c)) {
                 out.push(Manager {
                     name: "firewalld".into(),
-                    evidence: format!("{shown}/{p}/cmdline: firewalld is running"),
+                    evidence: format!("{shown}: process {p} is firewalld (its cmdline)"),
                 });
                 break 'tables;
             }
