@@ -544,6 +544,13 @@ struct CheckArgs {
     /// Verbose table: every skipped check on its own row (as --show-skipped).
     #[arg(short = 'v', long)]
     verbose: bool,
+    // -- bundles (docs/bundle.md) --
+    /// Also write every input the checks read, secrets masked, with the report to FILE (a .tar.gz).
+    #[arg(long, value_name = "FILE")]
+    bundle: Option<PathBuf>,
+    /// Evaluate the checks from a bundle alone: no host file, command or network.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["bundle", "root", "kubeconfig", "context", "offline"])]
+    from_bundle: Option<PathBuf>,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -588,6 +595,8 @@ impl CheckArgs {
             timeout,
             proxy_port: self.proxy_port,
             show_skipped: self.verbose,
+            bundle: self.bundle,
+            from_bundle: self.from_bundle,
             ..Config::default()
         }))
     }

@@ -76,6 +76,10 @@ pub struct Config {
     pub color: bool,
     /// List every skipped check in the table (else skips sharing a reason are one row).
     pub show_skipped: bool,
+    /// `--bundle FILE`: also record every input the run reads into FILE.
+    pub bundle: Option<PathBuf>,
+    /// `--from-bundle FILE`: evaluate from a recorded bundle instead of the host.
+    pub from_bundle: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -95,6 +99,8 @@ impl Default for Config {
             fail_on: Status::Fail,
             color: false,
             show_skipped: false,
+            bundle: None,
+            from_bundle: None,
         }
     }
 }

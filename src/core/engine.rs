@@ -36,8 +36,9 @@ fn gather_all(
     let deadline = Instant::now() + timeout;
     let shared = Arc::new((host.clone(), cfg.clone()));
     let (tx, rx) = mpsc::channel::<Gathered>();
-    let (files, own): (Vec<&'static dyn AnySource>, Vec<_>) =
-        sources.iter().partition(|s| s.io() == Io::Files);
+    let (files, own): (Vec<&'static dyn AnySource>, Vec<_>) = sources
+        .iter()
+        .partition(|s| s.io_here(host, cfg) == Io::Files);
     let groups = std::iter::once(files)
         .filter(|g| !g.is_empty())
         .chain(own.into_iter().map(|s| vec![s]));
@@ -109,9 +110,15 @@ pub fn run(cfg: &Config) -> Result<Report> {
 
 /// Like [`run`], and also hands back the gathered facts (for `fix`, whose planners read the same facts the checks did).
 pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
-    let started = SystemTime::now();
-    let clock = Instant::now();
     let host = Host::new(&cfg.root).context("cannot read host files")?;
+    run_on(cfg, &host, SystemTime::now())
+}
+
+/// The run on a given host (one that records, or a recording), with `now` as the checks' clock (a
+/// replay judges expiry as of the recording).
+pub fn run_on(cfg: &Config, host: &Host, now: SystemTime) -> Result<(Report, Facts)> {
+    let started = now;
+    let clock = Instant::now();
     let all: Vec<&CheckDef> = checks::registry().collect();
     let known: Vec<&str> = all.iter().map(|c| c.id).collect();
     // kubeadm's preflight names (`Swap`, `Port-6443` ...) select the checks that cover them.
@@ -130,11 +137,11 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
             }
         );
     }
-    if !cfg.offline {
+    if !cfg.offline && host.replay().is_none() {
         // A kubeconfig the user named but that cannot be read (or lacks --context) is exit 2.
         crate::checks::cluster::connect::load_named(cfg)?;
     }
-    let role = resolve_role(cfg.role, &host);
+    let role = resolve_role(cfg.role, host);
     let ctx = Ctx { role, now: started };
     let mut selected: Vec<(&CheckDef, &catalog::Entry)> = all
         .into_iter()
@@ -154,7 +161,7 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
             }
         }
     }
-    let (facts, took) = gather_all(&sources, &host, cfg);
+    let (facts, took) = gather_all(&sources, host, cfg);
     let results: Vec<CheckResult> = selected
         .iter()
         .map(|(def, entry)| {
@@ -183,7 +190,7 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
             CheckResult::from_finding(entry, finding, gather_ms + t.elapsed().as_millis() as u64)
         })
         .collect();
-    let mut host_block = host_info(&host, role);
+    let mut host_block = host_info(host, role);
     let stage =
         super::stage::Stage::resolve(cfg.stage, host.exists(super::stage::KUBELET_CONF), role);
     host_block.stage = Some(stage.as_str().into());

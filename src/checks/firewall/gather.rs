@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::{
     core::facts::{Fact, FactError},
-    core::host::{CmdError, Host, run_command},
+    core::host::{CmdError, Host},
 };
 
 use super::{
@@ -73,7 +73,7 @@ pub fn read_rules(host: &Host, timeout: Duration) -> ReadRules {
     let mut rs = Ruleset::default();
     if host.is_live() {
         live_rules(
-            &|p: &str, a: &[&str]| run_command(p, a, timeout),
+            &|p: &str, a: &[&str]| host.run(p, a, timeout),
             &mut rs,
             &mut out,
         );
@@ -84,7 +84,7 @@ pub fn read_rules(host: &Host, timeout: Duration) -> ReadRules {
     out
 }
 
-/// A way to run a command: `run_command` with the run's timeout, or (in tests) inside a network namespace.
+/// A way to run a command: the host's, with the run's timeout, or (in tests) inside a network namespace.
 pub type Runner<'a> = dyn Fn(&str, &[&str]) -> Result<String, CmdError> + 'a;
 
 /// Reads the running rules with `run` executing the tools: iptables-nft-save / iptables-legacy-save (or
