@@ -47,11 +47,15 @@ const SECRET_KEYS: &[&str] = &[
     "access_token",
     "token-secret",
     "secret",
+    // containerd's registry credentials.
+    "auth",
+    "identitytoken",
 ];
 
 /// Masks every secret-shaped substring of `s`.
 pub fn mask_secrets(s: &str) -> String {
     let s = mask_pem_keys(s);
+    let s = mask_exec_blocks(&s);
     let s = mask_userinfo(&s);
     let s = mask_keyed(&s);
     mask_words(&s)
@@ -85,6 +89,62 @@ fn mask_pem_keys(s: &str) -> String {
         rest = &rest[marker..];
     }
     out.push_str(rest);
+    out
+}
+
+/// A kubeconfig's `exec:` credential plugin: the values of its `env` and its `args` may be credentials
+/// (an API key, a password flag's value); the command and the variables' names are kept.
+fn mask_exec_blocks(s: &str) -> String {
+    if !s.contains("exec:") {
+        return s.to_string();
+    }
+    let indent = |l: &str| l.len() - l.trim_start_matches([' ', '-']).len();
+    let mut out = String::with_capacity(s.len());
+    // The indentation of the open `exec:` key, and of an open `args:` key inside it.
+    let (mut exec, mut args): (Option<usize>, Option<usize>) = (None, None);
+    for line in s.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let t = body.trim_start_matches([' ', '-']);
+        let ind = indent(body);
+        if !t.is_empty() && exec.is_some_and(|e| ind <= e) {
+            (exec, args) = (None, None);
+        }
+        if !t.is_empty() && args.is_some_and(|a| ind <= a) && !body.trim_start().starts_with('-') {
+            args = None;
+        }
+        if args.is_some_and(|a| ind >= a) && body.trim_start().starts_with('-') {
+            let dash = body.find('-').unwrap_or(0);
+            out.push_str(&body[..dash + 1]);
+            out.push(' ');
+            out.push_str(STARS);
+            out.push_str(&line[body.len()..]);
+            continue;
+        }
+        if exec.is_some() {
+            if let Some(v) = t.strip_prefix("value:") {
+                if !v.trim().is_empty() {
+                    out.push_str(&body[..body.len() - v.len()]);
+                    out.push(' ');
+                    out.push_str(STARS);
+                    out.push_str(&line[body.len()..]);
+                    continue;
+                }
+            } else if let Some(v) = t.strip_prefix("args:") {
+                if v.trim().starts_with('[') {
+                    out.push_str(&body[..body.len() - v.len()]);
+                    out.push_str(" [");
+                    out.push_str(STARS);
+                    out.push(']');
+                    out.push_str(&line[body.len()..]);
+                    continue;
+                }
+                args = Some(ind);
+            }
+        } else if t.starts_with("exec:") {
+            exec = Some(ind);
+        }
+        out.push_str(line);
+    }
     out
 }
 
@@ -159,6 +219,17 @@ fn mask_keyed(s: &str) -> String {
         };
         let quoted = i > 0 && b[i - 1] == b'"' && close > 0;
         let mut j = i + n + if quoted { close } else { 0 };
+        // TOML and INI put spaces around `=` (`password = "x"`), at the start of a line.
+        let at_line_start = b[line_start..i].iter().all(|&c| c == b' ' || c == b'\t');
+        if !quoted && at_line_start {
+            let mut k = j;
+            while k < b.len() && (b[k] == b' ' || b[k] == b'\t') {
+                k += 1;
+            }
+            if b.get(k) == Some(&b'=') {
+                j = k;
+            }
+        }
         let sep = b.get(j).copied();
         let yaml_key = !quoted
             && sep == Some(b':')
@@ -187,7 +258,7 @@ fn mask_keyed(s: &str) -> String {
             value_end = k;
         } else if yaml_key || (!quoted && sep == Some(b'=')) {
             j += 1;
-            while yaml_key && j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
+            while (yaml_key || at_line_start) && j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
                 j += 1;
             }
             if matches!(b.get(j), Some(b'"' | b'\'')) {
@@ -455,6 +526,35 @@ mod tests {
         assert_eq!(
             mask_secrets("GET /x?token=abc&y=1"),
             "GET /x?token=****&y=1"
+        );
+    }
+
+    #[test]
+    fn masks_exec_plugin_env_and_args_and_toml_credentials() {
+        let kc = "users:\n- name: a\n  user:\n    exec:\n      command: aws-iam-authenticator\n      args:\n      - token\n      - --secret-access-key\n      - AKIAEXECARG\n      env:\n      - name: AWS_SECRET_ACCESS_KEY\n        value: EXECENVSECRET\n- name: b\n  user:\n    username: admin\n";
+        let m = mask_secrets(kc);
+        assert!(
+            !m.contains("AKIAEXECARG") && !m.contains("EXECENVSECRET"),
+            "{m}"
+        );
+        for kept in [
+            "command: aws-iam-authenticator",
+            "name: AWS_SECRET_ACCESS_KEY",
+            "username: admin",
+            "- name: b",
+        ] {
+            assert!(m.contains(kept), "{kept}: {m}");
+        }
+        let toml = "[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"r.example\".auth]\n  username = \"u\"\n  password = \"T0mlPass\"\n  auth = \"dTpUMG1sUGFzcw==\"\n";
+        let m = mask_secrets(toml);
+        assert!(
+            !m.contains("T0mlPass") && !m.contains("dTpUMG1sUGFzcw"),
+            "{m}"
+        );
+        assert!(m.contains("username = \"u\""), "{m}");
+        assert_eq!(
+            mask_secrets("max_concurrent_downloads = 3"),
+            "max_concurrent_downloads = 3"
         );
     }
 

@@ -63,6 +63,11 @@ pub struct RecordedConfig {
     pub proxy_port: u16,
     pub kubeconfig: Option<String>,
     pub context: Option<String>,
+    /// `--only` and `--skip` as given: a replay without its own selects the same checks.
+    #[serde(default)]
+    pub only: Vec<String>,
+    #[serde(default)]
+    pub skip: Vec<String>,
 }
 
 impl RecordedConfig {
@@ -76,12 +81,23 @@ impl RecordedConfig {
                 .as_ref()
                 .map(|p| crate::mask::mask_secrets(&p.display().to_string())),
             context: cfg.context.clone(),
+            only: cfg.selection.only.clone(),
+            skip: cfg.selection.skip.clone(),
         }
     }
 
-    /// `cfg` with these settings in place of its own.
+    /// `cfg` with these settings in place of its own (the selection only when it names none).
     pub fn apply(&self, cfg: &Config) -> Config {
+        let own = !cfg.selection.only.is_empty() || !cfg.selection.skip.is_empty();
         Config {
+            selection: if own {
+                cfg.selection.clone()
+            } else {
+                crate::core::config::Selection {
+                    only: self.only.clone(),
+                    skip: self.skip.clone(),
+                }
+            },
             offline: self.offline,
             timeout: std::time::Duration::from_millis(self.timeout_ms),
             proxy_port: self.proxy_port,

@@ -170,9 +170,12 @@ fn members(tar_bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
 
 /// Reads a bundle from its bytes.
 pub fn read(bytes: &[u8]) -> Result<Bundle, BundleError> {
-    let tar_bytes = gunzip(bytes)?;
-    let mut members = members(&tar_bytes)?;
-    drop(tar_bytes);
+    read_tar(&gunzip(bytes)?)
+}
+
+/// Reads a bundle from its unpacked tar.
+pub fn read_tar(tar_bytes: &[u8]) -> Result<Bundle, BundleError> {
+    let mut members = members(tar_bytes)?;
     let manifest_bytes = members
         .remove(MANIFEST)
         .ok_or_else(|| BundleError::Foreign(format!("it has no {MANIFEST}")))?;
@@ -256,4 +259,111 @@ pub fn read(bytes: &[u8]) -> Result<Bundle, BundleError> {
         report,
         replay: Replay::new(entries, sources),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::{
+        bundle::{format::RecordedConfig, writer},
+        core::{
+            config::Config,
+            tape::{Call, FileBody, Recorded, in_source},
+        },
+    };
+
+    fn report() -> crate::report::Report {
+        crate::report::Report::new(
+            std::time::SystemTime::UNIX_EPOCH,
+            0,
+            crate::report::HostInfo {
+                hostname: "h".into(),
+                kernel: "k".into(),
+                os: "o".into(),
+                root: "/r".into(),
+                role: "worker".into(),
+                stage: None,
+            },
+            None,
+            vec![],
+        )
+    }
+
+    fn bundle() -> Vec<u8> {
+        let rec = crate::core::tape::Recorder::default();
+        in_source("swap", || {
+            rec.record(
+                Call::Read {
+                    path: "/proc/swaps".into(),
+                },
+                Answer::File(Ok(Some(FileBody {
+                    bytes: b"Filename Type\n".to_vec(),
+                    member: String::new(),
+                    mode: 0o444,
+                    uid: 0,
+                    gid: 0,
+                    kind: "file".into(),
+                }))),
+            );
+            rec.record(
+                Call::Exists {
+                    path: "/etc/fstab".into(),
+                },
+                Answer::Bool(false),
+            );
+        });
+        let header = writer::Header {
+            created_at: "2026-01-01T00:00:00Z".into(),
+            command_line: "k8sdoctor --bundle b".into(),
+            recorded: Recorded {
+                root: "/r".into(),
+                live: false,
+            },
+            config: RecordedConfig::of(&Config::default()),
+            sources: ["swap".to_string()].into(),
+        };
+        writer::write(header, &report(), rec.entries()).unwrap()
+    }
+
+    #[test]
+    fn what_is_written_reads_back_as_the_same_answers() {
+        let b = read(&bundle()).unwrap();
+        assert_eq!(b.manifest.sources, ["swap"]);
+        let call = Call::Read {
+            path: "/proc/swaps".into(),
+        };
+        let got = in_source("swap", || b.replay.answer(&call).cloned());
+        let Some(Answer::File(Ok(Some(body)))) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(body.bytes, b"Filename Type\n");
+        assert_eq!(body.member, "inputs/swap/files/proc/swaps");
+        assert_eq!(b.report["host"]["hostname"], "h");
+    }
+
+    #[test]
+    fn every_flipped_byte_and_every_cut_is_an_error_not_a_panic() {
+        let good = bundle();
+        for i in (0..good.len()).step_by(7) {
+            let mut bad = good.clone();
+            bad[i] ^= 0x5a;
+            let _ = read(&bad);
+            assert!(read(&good[..i]).is_err(), "cut at {i} read fine");
+        }
+        let mut tail = good.clone();
+        tail.extend_from_slice(b"junk");
+        assert!(matches!(read(&tail), Err(BundleError::Damaged(_))));
+    }
+
+    #[test]
+    fn a_bomb_stops_at_the_ratio_before_the_total() {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..8 {
+            e.write_all(&zeros).unwrap();
+        }
+        assert_eq!(read(&e.finish().unwrap()).err(), Some(BundleError::Bomb));
+    }
 }
