@@ -174,14 +174,27 @@ fn mask_userinfo(s: &str) -> String {
     out
 }
 
+/// Whether a [`SECRET_KEYS`] key starts with these two (lower-case) letters.
+fn key_prefix(a: u8, b: u8) -> bool {
+    matches!(
+        (a, b),
+        (b't', b'o')
+            | (b'p', b'a')
+            | (b'c', b'l')
+            | (b'i', b'd')
+            | (b'r', b'e')
+            | (b'a', b'c')
+            | (b's', b'e')
+            | (b'a', b'u')
+    )
+}
+
 /// The length of the secret key `b[i..]` starts with, case-insensitively, not inside a longer word.
 fn key_at(b: &[u8], i: usize) -> Option<usize> {
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    if !matches!(
-        b[i].to_ascii_lowercase(),
-        b't' | b'p' | b'c' | b'i' | b'r' | b'a' | b's'
-    ) || (i > 0 && word(b[i - 1]))
-    {
+    // Most text starts no key: its first two letters are tested before any key is compared.
+    let second = b.get(i + 1).map_or(0, u8::to_ascii_lowercase);
+    if !key_prefix(b[i].to_ascii_lowercase(), second) || (i > 0 && word(b[i - 1])) {
         return None;
     }
     SECRET_KEYS
@@ -302,10 +315,13 @@ fn mask_words(s: &str) -> String {
     let mut i = 0;
     let mut copied = 0;
     while i < b.len() {
-        let boundary = i == 0 || !is_b64url(b[i - 1]);
+        // Every shape below starts with a letter or digit after a non-word byte.
+        if !b[i].is_ascii_alphanumeric() || (i > 0 && is_b64url(b[i - 1])) {
+            i += 1;
+            continue;
+        }
         // Bootstrap token: 6 alphanumerics, '.', 16 alphanumerics, not part of a longer word.
-        if boundary
-            && i + 23 <= b.len()
+        if i + 23 <= b.len()
             && token_shape(&b[i..i + 23])
             && (i + 23 == b.len() || !is_b64url(b[i + 23]))
         {
@@ -316,7 +332,7 @@ fn mask_words(s: &str) -> String {
             continue;
         }
         // JWT: eyJ<b64>.<b64>.<b64>
-        if boundary && b[i..].starts_with(b"eyJ") {
+        if b[i..].starts_with(b"eyJ") {
             let mut j = i;
             let mut dots = 0;
             while j < b.len() && (is_b64url(b[j]) || (b[j] == b'.' && dots < 2)) {
@@ -336,7 +352,7 @@ fn mask_words(s: &str) -> String {
         // Authorization schemes in headers or error text.
         for (scheme, always) in [(&b"bearer "[..], true), (&b"basic "[..], false)] {
             let n = scheme.len();
-            if boundary && b.len() > i + n && b[i..i + n].eq_ignore_ascii_case(scheme) {
+            if b.len() > i + n && b[i..i + n].eq_ignore_ascii_case(scheme) {
                 let mut j = i + n;
                 while j < b.len()
                     && !b[j].is_ascii_whitespace()
@@ -527,6 +543,14 @@ mod tests {
             mask_secrets("GET /x?token=abc&y=1"),
             "GET /x?token=****&y=1"
         );
+    }
+
+    #[test]
+    fn the_key_prefilter_admits_every_key() {
+        for k in SECRET_KEYS {
+            let b = k.as_bytes();
+            assert!(key_prefix(b[0], b[1]), "{k}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     panic::{AssertUnwindSafe, catch_unwind},
-    sync::{Arc, mpsc},
+    sync::{Arc, Mutex, mpsc},
     thread,
     time::{Instant, SystemTime},
 };
@@ -35,36 +35,44 @@ fn gather_all(
     let timeout = cfg.timeout;
     let deadline = Instant::now() + timeout;
     let shared = Arc::new((host.clone(), cfg.clone()));
-    let (tx, rx) = mpsc::channel::<Gathered>();
+    // Each worker adds what it gathered to `got` as it goes and says once on `tx` that it is done: one
+    // wake-up per worker rather than one per source, and whatever a late worker got by the deadline counts.
+    let got: Arc<Mutex<Vec<Gathered>>> = Arc::default();
+    let (tx, rx) = mpsc::channel::<()>();
     let (files, own): (Vec<&'static dyn AnySource>, Vec<_>) = sources
         .iter()
         .partition(|s| s.io_here(host, cfg) == Io::Files);
     let groups = std::iter::once(files)
         .filter(|g| !g.is_empty())
         .chain(own.into_iter().map(|s| vec![s]));
+    let mut workers = 0;
     for group in groups {
-        let (tx, shared) = (tx.clone(), shared.clone());
+        let (tx, shared, got) = (tx.clone(), shared.clone(), got.clone());
+        workers += 1;
         thread::spawn(move || {
             let g = Gather::new(&shared.0, &shared.1);
             let mut sent = 0;
             for source in group {
-                let _ = g.value(source); // kept in `g`, sent below
-                for done in g.gathered_since(sent) {
-                    sent += 1;
-                    let _ = tx.send(done);
-                }
+                let _ = g.value(source); // kept in `g`, handed over below
+                let done = g.gathered_since(sent);
+                sent += done.len();
+                got.lock().unwrap_or_else(|p| p.into_inner()).extend(done);
             }
+            let _ = tx.send(());
         });
     }
     drop(tx);
+    while workers > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if rx.recv_timeout(left).is_err() {
+            break;
+        }
+        workers -= 1;
+    }
     let mut facts = Facts::default();
     let mut pending: BTreeSet<&str> = sources.iter().map(|s| s.name()).collect();
     let mut took = BTreeMap::new();
-    while !pending.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(done) = rx.recv_timeout(left) else {
-            break;
-        };
+    for done in std::mem::take(&mut *got.lock().unwrap_or_else(|p| p.into_inner())) {
         pending.remove(done.name);
         took.insert(done.name, done.ms);
         facts.insert(done.name, done.value);
