@@ -24,8 +24,9 @@ use crate::{
     report::{CheckResult, ClusterInfo, Report},
 };
 
-/// Gathers the sources: the file-only ones share one worker, every command or network source gets
-/// a thread of its own; a source not back by the deadline becomes an error naming the timeout.
+/// Gathers the sources: the file-only ones on this thread, every command or network source that will
+/// run a command or reach the network in this run on a thread of its own; a source not back by the
+/// deadline becomes an error naming the timeout.
 /// Also hands back how long each source took, in milliseconds.
 fn gather_all(
     sources: &[&'static dyn AnySource],
@@ -42,26 +43,29 @@ fn gather_all(
     let (files, own): (Vec<&'static dyn AnySource>, Vec<_>) = sources
         .iter()
         .partition(|s| s.io_here(host, cfg) == Io::Files);
-    let groups = std::iter::once(files)
-        .filter(|g| !g.is_empty())
-        .chain(own.into_iter().map(|s| vec![s]));
-    let mut workers = 0;
-    for group in groups {
-        let (tx, shared, got) = (tx.clone(), shared.clone(), got.clone());
-        workers += 1;
-        thread::spawn(move || {
-            let g = Gather::new(&shared.0, &shared.1);
+    let gather_group =
+        |group: &[&'static dyn AnySource], g: &Gather, got: &Mutex<Vec<Gathered>>| {
             let mut sent = 0;
             for source in group {
-                let _ = g.value(source); // kept in `g`, handed over below
+                let _ = g.value(*source); // kept in `g`, handed over below
                 let done = g.gathered_since(sent);
                 sent += done.len();
                 got.lock().unwrap_or_else(|p| p.into_inner()).extend(done);
             }
+        };
+    let mut workers = 0;
+    for source in own {
+        let (tx, shared, got) = (tx.clone(), shared.clone(), got.clone());
+        workers += 1;
+        thread::spawn(move || {
+            gather_group(&[source], &Gather::new(&shared.0, &shared.1), &got);
             let _ = tx.send(());
         });
     }
     drop(tx);
+    // File sources never block (every open is non-blocking, every read of a regular file, capped): they
+    // are read here while the others run, with no thread of their own.
+    gather_group(&files, &Gather::new(host, cfg), &got);
     while workers > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
         if rx.recv_timeout(left).is_err() {

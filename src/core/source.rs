@@ -20,8 +20,8 @@ use super::{
 /// What a source's gathering does, which decides the thread it runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Io {
-    /// Reads local files only: all such sources share one worker thread, since a thread each
-    /// costs more than reading the files.
+    /// Reads local files only: all such sources are read on the engine's own thread, since a thread
+    /// costs more than reading the files (and a file read never blocks).
     Files,
     /// Runs commands: a thread of its own, so one that hangs cannot hold the others past the deadline.
     Command,
