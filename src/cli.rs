@@ -551,6 +551,13 @@ struct CheckArgs {
     #[arg(long)]
     live_network: bool,
     // --- end live network ---
+    // -- bundles (docs/bundle.md) --
+    /// Also write every input the checks read, secrets masked, with the report to FILE (a .tar.gz).
+    #[arg(long, value_name = "FILE")]
+    bundle: Option<PathBuf>,
+    /// Evaluate the checks from a bundle alone: no host file, command or network.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["bundle", "root", "kubeconfig", "context", "offline"])]
+    from_bundle: Option<PathBuf>,
     #[command(flatten)]
     report: ReportArgs,
 }
@@ -596,6 +603,8 @@ impl CheckArgs {
             proxy_port: self.proxy_port,
             show_skipped: self.verbose,
             live_network: self.live_network,
+            bundle: self.bundle,
+            from_bundle: self.from_bundle,
             ..Config::default()
         }))
     }

@@ -3,6 +3,7 @@
 //! Each takes arbitrary bytes and must return without panicking, in bounded time.
 
 use crate::{
+    bundle,
     checks::{cluster::connect, dns, firewall, kubelet, swap, sysctl},
     join, multicast, procnet,
 };
@@ -160,6 +161,20 @@ pub const TARGETS: &[Target] = &[
         name: "probe_control",
         run: |d| {
             let _ = serde_json::from_slice::<multicast::control::Msg>(d);
+        },
+        seeds: &[],
+    },
+    Target {
+        name: "bundle",
+        run: |d| {
+            let _ = bundle::reader::read(d);
+        },
+        seeds: &[],
+    },
+    Target {
+        name: "bundle_tar",
+        run: |d| {
+            let _ = bundle::reader::read_tar(d);
         },
         seeds: &[],
     },

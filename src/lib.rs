@@ -4,6 +4,7 @@
 //! [`core::host::Host`] is the only reader of host files, [`checks::AREAS`] lists every check area,
 //! and [`report::Report`] feeds every renderer. The commands `fix`, `join-check` and `multicast` sit beside.
 
+pub mod bundle;
 pub mod checks;
 pub mod core;
 pub mod fix;

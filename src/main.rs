@@ -85,7 +85,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
     // Every byte of output goes through the masking layer (it flushes on drop too).
     let mut out = MaskedWriter::new(io::stdout().lock());
     match cmd {
-        Command::Check(cfg) => emit(&engine::run(&cfg)?, &cfg),
+        Command::Check(cfg) => emit(&k8sdoctor::bundle::run_check(&cfg)?, &cfg),
         Command::List { format, color } => {
             list::render_list(format, color, &mut out)?;
             Ok(ExitCode::SUCCESS)

@@ -47,11 +47,15 @@ const SECRET_KEYS: &[&str] = &[
     "access_token",
     "token-secret",
     "secret",
+    // containerd's registry credentials.
+    "auth",
+    "identitytoken",
 ];
 
 /// Masks every secret-shaped substring of `s`.
 pub fn mask_secrets(s: &str) -> String {
     let s = mask_pem_keys(s);
+    let s = mask_exec_blocks(&s);
     let s = mask_userinfo(&s);
     let s = mask_keyed(&s);
     mask_words(&s)
@@ -88,6 +92,62 @@ fn mask_pem_keys(s: &str) -> String {
     out
 }
 
+/// A kubeconfig's `exec:` credential plugin: the values of its `env` and its `args` may be credentials
+/// (an API key, a password flag's value); the command and the variables' names are kept.
+fn mask_exec_blocks(s: &str) -> String {
+    if !s.contains("exec:") {
+        return s.to_string();
+    }
+    let indent = |l: &str| l.len() - l.trim_start_matches([' ', '-']).len();
+    let mut out = String::with_capacity(s.len());
+    // The indentation of the open `exec:` key, and of an open `args:` key inside it.
+    let (mut exec, mut args): (Option<usize>, Option<usize>) = (None, None);
+    for line in s.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let t = body.trim_start_matches([' ', '-']);
+        let ind = indent(body);
+        if !t.is_empty() && exec.is_some_and(|e| ind <= e) {
+            (exec, args) = (None, None);
+        }
+        if !t.is_empty() && args.is_some_and(|a| ind <= a) && !body.trim_start().starts_with('-') {
+            args = None;
+        }
+        if args.is_some_and(|a| ind >= a) && body.trim_start().starts_with('-') {
+            let dash = body.find('-').unwrap_or(0);
+            out.push_str(&body[..dash + 1]);
+            out.push(' ');
+            out.push_str(STARS);
+            out.push_str(&line[body.len()..]);
+            continue;
+        }
+        if exec.is_some() {
+            if let Some(v) = t.strip_prefix("value:") {
+                if !v.trim().is_empty() {
+                    out.push_str(&body[..body.len() - v.len()]);
+                    out.push(' ');
+                    out.push_str(STARS);
+                    out.push_str(&line[body.len()..]);
+                    continue;
+                }
+            } else if let Some(v) = t.strip_prefix("args:") {
+                if v.trim().starts_with('[') {
+                    out.push_str(&body[..body.len() - v.len()]);
+                    out.push_str(" [");
+                    out.push_str(STARS);
+                    out.push(']');
+                    out.push_str(&line[body.len()..]);
+                    continue;
+                }
+                args = Some(ind);
+            }
+        } else if t.starts_with("exec:") {
+            exec = Some(ind);
+        }
+        out.push_str(line);
+    }
+    out
+}
+
 /// `scheme://user:pass@host` → `scheme://user:****@host`; `scheme://secret@host` → `scheme://****@host`.
 fn mask_userinfo(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -114,14 +174,27 @@ fn mask_userinfo(s: &str) -> String {
     out
 }
 
+/// Whether a [`SECRET_KEYS`] key starts with these two (lower-case) letters.
+fn key_prefix(a: u8, b: u8) -> bool {
+    matches!(
+        (a, b),
+        (b't', b'o')
+            | (b'p', b'a')
+            | (b'c', b'l')
+            | (b'i', b'd')
+            | (b'r', b'e')
+            | (b'a', b'c')
+            | (b's', b'e')
+            | (b'a', b'u')
+    )
+}
+
 /// The length of the secret key `b[i..]` starts with, case-insensitively, not inside a longer word.
 fn key_at(b: &[u8], i: usize) -> Option<usize> {
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    if !matches!(
-        b[i].to_ascii_lowercase(),
-        b't' | b'p' | b'c' | b'i' | b'r' | b'a' | b's'
-    ) || (i > 0 && word(b[i - 1]))
-    {
+    // Most text starts no key: its first two letters are tested before any key is compared.
+    let second = b.get(i + 1).map_or(0, u8::to_ascii_lowercase);
+    if !key_prefix(b[i].to_ascii_lowercase(), second) || (i > 0 && word(b[i - 1])) {
         return None;
     }
     SECRET_KEYS
@@ -159,6 +232,17 @@ fn mask_keyed(s: &str) -> String {
         };
         let quoted = i > 0 && b[i - 1] == b'"' && close > 0;
         let mut j = i + n + if quoted { close } else { 0 };
+        // TOML and INI put spaces around `=` (`password = "x"`), at the start of a line.
+        let at_line_start = b[line_start..i].iter().all(|&c| c == b' ' || c == b'\t');
+        if !quoted && at_line_start {
+            let mut k = j;
+            while k < b.len() && (b[k] == b' ' || b[k] == b'\t') {
+                k += 1;
+            }
+            if b.get(k) == Some(&b'=') {
+                j = k;
+            }
+        }
         let sep = b.get(j).copied();
         let yaml_key = !quoted
             && sep == Some(b':')
@@ -187,7 +271,7 @@ fn mask_keyed(s: &str) -> String {
             value_end = k;
         } else if yaml_key || (!quoted && sep == Some(b'=')) {
             j += 1;
-            while yaml_key && j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
+            while (yaml_key || at_line_start) && j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
                 j += 1;
             }
             if matches!(b.get(j), Some(b'"' | b'\'')) {
@@ -231,10 +315,13 @@ fn mask_words(s: &str) -> String {
     let mut i = 0;
     let mut copied = 0;
     while i < b.len() {
-        let boundary = i == 0 || !is_b64url(b[i - 1]);
+        // Every shape below starts with a letter or digit after a non-word byte.
+        if !b[i].is_ascii_alphanumeric() || (i > 0 && is_b64url(b[i - 1])) {
+            i += 1;
+            continue;
+        }
         // Bootstrap token: 6 alphanumerics, '.', 16 alphanumerics, not part of a longer word.
-        if boundary
-            && i + 23 <= b.len()
+        if i + 23 <= b.len()
             && token_shape(&b[i..i + 23])
             && (i + 23 == b.len() || !is_b64url(b[i + 23]))
         {
@@ -245,7 +332,7 @@ fn mask_words(s: &str) -> String {
             continue;
         }
         // JWT: eyJ<b64>.<b64>.<b64>
-        if boundary && b[i..].starts_with(b"eyJ") {
+        if b[i..].starts_with(b"eyJ") {
             let mut j = i;
             let mut dots = 0;
             while j < b.len() && (is_b64url(b[j]) || (b[j] == b'.' && dots < 2)) {
@@ -265,7 +352,7 @@ fn mask_words(s: &str) -> String {
         // Authorization schemes in headers or error text.
         for (scheme, always) in [(&b"bearer "[..], true), (&b"basic "[..], false)] {
             let n = scheme.len();
-            if boundary && b.len() > i + n && b[i..i + n].eq_ignore_ascii_case(scheme) {
+            if b.len() > i + n && b[i..i + n].eq_ignore_ascii_case(scheme) {
                 let mut j = i + n;
                 while j < b.len()
                     && !b[j].is_ascii_whitespace()
@@ -341,11 +428,11 @@ impl<W: Write> MaskedWriter<W> {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).rposition(|w| w == needle)
+    memchr::memmem::rfind(hay, needle)
 }
 
 impl<W: Write> Write for MaskedWriter<W> {
@@ -455,6 +542,43 @@ mod tests {
         assert_eq!(
             mask_secrets("GET /x?token=abc&y=1"),
             "GET /x?token=****&y=1"
+        );
+    }
+
+    #[test]
+    fn the_key_prefilter_admits_every_key() {
+        for k in SECRET_KEYS {
+            let b = k.as_bytes();
+            assert!(key_prefix(b[0], b[1]), "{k}");
+        }
+    }
+
+    #[test]
+    fn masks_exec_plugin_env_and_args_and_toml_credentials() {
+        let kc = "users:\n- name: a\n  user:\n    exec:\n      command: aws-iam-authenticator\n      args:\n      - token\n      - --secret-access-key\n      - AKIAEXECARG\n      env:\n      - name: AWS_SECRET_ACCESS_KEY\n        value: EXECENVSECRET\n- name: b\n  user:\n    username: admin\n";
+        let m = mask_secrets(kc);
+        assert!(
+            !m.contains("AKIAEXECARG") && !m.contains("EXECENVSECRET"),
+            "{m}"
+        );
+        for kept in [
+            "command: aws-iam-authenticator",
+            "name: AWS_SECRET_ACCESS_KEY",
+            "username: admin",
+            "- name: b",
+        ] {
+            assert!(m.contains(kept), "{kept}: {m}");
+        }
+        let toml = "[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"r.example\".auth]\n  username = \"u\"\n  password = \"T0mlPass\"\n  auth = \"dTpUMG1sUGFzcw==\"\n";
+        let m = mask_secrets(toml);
+        assert!(
+            !m.contains("T0mlPass") && !m.contains("dTpUMG1sUGFzcw"),
+            "{m}"
+        );
+        assert!(m.contains("username = \"u\""), "{m}");
+        assert_eq!(
+            mask_secrets("max_concurrent_downloads = 3"),
+            "max_concurrent_downloads = 3"
         );
     }
 

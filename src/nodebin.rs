@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, io::Read, time::Duration};
 
-use crate::core::host::{Host, run_command};
+use crate::core::host::Host;
 
 /// The three binaries' versions; `Err` says why there is none (not installed, unreadable ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ const MAX_BINARY: u64 = 1 << 30;
 /// The versions of the node's binaries, each bounded by `timeout` when it has to run.
 pub fn gather(host: &Host, timeout: Duration) -> LocalVersions {
     if host.is_live() {
-        return run_here(timeout);
+        return run_here(host, timeout);
     }
     let dpkg = match host.read_opt("/var/lib/dpkg/status") {
         Ok(Some(text)) => Ok(dpkg_installed(&text)),
@@ -67,17 +67,21 @@ pub fn gather(host: &Host, timeout: Duration) -> LocalVersions {
             ),
         })
     };
+    // A binary is scanned, not read whole: what the scan found is what a bundle keeps.
+    let taped = |name: &str| {
+        host.probe(&format!("version of {name} under the root"), || one(name))
+            .unwrap_or_else(|e| Err(e.to_string()))
+    };
     LocalVersions {
-        kubectl: one("kubectl"),
-        kubeadm: one("kubeadm"),
-        kubelet: one("kubelet"),
+        kubectl: taped("kubectl"),
+        kubeadm: taped("kubeadm"),
+        kubelet: taped("kubelet"),
     }
 }
 
 /// On the live host: ask each binary in PATH.
-fn run_here(timeout: Duration) -> LocalVersions {
-    let run =
-        |prog: &str, args: &[&str]| run_command(prog, args, timeout).map_err(|e| e.to_string());
+fn run_here(host: &Host, timeout: Duration) -> LocalVersions {
+    let run = |prog: &str, args: &[&str]| host.run(prog, args, timeout).map_err(|e| e.to_string());
     let kubectl = run("kubectl", &["version", "--client", "-o", "json"])
         .and_then(|o| kubectl_client(&o).ok_or_else(|| "kubectl printed no clientVersion".into()));
     let kubeadm = run("kubeadm", &["version", "-o", "short"]).map(|o| o.trim().to_string());

@@ -35,7 +35,7 @@ pub const AREA: Area = Area {
 };
 
 /// The CRI endpoint and, on the live host, its answer to `Version` (a call on its own thread, bounded).
-pub const CRI: Source<CriFacts> = Source::network("cri", |g| gather(g.host, g.cfg.timeout.mul_f64(0.3).min(Duration::from_secs(3))));
+pub const CRI: Source<CriFacts> = Source::network("cri", |g| gather(g.host, g.cfg.timeout.mul_f64(0.3).min(Duration::from_secs(3)))).reaching(crate::core::source::Reach::LiveHost);
 
 /// The sockets kubeadm looks for when no endpoint is configured (its `defaultKnownCRISockets`), as paths.
 pub const KNOWN_SOCKETS: &[&str] = &[
@@ -72,7 +72,7 @@ pub fn socket_path(endpoint: &str) -> Option<String> {
 }
 
 /// The answer to `Version`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct VersionInfo {
     pub version: String,
     pub runtime_name: String,
@@ -81,7 +81,7 @@ pub struct VersionInfo {
 }
 
 /// Why a CRI call failed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
 pub enum CriError {
     #[error("cannot connect to {0}: {1}")]
     Connect(String, String),
@@ -92,7 +92,7 @@ pub enum CriError {
     #[error("the runtime answered gRPC status {code} ({name}): {message}")]
     Status {
         code: u32,
-        name: &'static str,
+        name: String,
         message: String,
     },
     #[error("malformed answer: {0}")]
@@ -228,7 +228,7 @@ fn grpc_status(h: &http::HeaderMap) -> Option<Result<(), CriError>> {
         .unwrap_or_default();
     Some(Err(CriError::Status {
         code,
-        name: status_name(code),
+        name: status_name(code).into(),
         message,
     }))
 }
@@ -386,7 +386,9 @@ pub fn gather(host: &Host, timeout: Duration) -> Fact<CriFacts> {
             host.root().display()
         )),
         // Only the live host is called, so the path is the host's own.
-        Some(s) => match version(Path::new(s), timeout) {
+        Some(s) => match host.probe(&format!("CRI Version over {s}"), || {
+            version(Path::new(s), timeout)
+        })? {
             Ok(v) => Probe::Answered(v),
             Err(e) => Probe::Failed(e),
         },
@@ -630,7 +632,7 @@ mod tests {
         );
         let unimpl = CriError::Status {
             code: 12,
-            name: "UNIMPLEMENTED",
+            name: "UNIMPLEMENTED".into(),
             message: "unknown service runtime.v1.RuntimeService".into(),
         };
         let f = decide(&facts(&[sock], Probe::Failed(unimpl)));

@@ -25,7 +25,7 @@ pub const AREA: Area = Area {
 };
 
 /// The node name and how it resolves (the resolver is a network call: its own thread).
-pub const NODE_NAME: Source<HostnameFacts> = Source::network("node-name", |g| gather(g.host, g.cfg.offline, g.cfg.timeout.mul_f64(0.3).min(Duration::from_secs(3))));
+pub const NODE_NAME: Source<HostnameFacts> = Source::network("node-name", |g| gather(g.host, g.cfg.offline, g.cfg.timeout.mul_f64(0.3).min(Duration::from_secs(3)))).reaching(crate::core::source::Reach::LiveOnline);
 
 /// Why a name is not a DNS-1123 subdomain (what a Node's name must be), or None when it is.
 pub fn dns1123_problem(name: &str) -> Option<String> {
@@ -120,7 +120,8 @@ pub fn gather(host: &Host, offline: bool, timeout: Duration) -> Fact<HostnameFac
     } else if offline {
         (Err("--offline: the resolver was not asked".into()), false)
     } else {
-        (super::proxy::resolve(&name, timeout), true)
+        let key = format!("resolver: {name}");
+        (host.probe(&key, || super::proxy::resolve(&name, timeout))?, true)
     };
     Ok(HostnameFacts {
         name,

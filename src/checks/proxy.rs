@@ -23,7 +23,7 @@ pub const AREA: Area = Area {
 };
 
 /// How `localhost` resolves here and, on the live host, what answers on the proxy port.
-pub const PROXY: Source<ProxyFacts> = Source::network("proxy", |g| gather(g.host, g.cfg));
+pub const PROXY: Source<ProxyFacts> = Source::network("proxy", |g| gather(g.host, g.cfg)).reaching(crate::core::source::Reach::LiveHost);
 
 const CHECKS: &[CheckDef] = &[CheckDef {
     id: "proxy.localhost",
@@ -45,7 +45,7 @@ pub struct ProxyFacts {
     pub probe: Probe,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Probe {
     NotRun(String),
     /// Nothing accepts on 127.0.0.1:port.
@@ -80,7 +80,10 @@ pub fn gather(host: &Host, cfg: &Config) -> Fact<ProxyFacts> {
     let port = cfg.proxy_port;
     let step = cfg.timeout.mul_f64(0.2).min(Duration::from_secs(2));
     let live = host.is_live();
-    let resolver = live.then(|| resolve("localhost", step));
+    let resolver = match live {
+        true => Some(host.probe("resolver: localhost", || resolve("localhost", step))?),
+        false => None,
+    };
     let probe = if !live {
         Probe::NotRun(format!(
             "--root {} is not the live host: no probe of 127.0.0.1:{port}",
@@ -89,7 +92,9 @@ pub fn gather(host: &Host, cfg: &Config) -> Fact<ProxyFacts> {
     } else if cfg.offline {
         Probe::NotRun(format!("--offline: no probe of 127.0.0.1:{port}"))
     } else {
-        probe(port, &hosts, resolver.as_ref(), step)
+        host.probe(&format!("kubectl proxy on port {port}"), || {
+            probe(port, &hosts, resolver.as_ref(), step)
+        })?
     };
     Ok(ProxyFacts {
         hosts,

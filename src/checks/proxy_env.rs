@@ -283,8 +283,13 @@ fn cidrs(list: &str) -> Vec<IpNet> {
 pub fn gather(host: &Host) -> Fact<ProxyEnvFacts> {
     let mut sources = Vec::new();
     if host.is_live() {
-        let vars: BTreeMap<String, Var> = std::env::vars()
-            .filter(|(k, _)| is_proxy_var(k))
+        let env = host.probe("environment: proxy variables", || {
+            std::env::vars()
+                .filter(|(k, _)| is_proxy_var(k))
+                .collect::<Vec<_>>()
+        })?;
+        let vars: BTreeMap<String, Var> = env
+            .into_iter()
             .map(|(k, v)| {
                 (
                     k.clone(),

@@ -79,6 +79,10 @@ pub struct Config {
     /// `--live-network`: under `--root`, read the network state (ruleset, links, routes, net sysctls,
     /// sockets, firewall processes) live from this process's own network namespace.
     pub live_network: bool,
+    /// `--bundle FILE`: also record every input the run reads into FILE.
+    pub bundle: Option<PathBuf>,
+    /// `--from-bundle FILE`: evaluate from a recorded bundle instead of the host.
+    pub from_bundle: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -99,6 +103,8 @@ impl Default for Config {
             color: false,
             show_skipped: false,
             live_network: false,
+            bundle: None,
+            from_bundle: None,
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     panic::{AssertUnwindSafe, catch_unwind},
-    sync::{Arc, mpsc},
+    sync::{Arc, Mutex, mpsc},
     thread,
     time::{Instant, SystemTime},
 };
@@ -24,8 +24,9 @@ use crate::{
     report::{CheckResult, ClusterInfo, Report},
 };
 
-/// Gathers the sources: the file-only ones share one worker, every command or network source gets
-/// a thread of its own; a source not back by the deadline becomes an error naming the timeout.
+/// Gathers the sources: the file-only ones on this thread, every command or network source that will
+/// run a command or reach the network in this run on a thread of its own; a source not back by the
+/// deadline becomes an error naming the timeout.
 /// Also hands back how long each source took, in milliseconds.
 fn gather_all(
     sources: &[&'static dyn AnySource],
@@ -35,35 +36,47 @@ fn gather_all(
     let timeout = cfg.timeout;
     let deadline = Instant::now() + timeout;
     let shared = Arc::new((host.clone(), cfg.clone()));
-    let (tx, rx) = mpsc::channel::<Gathered>();
-    let (files, own): (Vec<&'static dyn AnySource>, Vec<_>) =
-        sources.iter().partition(|s| s.io() == Io::Files);
-    let groups = std::iter::once(files)
-        .filter(|g| !g.is_empty())
-        .chain(own.into_iter().map(|s| vec![s]));
-    for group in groups {
-        let (tx, shared) = (tx.clone(), shared.clone());
-        thread::spawn(move || {
-            let g = Gather::new(&shared.0, &shared.1);
+    // Each worker adds what it gathered to `got` as it goes and says once on `tx` that it is done: one
+    // wake-up per worker rather than one per source, and whatever a late worker got by the deadline counts.
+    let got: Arc<Mutex<Vec<Gathered>>> = Arc::default();
+    let (tx, rx) = mpsc::channel::<()>();
+    let (files, own): (Vec<&'static dyn AnySource>, Vec<_>) = sources
+        .iter()
+        .partition(|s| s.io_here(host, cfg) == Io::Files);
+    let gather_group =
+        |group: &[&'static dyn AnySource], g: &Gather, got: &Mutex<Vec<Gathered>>| {
             let mut sent = 0;
             for source in group {
-                let _ = g.value(source); // kept in `g`, sent below
-                for done in g.gathered_since(sent) {
-                    sent += 1;
-                    let _ = tx.send(done);
-                }
+                let _ = g.value(*source); // kept in `g`, handed over below
+                let done = g.gathered_since(sent);
+                sent += done.len();
+                got.lock().unwrap_or_else(|p| p.into_inner()).extend(done);
             }
+        };
+    let mut workers = 0;
+    for source in own {
+        let (tx, shared, got) = (tx.clone(), shared.clone(), got.clone());
+        workers += 1;
+        thread::spawn(move || {
+            gather_group(&[source], &Gather::new(&shared.0, &shared.1), &got);
+            let _ = tx.send(());
         });
     }
     drop(tx);
+    // File sources never block (every open is non-blocking, every read of a regular file, capped): they
+    // are read here while the others run, with no thread of their own.
+    gather_group(&files, &Gather::new(host, cfg), &got);
+    while workers > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if rx.recv_timeout(left).is_err() {
+            break;
+        }
+        workers -= 1;
+    }
     let mut facts = Facts::default();
     let mut pending: BTreeSet<&str> = sources.iter().map(|s| s.name()).collect();
     let mut took = BTreeMap::new();
-    while !pending.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(done) = rx.recv_timeout(left) else {
-            break;
-        };
+    for done in std::mem::take(&mut *got.lock().unwrap_or_else(|p| p.into_inner())) {
         pending.remove(done.name);
         took.insert(done.name, done.ms);
         facts.insert(done.name, done.value);
@@ -109,12 +122,18 @@ pub fn run(cfg: &Config) -> Result<Report> {
 
 /// Like [`run`], and also hands back the gathered facts (for `fix`, whose planners read the same facts the checks did).
 pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
-    let started = SystemTime::now();
-    let clock = Instant::now();
     let mut host = Host::new(&cfg.root).context("cannot read host files")?;
     if cfg.live_network {
         host = host.with_live_network();
     }
+    run_on(cfg, &host, SystemTime::now())
+}
+
+/// The run on a given host (one that records, or a recording), with `now` as the checks' clock (a
+/// replay judges expiry as of the recording).
+pub fn run_on(cfg: &Config, host: &Host, now: SystemTime) -> Result<(Report, Facts)> {
+    let started = now;
+    let clock = Instant::now();
     let all: Vec<&CheckDef> = checks::registry().collect();
     let known: Vec<&str> = all.iter().map(|c| c.id).collect();
     // kubeadm's preflight names (`Swap`, `Port-6443` ...) select the checks that cover them.
@@ -133,11 +152,11 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
             }
         );
     }
-    if !cfg.offline {
+    if !cfg.offline && host.replay().is_none() {
         // A kubeconfig the user named but that cannot be read (or lacks --context) is exit 2.
         crate::checks::cluster::connect::load_named(cfg)?;
     }
-    let role = resolve_role(cfg.role, &host);
+    let role = resolve_role(cfg.role, host);
     let ctx = Ctx { role, now: started };
     let mut selected: Vec<(&CheckDef, &catalog::Entry)> = all
         .into_iter()
@@ -157,7 +176,7 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
             }
         }
     }
-    let (facts, took) = gather_all(&sources, &host, cfg);
+    let (facts, took) = gather_all(&sources, host, cfg);
     let results: Vec<CheckResult> = selected
         .iter()
         .map(|(def, entry)| {
@@ -186,7 +205,7 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
             CheckResult::from_finding(entry, finding, gather_ms + t.elapsed().as_millis() as u64)
         })
         .collect();
-    let mut host_block = host_info(&host, role);
+    let mut host_block = host_info(host, role);
     let stage =
         super::stage::Stage::resolve(cfg.stage, host.exists(super::stage::KUBELET_CONF), role);
     host_block.stage = Some(stage.as_str().into());

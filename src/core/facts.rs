@@ -3,7 +3,8 @@
 use thiserror::Error;
 
 /// Why a fact is not available. Checks turn `Missing` into `skip` and `Unreadable` into `error`.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FactError {
     /// The input does not exist here (file absent, tool not installed, not applicable).
     #[error("{0}")]

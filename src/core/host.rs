@@ -1,20 +1,34 @@
-//! The one source of host data: files read under a root (`/` or `--root DIR`) and commands run with a deadline.
+//! The one source of host data: files read under a root (`/` or `--root DIR`) and commands run with a
+//! deadline; each read recorded to, or answered from, the run's [`tape`](super::tape) when it has one.
 
 use std::{
     fs::{File, Metadata},
     io::{self, Read},
-    os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt},
+    os::{
+        fd::OwnedFd,
+        unix::{
+            ffi::OsStringExt,
+            fs::{FileTypeExt, MetadataExt, OpenOptionsExt},
+        },
+    },
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
     thread,
     time::{Duration, Instant},
 };
 
 use pathrs::{Root, flags::OpenFlags};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
-use super::facts::FactError;
+use super::{
+    facts::{Fact, FactError},
+    tape::{self, Answer, Call, CmdOutput, FileBody, Recorded, Recorder, Replay},
+};
 
 /// The largest host file read: configuration is kilobytes, so anything bigger is not what we expect.
 pub const MAX_FILE: u64 = 16 << 20;
@@ -32,11 +46,13 @@ pub struct Host {
     root: PathBuf,
     /// The same root, absolute and without symlinks (for journals and comparisons).
     canonical: PathBuf,
-    /// The open root every non-live path resolves in; `None` only when `/` itself cannot be opened.
+    /// The open root every non-live path resolves in; `None` only when `/` itself cannot be opened
+    /// (or when a bundle answers every read).
     tree: Option<Arc<Root>>,
     /// `--live-network`: the network state ([`NET_PATHS`]) is read from this process's own `/proc` and `/sys`
     /// (its network namespace: the node's, in a hostNetwork pod), not from under the root.
     live_net: bool,
+    tape: Tape,
 }
 
 /// Where the kernel shows the state of the reader's network namespace: under `--live-network` these are read
@@ -54,6 +70,15 @@ fn is_net_path(abs: &str) -> bool {
     NET_PATHS
         .iter()
         .any(|p| abs.starts_with(p) || abs == p.trim_end_matches('/'))
+}
+
+/// Whether reads go to the host only, are also recorded, or are answered from a recording.
+#[derive(Debug, Clone, Default)]
+pub enum Tape {
+    #[default]
+    Off,
+    Record(Arc<Recorder>),
+    Replay(Arc<Replay>),
 }
 
 #[derive(Debug, Error)]
@@ -127,9 +152,56 @@ pub fn io_error(e: pathrs::error::Error) -> io::Error {
     }
 }
 
-/// Reads at most [`MAX_FILE`] bytes; more is an error naming the cap.
-fn read_capped(f: File, abs: &str) -> Result<Vec<u8>, FactError> {
-    let mut bytes = Vec::new();
+/// Whether `openat2` works here: 0 not tried yet, 1 yes, 2 no (kernels before 5.6, or a seccomp filter
+/// answering ENOSYS), after which pathrs' O_PATH walk resolves every path.
+static OPENAT2: AtomicU8 = AtomicU8::new(0);
+
+/// Opens `abs` inside the root with the kernel's own confinement: `openat2(RESOLVE_IN_ROOT |
+/// RESOLVE_NO_MAGICLINKS)` on the root opened once, with no verification after the open, since the kernel
+/// guarantees the result lies under the root (pathrs' per-open checks through /proc cost five system calls
+/// a file). `None` when openat2 is unavailable or kept racing a rename: pathrs does that one.
+fn openat2_in(t: &Root, abs: &str, flags: rustix::fs::OFlags) -> Option<io::Result<OwnedFd>> {
+    use rustix::{
+        fs::{Mode, OFlags, ResolveFlags},
+        io::Errno,
+    };
+    if OPENAT2.load(Ordering::Relaxed) == 2 {
+        return None;
+    }
+    // O_PATH takes no other flags under openat2.
+    let flags = if flags.contains(OFlags::PATH) {
+        flags | OFlags::CLOEXEC
+    } else {
+        flags | OFlags::CLOEXEC | OFlags::NOCTTY
+    };
+    for _ in 0..4 {
+        match rustix::fs::openat2(
+            t,
+            abs,
+            flags,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => {
+                OPENAT2.store(1, Ordering::Relaxed);
+                return Some(Ok(fd));
+            }
+            // A rename somewhere under the root raced the walk: the kernel asks for a retry.
+            Err(Errno::AGAIN) => continue,
+            Err(Errno::NOSYS) => {
+                OPENAT2.store(2, Ordering::Relaxed);
+                return None;
+            }
+            Err(e) => return Some(Err(e.into())),
+        }
+    }
+    None
+}
+
+/// Reads at most [`MAX_FILE`] bytes; more is an error naming the cap. `len` is the size `fstat` gave
+/// (0 for /proc files), so a file is read in one call plus the one that sees its end.
+fn read_capped(f: File, len: u64, abs: &str) -> Result<Vec<u8>, FactError> {
+    let mut bytes = Vec::with_capacity((len.min(MAX_FILE) as usize + 1).max(4096));
     f.take(MAX_FILE + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| FactError::Unreadable(format!("cannot read {abs}: {e}")))?;
@@ -163,7 +235,98 @@ impl Host {
             canonical,
             tree: Some(Arc::new(tree)),
             live_net: false,
+            tape: Tape::Off,
         })
+    }
+
+    /// The same host, every read also recorded (masked) into `rec`.
+    pub fn recording(mut self, rec: Arc<Recorder>) -> Host {
+        self.tape = Tape::Record(rec);
+        self
+    }
+
+    /// A host that is a recording: every read answered from `replay`, nothing opened or run. `root`
+    /// and `live` are the recorded host's, so the sources take the paths they took when it was recorded.
+    pub fn replaying(recorded: &Recorded, replay: Arc<Replay>) -> Host {
+        let root = recorded.root.as_str();
+        Host {
+            root: root.into(),
+            canonical: if recorded.live {
+                "/".into()
+            } else {
+                root.into()
+            },
+            tree: None,
+            live_net: recorded.live_network,
+            tape: Tape::Replay(replay),
+        }
+    }
+
+    /// The recording this host reads from, when it is one.
+    pub fn replay(&self) -> Option<&Replay> {
+        match &self.tape {
+            Tape::Replay(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// One taped read: `here` does it on the host; the answer goes through the tape (recorded masked and
+    /// handed back as recorded, or looked up when replaying) and `back` turns it into the result.
+    fn taped<R, T>(
+        &self,
+        call: impl FnOnce() -> Call,
+        here: impl FnOnce() -> R,
+        to: impl FnOnce(R) -> Answer,
+        back: impl FnOnce(Option<&Answer>) -> T,
+    ) -> T {
+        match &self.tape {
+            Tape::Off => back(Some(&to(here()))),
+            Tape::Record(r) => back(Some(&r.record(call(), to(here())))),
+            Tape::Replay(r) => back(r.answer(&call())),
+        }
+    }
+
+    /// Asks the world something that is not a host file or a command (an API, a socket, the resolver)
+    /// through the tape: recorded (masked) as `key`, or answered from the recording.
+    pub fn probe<T: Serialize + DeserializeOwned>(
+        &self,
+        key: &str,
+        f: impl FnOnce() -> T,
+    ) -> Fact<T> {
+        let back = |a: Option<&Answer>| match a {
+            Some(Answer::Value(v)) => T::deserialize(v).map_err(|e| {
+                FactError::Unreadable(format!("the bundle's record of {key} does not read: {e}"))
+            }),
+            _ => Err(tape::absent()),
+        };
+        let call = || Call::Probe { key: key.into() };
+        match &self.tape {
+            Tape::Off => Ok(f()),
+            Tape::Record(r) => {
+                let v = serde_json::to_value(f())
+                    .map_err(|e| FactError::Unreadable(format!("cannot record {key}: {e}")))?;
+                back(Some(&r.record(call(), Answer::Value(v))))
+            }
+            Tape::Replay(r) => back(r.answer(&call())),
+        }
+    }
+
+    /// Runs a command of the host (the live host's PATH), through the tape like every read.
+    pub fn run(&self, program: &str, args: &[&str], timeout: Duration) -> Result<String, CmdError> {
+        self.taped(
+            || Call::Run {
+                argv: std::iter::once(program)
+                    .chain(args.iter().copied())
+                    .map(String::from)
+                    .collect(),
+            },
+            || run_raw(program, args, timeout),
+            Answer::Run,
+            |a| match a {
+                Some(Answer::Run(r)) => r.clone().and_then(|o| finish(program, o)),
+                _ => Err(CmdError::NotInBundle(program.to_string())),
+            },
+        )
     }
 
     /// The live host (`/`).
@@ -175,6 +338,7 @@ impl Host {
                 .then(|| Root::open("/").ok().map(Arc::new))
                 .flatten(),
             live_net: false,
+            tape: Tape::Off,
         }
     }
 
@@ -223,10 +387,18 @@ impl Host {
     }
 
     pub fn exists(&self, abs: &str) -> bool {
-        match self.confined(abs) {
-            Some(t) => t.resolve(abs).is_ok(),
-            None => Path::new(abs).exists(),
-        }
+        self.taped(
+            || Call::Exists { path: abs.into() },
+            || match self.confined(abs) {
+                Some(t) => match openat2_in(t, abs, rustix::fs::OFlags::PATH) {
+                    Some(r) => r.is_ok(),
+                    None => t.resolve(abs).is_ok(),
+                },
+                None => Path::new(abs).exists(),
+            },
+            Answer::Bool,
+            |a| matches!(a, Some(Answer::Bool(true))),
+        )
     }
 
     /// Opens a regular file without blocking: a FIFO, device, socket or directory is refused before it is
@@ -246,18 +418,35 @@ impl Host {
             Ok(())
         };
         let opened = match self.confined(abs) {
-            Some(t) => t.resolve(abs).map_err(io_error).and_then(|handle| {
-                // The O_PATH handle is inspected first: nothing is opened for reading unless it is a regular
-                // file. The open is a second in-root resolution (not a reopen through /proc, which would
-                // make pathrs mount a private procfs); what it opened is inspected again below.
-                let (kind, len) = inspect(&handle)?;
-                if kind.is_some() || len > cap {
-                    return Ok(Err((kind, len)));
-                }
-                t.open_subpath(abs, OpenFlags::O_RDONLY | OpenFlags::O_NONBLOCK)
-                    .map(Ok)
-                    .map_err(io_error)
-            }),
+            Some(t) => match openat2_in(t, abs, rustix::fs::OFlags::PATH) {
+                // The O_PATH handle is inspected first, so nothing but a regular file is opened for reading.
+                Some(handle) => handle.and_then(|handle| {
+                    let (kind, len) = inspect(&handle)?;
+                    if kind.is_some() || len > cap {
+                        return Ok(Err((kind, len)));
+                    }
+                    let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK;
+                    openat2_in(t, abs, flags)
+                        .unwrap_or_else(|| {
+                            t.open_subpath(abs, OpenFlags::O_RDONLY | OpenFlags::O_NONBLOCK)
+                                .map(OwnedFd::from)
+                                .map_err(io_error)
+                        })
+                        .map(|fd| Ok(File::from(fd)))
+                }),
+                None => t.resolve(abs).map_err(io_error).and_then(|handle| {
+                    // The O_PATH handle is inspected first: nothing is opened for reading unless it is a regular
+                    // file. The open is a second in-root resolution (not a reopen through /proc, which would
+                    // make pathrs mount a private procfs); what it opened is inspected again below.
+                    let (kind, len) = inspect(&handle)?;
+                    if kind.is_some() || len > cap {
+                        return Ok(Err((kind, len)));
+                    }
+                    t.open_subpath(abs, OpenFlags::O_RDONLY | OpenFlags::O_NONBLOCK)
+                        .map(Ok)
+                        .map_err(io_error)
+                }),
+            },
             None => std::fs::metadata(abs).and_then(|m| {
                 if kind_of(&m).is_some() || m.len() > cap {
                     return Ok(Err((kind_of(&m), m.len())));
@@ -298,28 +487,107 @@ impl Host {
 
     /// A file's bytes (at most [`MAX_FILE`]), `Ok(None)` when it does not exist.
     pub fn read_bytes(&self, abs: &str) -> Result<Option<Vec<u8>>, FactError> {
-        match self.open_regular(abs, MAX_FILE)? {
-            Some((f, _)) => read_capped(f, abs).map(Some),
-            None => Ok(None),
+        if matches!(self.tape, Tape::Off) {
+            return match self.open_regular(abs, MAX_FILE)? {
+                Some((f, len)) => read_capped(f, len, abs).map(Some),
+                None => Ok(None),
+            };
         }
+        self.taped(
+            || Call::Read { path: abs.into() },
+            || self.read_body(abs),
+            Answer::File,
+            |a| match a {
+                Some(Answer::File(r)) => r.clone().map(|b| b.map(|b| b.bytes)),
+                _ => Err(tape::absent()),
+            },
+        )
+    }
+
+    /// A file's bytes with its mode, owner and kind, for the tape.
+    fn read_body(&self, abs: &str) -> Fact<Option<FileBody>> {
+        let Some((f, len)) = self.open_regular(abs, MAX_FILE)? else {
+            return Ok(None);
+        };
+        let st = rustix::fs::fstat(&f)
+            .map_err(|e| FactError::Unreadable(format!("cannot read {abs}: {e}")))?;
+        let kind = if rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
+            "file"
+        } else {
+            "null-device"
+        };
+        Ok(Some(FileBody {
+            bytes: read_capped(f, len, abs)?,
+            member: String::new(),
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            kind: kind.into(),
+        }))
     }
 
     /// Opens a regular file of any size for streaming (a binary to scan) and gives its size; FIFOs and
-    /// devices are refused as by [`Host::read`].
+    /// devices are refused as by [`Host::read`]. Not taped: a source that scans a file records what it
+    /// found with [`Host::probe`], and a replay opens nothing.
     pub fn open_stream(&self, abs: &str) -> Result<Option<(File, u64)>, FactError> {
+        if let Tape::Replay(_) = self.tape {
+            return Err(FactError::Unreadable(format!(
+                "{abs}: {}",
+                tape::NOT_IN_BUNDLE
+            )));
+        }
         self.open_regular(abs, u64::MAX)
     }
 
     /// Where a symbolic link points, or `None` when the path is not a link.
     pub fn link_target(&self, abs: &str) -> Option<PathBuf> {
-        match self.confined(abs) {
-            Some(t) => t.readlink(abs).ok(),
-            None => std::fs::read_link(abs).ok(),
+        self.taped(
+            || Call::Link { path: abs.into() },
+            || self.link_here(abs),
+            |p| Answer::Link(p.map(|p| p.to_string_lossy().into_owned())),
+            |a| match a {
+                Some(Answer::Link(Some(p))) => Some(PathBuf::from(p)),
+                _ => None,
+            },
+        )
+    }
+
+    fn link_here(&self, abs: &str) -> Option<PathBuf> {
+        let Some(t) = self.confined(abs) else {
+            return std::fs::read_link(abs).ok();
+        };
+        // The parent resolved in the root, the link itself read (not followed) from it.
+        let (parent, name) = abs.rsplit_once('/')?;
+        if name.is_empty() || name == "." || name == ".." {
+            return t.readlink(abs).ok();
+        }
+        let parent = if parent.is_empty() { "/" } else { parent };
+        let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY;
+        match openat2_in(t, parent, flags) {
+            Some(dir) => {
+                let target = rustix::fs::readlinkat(&dir.ok()?, name, Vec::new()).ok()?;
+                Some(PathBuf::from(std::ffi::OsString::from_vec(
+                    target.into_bytes(),
+                )))
+            }
+            None => t.readlink(abs).ok(),
         }
     }
 
     /// File names in a directory, sorted; a missing directory is empty.
     pub fn list_dir(&self, abs: &str) -> Result<Vec<String>, FactError> {
+        self.taped(
+            || Call::List { path: abs.into() },
+            || self.list_here(abs),
+            Answer::List,
+            |a| match a {
+                Some(Answer::List(r)) => r.clone(),
+                _ => Err(tape::absent()),
+            },
+        )
+    }
+
+    fn list_here(&self, abs: &str) -> Result<Vec<String>, FactError> {
         let unlistable = |e: io::Error| FactError::Unreadable(format!("cannot list {abs}: {e}"));
         let mut names = Vec::new();
         let mut push = |name: String| -> Result<(), FactError> {
@@ -333,10 +601,12 @@ impl Host {
         };
         match self.confined(abs) {
             Some(t) => {
-                let dir = match t
-                    .open_subpath(abs, OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY)
-                    .map_err(io_error)
-                {
+                let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY;
+                let dir = match openat2_in(t, abs, flags).unwrap_or_else(|| {
+                    t.open_subpath(abs, OpenFlags::O_RDONLY | OpenFlags::O_DIRECTORY)
+                        .map(OwnedFd::from)
+                        .map_err(io_error)
+                }) {
                     Ok(d) => d,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
                     Err(e) => return Err(unlistable(e)),
@@ -366,7 +636,7 @@ impl Host {
 }
 
 /// What `stat` says of a host file, for the checks that judge ownership and permissions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStat {
     pub uid: u32,
     pub gid: u32,
@@ -379,12 +649,23 @@ pub struct FileStat {
 impl Host {
     /// Owner, mode and kind of a file (links followed); a missing file is `Ok(None)`.
     pub fn stat(&self, abs: &str) -> Result<Option<FileStat>, FactError> {
+        self.taped(
+            || Call::Stat { path: abs.into() },
+            || self.stat_here(abs),
+            Answer::Stat,
+            |a| match a {
+                Some(Answer::Stat(r)) => r.clone(),
+                _ => Err(tape::absent()),
+            },
+        )
+    }
+
+    fn stat_here(&self, abs: &str) -> Result<Option<FileStat>, FactError> {
         use rustix::fs::FileType as T;
         let st = match self.confined(abs) {
             // Resolved inside the root like every other read; the O_PATH handle is only fstat-ed.
-            Some(t) => t
-                .resolve(abs)
-                .map_err(io_error)
+            Some(t) => openat2_in(t, abs, rustix::fs::OFlags::PATH)
+                .unwrap_or_else(|| t.resolve(abs).map(OwnedFd::from).map_err(io_error))
                 .and_then(|h| rustix::fs::fstat(&h).map_err(io::Error::from)),
             None => rustix::fs::stat(abs).map_err(io::Error::from),
         };
@@ -403,7 +684,8 @@ impl Host {
 }
 
 /// Why a command gave no usable output.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[derive(Debug, Error, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum CmdError {
     #[error("{0} is not installed (not found in PATH)")]
     NotFound(String),
@@ -421,6 +703,8 @@ pub enum CmdError {
         "{program} was refused access ({said}): run k8sdoctor as root (in a container, root with CAP_NET_ADMIN)"
     )]
     NeedsRoot { program: String, said: String },
+    #[error("{0}: {nib}", nib = tape::NOT_IN_BUNDLE)]
+    NotInBundle(String),
 }
 
 /// Whether a tool's complaint means it lacked privilege (iptables-save, nft, ss ... say it in
@@ -441,13 +725,20 @@ impl From<CmdError> for FactError {
     fn from(e: CmdError) -> Self {
         match e {
             CmdError::NotFound(_) => FactError::Missing(e.to_string()),
+            CmdError::NotInBundle(_) => tape::absent(),
             _ => FactError::Unreadable(e.to_string()),
         }
     }
 }
 
 /// Runs a command with no stdin and returns its stdout; the child is killed at the deadline.
+/// (Sources run commands through [`Host::run`], which records and replays them.)
 pub fn run_command(program: &str, args: &[&str], timeout: Duration) -> Result<String, CmdError> {
+    run_raw(program, args, timeout).and_then(|o| finish(program, o))
+}
+
+/// A command's exit code, stdout and stderr; an error only when it did not run or finish in time.
+fn run_raw(program: &str, args: &[&str], timeout: Duration) -> Result<CmdOutput, CmdError> {
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -494,8 +785,17 @@ pub fn run_command(program: &str, args: &[&str], timeout: Duration) -> Result<St
     };
     let stdout = out_t.join().unwrap_or_default();
     let stderr = err_t.join().unwrap_or_default();
-    if !status.success() {
-        let stderr = String::from_utf8_lossy(&stderr).trim().to_string();
+    Ok(CmdOutput {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
+
+/// A command's stdout when it succeeded, else why not (in our words when it lacked privilege).
+fn finish(program: &str, out: CmdOutput) -> Result<String, CmdError> {
+    if out.code != Some(0) {
+        let stderr = out.stderr.trim().to_string();
         if refused_for_privilege(&stderr) {
             return Err(CmdError::NeedsRoot {
                 program: program.to_string(),
@@ -504,13 +804,13 @@ pub fn run_command(program: &str, args: &[&str], timeout: Duration) -> Result<St
         }
         return Err(CmdError::Failed {
             program: program.to_string(),
-            code: status
-                .code()
+            code: out
+                .code
                 .map_or_else(|| "a signal".to_string(), |c| c.to_string()),
             stderr,
         });
     }
-    Ok(String::from_utf8_lossy(&stdout).into_owned())
+    Ok(out.stdout)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The core every area builds on, bottom first: facts (a value or why there is none), status and
-//! role, the host reader, the run's config, sources and the facts they fill, the check shape, the
+//! role, the host reader and the tape it records to or replays from, the run's config, sources and the facts they fill, the check shape, the
 //! catalog, and the engine that drives a run.
 
 pub mod catalog;
@@ -13,3 +13,4 @@ pub mod source;
 pub mod stage;
 pub mod status;
 pub mod stderr;
+pub mod tape;

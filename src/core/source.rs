@@ -20,8 +20,8 @@ use super::{
 /// What a source's gathering does, which decides the thread it runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Io {
-    /// Reads local files only: all such sources share one worker thread, since a thread each
-    /// costs more than reading the files.
+    /// Reads local files only: all such sources are read on the engine's own thread, since a thread
+    /// costs more than reading the files (and a file read never blocks).
     Files,
     /// Runs commands: a thread of its own, so one that hangs cannot hold the others past the deadline.
     Command,
@@ -29,10 +29,24 @@ pub enum Io {
     Network,
 }
 
+/// When a command or network source really runs commands or talks to the network; otherwise it only
+/// reads files (under `--root`, or with `--offline`) and shares the file worker rather than a thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    Always,
+    /// Only on the live host.
+    LiveHost,
+    /// Only without `--offline`.
+    Online,
+    /// Only on the live host without `--offline`.
+    LiveOnline,
+}
+
 /// One typed input: its unique name, its kind of I/O, and the function that gathers it.
 pub struct Source<T> {
     pub name: &'static str,
     pub io: Io,
+    pub reach: Reach,
     pub gather: fn(&Gather) -> Fact<T>,
 }
 
@@ -41,6 +55,7 @@ impl<T> Source<T> {
         Source {
             name,
             io: Io::Files,
+            reach: Reach::Always,
             gather,
         }
     }
@@ -48,6 +63,7 @@ impl<T> Source<T> {
         Source {
             name,
             io: Io::Command,
+            reach: Reach::Always,
             gather,
         }
     }
@@ -55,8 +71,14 @@ impl<T> Source<T> {
         Source {
             name,
             io: Io::Network,
+            reach: Reach::Always,
             gather,
         }
+    }
+    /// Says when this command or network source does more than read files.
+    pub const fn reaching(mut self, reach: Reach) -> Self {
+        self.reach = reach;
+        self
     }
 }
 
@@ -67,6 +89,19 @@ pub type Value = Arc<dyn Any + Send + Sync>;
 pub trait AnySource: Sync {
     fn name(&self) -> &'static str;
     fn io(&self) -> Io;
+    fn reach(&self) -> Reach;
+    /// The I/O it does in this run: a command or network source that will only read files here (or a
+    /// replay, which reads nothing) is `Files`, so no thread is spent on it.
+    fn io_here(&self, host: &Host, cfg: &Config) -> Io {
+        let live = host.is_live() && host.replay().is_none();
+        let reaches = match self.reach() {
+            Reach::Always => host.replay().is_none(),
+            Reach::LiveHost => live,
+            Reach::Online => host.replay().is_none() && !cfg.offline,
+            Reach::LiveOnline => live && !cfg.offline,
+        };
+        if reaches { self.io() } else { Io::Files }
+    }
     fn gather_value(&self, g: &Gather) -> Fact<Value>;
     /// The address of the gather function: tells apart two sources that share a name (a bug the
     /// registry's test catches).
@@ -79,6 +114,9 @@ impl<T: Any + Send + Sync> AnySource for Source<T> {
     }
     fn io(&self) -> Io {
         self.io
+    }
+    fn reach(&self) -> Reach {
+        self.reach
     }
     fn gather_value(&self, g: &Gather) -> Fact<Value> {
         (self.gather)(g).map(|v| Arc::new(v) as Value)
@@ -129,6 +167,11 @@ impl Facts {
             Ok(v) => Arc::get_mut(v)?.downcast_mut::<T>(),
             Err(_) => None,
         }
+    }
+
+    /// The sources gathered, by name.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.values.keys().copied()
     }
 
     pub(crate) fn insert(&mut self, name: &'static str, value: Fact<Value>) {
@@ -197,13 +240,18 @@ impl<'a> Gather<'a> {
             return v;
         }
         let t = Instant::now();
-        let value =
-            catch_unwind(AssertUnwindSafe(|| source.gather_value(self))).unwrap_or_else(|p| {
-                Err(FactError::Unreadable(format!(
-                    "gathering panicked: {}",
-                    panic_text(&*p)
-                )))
-            });
+        let value = match self.host.replay() {
+            // A source the recording did not gather (one added since) has nothing to read.
+            Some(r) if !r.has_source(name) => Err(super::tape::absent()),
+            _ => super::tape::in_source(name, || {
+                catch_unwind(AssertUnwindSafe(|| source.gather_value(self))).unwrap_or_else(|p| {
+                    Err(FactError::Unreadable(format!(
+                        "gathering panicked: {}",
+                        panic_text(&*p)
+                    )))
+                })
+            }),
+        };
         self.done.borrow_mut().push(Gathered {
             name,
             value: value.clone(),

@@ -349,7 +349,7 @@ fn body_limit() -> tower::util::MapResponseLayer<LimitBody> {
 }
 
 /// The layer at which talking to the API server failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Layer {
     Config,
     NameResolution,
@@ -377,7 +377,7 @@ impl Layer {
 }
 
 /// Why the API server could not be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApiFailure {
     pub layer: Layer,
     pub message: String,

@@ -44,7 +44,8 @@ pub const AREA: Area = Area {
 /// Only the lists the selected checks read are fetched (see [`checks::needs`]).
 pub const CLUSTER: Source<ClusterFacts> = Source::network("cluster", |g| {
     gather(g.host, g.cfg, checks::selected(&g.cfg.selection))
-});
+})
+.reaching(crate::core::source::Reach::Online);
 
 /// The versions of the kubeadm, kubelet and kubectl installed on this node: no cluster needed.
 /// `--offline` runs no commands here, as before (each binary costs tens of milliseconds to start).
@@ -56,7 +57,8 @@ pub const LOCAL_BINARIES: Source<LocalVersions> = Source::command("local-binarie
     }
     // The same margin under the deadline as the cluster source leaves.
     Ok(crate::nodebin::gather(g.host, g.cfg.timeout.mul_f64(0.9)))
-});
+})
+.reaching(crate::core::source::Reach::LiveOnline);
 
 /// Everything the cluster checks read.
 #[derive(Debug, Clone)]
@@ -71,7 +73,7 @@ pub struct ClusterFacts {
 }
 
 /// The API's answers. Each list carries its own error (e.g. RBAC denied it).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ApiFacts {
     pub version: String,
     pub nodes: Fact<NodeSummary>,
@@ -86,7 +88,7 @@ pub struct ApiFacts {
 }
 
 /// A bootstrap token without its secret: the secret is never read into facts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenInfo {
     pub id: String,
     /// Raw `expiration` value; None = never expires.
@@ -95,7 +97,7 @@ pub struct TokenInfo {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PodInfo {
     pub name: String,
     pub phase: String,
@@ -103,7 +105,7 @@ pub struct PodInfo {
     pub containers: Vec<ContainerInfo>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ContainerInfo {
     pub name: String,
     pub ready: bool,
@@ -114,7 +116,7 @@ pub struct ContainerInfo {
     pub last_terminated: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DaemonSetInfo {
     pub namespace: String,
     pub name: String,
@@ -125,14 +127,14 @@ pub struct DaemonSetInfo {
 }
 
 /// A ServiceAccount bound to cluster-admin by a ClusterRoleBinding.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AdminBinding {
     pub binding: String,
     pub account: String,
 }
 
 /// The kube-dns resolution probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DnsProbe {
     /// Not attempted, and why (not reachable from here, no Service, offline ...).
     NotRun(String),
@@ -202,15 +204,31 @@ pub fn gather(host: &Host, cfg: &Config, needs: Needs) -> Fact<ClusterFacts> {
             "--offline: the cluster checks need the network".into(),
         ));
     }
-    let started = std::time::Instant::now();
-    // Leave the engine's deadline a margin so a timeout is reported by layer, not as an abandoned source.
-    let budget = cfg.timeout.mul_f64(0.9);
-    let target = connect::find(cfg)?;
+    // The kubeconfig, the server's answers and the probe as one recorded input (slim-decoded: no
+    // Secret's data is ever kept), so a bundle replays them with no kubeconfig and no network.
+    let (server, context, api) = host.probe("kubernetes API", || talk(host, cfg, needs))??;
     let cni_conf = if needs.cni_conf {
         cni_configs(host)
     } else {
         Err(FactError::Missing(NOT_GATHERED.into()))
     };
+    Ok(ClusterFacts {
+        server: mask_secrets(&server),
+        context,
+        api,
+        cni_conf,
+    })
+}
+
+/// What the server and context are and what the API answered.
+type Talked = (String, Option<String>, Result<ApiFacts, ApiFailure>);
+
+/// Finds the kubeconfig and asks the API what the selected checks read.
+fn talk(host: &Host, cfg: &Config, needs: Needs) -> Fact<Talked> {
+    let started = std::time::Instant::now();
+    // Leave the engine's deadline a margin so a timeout is reported by layer, not as an abandoned source.
+    let budget = cfg.timeout.mul_f64(0.9);
+    let target = connect::find(cfg)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -226,12 +244,7 @@ pub fn gather(host: &Host, cfg: &Config, needs: Needs) -> Fact<ClusterFacts> {
     });
     // A resolver thread stuck in getaddrinfo must not hold the run past its deadline.
     rt.shutdown_background();
-    Ok(ClusterFacts {
-        server: mask_secrets(&server),
-        context,
-        api,
-        cni_conf,
-    })
+    Ok((server, context, api))
 }
 
 async fn gather_api(

@@ -34,7 +34,7 @@ pub const PRESSURE: &[&str] = &[
 ];
 
 /// How many nodes fell into a group, and the first [`SAMPLE`] of their names (in list order).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     pub count: usize,
     pub names: Vec<String>,
@@ -57,8 +57,14 @@ impl Sample {
 }
 
 /// Nodes grouped by a key: at most [`MAX_GROUPS`] groups, later keys counted in `overflow`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(bound(
+    serialize = "K: serde::Serialize",
+    deserialize = "K: serde::de::DeserializeOwned"
+))]
 pub struct Groups<K: Ord> {
+    /// As a list of pairs in JSON (its keys are not all strings).
+    #[serde(with = "pairs")]
     pub groups: BTreeMap<K, Sample>,
     pub overflow: Sample,
 }
@@ -98,9 +104,32 @@ impl<K: Ord> Groups<K> {
     }
 }
 
+/// A map as a list of `[key, value]` pairs, for keys JSON cannot name (tuples, options).
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        m: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
+}
+
 /// One component's versions: a group per version text, and for versions past [`MAX_GROUPS`] the
 /// lowest and highest seen (the skew policy is an interval, so those two decide the overflow).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Versions {
     pub by_version: Groups<String>,
     /// (lowest, highest) parseable version among the overflow nodes.
@@ -133,7 +162,7 @@ impl Versions {
 pub type ReadyState = (String, String, String);
 
 /// Everything the checks read about the nodes, aggregated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeSummary {
     pub total: usize,
     pub kubelet: Versions,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::{
     core::facts::{Fact, FactError},
-    core::host::{CmdError, Host, run_command},
+    core::host::{CmdError, Host},
 };
 
 use super::{
@@ -95,8 +95,11 @@ impl ReadRules {
 /// while the kernel's rules are the same whichever userland dumps them.
 pub fn read_rules(host: &Host, timeout: Duration) -> ReadRules {
     if host.network_is_live() {
-        let gate = LiveGate::read(host);
-        read_live_rules(&|p: &str, a: &[&str]| run_command(p, a, timeout), &gate)
+        // The gate reads this process's own /proc (outside any root): one probe through the host's tape.
+        let gate = host
+            .probe("firewall-live-gate", || LiveGate::read(host))
+            .unwrap_or_else(|e| LiveGate::unknown(&e.to_string()));
+        read_live_rules(&|p: &str, a: &[&str]| host.run(p, a, timeout), &gate)
     } else {
         read_saved(host)
     }
@@ -126,12 +129,12 @@ pub fn read_saved(host: &Host) -> ReadRules {
     out
 }
 
-/// A way to run a command: `run_command` with the run's timeout, or (in tests) inside a network namespace.
+/// A way to run a command: the host's, with the run's timeout, or (in tests) inside a network namespace.
 pub type Runner<'a> = dyn Fn(&str, &[&str]) -> Result<String, CmdError> + 'a;
 
 /// What decides, before any tool runs, which backends may be asked: a dump must neither fail for want of
 /// privilege nor make the kernel load a module (`check` is read-only).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LiveGate {
     /// Whether this process holds CAP_NET_ADMIN (`CapEff` in /proc/self/status): iptables' getsockopt and
     /// nft's netlink dump both answer EPERM without it. `Err` when that could not be read.
@@ -187,6 +190,15 @@ impl LiveGate {
             net_admin,
             legacy,
             nf_tables,
+        }
+    }
+
+    /// Nothing may be asked: why the gate itself could not be read.
+    fn unknown(why: &str) -> LiveGate {
+        LiveGate {
+            net_admin: Err(why.to_string()),
+            legacy: [None, None],
+            nf_tables: Err(why.to_string()),
         }
     }
 
@@ -542,36 +554,53 @@ fn cni(host: &Host, interfaces: &[String]) -> Option<Cni> {
     })
 }
 
+/// A firewalld process in `h`'s /proc (its pid), and how many processes were looked at.
+fn firewalld_process(h: &Host) -> (Option<String>, usize) {
+    let pids: Vec<String> = h
+        .list_dir("/proc")
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    let found = pids.iter().find(|p| {
+        h.read_opt(&format!("/proc/{p}/cmdline"))
+            .ok()
+            .flatten()
+            .is_some_and(|c| hostnet::is_firewalld_cmdline(&c))
+    });
+    (found.cloned(), pids.len())
+}
+
 /// The firewall managers: a running firewalld (looked for in the process table under the root, and under
 /// `--live-network` in this process's own /proc too: with hostPID both are the node's), firewalld enabled at
 /// boot, ufw enabled or its chains loaded. Also says where processes were looked for, and how many were seen.
 fn managers(host: &Host, rules: Option<&Ruleset>) -> (Vec<Manager>, Vec<(String, usize)>) {
     let mut out = Vec::new();
-    let mut tables = vec![(host.clone(), "/proc")];
-    if !host.is_live() {
-        tables[0].1 = "/proc under the root";
-        if host.network_is_live() {
-            tables.push((Host::live(), "this process's /proc"));
+    let mut seen = Vec::new();
+    let shown = if host.is_live() {
+        "/proc"
+    } else {
+        "/proc under the root"
+    };
+    let mut scans = vec![(shown, firewalld_process(host))];
+    if !host.is_live() && host.network_is_live() {
+        // This process's own /proc is outside the root: read through the host's tape as one probe, so a
+        // bundle records (and a replay answers) it without confusing it with the root's /proc.
+        let own = "this process's /proc";
+        if let Ok(found) = host.probe("firewall-own-processes", || {
+            firewalld_process(&Host::live())
+        }) {
+            scans.push((own, found));
         }
     }
-    let mut seen = Vec::new();
-    'tables: for (h, shown) in &tables {
-        let pids: Vec<String> = h
-            .list_dir("/proc")
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
-            .collect();
-        seen.push((shown.to_string(), pids.len()));
-        for p in pids {
-            let cmdline = h.read_opt(&format!("/proc/{p}/cmdline")).ok().flatten();
-            if cmdline.is_some_and(|c| hostnet::is_firewalld_cmdline(&c)) {
-                out.push(Manager {
-                    name: "firewalld".into(),
-                    evidence: format!("{shown}: process {p} is firewalld (its cmdline)"),
-                });
-                break 'tables;
-            }
+    for (shown, (pid, count)) in scans {
+        seen.push((shown.to_string(), count));
+        if let Some(p) = pid {
+            out.push(Manager {
+                name: "firewalld".into(),
+                evidence: format!("{shown}: process {p} is firewalld (its cmdline)"),
+            });
+            break;
         }
     }
     let unit = "/etc/systemd/system/multi-user.target.wants/firewalld.service";

@@ -53,7 +53,8 @@ const fn path_fix(check: &'static str) -> Fix {
 
 /// The rulesets (live, or saved under `--root`), node networks, CNI and firewall managers.
 pub const FIREWALL: Source<FirewallFacts> =
-    Source::command("firewall", |g| gather(g.host, g.cfg.timeout));
+    Source::command("firewall", |g| gather(g.host, g.cfg.timeout))
+        .reaching(crate::core::source::Reach::LiveHost);
 
 /// A firewall manager that rewrites rules on reload.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,370 @@
+//! Reads a bundle, which is untrusted input (it comes from a ticket): in memory only, never extracted;
+//! member names are keys, not paths (`..`, absolute names, links and directories refused); the file,
+//! every member, the unpacked total and the compression ratio are capped; every member must be the one
+//! the manifest names, with its size and digest. Anything else is a [`BundleError`] naming the problem.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Read,
+    path::Path,
+};
+
+use thiserror::Error;
+
+use super::format::{
+    CallRecord, FORMAT, FORMAT_VERSION, MANIFEST, MAX_COMPRESSED, MAX_MEMBER, MAX_MEMBERS,
+    MAX_RATIO, MAX_TOTAL, Manifest, REPORT, calls_member, sha256_hex, valid_name,
+};
+use crate::core::tape::{Answer, Entry, Replay};
+
+/// Why a bundle cannot be read.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BundleError {
+    #[error("cannot read the bundle {0}: {1}")]
+    Open(String, String),
+    #[error("the bundle is larger than {} MiB; not read", MAX_COMPRESSED >> 20)]
+    TooBig,
+    #[error("not a bundle: it is not gzip-compressed")]
+    NotGzip,
+    #[error("the bundle is damaged or truncated: {0}")]
+    Damaged(String),
+    #[error(
+        "the bundle unpacks to more than {} MiB or {MAX_RATIO} times its size: refused (a decompression bomb?)",
+        MAX_TOTAL >> 20
+    )]
+    Bomb,
+    #[error(
+        "the bundle's member {0:?} is not a plain name (absolute, `..` or odd characters): refused"
+    )]
+    BadName(String),
+    #[error("the bundle's member {0:?} is a {1}, not a file: refused")]
+    NotFile(String, String),
+    #[error("the bundle's member {0} is larger than {mib} MiB: refused", mib = MAX_MEMBER >> 20)]
+    MemberTooBig(String),
+    #[error("the bundle holds more than {MAX_MEMBERS} members: refused")]
+    TooMany,
+    #[error("the bundle holds {0} twice")]
+    Duplicate(String),
+    #[error("not a k8sdoctor bundle: {0}")]
+    Foreign(String),
+    #[error(
+        "the bundle has format version {0}; this k8sdoctor reads version {FORMAT_VERSION} (a newer k8sdoctor made it)"
+    )]
+    Version(u32),
+    #[error("the bundle's member {0} does not match its manifest: {1}")]
+    Mismatch(String, String),
+}
+
+/// A bundle as read: its manifest, the recorded report, and the recorded inputs to replay.
+pub struct Bundle {
+    pub manifest: Manifest,
+    pub report: serde_json::Value,
+    pub replay: Replay,
+}
+
+/// Reads a bundle file (a regular file at most [`MAX_COMPRESSED`] bytes, opened without blocking).
+pub fn open(path: &Path) -> Result<Bundle, BundleError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display().to_string();
+    let err = |e: std::io::Error| BundleError::Open(shown.clone(), e.to_string());
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(err)?;
+    let meta = f.metadata().map_err(err)?;
+    if !meta.is_file() {
+        return Err(BundleError::Open(shown, "not a regular file".into()));
+    }
+    if meta.len() > MAX_COMPRESSED {
+        return Err(BundleError::TooBig);
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.take(MAX_COMPRESSED + 1)
+        .read_to_end(&mut bytes)
+        .map_err(err)?;
+    if bytes.len() as u64 > MAX_COMPRESSED {
+        return Err(BundleError::TooBig);
+    }
+    read(&bytes)
+}
+
+/// Unpacks the gzip stream in memory, holding it to [`MAX_TOTAL`] and [`MAX_RATIO`].
+fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, BundleError> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Err(BundleError::NotGzip);
+    }
+    let mut d = flate2::bufread::GzDecoder::new(bytes);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = d
+            .read(&mut buf)
+            .map_err(|e| BundleError::Damaged(format!("gzip: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        let read_in = (bytes.len() - d.get_ref().len()).max(1) as u64;
+        let total = out.len() as u64;
+        if total > MAX_TOTAL || (total > 1 << 20 && total / read_in > MAX_RATIO) {
+            return Err(BundleError::Bomb);
+        }
+    }
+    if !d.get_ref().is_empty() {
+        return Err(BundleError::Damaged(format!(
+            "{} bytes after the end of the gzip stream",
+            d.get_ref().len()
+        )));
+    }
+    Ok(out)
+}
+
+/// The members of the tar by name, each checked for its name, kind and size.
+fn members(tar_bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
+    let damaged = |e: std::io::Error| BundleError::Damaged(format!("tar: {e}"));
+    let mut archive = tar::Archive::new(tar_bytes);
+    let mut out = BTreeMap::new();
+    for entry in archive.entries().map_err(damaged)? {
+        let entry = entry.map_err(damaged)?;
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if !valid_name(&name) {
+            return Err(BundleError::BadName(name));
+        }
+        let kind = entry.header().entry_type();
+        if !kind.is_file() {
+            let what = match kind {
+                tar::EntryType::Symlink => "symbolic link",
+                tar::EntryType::Link => "hard link",
+                tar::EntryType::Directory => "directory",
+                tar::EntryType::Char | tar::EntryType::Block => "device",
+                tar::EntryType::Fifo => "FIFO",
+                _ => "special entry",
+            };
+            return Err(BundleError::NotFile(name, what.into()));
+        }
+        let size = entry.header().size().map_err(damaged)?;
+        if size > MAX_MEMBER {
+            return Err(BundleError::MemberTooBig(name));
+        }
+        if out.len() >= MAX_MEMBERS {
+            return Err(BundleError::TooMany);
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        entry
+            .take(MAX_MEMBER + 1)
+            .read_to_end(&mut bytes)
+            .map_err(damaged)?;
+        if bytes.len() as u64 != size {
+            return Err(BundleError::Damaged(format!(
+                "{name} ends after {} of its {size} bytes",
+                bytes.len()
+            )));
+        }
+        if out.insert(name.clone(), bytes).is_some() {
+            return Err(BundleError::Duplicate(name));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a bundle from its bytes.
+pub fn read(bytes: &[u8]) -> Result<Bundle, BundleError> {
+    read_tar(&gunzip(bytes)?)
+}
+
+/// Reads a bundle from its unpacked tar.
+pub fn read_tar(tar_bytes: &[u8]) -> Result<Bundle, BundleError> {
+    let mut members = members(tar_bytes)?;
+    let manifest_bytes = members
+        .remove(MANIFEST)
+        .ok_or_else(|| BundleError::Foreign(format!("it has no {MANIFEST}")))?;
+    // The format and version first, so a newer layout is named as such rather than as damage.
+    let head: serde_json::Value = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| BundleError::Foreign(format!("{MANIFEST} is not JSON: {e}")))?;
+    if head["format"] != FORMAT {
+        return Err(BundleError::Foreign(format!(
+            "{MANIFEST} does not say format {FORMAT:?}"
+        )));
+    }
+    match head["format_version"].as_u64() {
+        Some(v) if v == u64::from(FORMAT_VERSION) => {}
+        Some(v) => return Err(BundleError::Version(v.min(u32::MAX as u64) as u32)),
+        None => {
+            return Err(BundleError::Foreign(format!(
+                "{MANIFEST} has no format_version"
+            )));
+        }
+    }
+    let manifest: Manifest = serde_json::from_value(head)
+        .map_err(|e| BundleError::Damaged(format!("{MANIFEST}: {e}")))?;
+    // Every member is the manifest's, byte for byte, and nothing else is there.
+    let mut listed = BTreeSet::new();
+    for m in &manifest.members {
+        let bytes = members.get(&m.name).ok_or_else(|| {
+            BundleError::Damaged(format!(
+                "{} is in the manifest but not in the archive",
+                m.name
+            ))
+        })?;
+        if bytes.len() as u64 != m.size || sha256_hex(bytes) != m.sha256 {
+            return Err(BundleError::Mismatch(
+                m.name.clone(),
+                "its size or SHA-256 differs".into(),
+            ));
+        }
+        listed.insert(m.name.as_str());
+    }
+    if let Some(extra) = members.keys().find(|k| !listed.contains(k.as_str())) {
+        return Err(BundleError::Mismatch(
+            extra.clone(),
+            "the manifest does not list it".into(),
+        ));
+    }
+    let report = members
+        .get(REPORT)
+        .ok_or_else(|| BundleError::Damaged(format!("it has no {REPORT}")))
+        .and_then(|b| {
+            serde_json::from_slice(b).map_err(|e| BundleError::Damaged(format!("{REPORT}: {e}")))
+        })?;
+    let mut entries = Vec::new();
+    let sources: BTreeSet<String> = manifest.sources.iter().cloned().collect();
+    for source in manifest.members.iter().map(|m| &m.source) {
+        let name = calls_member(source);
+        let Some(bytes) = members.remove(&name) else {
+            continue; // its calls were taken already, or it is the report
+        };
+        let calls: Vec<CallRecord> = serde_json::from_slice(&bytes)
+            .map_err(|e| BundleError::Damaged(format!("{name}: {e}")))?;
+        for mut c in calls {
+            if let Answer::File(Ok(Some(body))) = &mut c.answer {
+                let owner = manifest.members.iter().find(|m| m.name == body.member);
+                if owner.is_none_or(|m| &m.source != source) {
+                    return Err(BundleError::Damaged(format!(
+                        "{name} names the member {:?}, which is not this source's",
+                        body.member
+                    )));
+                }
+                body.bytes = members.get(&body.member).cloned().unwrap_or_default();
+            }
+            entries.push(Entry {
+                source: source.clone(),
+                call: c.call,
+                answer: c.answer,
+            });
+        }
+    }
+    Ok(Bundle {
+        manifest,
+        report,
+        replay: Replay::new(entries, sources),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::{
+        bundle::{format::RecordedConfig, writer},
+        core::{
+            config::Config,
+            tape::{Call, FileBody, Recorded, in_source},
+        },
+    };
+
+    fn report() -> crate::report::Report {
+        crate::report::Report::new(
+            std::time::SystemTime::UNIX_EPOCH,
+            0,
+            crate::report::HostInfo {
+                hostname: "h".into(),
+                kernel: "k".into(),
+                os: "o".into(),
+                root: "/r".into(),
+                role: "worker".into(),
+                stage: None,
+            },
+            None,
+            vec![],
+        )
+    }
+
+    fn bundle() -> Vec<u8> {
+        let rec = crate::core::tape::Recorder::default();
+        in_source("swap", || {
+            rec.record(
+                Call::Read {
+                    path: "/proc/swaps".into(),
+                },
+                Answer::File(Ok(Some(FileBody {
+                    bytes: b"Filename Type\n".to_vec(),
+                    member: String::new(),
+                    mode: 0o444,
+                    uid: 0,
+                    gid: 0,
+                    kind: "file".into(),
+                }))),
+            );
+            rec.record(
+                Call::Exists {
+                    path: "/etc/fstab".into(),
+                },
+                Answer::Bool(false),
+            );
+        });
+        let header = writer::Header {
+            created_at: "2026-01-01T00:00:00Z".into(),
+            command_line: "k8sdoctor --bundle b".into(),
+            recorded: Recorded {
+                root: "/r".into(),
+                live: false,
+                live_network: false,
+            },
+            config: RecordedConfig::of(&Config::default()),
+            sources: ["swap".to_string()].into(),
+        };
+        writer::write(header, &report(), rec.entries()).unwrap()
+    }
+
+    #[test]
+    fn what_is_written_reads_back_as_the_same_answers() {
+        let b = read(&bundle()).unwrap();
+        assert_eq!(b.manifest.sources, ["swap"]);
+        let call = Call::Read {
+            path: "/proc/swaps".into(),
+        };
+        let got = in_source("swap", || b.replay.answer(&call).cloned());
+        let Some(Answer::File(Ok(Some(body)))) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(body.bytes, b"Filename Type\n");
+        assert_eq!(body.member, "inputs/swap/files/proc/swaps");
+        assert_eq!(b.report["host"]["hostname"], "h");
+    }
+
+    #[test]
+    fn every_flipped_byte_and_every_cut_is_an_error_not_a_panic() {
+        let good = bundle();
+        for i in (0..good.len()).step_by(7) {
+            let mut bad = good.clone();
+            bad[i] ^= 0x5a;
+            let _ = read(&bad);
+            assert!(read(&good[..i]).is_err(), "cut at {i} read fine");
+        }
+        let mut tail = good.clone();
+        tail.extend_from_slice(b"junk");
+        assert!(matches!(read(&tail), Err(BundleError::Damaged(_))));
+    }
+
+    #[test]
+    fn a_bomb_stops_at_the_ratio_before_the_total() {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..8 {
+            e.write_all(&zeros).unwrap();
+        }
+        assert_eq!(read(&e.finish().unwrap()).err(), Some(BundleError::Bomb));
+    }
+}
