@@ -13,6 +13,7 @@ use anyhow::{Result, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use k8sdoctor::{
     core::{
+        catalog::Entry,
         check::{Role, Status},
         config::{Config, Format, RoleChoice, Selection},
         stage::{Stage, StageChoice},
@@ -21,6 +22,7 @@ use k8sdoctor::{
     fleet::{self, FleetOptions, McOptions},
     join::JoinOptions,
     multicast,
+    policy::Policy,
 };
 
 #[derive(Parser)]
@@ -47,13 +49,21 @@ enum Cmd {
         output: OutFormat,
         #[arg(long)]
         no_color: bool,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// Explain one check: the pitfall, why it matters, the fix.
-    Explain { id: String },
-    /// Print the JSON Schema of the report (`--fleet`: of the fleet report).
+    Explain {
+        id: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Print the JSON Schema of the report (`--fleet`: of the fleet report; `--policy`: of a policy file).
     Schema {
         #[arg(long)]
         fleet: bool,
+        #[arg(long, conflicts_with = "fleet")]
+        policy: bool,
     },
     /// Verify a `kubeadm join` command before running it: kubeadm's discovery, step by step.
     #[command(
@@ -545,8 +555,29 @@ struct CheckArgs {
     #[arg(short = 'v', long)]
     verbose: bool,
     #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
     report: ReportArgs,
 }
+
+// --- site policies (`--policy FILE`) ---
+
+/// `--policy FILE`: a site's own checks, read and validated before anything runs.
+#[derive(Args)]
+struct PolicyArgs {
+    /// Add the checks of a site policy file (YAML, repeatable): flows the firewall must accept, sysctls,
+    /// file contents. `k8sdoctor schema --policy` prints its JSON Schema.
+    #[arg(long = "policy", value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+impl PolicyArgs {
+    fn load(&self) -> Result<Policy> {
+        Ok(k8sdoctor::policy::load(&self.files)?)
+    }
+}
+
+// --- end of site policies ---
 
 impl From<FailOn> for Status {
     fn from(f: FailOn) -> Status {
@@ -588,6 +619,7 @@ impl CheckArgs {
             timeout,
             proxy_port: self.proxy_port,
             show_skipped: self.verbose,
+            extra_checks: self.policy.load()?.checks(),
             ..Config::default()
         }))
     }
@@ -628,10 +660,14 @@ pub enum Command {
     List {
         format: Format,
         color: bool,
+        /// Entries of `--policy` checks, listed after the catalog's.
+        extra: Vec<Entry>,
     },
-    Explain(String),
+    /// The id, and the entries of `--policy` checks it may name.
+    Explain(String, Vec<Entry>),
     Schema {
         fleet: bool,
+        policy: bool,
     },
     JoinCheck(JoinOptions, Config),
     McSend(multicast::send::SendOptions),
@@ -666,12 +702,17 @@ impl Cli {
         Ok(match self.command {
             None => Command::Check(self.check.into_config()?),
             Some(Cmd::Check(args)) => Command::Check(args.into_config()?),
-            Some(Cmd::List { output, no_color }) => Command::List {
+            Some(Cmd::List {
+                output,
+                no_color,
+                policy,
+            }) => Command::List {
                 format: output.into(),
                 color: color_wanted(no_color),
+                extra: policy.load()?.entries(),
             },
-            Some(Cmd::Explain { id }) => Command::Explain(id),
-            Some(Cmd::Schema { fleet }) => Command::Schema { fleet },
+            Some(Cmd::Explain { id, policy }) => Command::Explain(id, policy.load()?.entries()),
+            Some(Cmd::Schema { fleet, policy }) => Command::Schema { fleet, policy },
             Some(Cmd::JoinCheck(a)) => {
                 let timeout = duration("--timeout", a.timeout, Unit::Secs)?;
                 let cfg = a.report.into_config(Config {

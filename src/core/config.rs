@@ -76,6 +76,8 @@ pub struct Config {
     pub color: bool,
     /// List every skipped check in the table (else skips sharing a reason are one row).
     pub show_skipped: bool,
+    /// Checks added at run time (`--policy` files), run beside the built-in ones.
+    pub extra_checks: Vec<super::check::DynCheck>,
 }
 
 impl Default for Config {
@@ -95,6 +97,7 @@ impl Default for Config {
             fail_on: Status::Fail,
             color: false,
             show_skipped: false,
+            extra_checks: Vec::new(),
         }
     }
 }
