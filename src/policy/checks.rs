@@ -114,6 +114,9 @@ pub fn flow_queries(flow: &Flow, fw: &FirewallFacts) -> Vec<Query> {
             if let Some(i) = &flow.iface {
                 q = q.on(i.clone());
             }
+            // An interface not named is any interface: the flow must be accepted whichever one it
+            // arrives on (and, routed, leaves on).
+            q.any_iface = true;
             q
         })
         .collect()

@@ -60,6 +60,10 @@ pub struct Query {
     pub iface: Option<String>,
     /// The interface it leaves on (forward hook); `None` means not known.
     pub oiface: Option<String>,
+    /// An interface left `None` means every interface rather than an unknown one (a site's flow with no
+    /// interface must be accepted whichever it arrives on): a rule testing some interfaces holds for part
+    /// of the traffic only.
+    pub any_iface: bool,
     /// Conntrack marks the connection as destination-NATed (a service address rewritten to a pod's).
     pub dnat: bool,
 }
@@ -97,6 +101,7 @@ impl Query {
             dest: None,
             iface: None,
             oiface: None,
+            any_iface: false,
             dnat: false,
         }
     }
@@ -934,6 +939,7 @@ impl Walker<'_> {
             Match::InIface { neg, any_of } => match &q.iface {
                 // Traffic from another network never arrives on loopback.
                 None if any_of.iter().all(|p| p == "lo") => bool_m(false, *neg),
+                None if q.any_iface => every_iface(any_of, *neg, "input"),
                 None => M::Maybe(
                     Sure::NONE,
                     "the input interface (the query names none)".into(),
@@ -944,6 +950,7 @@ impl Walker<'_> {
                 // A packet for this host has no output interface.
                 (Hook::Input, _) => bool_m(any_of.iter().any(|p| iface_matches(p, "")), *neg),
                 (Hook::Forward, None) if any_of.iter().all(|p| p == "lo") => bool_m(false, *neg),
+                (Hook::Forward, None) if q.any_iface => every_iface(any_of, *neg, "output"),
                 (Hook::Forward, None) => M::Maybe(
                     Sure::NONE,
                     "the output interface (the query names none)".into(),
@@ -1019,6 +1026,18 @@ impl Walker<'_> {
             Match::Unknown(what) => M::Maybe(Sure::NONE, what.clone()),
         }
     }
+}
+
+/// An interface match when the query covers every interface: a wildcard for all (`+`, `*`) holds, any
+/// other name holds for part of the traffic.
+fn every_iface(any_of: &[String], neg: bool, what: &str) -> M {
+    if any_of.iter().any(|p| p == "+" || p == "*") {
+        return bool_m(true, neg);
+    }
+    M::Maybe(
+        Sure::BOTH,
+        format!("the {what} interface (the query covers every interface, the rule some)"),
+    )
 }
 
 /// Attaches the undecidable rule a result was reached across.
