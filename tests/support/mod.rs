@@ -6,6 +6,7 @@ pub mod harness;
 pub mod hostile;
 pub mod kubelet;
 pub mod openssl;
+pub mod tcp;
 
 use std::{
     path::PathBuf,
