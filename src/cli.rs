@@ -183,6 +183,8 @@ struct FleetCheckArgs {
     #[arg(long, value_enum, default_value_t = RoleArg::Auto)]
     role: RoleArg,
     #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
     nodes: FleetNodeArgs,
     #[command(flatten)]
     report: ReportArgs,
@@ -569,11 +571,45 @@ struct PolicyArgs {
     /// file contents. `k8sdoctor schema --policy` prints its JSON Schema.
     #[arg(long = "policy", value_name = "FILE")]
     files: Vec<PathBuf>,
+    /// A policy given inline: its name (as the CLI was given it) on the first line, then the YAML. How
+    /// `fleet check --policy` ships a policy to its pods, in their command line.
+    #[arg(long = "policy-text", value_name = "TEXT", hide = true)]
+    texts: Vec<String>,
 }
+
+/// The most one policy may take inside a pod's command line: Linux limits one argument to 128 KiB.
+const POLICY_ARG_MAX: usize = 100 << 10;
 
 impl PolicyArgs {
     fn load(&self) -> Result<Policy> {
-        Ok(k8sdoctor::policy::load(&self.files)?)
+        let mut p = k8sdoctor::policy::load(&self.files)?;
+        for t in &self.texts {
+            let (label, yaml) = t.split_once('\n').unwrap_or(("--policy-text", ""));
+            k8sdoctor::policy::parse_into(label, yaml, &mut p)?;
+        }
+        Ok(p)
+    }
+
+    /// The `--policy-text` arguments that carry these files to the fleet's pods.
+    fn shipped(&self) -> Result<Vec<String>> {
+        let mut args = Vec::new();
+        for f in &self.files {
+            let label = f.display().to_string();
+            let arg = format!("{label}\n{}", k8sdoctor::policy::read(f)?);
+            if label.contains('\n') || arg.len() > POLICY_ARG_MAX {
+                bail!(
+                    "{label}: too large to ship to the pods in their command line (at most {} KiB)",
+                    POLICY_ARG_MAX >> 10
+                );
+            }
+            args.extend(["--policy-text".to_string(), arg]);
+        }
+        args.extend(
+            self.texts
+                .iter()
+                .flat_map(|t| ["--policy-text".to_string(), t.clone()]),
+        );
+        Ok(args)
     }
 }
 
@@ -767,7 +803,19 @@ fn fleet_command(cmd: FleetCmd) -> Result<Command> {
             Command::FleetCleanup(cluster.config(Duration::from_secs(10)), ns)
         }
         FleetCmd::Check(a) => {
-            fleet::unknown_ids(&a.only, &a.skip)?;
+            // A bad policy stops the run before any pod; its ids are known to --only/--skip.
+            let policy: Vec<String> = a
+                .policy
+                .load()?
+                .entries()
+                .into_iter()
+                .map(|e| e.id)
+                .collect();
+            let builtin = |ids: &[String]| -> Vec<String> {
+                let ours = |i: &String| policy.iter().any(|p| p.eq_ignore_ascii_case(i));
+                ids.iter().filter(|i| !ours(i)).cloned().collect()
+            };
+            fleet::unknown_ids(&builtin(&a.only), &builtin(&a.skip))?;
             // Each pod runs the node checks on its node's root; the doctor's own deadline there
             // is half the pod's, so a slow node still reports before the kubelet kills it.
             let secs = duration("--timeout", a.nodes.timeout, Unit::Secs)?.as_secs_f64();
@@ -792,6 +840,7 @@ fn fleet_command(cmd: FleetCmd) -> Result<Command> {
                 RoleArg::Worker => args.extend(["--role".into(), "worker".into()]),
             }
             args.extend(["--timeout".into(), format!("{:.0}", (secs / 2.0).max(5.0))]);
+            args.extend(a.policy.shipped()?);
             let (cfg, opts) = a.nodes.options(args)?;
             Command::FleetCheck(a.report.into_config(cfg), opts)
         }

@@ -27,28 +27,31 @@ use crate::{
 /// Reads and validates policy files in order; the first problem is the error (`FILE:LINE: what`).
 pub fn load(paths: &[std::path::PathBuf]) -> Result<Policy, PolicyError> {
     let mut policy = Policy::default();
-    let host = Host::live();
     for p in paths {
-        let name = p.display().to_string();
-        let unreadable = |what: String| PolicyError {
-            file: name.clone(),
-            line: 0,
-            what,
-        };
-        if std::fs::metadata(p).is_ok_and(|m| m.len() > MAX_POLICY) {
-            return Err(unreadable(format!(
-                "larger than {} KiB, the most a policy may be",
-                MAX_POLICY >> 10
-            )));
-        }
-        // The host reader refuses FIFOs and devices without blocking, and caps the size.
-        let text = match host.read(&name) {
-            Ok(t) => t,
-            Err(e) => return Err(unreadable(e.to_string())),
-        };
-        parse_into(&name, &text, &mut policy)?;
+        let text = read(p)?;
+        parse_into(&p.display().to_string(), &text, &mut policy)?;
     }
     Ok(policy)
+}
+
+/// A policy file's text: a regular file (FIFOs and devices are refused without blocking) of at most
+/// [`MAX_POLICY`] bytes.
+pub fn read(path: &std::path::Path) -> Result<String, PolicyError> {
+    let name = path.display().to_string();
+    let unreadable = |what: String| PolicyError {
+        file: name.clone(),
+        line: 0,
+        what,
+    };
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_POLICY) {
+        return Err(unreadable(format!(
+            "larger than {} KiB, the most a policy may be",
+            MAX_POLICY >> 10
+        )));
+    }
+    Host::live()
+        .read(&name)
+        .map_err(|e| unreadable(e.to_string()))
 }
 
 fn roles(m: &Meta) -> Vec<crate::core::check::Role> {
