@@ -439,6 +439,10 @@ fn policy_ids_work_with_only_skip_list_and_explain() {
     // Without the policy, its ids are unknown: a typo guard, exit 2.
     let (code, _, err) = run(&["check", "--only", "policy.flow.condor-from-pods"]);
     assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("policy.* checks come from the --policy FILE"),
+        "{err}"
+    );
     // --skip takes them too (case-insensitive like every id).
     let (_, r) = check(&[
         "--policy",

@@ -148,11 +148,19 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
     if !unknown.is_empty() {
         // A catalog entry no host check implements is one of join-check's steps.
         let join_steps = unknown.iter().any(|u| catalog::find(u).is_some());
+        let policy = unknown
+            .iter()
+            .any(|u| u.to_ascii_lowercase().starts_with("policy."));
         bail!(
-            "unknown check id(s): {} (see `k8sdoctor list`){}",
+            "unknown check id(s): {} (see `k8sdoctor list`){}{}",
             unknown.join(", "),
             if join_steps {
                 "; join.* are the steps of `k8sdoctor join-check -- kubeadm join ...`"
+            } else {
+                ""
+            },
+            if policy {
+                "; policy.* checks come from the --policy FILE that defines them"
             } else {
                 ""
             }

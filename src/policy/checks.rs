@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 
 use crate::{
     checks::{
-        firewall::{FIREWALL, FirewallFacts, Net, Probe, Query, judge, node_addr},
+        firewall::{
+            Answer, FIREWALL, FirewallFacts, Net, Probe, Query, evaluate, exact_accept,
+            insert_command, judge, node_addr, persist_note,
+        },
         sysctl::{self, Assignment},
     },
     core::{
@@ -98,10 +101,16 @@ pub fn flow_queries(flow: &Flow, fw: &FirewallFacts) -> Vec<Query> {
     flow.from
         .iter()
         .map(|src| {
+            // icmp from an IPv6 network is ICMPv6 (protocol 58).
+            let proto = if flow.proto == 1 && src.is_v6() {
+                58
+            } else {
+                flow.proto
+            };
             let mut q = match flow.to {
-                Some(dest) => Query::forward(flow.proto, *src, dest),
+                Some(dest) => Query::forward(proto, *src, dest),
                 None => {
-                    let mut q = Query::proto(flow.proto, *src);
+                    let mut q = Query::proto(proto, *src);
                     q.dest = node_addr(fw, src.is_v6()).map(Net::host);
                     q
                 }
@@ -130,7 +139,47 @@ pub fn flow(flow: &Flow, facts: &Facts) -> Outcome {
         .map(|query| Probe { query, soft: false })
         .collect();
     let what = format!("policy flow {}", flow.meta.name);
-    Ok(finish(&flow.meta, judge(fw, rules, &probes, &what)))
+    let mut f = judge(fw, rules, &probes, &what);
+    if f.status == Status::Fail {
+        // One rule for the flow's whole source network, before the first rule that blocks any part of it.
+        let mut cmds: Vec<String> = Vec::new();
+        for p in &probes {
+            if let Some(c) = whole_flow_fix(fw, &evaluate(rules, &p.query))
+                && !cmds.contains(&c)
+            {
+                cmds.push(c);
+            }
+        }
+        if !cmds.is_empty() {
+            f.remediation = Some(persist_note(fw, cmds.join("; ")));
+        }
+    }
+    Ok(finish(&flow.meta, f))
+}
+
+/// The ACCEPT for all of a blocked query's source network, at the earliest place any blocked part needs
+/// it in the chain of the deciding rule; `None` when nothing is blocked or there is no place.
+fn whole_flow_fix(fw: &FirewallFacts, a: &Answer) -> Option<String> {
+    if !a.verdict().blocks() {
+        return None;
+    }
+    let first = a.decisive().insert_point()?;
+    let at = a
+        .parts
+        .iter()
+        .filter(|d| d.verdict.blocks())
+        .filter_map(|d| d.insert_point())
+        .filter(|ip| {
+            (ip.origin, ip.family, &ip.table, &ip.chain)
+                == (first.origin, first.family, &first.table, &first.chain)
+        })
+        .min_by_key(|ip| ip.position)?;
+    Some(insert_command(&exact_accept(
+        fw,
+        &a.query,
+        a.query.source,
+        &at,
+    )))
 }
 
 pub fn sysctl(rule: &SysctlRule, facts: &Facts) -> Outcome {
@@ -311,4 +360,92 @@ pub fn file(rule: &FileRule, facts: &Facts) -> Outcome {
         Finding::fail(bad.join("; ")).remediation(format!("edit {path} so that {}", rule.wants()))
     };
     Ok(finish(&rule.meta, f.evidence_all(ev)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        checks::firewall::{
+            iptables,
+            model::{Family, Origin},
+        },
+        policy::{Policy, parse_into},
+    };
+
+    fn fw(rules: &str, family: Family) -> FirewallFacts {
+        FirewallFacts {
+            rules: Ok(iptables::parse(rules, Origin::IptablesSaved, family).unwrap()),
+            sources: vec!["test rules".into()],
+            problems: vec![],
+            live: false,
+            iptables_backend: None,
+            node_nets: Ok(vec![]),
+            interfaces: vec![],
+            cni: None,
+            managers: vec![],
+        }
+    }
+
+    fn policy(text: &str) -> Policy {
+        let mut p = Policy::default();
+        parse_into("p.yaml", text, &mut p).unwrap();
+        p
+    }
+
+    const CENTOS7: &str = include_str!("../../fixtures/firewall/centos7-default.rules");
+
+    #[test]
+    fn a_routed_flow_fails_at_forwards_reject_with_an_exact_rule() {
+        let p = policy(
+            "flows:\n  - name: dns\n    proto: udp\n    port: 53\n    from: 10.244.0.0/16\n    to: 10.96.0.0/12\n    interface: cni0\n",
+        );
+        let facts = Facts::default().with(&FIREWALL, Ok(fw(CENTOS7, Family::Ip)));
+        let f = flow(&p.flows[0], &facts).unwrap();
+        assert_eq!(f.status, Status::Fail, "{f:?}");
+        assert!(
+            f.message
+                .contains("udp/53 from 10.244.0.0/16 in on cni0 to 10.96.0.0/12")
+                && f.message.contains("filter/FORWARD #1"),
+            "{}",
+            f.message
+        );
+        assert!(
+            f.remediation.as_deref().unwrap().starts_with(
+                "iptables -I FORWARD 1 -s 10.244.0.0/16 -d 10.96.0.0/12 -i cni0 -p udp -m udp --dport 53 -j ACCEPT"
+            ),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn icmp_from_an_ipv6_network_is_icmpv6() {
+        let p = policy("flows:\n  - name: ping6\n    proto: icmp\n    from: fd00::/8\n");
+        let rules = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p ipv6-icmp -s fd00::/16 -j ACCEPT\n-A INPUT -j REJECT\nCOMMIT\n";
+        let facts = Facts::default().with(&FIREWALL, Ok(fw(rules, Family::Ip6)));
+        let q = flow_queries(&p.flows[0], facts.get(&FIREWALL).unwrap());
+        assert_eq!(q[0].proto, 58);
+        let f = flow(&p.flows[0], &facts).unwrap();
+        assert_eq!(f.status, Status::Fail, "{f:?}");
+        assert!(
+            f.remediation
+                .as_deref()
+                .unwrap()
+                .starts_with("ip6tables -I INPUT 2 -s fd00::/8 -p ipv6-icmp -j ACCEPT ("),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn matching_lines_are_cited_with_numbers_and_counted() {
+        let text = "a\nnameserver 127.0.0.1\nb\n".repeat(7);
+        let re = regex::RegexBuilder::new("^nameserver 127")
+            .multi_line(true)
+            .build()
+            .unwrap();
+        let (cited, n) = matching_lines("/etc/resolv.conf", &text, &re);
+        assert_eq!(n, 7);
+        assert_eq!(cited.len(), MAX_CITED);
+        assert_eq!(cited[1], "/etc/resolv.conf:5: nameserver 127.0.0.1");
+    }
 }

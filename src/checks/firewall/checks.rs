@@ -460,7 +460,7 @@ pub fn judge(fw: &FirewallFacts, rules: &Ruleset, probes: &[Probe], what: &str) 
 }
 
 /// Commands change the running rules only; say how to keep them.
-fn persist_note(fw: &FirewallFacts, cmds: String) -> String {
+pub fn persist_note(fw: &FirewallFacts, cmds: String) -> String {
     if fw.live {
         format!(
             "{cmds} (then persist: service iptables save, netfilter-persistent save or the nftables.conf the host loads)"
@@ -530,10 +530,10 @@ fn words(w: &[&str]) -> Vec<String> {
 pub fn exact_accept(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoint) -> Accept {
     let v6 = source.is_v6();
     let proto_name = match q.proto {
-        1 if v6 => "ipv6-icmp".to_string(),
         1 => "icmp".to_string(),
         6 => "tcp".to_string(),
         17 => "udp".to_string(),
+        58 => "ipv6-icmp".to_string(),
         132 => "sctp".to_string(),
         p => p.to_string(),
     };
@@ -571,7 +571,7 @@ pub fn exact_accept(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoint
             push(&["iifname", &format!("\"{i}\"")]);
         }
         let nft_proto = match q.proto {
-            1 if v6 => "icmpv6".to_string(),
+            58 => "icmpv6".to_string(),
             _ => proto_name.clone(),
         };
         match ports {

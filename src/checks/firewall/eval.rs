@@ -150,6 +150,7 @@ impl Query {
             17 => "udp".to_string(),
             2 => "igmp".to_string(),
             4 => "ipip".to_string(),
+            58 => "icmpv6".to_string(),
             132 => "sctp".to_string(),
             n => format!("proto {n}"),
         };

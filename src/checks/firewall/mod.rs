@@ -17,7 +17,7 @@ pub mod nft_text;
 
 pub use checks::{
     Accept, Blocked, Probe, accept_command, accept_rule, blocked_paths, exact_accept, insert_command,
-    judge, node_addr,
+    judge, node_addr, persist_note,
 };
 pub use eval::{Answer, Decision, Hook, InsertPoint, Query, RuleRef, evaluate};
 pub use gather::{
