@@ -213,6 +213,37 @@ fn write_policy(dir: &tempfile::TempDir) -> std::path::PathBuf {
     p
 }
 
+/// One scenario on rules already loaded in the lab: every flow agrees with the kernel (`blocked` is what
+/// the closed flows meet), each failing flow names the deciding rule (`by`) and a remediation holding
+/// `fix`; running those remediations opens every flow.
+fn scenario(lab: &Lab, blocked: Verdict, by: &str, fix: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_policy(&dir);
+    let failing = agree(
+        lab,
+        &p,
+        &[
+            ("apiserver-from-nodes", Verdict::Accept),
+            ("kubelet-from-nodes", blocked),
+            ("condor-on-weave", Verdict::Accept),
+            ("condor-on-eth1", blocked),
+        ],
+    );
+    assert_eq!(failing.len(), 2);
+    for (name, r) in &failing {
+        assert!(r["message"].as_str().unwrap().contains(by), "{name}: {r:#}");
+        assert!(
+            r["remediation"].as_str().unwrap().contains(fix),
+            "{name}: {r:#}"
+        );
+    }
+    // The rules it says to insert, where it says, open exactly those flows.
+    for (_, r) in &failing {
+        apply_remediation(&lab.node, r);
+    }
+    assert!(agree(lab, &p, OPEN).is_empty());
+}
+
 fn guide_rules_flows_agree_with_the_kernel() {
     require(&[
         "ip",
@@ -223,38 +254,13 @@ fn guide_rules_flows_agree_with_the_kernel() {
     ]);
     let lab = lab();
     feed(&lab.node, &["iptables-restore"], GUIDE);
-    let dir = tempfile::tempdir().unwrap();
-    let p = write_policy(&dir);
-    use Verdict::*;
-    let failing = agree(
+    // The evidence is the deciding rule: the guide's final REJECT, #7 of INPUT.
+    scenario(
         &lab,
-        &p,
-        &[
-            ("apiserver-from-nodes", Accept),
-            ("kubelet-from-nodes", Reject),
-            ("condor-on-weave", Accept),
-            ("condor-on-eth1", Reject),
-        ],
+        Verdict::Reject,
+        "filter/INPUT #7: -A INPUT -j REJECT --reject-with icmp-host-prohibited",
+        " -I INPUT 7 -s ",
     );
-    // The evidence is the deciding rule: the final REJECT, #7 of INPUT.
-    for (name, r) in &failing {
-        assert!(
-            r["message"]
-                .as_str()
-                .unwrap()
-                .contains("filter/INPUT #7: -A INPUT -j REJECT --reject-with icmp-host-prohibited"),
-            "{name}: {r:#}"
-        );
-        assert!(
-            r["remediation"].as_str().unwrap().contains(" -I INPUT 7 "),
-            "{name}: {r:#}"
-        );
-    }
-    // The rules it says to insert, where it says, open exactly those flows.
-    for (_, r) in &failing {
-        apply_remediation(&lab.node, r);
-    }
-    assert!(agree(&lab, &p, OPEN).is_empty());
 }
 
 fn nft_flows_agree_with_the_kernel() {
@@ -266,39 +272,12 @@ fn nft_flows_agree_with_the_kernel() {
         &["nft", "-f", "-"],
         "table inet k8sdpol {\n chain input {\n  type filter hook input priority 0; policy drop;\n  ct state established,related accept\n  iifname \"lo\" accept\n  ip saddr 192.168.0.0/16 tcp dport 6443 accept\n  iifname \"weave\" ip saddr 10.0.0.0/8 accept\n }\n}\n",
     );
-    let dir = tempfile::tempdir().unwrap();
-    let p = write_policy(&dir);
-    use Verdict::*;
-    let failing = agree(
+    scenario(
         &lab,
-        &p,
-        &[
-            ("apiserver-from-nodes", Accept),
-            ("kubelet-from-nodes", Drop),
-            ("condor-on-weave", Accept),
-            ("condor-on-eth1", Drop),
-        ],
+        Verdict::Drop,
+        "dropped by nftables inet k8sdpol/input policy: policy drop",
+        "nft add rule inet k8sdpol input ip saddr ",
     );
-    for (name, r) in &failing {
-        assert!(
-            r["message"]
-                .as_str()
-                .unwrap()
-                .contains("dropped by nftables inet k8sdpol/input policy: policy drop"),
-            "{name}: {r:#}"
-        );
-        assert!(
-            r["remediation"]
-                .as_str()
-                .unwrap()
-                .starts_with("nft add rule inet k8sdpol input ip saddr "),
-            "{name}: {r:#}"
-        );
-    }
-    for (_, r) in &failing {
-        apply_remediation(&lab.node, r);
-    }
-    assert!(agree(&lab, &p, OPEN).is_empty());
 }
 
 fn main() {
