@@ -292,7 +292,10 @@ fn matching_lines(path: &str, text: &str, re: &regex::Regex) -> (Vec<String>, us
         n += 1;
         if cited.len() < MAX_CITED {
             let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-            cited.push(format!("{path}:{line}: {}", &text[start..end]));
+            // Masked as a line of its own: behind the `PATH:LINE:` prefix a YAML credential
+            // (`client-key-data: ...`) would no longer look like one to the output's masking.
+            let shown = crate::mask::mask_secrets(&text[start..end]);
+            cited.push(format!("{path}:{line}: {shown}"));
         }
     }
     (cited, n)
@@ -447,5 +450,17 @@ mod tests {
         assert_eq!(n, 7);
         assert_eq!(cited.len(), MAX_CITED);
         assert_eq!(cited[1], "/etc/resolv.conf:5: nameserver 127.0.0.1");
+        // A credential on a cited line is masked.
+        let text =
+            "users:\n- user:\n    client-key-data: LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0tLQo=\n";
+        let re = regex::RegexBuilder::new("^\\s+client-key-data:")
+            .multi_line(true)
+            .build()
+            .unwrap();
+        let (cited, _) = matching_lines("/etc/kubernetes/admin.conf", text, &re);
+        assert_eq!(
+            cited,
+            ["/etc/kubernetes/admin.conf:3:     client-key-data: ****"]
+        );
     }
 }
