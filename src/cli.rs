@@ -13,6 +13,7 @@ use anyhow::{Result, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use k8sdoctor::{
     core::{
+        catalog::Entry,
         check::{Role, Status},
         config::{Config, Format, RoleChoice, Selection},
         stage::{Stage, StageChoice},
@@ -21,6 +22,7 @@ use k8sdoctor::{
     fleet::{self, FleetOptions, McOptions},
     join::JoinOptions,
     multicast,
+    policy::Policy,
 };
 
 #[derive(Parser)]
@@ -47,13 +49,21 @@ enum Cmd {
         output: OutFormat,
         #[arg(long)]
         no_color: bool,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// Explain one check: the pitfall, why it matters, the fix.
-    Explain { id: String },
-    /// Print the JSON Schema of the report (`--fleet`: of the fleet report).
+    Explain {
+        id: String,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Print the JSON Schema of the report (`--fleet`: of the fleet report; `--policy`: of a policy file).
     Schema {
         #[arg(long)]
         fleet: bool,
+        #[arg(long, conflicts_with = "fleet")]
+        policy: bool,
     },
     /// Verify a `kubeadm join` command before running it: kubeadm's discovery, step by step.
     #[command(
@@ -172,6 +182,8 @@ struct FleetCheckArgs {
     /// Node role on every node (default: each node decides from its own files).
     #[arg(long, value_enum, default_value_t = RoleArg::Auto)]
     role: RoleArg,
+    #[command(flatten)]
+    policy: PolicyArgs,
     #[command(flatten)]
     nodes: FleetNodeArgs,
     #[command(flatten)]
@@ -559,8 +571,63 @@ struct CheckArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["bundle", "root", "kubeconfig", "context", "offline"])]
     from_bundle: Option<PathBuf>,
     #[command(flatten)]
+    policy: PolicyArgs,
+    #[command(flatten)]
     report: ReportArgs,
 }
+
+// --- site policies (`--policy FILE`) ---
+
+/// `--policy FILE`: a site's own checks, read and validated before anything runs.
+#[derive(Args)]
+struct PolicyArgs {
+    /// Add the checks of a site policy file (YAML, repeatable): flows the firewall must accept, sysctls,
+    /// file contents. `k8sdoctor schema --policy` prints its JSON Schema.
+    #[arg(long = "policy", value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// A policy given inline: its name (as the CLI was given it) on the first line, then the YAML. How
+    /// `fleet check --policy` ships a policy to its pods, in their command line.
+    #[arg(long = "policy-text", value_name = "TEXT", hide = true)]
+    texts: Vec<String>,
+}
+
+/// The most one policy may take inside a pod's command line: Linux limits one argument to 128 KiB.
+const POLICY_ARG_MAX: usize = 100 << 10;
+
+impl PolicyArgs {
+    fn load(&self) -> Result<Policy> {
+        let mut p = k8sdoctor::policy::load(&self.files)?;
+        for t in &self.texts {
+            let (label, yaml) = t.split_once('\n').unwrap_or(("--policy-text", ""));
+            k8sdoctor::policy::parse_into(label, yaml, &mut p)?;
+        }
+        Ok(p)
+    }
+
+    /// The `--policy-text` arguments that carry these files to the fleet's pods.
+    fn shipped(&self) -> Result<Vec<String>> {
+        let mut args = Vec::new();
+        for f in &self.files {
+            let label = f.display().to_string();
+            let arg = format!("{label}\n{}", k8sdoctor::policy::read(f)?);
+            if label.contains('\n') || arg.len() > POLICY_ARG_MAX {
+                bail!(
+                    "{label}: too large to ship to the pods in their command line (at most {} KiB)",
+                    POLICY_ARG_MAX >> 10
+                );
+            }
+            args.extend(["--policy-text".to_string(), arg]);
+        }
+        args.extend(
+            self.texts
+                .iter()
+                .flat_map(|t| ["--policy-text".to_string(), t.clone()]),
+        );
+        Ok(args)
+    }
+}
+
+// --- end of site policies ---
 
 impl From<FailOn> for Status {
     fn from(f: FailOn) -> Status {
@@ -605,6 +672,7 @@ impl CheckArgs {
             live_network: self.live_network,
             bundle: self.bundle,
             from_bundle: self.from_bundle,
+            extra_checks: self.policy.load()?.checks(),
             ..Config::default()
         }))
     }
@@ -645,10 +713,14 @@ pub enum Command {
     List {
         format: Format,
         color: bool,
+        /// Entries of `--policy` checks, listed after the catalog's.
+        extra: Vec<Entry>,
     },
-    Explain(String),
+    /// The id, and the entries of `--policy` checks it may name.
+    Explain(String, Vec<Entry>),
     Schema {
         fleet: bool,
+        policy: bool,
     },
     JoinCheck(JoinOptions, Config),
     McSend(multicast::send::SendOptions),
@@ -683,12 +755,17 @@ impl Cli {
         Ok(match self.command {
             None => Command::Check(self.check.into_config()?),
             Some(Cmd::Check(args)) => Command::Check(args.into_config()?),
-            Some(Cmd::List { output, no_color }) => Command::List {
+            Some(Cmd::List {
+                output,
+                no_color,
+                policy,
+            }) => Command::List {
                 format: output.into(),
                 color: color_wanted(no_color),
+                extra: policy.load()?.entries(),
             },
-            Some(Cmd::Explain { id }) => Command::Explain(id),
-            Some(Cmd::Schema { fleet }) => Command::Schema { fleet },
+            Some(Cmd::Explain { id, policy }) => Command::Explain(id, policy.load()?.entries()),
+            Some(Cmd::Schema { fleet, policy }) => Command::Schema { fleet, policy },
             Some(Cmd::JoinCheck(a)) => {
                 let timeout = duration("--timeout", a.timeout, Unit::Secs)?;
                 let cfg = a.report.into_config(Config {
@@ -743,7 +820,19 @@ fn fleet_command(cmd: FleetCmd) -> Result<Command> {
             Command::FleetCleanup(cluster.config(Duration::from_secs(10)), ns)
         }
         FleetCmd::Check(a) => {
-            fleet::unknown_ids(&a.only, &a.skip)?;
+            // A bad policy stops the run before any pod; its ids are known to --only/--skip.
+            let policy: Vec<String> = a
+                .policy
+                .load()?
+                .entries()
+                .into_iter()
+                .map(|e| e.id)
+                .collect();
+            let builtin = |ids: &[String]| -> Vec<String> {
+                let ours = |i: &String| policy.iter().any(|p| p.eq_ignore_ascii_case(i));
+                ids.iter().filter(|i| !ours(i)).cloned().collect()
+            };
+            fleet::unknown_ids(&builtin(&a.only), &builtin(&a.skip))?;
             // Each pod runs the node checks on its node's root; the doctor's own deadline there
             // is half the pod's, so a slow node still reports before the kubelet kills it.
             let secs = duration("--timeout", a.nodes.timeout, Unit::Secs)?.as_secs_f64();
@@ -770,6 +859,7 @@ fn fleet_command(cmd: FleetCmd) -> Result<Command> {
                 RoleArg::Worker => args.extend(["--role".into(), "worker".into()]),
             }
             args.extend(["--timeout".into(), format!("{:.0}", (secs / 2.0).max(5.0))]);
+            args.extend(a.policy.shipped()?);
             let (cfg, opts) = a.nodes.options(args)?;
             Command::FleetCheck(a.report.into_config(cfg), opts)
         }

@@ -15,5 +15,6 @@ pub mod list;
 pub mod mask;
 pub mod multicast;
 pub mod nodebin;
+pub mod policy;
 pub mod procnet;
 pub mod report;

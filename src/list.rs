@@ -16,17 +16,24 @@ fn roles(e: &Entry) -> String {
         .join(", ")
 }
 
-/// Renders the whole catalog; markdown is the README's check table, byte for byte.
-pub fn render_list(format: Format, color: bool, out: &mut dyn Write) -> std::io::Result<()> {
+/// Renders the whole catalog, then `extra` (the entries of `--policy` checks); markdown without extras
+/// is the README's check table, byte for byte.
+pub fn render_list(
+    format: Format,
+    color: bool,
+    extra: &[Entry],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let entries: Vec<&Entry> = catalog().iter().chain(extra).collect();
     match format {
         Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, catalog())?;
+            serde_json::to_writer_pretty(&mut *out, &entries)?;
             writeln!(out)
         }
         Format::Markdown | Format::Junit => {
             writeln!(out, "| id | checks | severity | roles | fix |")?;
             writeln!(out, "|---|---|---|---|---|")?;
-            for e in catalog() {
+            for e in &entries {
                 writeln!(
                     out,
                     "| `{}` | {} | {} | {} | {} |",
@@ -41,7 +48,7 @@ pub fn render_list(format: Format, color: bool, out: &mut dyn Write) -> std::io:
         }
         Format::Table => {
             let mut t = status_table(&["id", "checks", "severity", "roles", "fix"], color);
-            for e in catalog() {
+            for e in &entries {
                 t.add_row(vec![
                     e.id.clone(),
                     e.title.clone(),

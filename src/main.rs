@@ -86,20 +86,30 @@ fn run(cmd: Command) -> Result<ExitCode> {
     let mut out = MaskedWriter::new(io::stdout().lock());
     match cmd {
         Command::Check(cfg) => emit(&k8sdoctor::bundle::run_check(&cfg)?, &cfg),
-        Command::List { format, color } => {
-            list::render_list(format, color, &mut out)?;
+        Command::List {
+            format,
+            color,
+            extra,
+        } => {
+            list::render_list(format, color, &extra, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Explain(id) => {
-            let Some(e) = catalog::find(&id) else {
-                bail!("no check has the id {id:?} (see `k8sdoctor list`)");
+        Command::Explain(id, extra) => {
+            // Policy checks (`--policy FILE`) are explained from their own entries.
+            let policy = extra.iter().find(|e| e.id.eq_ignore_ascii_case(&id));
+            let Some(e) = catalog::find(&id).or(policy) else {
+                bail!(
+                    "no check has the id {id:?} (see `k8sdoctor list`; policy checks need their --policy FILE)"
+                );
             };
             list::render_explain(e, &mut out)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Schema { fleet } => {
+        Command::Schema { fleet, policy } => {
             let schema = if fleet {
                 fleet::schema()
+            } else if policy {
+                serde_json::to_value(k8sdoctor::policy::schema())?
             } else {
                 report::schema()
             };

@@ -808,10 +808,83 @@ fn fleet_multicast_fails_only_into_the_node_whose_forward_path_drops_the_group()
         assert_eq!(p["verdict"], if into_n3 { "fail" } else { "pass" }, "{p}");
     }
     assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
+
+/// `fleet check --policy`: the policy travels in each pod's command line and every node judges it on its
+/// own root; a bad policy stops the run before any pod.
+fn a_policy_reaches_every_node() {
+    require(TOOLS);
+    let (k, server, tmp) = cluster(ProcessKubelet::new(
+        bin(),
+        vec![
+            NodeSpec::new("cp1", host("centos7-seed-broken")),
+            NodeSpec::new("w1", host("ubuntu2204-kubeadm-healthy")),
+        ],
+    ));
+    let kc = server.kubeconfig(tmp.path());
+    let policy = tmp.path().join("site.yaml");
+    std::fs::write(
+        &policy,
+        "sysctls:\n  - key: net.ipv4.ip_forward\n    value: 1\nfiles:\n  - name: dns\n    path: /etc/resolv.conf\n    must_not_match: '^nameserver\\s+127\\.0\\.0\\.1$'\n",
+    )
+    .unwrap();
+    let p = policy.to_str().unwrap();
+    let out = fleet(
+        &kc,
+        &[
+            "check",
+            "-o",
+            "json",
+            "--timeout",
+            "60",
+            "--policy",
+            p,
+            "--only",
+            "policy.sysctl.net.ipv4.ip_forward,policy.file.dns",
+        ],
+    );
+    let report = json(&out);
+    // Each node's own verdict on the policy: cp1 forwards nothing and uses 127.0.0.1, w1 neither.
+    let cp1 = node(&report, "cp1");
+    assert_eq!(
+        status_of(cp1, "policy.sysctl.net.ipv4.ip_forward"),
+        "fail",
+        "{cp1}"
+    );
+    assert_eq!(status_of(cp1, "policy.file.dns"), "fail", "{cp1}");
+    let w1 = node(&report, "w1");
+    assert_eq!(
+        status_of(w1, "policy.sysctl.net.ipv4.ip_forward"),
+        "pass",
+        "{w1}"
+    );
+    assert_eq!(status_of(w1, "policy.file.dns"), "pass", "{w1}");
+    assert!(
+        cp1.to_string()
+            .contains(&format!("required by the site policy at {p}:2")),
+        "{cp1}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
+    // A bad policy: exit 2 naming the line, and no pod is created.
+    let before = k.created().len();
+    std::fs::write(
+        &policy,
+        "sysctls:\n  - key: net.ipv4.ip_forward\n    valeu: 1\n",
+    )
+    .unwrap();
+    let out = fleet(&kc, &["check", "--timeout", "60", "--policy", p]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{p}:3: unknown field `valeu`")),
+        "{err}"
+    );
+    assert_eq!(k.created().len(), before);
 }
 
 fn main() {
     support::harness::main(vec![
+        trial!(a_policy_reaches_every_node),
         trial!(every_node_reports_its_own_verdicts_and_the_pods_are_deleted),
         trial!(a_node_whose_pod_cannot_run_is_absent_with_the_reason),
         trial!(a_pod_security_rejection_stops_before_any_node_is_touched),

@@ -3,17 +3,18 @@
 
 mod support;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 use k8sdoctor::{
     checks::firewall::{LiveGate, Net, Query, Verdict, evaluate, read_live_rules},
     core::host::{CmdError, run_command},
 };
-use support::{Netns, bin, feed, harness::require, veth_named};
+use support::{
+    Netns, bin, feed,
+    harness::require,
+    tcp::{Listener, kernel},
+    veth_named,
+};
 
 const NODE_IF: &str = "fwn0";
 const NODE: &str = "192.168.77.1";
@@ -23,38 +24,6 @@ const CLIENT_OTHER: &str = "172.31.77.2";
 const PORTS: &[u16] = &[22, 2379, 2380, 6443, 10250, 10258];
 /// Real connects compared in this run (printed by each test, for the report of ground truth).
 static PROBES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Listens on every port in the node namespace until dropped (and exits by itself after 120 s).
-struct Listener(Child);
-
-impl Listener {
-    fn start(ns: &Netns) -> Listener {
-        let script = "import socket,select,sys,time\nss=[]\nfor p in sys.argv[1:]:\n s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind(('0.0.0.0',int(p))); s.listen(64); ss.append(s)\nprint('ready',flush=True)\nend=time.time()+120\nwhile time.time()<end:\n r,_,_=select.select(ss,[],[],1)\n for s in r: s.accept()[0].close()\n";
-        let mut args = vec!["-c".to_string(), script.into()];
-        args.extend(PORTS.iter().map(|p| p.to_string()));
-        // `ip netns exec` execs python itself, so killing the child ends the listener.
-        let mut c = ns
-            .command("python3")
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(c.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "listener did not start");
-        Listener(c)
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A node and a client namespace on one veth pair, with two networks on it, and a listener on the node.
 struct Lab {
@@ -74,28 +43,11 @@ fn lab() -> Lab {
         "fwc0",
         &["192.168.77.2/24", "172.31.77.2/24"],
     );
-    let listener = Listener::start(&node);
+    let listener = Listener::start(&node, PORTS);
     Lab {
         node,
         client,
         _listener: listener,
-    }
-}
-
-/// What the kernel did with a TCP SYN: connected (accept), an error back (reject), or silence (drop).
-fn kernel(client: &Netns, src: &str, dst: &str, port: u16) -> Verdict {
-    let script = "import socket,sys\ns=socket.socket(); s.settimeout(1.5); s.bind((sys.argv[1],0))\ntry:\n s.connect((sys.argv[2],int(sys.argv[3]))); print('accept')\nexcept socket.timeout: print('drop')\nexcept OSError as e: print('reject', e.errno)\n";
-    let o = client
-        .command("python3")
-        .args(["-c", script, src, dst, &port.to_string()])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    match out.split_whitespace().next() {
-        Some("accept") => Verdict::Accept,
-        Some("drop") => Verdict::Drop,
-        Some("reject") => Verdict::Reject,
-        _ => panic!("probe failed: {out} {}", String::from_utf8_lossy(&o.stderr)),
     }
 }
 
@@ -682,7 +634,7 @@ fn forward_lab() -> ForwardLab {
     pod_a.exec(&["ip", "route", "add", "default", "via", "10.244.1.1"]);
     pod_b.exec(&["ip", "route", "add", "default", "via", "10.244.2.1"]);
     node.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    let listener = Listener::start(&pod_b);
+    let listener = Listener::start(&pod_b, PORTS);
     ForwardLab {
         node,
         pod_a,

@@ -1,9 +1,10 @@
 //! The shape every check shares: its finding, the context it runs in, and its definition (id, sources, rule).
 
-use std::time::SystemTime;
+use std::{sync::Arc, time::SystemTime};
 
 pub use super::status::{Role, Status};
 use super::{
+    catalog::Entry,
     facts::FactError,
     source::{AnySource, Facts},
 };
@@ -92,6 +93,38 @@ impl std::fmt::Debug for CheckDef {
                 "needs",
                 &self.needs.iter().map(|s| s.name()).collect::<Vec<_>>(),
             )
+            .finish()
+    }
+}
+
+/// A check's pure rule as a value: a built-in's `fn`, or a closure holding a run-time check's data.
+pub type Rule = Arc<dyn Fn(&Facts, &Ctx) -> Outcome + Send + Sync>;
+
+/// A host input a run-time check reads through its sources, beyond what built-in checks read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A sysctl key, read now (`/proc/sys`) and as persisted for boot (sysctl.d).
+    Sysctl(String),
+    /// An absolute file path under the root.
+    File(String),
+}
+
+/// A check made at run time rather than compiled in (a site policy's entries): it carries its own
+/// catalog entry, so `list`, `explain`, `--only`/`--skip` and the report treat it like a built-in.
+#[derive(Clone)]
+pub struct DynCheck {
+    pub entry: Entry,
+    pub needs: &'static [&'static dyn AnySource],
+    /// What its sources must read for it (they gather the inputs of the selected run-time checks).
+    pub inputs: Vec<Input>,
+    pub run: Rule,
+}
+
+impl std::fmt::Debug for DynCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynCheck")
+            .field("id", &self.entry.id)
+            .field("inputs", &self.inputs)
             .finish()
     }
 }

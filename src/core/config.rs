@@ -83,6 +83,8 @@ pub struct Config {
     pub bundle: Option<PathBuf>,
     /// `--from-bundle FILE`: evaluate from a recorded bundle instead of the host.
     pub from_bundle: Option<PathBuf>,
+    /// Checks added at run time (`--policy` files), run beside the built-in ones.
+    pub extra_checks: Vec<super::check::DynCheck>,
 }
 
 impl Default for Config {
@@ -105,6 +107,7 @@ impl Default for Config {
             live_network: false,
             bundle: None,
             from_bundle: None,
+            extra_checks: Vec::new(),
         }
     }
 }

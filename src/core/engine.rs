@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 
 use super::{
     catalog,
-    check::{CheckDef, Ctx, Finding, Role, Status},
+    check::{CheckDef, Ctx, Finding, Outcome, Role, Status},
     config::{Config, RoleChoice},
     facts::FactError,
     host::Host,
@@ -97,7 +97,12 @@ fn gather_all(
 
 /// Runs one pure check; a panic becomes an `error` finding and the run goes on.
 pub fn evaluate(def: &CheckDef, facts: &Facts, ctx: &Ctx) -> Finding {
-    match catch_unwind(AssertUnwindSafe(|| (def.run)(facts, ctx))) {
+    evaluate_rule(&def.run, facts, ctx)
+}
+
+/// [`evaluate`] for any rule: a built-in's `fn` or a run-time check's closure.
+fn evaluate_rule(run: &dyn Fn(&Facts, &Ctx) -> Outcome, facts: &Facts, ctx: &Ctx) -> Finding {
+    match catch_unwind(AssertUnwindSafe(|| run(facts, ctx))) {
         Ok(Ok(f)) => f,
         Ok(Err(e)) => e.into(),
         Err(p) => Finding::error(format!("check panicked: {}", panic_text(&*p))),
@@ -113,6 +118,14 @@ pub fn resolve_role(choice: RoleChoice, host: &Host) -> Role {
         }
         RoleChoice::Auto => Role::Worker,
     }
+}
+
+/// One check of the run, built-in or run-time: its id, sources, catalog entry and rule.
+struct Planned<'a> {
+    id: &'a str,
+    needs: &'a [&'static dyn AnySource],
+    entry: &'a catalog::Entry,
+    run: &'a dyn Fn(&Facts, &Ctx) -> Outcome,
 }
 
 /// Runs `check`: the whole flow from config to report.
@@ -134,7 +147,22 @@ pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
 pub fn run_on(cfg: &Config, host: &Host, now: SystemTime) -> Result<(Report, Facts)> {
     let started = now;
     let clock = Instant::now();
-    let all: Vec<&CheckDef> = checks::registry().collect();
+    // Built-in checks with their catalog entries, then the run-time ones (site policies), alike.
+    let all: Vec<Planned> = checks::registry()
+        .map(|c| Planned {
+            id: c.id,
+            needs: c.needs,
+            entry: catalog::find(c.id)
+                .unwrap_or_else(|| panic!("check {} has no catalog entry", c.id)),
+            run: &c.run,
+        })
+        .chain(cfg.extra_checks.iter().map(|d| Planned {
+            id: &d.entry.id,
+            needs: d.needs,
+            entry: &d.entry,
+            run: &*d.run,
+        }))
+        .collect();
     let known: Vec<&str> = all.iter().map(|c| c.id).collect();
     // kubeadm's preflight names (`Swap`, `Port-6443` ...) select the checks that cover them.
     let selection = cfg.selection.expanded();
@@ -142,11 +170,19 @@ pub fn run_on(cfg: &Config, host: &Host, now: SystemTime) -> Result<(Report, Fac
     if !unknown.is_empty() {
         // A catalog entry no host check implements is one of join-check's steps.
         let join_steps = unknown.iter().any(|u| catalog::find(u).is_some());
+        let policy = unknown
+            .iter()
+            .any(|u| u.to_ascii_lowercase().starts_with("policy."));
         bail!(
-            "unknown check id(s): {} (see `k8sdoctor list`){}",
+            "unknown check id(s): {} (see `k8sdoctor list`){}{}",
             unknown.join(", "),
             if join_steps {
                 "; join.* are the steps of `k8sdoctor join-check -- kubeadm join ...`"
+            } else {
+                ""
+            },
+            if policy {
+                "; policy.* checks come from the --policy FILE that defines them"
             } else {
                 ""
             }
@@ -158,31 +194,32 @@ pub fn run_on(cfg: &Config, host: &Host, now: SystemTime) -> Result<(Report, Fac
     }
     let role = resolve_role(cfg.role, host);
     let ctx = Ctx { role, now: started };
-    let mut selected: Vec<(&CheckDef, &catalog::Entry)> = all
+    let mut selected: Vec<Planned> = all
         .into_iter()
         .filter(|c| selection.selects(c.id))
-        .map(|c| {
-            let entry = catalog::find(c.id)
-                .unwrap_or_else(|| panic!("check {} has no catalog entry", c.id));
-            (c, entry)
-        })
         .collect();
-    selected.sort_by(|a, b| a.0.id.cmp(b.0.id));
+    selected.sort_by(|a, b| a.id.cmp(b.id));
     let mut sources: Vec<&'static dyn AnySource> = Vec::new();
-    for (c, _) in selected.iter().filter(|(_, e)| e.applies_to(role)) {
+    for c in selected.iter().filter(|c| c.entry.applies_to(role)) {
         for s in c.needs {
             if !sources.iter().any(|x| x.name() == s.name()) {
                 sources.push(*s);
             }
         }
     }
-    let (facts, took) = gather_all(&sources, host, cfg);
+    // Sources read the inputs of the run-time checks that run, and only of those.
+    let mut gather_cfg = cfg.clone();
+    gather_cfg
+        .extra_checks
+        .retain(|d| d.entry.applies_to(role) && selection.selects(&d.entry.id));
+    let (facts, took) = gather_all(&sources, host, &gather_cfg);
     let results: Vec<CheckResult> = selected
         .iter()
-        .map(|(def, entry)| {
+        .map(|c| {
             let t = Instant::now();
+            let entry = c.entry;
             let finding = if entry.applies_to(role) {
-                evaluate(def, &facts, &ctx)
+                evaluate_rule(c.run, &facts, &ctx)
             } else {
                 Finding::skip(format!(
                     "not applicable: this check is for {} nodes and this one is {}",
@@ -195,7 +232,7 @@ pub fn run_on(cfg: &Config, host: &Host, now: SystemTime) -> Result<(Report, Fac
                     role.as_str()
                 ))
             };
-            let gather_ms = def
+            let gather_ms = c
                 .needs
                 .iter()
                 .filter(|_| entry.applies_to(role))

@@ -7,6 +7,7 @@ pub mod hostile;
 pub mod image;
 pub mod kubelet;
 pub mod openssl;
+pub mod tcp;
 
 use std::{
     path::PathBuf,

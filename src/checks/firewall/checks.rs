@@ -53,9 +53,9 @@ pub const CHECKS: &[CheckDef] = &[
 ];
 
 /// One path a node needs open, and whether a block there is only a warning (a guessed pod range).
-struct Probe {
-    query: Query,
-    soft: bool,
+pub struct Probe {
+    pub query: Query,
+    pub soft: bool,
 }
 
 fn node_probes(fw: &FirewallFacts, make: impl Fn(Net) -> Query) -> Result<Vec<Probe>, FactError> {
@@ -74,7 +74,7 @@ fn node_probes(fw: &FirewallFacts, make: impl Fn(Net) -> Query) -> Result<Vec<Pr
 }
 
 /// The address pods (or peers) reach this host at: its first node address of the family.
-fn node_addr(fw: &FirewallFacts, v6: bool) -> Option<std::net::IpAddr> {
+pub fn node_addr(fw: &FirewallFacts, v6: bool) -> Option<std::net::IpAddr> {
     fw.node_nets
         .as_ref()
         .ok()?
@@ -391,7 +391,7 @@ fn backend(facts: &Facts, _ctx: &Ctx) -> Outcome {
 }
 
 /// Judges probes: fail when a required path is blocked, warn when one is unknown or a guessed path is blocked.
-fn judge(fw: &FirewallFacts, rules: &Ruleset, probes: &[Probe], what: &str) -> Finding {
+pub fn judge(fw: &FirewallFacts, rules: &Ruleset, probes: &[Probe], what: &str) -> Finding {
     if probes.is_empty() {
         return Finding::skip(format!(
             "no network to check {what} from: no non-loopback interface with an address"
@@ -532,7 +532,7 @@ fn judge(fw: &FirewallFacts, rules: &Ruleset, probes: &[Probe], what: &str) -> F
 }
 
 /// Commands change the running rules only; say how to keep them.
-fn persist_note(fw: &FirewallFacts, cmds: String) -> String {
+pub fn persist_note(fw: &FirewallFacts, cmds: String) -> String {
     if fw.live {
         format!(
             "{cmds} (then persist: service iptables save, netfilter-persistent save or the nftables.conf the host loads)"
@@ -568,54 +568,88 @@ pub struct Accept {
     pub rule: Vec<String>,
 }
 
-/// The rule that accepts `q` from `source`, for the tool that holds the deciding rule.
+/// The rule that accepts `q` from `source`, for the tool that holds the deciding rule. Routed traffic
+/// queried for every port is pod traffic: accepted whole between the networks, whichever protocol and
+/// interfaces (flannel's rules); anything else gets a rule with every match of the query ([`exact_accept`]).
 pub fn accept_rule(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoint) -> Accept {
     let v6 = source.is_v6();
+    let dest = q.dest.filter(|_| q.hook == Hook::Forward);
+    let Some(dest) = dest.filter(|_| q.dport.is_none() && q.dports.is_none()) else {
+        return exact_accept(fw, q, source, ip);
+    };
+    let (tool, rule) = if ip.origin.is_iptables() {
+        let base = if v6 { "ip6tables" } else { "iptables" };
+        let rule = ["-s", &source.to_string(), "-d", &dest.to_string(), "-j", "ACCEPT"];
+        (iptables_tool(fw, ip.origin, base), words(&rule))
+    } else {
+        let fam = if v6 { "ip6" } else { "ip" };
+        let rule = [fam, "saddr", &source.to_string(), fam, "daddr", &dest.to_string(), "accept"];
+        ("nft".to_string(), words(&rule))
+    };
+    Accept {
+        tool,
+        at: ip.clone(),
+        rule,
+    }
+}
+
+fn words(w: &[&str]) -> Vec<String> {
+    w.iter().map(|w| w.to_string()).collect()
+}
+
+/// The rule that accepts exactly the traffic of `q` from `source`: source, destination (routed), input
+/// interface, protocol and port or port range, for the tool that holds the deciding rule.
+pub fn exact_accept(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoint) -> Accept {
+    let v6 = source.is_v6();
     let proto_name = match q.proto {
+        1 => "icmp".to_string(),
         6 => "tcp".to_string(),
         17 => "udp".to_string(),
+        58 => "ipv6-icmp".to_string(),
+        132 => "sctp".to_string(),
         p => p.to_string(),
     };
-    let mut rule: Vec<String> = Vec::new();
-    let mut push = |words: &[&str]| rule.extend(words.iter().map(|w| w.to_string()));
-    // Routed pod traffic: every protocol between the pod networks, whichever interfaces (flannel's rules).
     let dest = q.dest.filter(|_| q.hook == Hook::Forward);
-    let tool = if ip.origin.is_iptables() && dest.is_some() {
+    let ports = match (q.dport, q.dports) {
+        (Some(p), _) => Some((p, p)),
+        (None, r) => r,
+    };
+    let mut rule: Vec<String> = Vec::new();
+    let mut push = |w: &[&str]| rule.extend(words(w));
+    let tool = if ip.origin.is_iptables() {
         let base = if v6 { "ip6tables" } else { "iptables" };
         push(&["-s", &source.to_string()]);
-        push(&["-d", &dest.map(|d| d.to_string()).unwrap_or_default()]);
-        push(&["-j", "ACCEPT"]);
-        iptables_tool(fw, ip.origin, base)
-    } else if dest.is_some() {
-        let fam = if v6 { "ip6" } else { "ip" };
-        push(&[fam, "saddr", &source.to_string()]);
-        push(&[
-            fam,
-            "daddr",
-            &dest.map(|d| d.to_string()).unwrap_or_default(),
-        ]);
-        push(&["accept"]);
-        "nft".to_string()
-    } else if ip.origin.is_iptables() {
-        let base = if v6 { "ip6tables" } else { "iptables" };
-        push(&["-s", &source.to_string()]);
+        if let Some(d) = dest {
+            push(&["-d", &d.to_string()]);
+        }
         if let Some(i) = &q.iface {
             push(&["-i", i]);
         }
         push(&["-p", &proto_name]);
-        if let Some(p) = q.dport {
-            push(&["-m", &proto_name, "--dport", &p.to_string()]);
+        match ports {
+            Some((lo, hi)) if lo == hi => push(&["-m", &proto_name, "--dport", &lo.to_string()]),
+            Some((lo, hi)) => push(&["-m", &proto_name, "--dport", &format!("{lo}:{hi}")]),
+            None => {}
         }
         push(&["-j", "ACCEPT"]);
         iptables_tool(fw, ip.origin, base)
     } else {
-        push(&[if v6 { "ip6" } else { "ip" }, "saddr", &source.to_string()]);
+        let fam = if v6 { "ip6" } else { "ip" };
+        push(&[fam, "saddr", &source.to_string()]);
+        if let Some(d) = dest {
+            push(&[fam, "daddr", &d.to_string()]);
+        }
         if let Some(i) = &q.iface {
             push(&["iifname", &format!("\"{i}\"")]);
         }
-        match q.dport {
-            Some(p) => push(&[&proto_name, "dport", &p.to_string()]),
-            None => push(&["meta", "l4proto", &proto_name]),
+        let nft_proto = match q.proto {
+            58 => "icmpv6".to_string(),
+            _ => proto_name.clone(),
+        };
+        match ports {
+            Some((lo, hi)) if lo == hi => push(&[&nft_proto, "dport", &lo.to_string()]),
+            Some((lo, hi)) => push(&[&nft_proto, "dport", &format!("{lo}-{hi}")]),
+            None => push(&["meta", "l4proto", &nft_proto]),
         }
         push(&["accept"]);
         "nft".to_string()
@@ -640,11 +674,15 @@ fn iptables_tool(fw: &FirewallFacts, origin: Origin, base: &str) -> String {
 
 /// `iptables -I INPUT 5 -s 10.0.0.0/8 -i eth0 -p tcp -m tcp --dport 6443 -j ACCEPT` or the nft equivalent.
 pub fn accept_command(fw: &FirewallFacts, q: &Query, source: Net, ip: &InsertPoint) -> String {
-    let a = accept_rule(fw, q, source, ip);
+    insert_command(&accept_rule(fw, q, source, ip))
+}
+
+/// The command that inserts an [`Accept`] at its place.
+pub fn insert_command(a: &Accept) -> String {
+    let ip = &a.at;
     let rule = a.rule.join(" ");
     if ip.origin.is_iptables() {
-        let cmd = format!("{} -I {} {} {rule}", a.tool, ip.chain, ip.position);
-        cmd
+        format!("{} -I {} {} {rule}", a.tool, ip.chain, ip.position)
     } else {
         let fam = ip.family.as_str();
         match ip.handle {

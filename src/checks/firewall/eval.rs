@@ -46,8 +46,10 @@ pub struct Query {
     pub hook: Hook,
     /// IP protocol number: 6 TCP, 17 UDP, 2 IGMP, 4 IP-in-IP.
     pub proto: u8,
-    /// Destination port; `None` means every port (a rule testing it holds for some ports only).
+    /// Destination port; `None` means every port of `dports` (a rule testing it holds for some ports only).
     pub dport: Option<u16>,
+    /// With `dport` `None`: the inclusive range of destination ports the query covers (`None`: every port).
+    pub dports: Option<(u16, u16)>,
     /// Source port; `None` means a client's ephemeral port (32768–65535).
     pub sport: Option<u16>,
     /// The network the packet comes from.
@@ -58,6 +60,10 @@ pub struct Query {
     pub iface: Option<String>,
     /// The interface it leaves on (forward hook); `None` means not known.
     pub oiface: Option<String>,
+    /// An interface left `None` means every interface rather than an unknown one (a site's flow with no
+    /// interface must be accepted whichever it arrives on): a rule testing some interfaces holds for part
+    /// of the traffic only.
+    pub any_iface: bool,
     /// Conntrack marks the connection as destination-NATed (a service address rewritten to a pod's).
     pub dnat: bool,
 }
@@ -89,11 +95,13 @@ impl Query {
             hook: Hook::Input,
             proto,
             dport,
+            dports: None,
             sport: None,
             source,
             dest: None,
             iface: None,
             oiface: None,
+            any_iface: false,
             dnat: false,
         }
     }
@@ -107,6 +115,12 @@ impl Query {
     }
     pub fn to(mut self, dest: IpAddr) -> Query {
         self.dest = Some(Net::host(dest));
+        self
+    }
+    /// Every destination port from `lo` to `hi` (a range a site requires open, `30000-32767`).
+    pub fn ports(mut self, lo: u16, hi: u16) -> Query {
+        self.dport = None;
+        self.dports = Some((lo, hi));
         self
     }
     pub fn from_port(mut self, sport: u16) -> Query {
@@ -131,15 +145,19 @@ impl Query {
     /// Like [`Query::describe`], for a piece of the source and destination networks.
     pub fn describe_piece(&self, source: Net, dest: Option<Net>) -> String {
         let p = match self.proto {
+            1 => "icmp".to_string(),
             6 => "tcp".to_string(),
             17 => "udp".to_string(),
             2 => "igmp".to_string(),
             4 => "ipip".to_string(),
+            58 => "icmpv6".to_string(),
+            132 => "sctp".to_string(),
             n => format!("proto {n}"),
         };
-        let mut s = match self.dport {
-            Some(d) => format!("{p}/{d} from {source}"),
-            None => format!("{p} from {source}"),
+        let mut s = match (self.dport, self.dports) {
+            (Some(d), _) => format!("{p}/{d} from {source}"),
+            (None, Some((lo, hi))) => format!("{p}/{lo}-{hi} from {source}"),
+            (None, None) => format!("{p} from {source}"),
         };
         let on = if self.hook == Hook::Input {
             "on"
@@ -922,6 +940,7 @@ impl Walker<'_> {
             Match::InIface { neg, any_of } => match &q.iface {
                 // Traffic from another network never arrives on loopback.
                 None if any_of.iter().all(|p| p == "lo") => bool_m(false, *neg),
+                None if q.any_iface => every_iface(any_of, *neg, "input"),
                 None => M::Maybe(
                     Sure::NONE,
                     "the input interface (the query names none)".into(),
@@ -932,6 +951,7 @@ impl Walker<'_> {
                 // A packet for this host has no output interface.
                 (Hook::Input, _) => bool_m(any_of.iter().any(|p| iface_matches(p, "")), *neg),
                 (Hook::Forward, None) if any_of.iter().all(|p| p == "lo") => bool_m(false, *neg),
+                (Hook::Forward, None) if q.any_iface => every_iface(any_of, *neg, "output"),
                 (Hook::Forward, None) => M::Maybe(
                     Sure::NONE,
                     "the output interface (the query names none)".into(),
@@ -947,7 +967,12 @@ impl Walker<'_> {
                 }
                 match q.dport {
                     Some(p) => bool_m(any_of.iter().any(|(lo, hi)| (*lo..=*hi).contains(&p)), *neg),
-                    None => ports_cover(any_of, (0, 65535), *neg, "destination port"),
+                    None => ports_cover(
+                        any_of,
+                        q.dports.unwrap_or((0, 65535)),
+                        *neg,
+                        "destination port",
+                    ),
                 }
             }
             Match::SPort { neg, proto, any_of } => {
@@ -1002,6 +1027,18 @@ impl Walker<'_> {
             Match::Unknown(what) => M::Maybe(Sure::NONE, what.clone()),
         }
     }
+}
+
+/// An interface match when the query covers every interface: a wildcard for all (`+`, `*`) holds, any
+/// other name holds for part of the traffic.
+fn every_iface(any_of: &[String], neg: bool, what: &str) -> M {
+    if any_of.iter().any(|p| p == "+" || p == "*") {
+        return bool_m(true, neg);
+    }
+    M::Maybe(
+        Sure::BOTH,
+        format!("the {what} interface (the query covers every interface, the rule some)"),
+    )
 }
 
 /// Attaches the undecidable rule a result was reached across.
@@ -1068,7 +1105,7 @@ fn ports_cover(any_of: &[(u16, u16)], want: (u16, u16), neg: bool, what: &str) -
     }
     M::Maybe(
         Sure::BOTH,
-        format!("the {what} (the query covers every port, the rule some)"),
+        format!("the {what} (the query covers more ports than the rule)"),
     )
 }
 

@@ -16,8 +16,11 @@ pub mod net;
 pub mod nft;
 pub mod nft_text;
 
-pub use checks::{Accept, Blocked, accept_command, accept_rule, blocked_paths};
-pub use eval::{Answer, Decision, InsertPoint, Query, RuleRef, evaluate};
+pub use checks::{
+    Accept, Blocked, Probe, accept_command, accept_rule, blocked_paths, exact_accept, insert_command,
+    judge, node_addr, persist_note,
+};
+pub use eval::{Answer, Decision, Hook, InsertPoint, Query, RuleRef, evaluate};
 pub use gather::{
     LiveGate, ReadRules, Runner, SAVED_IPTABLES, SAVED_NFT, gather, read_live_rules, read_rules,
     read_saved,
