@@ -104,7 +104,8 @@ pub fn read(input: &Input) -> Result<String, String> {
                 .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
                 .open(p)
                 .map_err(|e| e.to_string())?;
-            let ft = f.metadata().map_err(|e| e.to_string())?.file_type();
+            let meta = f.metadata().map_err(|e| e.to_string())?;
+            let ft = meta.file_type();
             if !ft.is_file() {
                 let kind = if ft.is_fifo() {
                     "a FIFO"
@@ -116,6 +117,9 @@ pub fn read(input: &Input) -> Result<String, String> {
                     "not a regular file"
                 };
                 return Err(format!("is {kind}: only regular files are read"));
+            }
+            if meta.len() > MAX_INPUT {
+                return Err(too_big("the file"));
             }
             capped::<File>(f, "the file")?
         }
@@ -135,12 +139,16 @@ fn capped<R: Read>(r: R, what: &str) -> Result<Vec<u8>, String> {
         .read_to_end(&mut data)
         .map_err(|e| e.to_string())?;
     if data.len() as u64 > MAX_INPUT {
-        return Err(format!(
-            "{what} is larger than {} MiB, the most read from one input",
-            MAX_INPUT >> 20
-        ));
+        return Err(too_big(what));
     }
     Ok(data)
+}
+
+fn too_big(what: &str) -> String {
+    format!(
+        "{what} is larger than {} MiB, the most read from one input",
+        MAX_INPUT >> 20
+    )
 }
 
 /// One document (or List item) of an input.
@@ -183,22 +191,29 @@ pub fn split(text: &str) -> Vec<Chunk<'_>> {
     let mut start = 0usize; // byte offset of the current chunk
     let mut first_line = 1usize;
     let mut content: Option<usize> = None; // line of its first content line
+    let mut opened = false; // whether the current chunk has its `---` already
     let mut offset = 0usize;
     for (i, raw) in text.split_inclusive('\n').enumerate() {
         let n = i + 1;
         let line = raw.trim_end_matches(['\n', '\r']);
         let next = offset + raw.len();
         if marker(line, "---") {
-            if content.is_some() {
+            if let Some(c) = content {
                 out.push(Chunk {
                     first_line,
-                    line: content.unwrap(),
+                    line: c,
                     text: &text[start..offset],
                 });
+            }
+            // A new document starts here; what came before it in this chunk was either a whole
+            // document (pushed), an empty one (`---` with nothing after it: dropped), or only
+            // comments and directives (kept: directives belong to the document they precede).
+            if content.is_some() || opened {
                 start = offset;
                 first_line = n;
                 content = None;
             }
+            opened = true;
             // Content on the marker line itself (`--- |`, `--- {a: 1}`, `--- !tag`) starts there.
             let rest = line[3..].trim();
             if !rest.is_empty() && !rest.starts_with('#') {
@@ -212,6 +227,7 @@ pub fn split(text: &str) -> Vec<Chunk<'_>> {
                     text: &text[start..next],
                 });
             }
+            opened = false;
             start = next;
             first_line = n + 1;
         } else {
@@ -261,13 +277,23 @@ fn first_line_of(s: &str) -> String {
     s.lines().next().unwrap_or(s).trim().to_string()
 }
 
-/// A message without the parser's own ` at line N column M` (chunk-relative, so misleading here).
+/// A message without the parser's own `error: line N column M: ` or ` at line N column M`
+/// (chunk-relative, so misleading here).
 fn strip_position(msg: &str) -> String {
-    let cut = msg
+    let mut m = msg.strip_prefix("error: ").unwrap_or(msg);
+    if let Some(rest) = m.strip_prefix("line ")
+        && let Some((pos, tail)) = rest.split_once(": ")
+        && pos
+            .split(" column ")
+            .all(|n| n.chars().all(|c| c.is_ascii_digit()))
+    {
+        m = tail;
+    }
+    let cut = m
         .find(" at line ")
-        .or_else(|| msg.find(" at position "))
-        .unwrap_or(msg.len());
-    msg[..cut].trim_end_matches([':', ' ']).to_string()
+        .or_else(|| m.find(" at position "))
+        .unwrap_or(m.len());
+    m[..cut].trim_end_matches([':', ' ']).to_string()
 }
 
 /// Whether the text is JSON rather than YAML: its first non-blank character opens an object.
@@ -362,6 +388,22 @@ mod tests {
             lines(text),
             vec![(3, "0".to_string()), (11, "1".to_string())]
         );
+    }
+
+    #[test]
+    fn an_empty_explicit_document_is_dropped_and_messages_name_the_file_line() {
+        let text = "kind: A\n---\n---\n# comment\nkind: B\n";
+        assert_eq!(
+            lines(text),
+            vec![(1, "0".to_string()), (5, "1".to_string())]
+        );
+        let d = documents("kind: A\n---\nkind: B\nx: [open\n");
+        let e = d[1].body.as_ref().unwrap_err();
+        assert!(
+            e.starts_with("line 4 column") && !e.contains("line 2"),
+            "{e}"
+        );
+        assert!(e.contains("unclosed"), "{e}");
     }
 
     #[test]
