@@ -78,7 +78,7 @@ pub fn convert(body: &Value, target: Minor) -> Outcome {
         Conversion::Ingress => ingress(&mut v, &mut notes),
         Conversion::Pdb => pdb(&v),
         Conversion::HpaV2beta1 => hpa_v2beta1(&mut v, &mut notes),
-        Conversion::Flowcontrol => flowcontrol(&mut v, gv, kind, &mut notes),
+        Conversion::Flowcontrol => flowcontrol(&mut v, kind, &mut notes),
         Conversion::None => Err("the table names no conversion".into()),
     };
     match done {
@@ -388,7 +388,7 @@ fn metric_id(old: &Map<String, Value>, selector: &str) -> Value {
 
 /// flowcontrol v1beta3/v1: assuredConcurrencyShares is nominalConcurrencyShares; v1 keeps an
 /// explicit 0 where v1beta3 turned it into 30.
-fn flowcontrol(v: &mut Value, gv: &str, kind: &str, notes: &mut Vec<String>) -> Result<(), String> {
+fn flowcontrol(v: &mut Value, kind: &str, notes: &mut Vec<String>) -> Result<(), String> {
     if kind != "PriorityLevelConfiguration" {
         return Ok(());
     }
@@ -405,7 +405,6 @@ fn flowcontrol(v: &mut Value, gv: &str, kind: &str, notes: &mut Vec<String>) -> 
         limited.insert("nominalConcurrencyShares".into(), a);
     }
     if to_v1
-        && gv != "flowcontrol.apiserver.k8s.io/v1beta1"
         && limited
             .get("nominalConcurrencyShares")
             .and_then(Value::as_i64)
@@ -687,6 +686,25 @@ spec:
             conv("apiVersion: apps/v1\nkind: Deployment\n", "1.30"),
             Outcome::Unchanged
         );
+    }
+
+    #[test]
+    fn flowcontrol_renames_shares_and_keeps_zero_meaning_thirty() {
+        let plc = "apiVersion: flowcontrol.apiserver.k8s.io/v1beta2\nkind: PriorityLevelConfiguration\nmetadata: {name: p}\nspec:\n  type: Limited\n  limited:\n    assuredConcurrencyShares: 0\n    limitResponse: {type: Reject}\n";
+        let (v, _) = converted(plc, "1.29");
+        assert_eq!(v["apiVersion"], "flowcontrol.apiserver.k8s.io/v1");
+        assert_eq!(
+            v["spec"]["limited"],
+            json!({"nominalConcurrencyShares": 30, "limitResponse": {"type": "Reject"}})
+        );
+        // Before 1.29 only v1beta3 is served: it has no typed model here to prove it against.
+        match conv(plc, "1.27") {
+            Outcome::Converted { value, .. } => {
+                assert_eq!(value["apiVersion"], "flowcontrol.apiserver.k8s.io/v1beta3");
+                assert!(prove(&value).unwrap_err().contains("no typed model"));
+            }
+            o => panic!("{o:?}"),
+        }
     }
 
     #[test]

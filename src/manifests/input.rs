@@ -255,8 +255,8 @@ fn yaml_options() -> serde_saphyr::Options {
 }
 
 /// Parses one YAML document; an error names its line in the whole input.
-fn parse_yaml(chunk: &Chunk<'_>) -> Result<Value, String> {
-    serde_saphyr::from_str_with_options::<Value>(chunk.text, yaml_options()).map_err(|e| {
+fn parse_yaml<T: serde::de::DeserializeOwned>(chunk: &Chunk<'_>) -> Result<T, String> {
+    serde_saphyr::from_str_with_options::<T>(chunk.text, yaml_options()).map_err(|e| {
         let msg = first_line_of(&e.to_string());
         match e.location() {
             Some(loc) if loc.line() > 0 => {
@@ -270,6 +270,62 @@ fn parse_yaml(chunk: &Chunk<'_>) -> Result<Value, String> {
             _ => format!("line {}: {msg}", chunk.line),
         }
     })
+}
+
+/// What a verdict reads of an object: its identity and, for a List, its items' identities. Parsing
+/// only this (the rest of the document is scanned, not built) is what makes judging 10,000 documents
+/// fast; `--convert` needs the whole object and parses it all.
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<Value>,
+    kind: Option<Value>,
+    metadata: Option<HeadMeta>,
+    items: Option<Vec<Head>>,
+}
+
+#[derive(serde::Deserialize)]
+struct HeadMeta {
+    name: Option<Value>,
+    namespace: Option<Value>,
+    #[serde(rename = "generateName")]
+    generate_name: Option<Value>,
+}
+
+impl Head {
+    fn into_value(self) -> Value {
+        let mut o = serde_json::Map::new();
+        let put = |o: &mut serde_json::Map<String, Value>, k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                o.insert(k.into(), v);
+            }
+        };
+        put(&mut o, "apiVersion", self.api_version);
+        put(&mut o, "kind", self.kind);
+        if let Some(m) = self.metadata {
+            let mut mo = serde_json::Map::new();
+            put(&mut mo, "name", m.name);
+            put(&mut mo, "namespace", m.namespace);
+            put(&mut mo, "generateName", m.generate_name);
+            o.insert("metadata".into(), Value::Object(mo));
+        }
+        if let Some(items) = self.items {
+            o.insert(
+                "items".into(),
+                Value::Array(items.into_iter().map(Head::into_value).collect()),
+            );
+        }
+        Value::Object(o)
+    }
+}
+
+/// One YAML document: whole (`full`), or only its [`Head`]; a document that is no mapping (or whose
+/// head fields have other shapes) is parsed whole, so its verdict sees what it is.
+fn parse_doc(chunk: &Chunk<'_>, full: bool) -> Result<Value, String> {
+    if !full && let Ok(h) = parse_yaml::<Option<Head>>(chunk) {
+        return Ok(h.map_or(Value::Null, Head::into_value));
+    }
+    parse_yaml::<Value>(chunk)
 }
 
 /// The first line of a parser message (saphyr appends a source snippet with chunk-relative lines).
@@ -306,6 +362,11 @@ fn looks_json(text: &str) -> bool {
 /// The documents of an input's text: YAML (multi-document) or a JSON stream of objects; `List`s are
 /// opened into their items. Empty documents are skipped.
 pub fn documents(text: &str) -> Vec<Doc> {
+    documents_with(text, true)
+}
+
+/// [`documents`], with only what a verdict reads of each YAML object unless `full`.
+pub fn documents_with(text: &str, full: bool) -> Vec<Doc> {
     let mut raw: Vec<(usize, Result<Value, String>)> = Vec::new();
     if looks_json(text) {
         let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
@@ -331,7 +392,7 @@ pub fn documents(text: &str) -> Vec<Doc> {
         }
     } else {
         for c in split(text) {
-            match parse_yaml(&c) {
+            match parse_doc(&c, full) {
                 Ok(Value::Null) => {}
                 r => raw.push((c.line, r)),
             }
@@ -476,6 +537,28 @@ mod tests {
         }
         let d = documents(&text);
         assert!(d[0].body.is_err(), "an alias bomb parsed");
+    }
+
+    #[test]
+    fn the_head_is_what_a_verdict_reads_of_the_whole() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: apps/v1beta2\n  kind: Deployment\n  metadata: {name: a, namespace: b, labels: {x: y}}\n  spec: {replicas: 1}\n---\n- not\n- an object\n---\napiVersion: 3\nkind: X\n";
+        let full = documents_with(text, true);
+        let head = documents_with(text, false);
+        assert_eq!(full.len(), head.len());
+        for (f, h) in full.iter().zip(&head) {
+            assert_eq!((f.line, &f.document), (h.line, &h.document));
+            let (f, h) = (f.body.as_ref().unwrap(), h.body.as_ref().unwrap());
+            for p in [
+                "/apiVersion",
+                "/kind",
+                "/metadata/name",
+                "/metadata/namespace",
+            ] {
+                assert_eq!(f.pointer(p), h.pointer(p), "{p}");
+            }
+            assert_eq!(f.is_object(), h.is_object());
+        }
+        assert!(head[0].body.as_ref().unwrap().get("spec").is_none());
     }
 
     #[test]

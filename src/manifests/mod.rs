@@ -88,7 +88,7 @@ pub fn run(opts: &Options, note: &dyn Fn(&str)) -> Result<Report> {
                 continue;
             }
         };
-        let docs = input::documents(&text);
+        let docs = input::documents_with(&text, opts.convert.is_some());
         drop(text);
         if docs.is_empty() {
             results.push(file_result(
@@ -133,7 +133,7 @@ pub fn run(opts: &Options, note: &dyn Fn(&str)) -> Result<Report> {
                 }
                 outs.push(out);
             }
-            r.evidence = crate::report::bounded_evidence(std::mem::take(&mut r.evidence));
+            r.evidence = verdict::evidence(std::mem::take(&mut r.evidence));
             results.push(r);
         }
         if let Some(path) = out_path.filter(|_| converted_any) {
@@ -175,7 +175,7 @@ fn file_result(file: &str, status: Status, message: String) -> CheckResult {
         id: verdict::ID.into(),
         title: verdict::TITLE.into(),
         status,
-        message: crate::report::bounded_line(&message),
+        message: verdict::line(message),
         evidence: vec![],
         remediation: None,
         fix_available: false,

@@ -11,7 +11,10 @@ use super::{
 };
 use crate::{
     core::check::Status,
-    report::{ApiReplacement, CheckResult, Subject, bounded_line},
+    report::{
+        ApiReplacement, CheckResult, MAX_EVIDENCE, MAX_LINE, Subject, bounded_evidence,
+        bounded_line,
+    },
 };
 
 /// The id of every `manifests` result.
@@ -50,6 +53,26 @@ fn subject(file: &str, doc: &Doc, body: Option<&Value>) -> Subject {
     }
 }
 
+/// A message cut to [`MAX_LINE`] only when it is longer: [`bounded_line`] masks first, which the
+/// report does anyway for every line ([`crate::report::Report::new`]), and 10,000 objects would pay
+/// for it twice.
+pub(super) fn line(s: String) -> String {
+    if s.len() <= MAX_LINE {
+        s
+    } else {
+        bounded_line(&s)
+    }
+}
+
+/// Evidence bounded as [`bounded_evidence`] does, only when it needs to be (see [`line`]).
+pub(super) fn evidence(ev: Vec<String>) -> Vec<String> {
+    if ev.len() <= MAX_EVIDENCE && ev.iter().all(|e| e.len() <= MAX_LINE) {
+        ev
+    } else {
+        bounded_evidence(ev)
+    }
+}
+
 fn result(
     status: Status,
     message: String,
@@ -61,8 +84,8 @@ fn result(
         id: ID.into(),
         title: TITLE.into(),
         status,
-        message: bounded_line(&message),
-        evidence: crate::report::bounded_evidence(evidence),
+        message: line(message),
+        evidence,
         remediation,
         fix_available: false,
         duration_ms: 0,
@@ -128,10 +151,8 @@ pub fn judge(file: &str, doc: &Doc, j: &mut Judge<'_>) -> CheckResult {
             None,
         );
     };
-    let at = format!(
-        "{file}:{}: apiVersion: {api_version}, kind: {kind}",
-        doc.line
-    );
+    // Where the object is (file, line, apiVersion, kind) is the result's subject, which every format
+    // shows; evidence holds only what the subject does not: the table's source.
     let target = j.target;
     if let Some(e) = lifecycle::find(&api_version, &kind) {
         let repl = e.replacement_for(&kind, target);
@@ -158,7 +179,7 @@ pub fn judge(file: &str, doc: &Doc, j: &mut Judge<'_>) -> CheckResult {
             (_, Some(refusal)) => Some(refusal.to_string()),
             (None, None) => None,
         };
-        let evidence = vec![at, format!("source: {}", e.source)];
+        let evidence = vec![format!("source: {}", e.source)];
         let (status, message) = if target >= e.removed_in {
             (
                 Status::Fail,
@@ -205,7 +226,7 @@ pub fn judge(file: &str, doc: &Doc, j: &mut Judge<'_>) -> CheckResult {
             what(&sub)
         ),
         sub,
-        vec![at],
+        vec![],
         None,
     );
     served_by_cluster(r, &api_version, &kind, j)
@@ -225,7 +246,7 @@ fn served_by_cluster(
         Ok(true) => r,
         Ok(false) => {
             r.status = Status::Fail;
-            r.message = bounded_line(&format!(
+            r.message = line(format!(
                 "{}: {api_version} {kind} is not served by this cluster (its discovery does not list it{})",
                 r.subject.as_ref().map(what).unwrap_or_default(),
                 if api_version.contains('/') && !is_builtin(api_version) {
@@ -240,8 +261,7 @@ fn served_by_cluster(
             r
         }
         Err(why) => {
-            r.evidence
-                .push(bounded_line(&format!("cluster discovery: {why}")));
+            r.evidence.push(format!("cluster discovery: {why}"));
             r
         }
     }
