@@ -21,7 +21,7 @@ use k8sdoctor::{
     fix::{FixFormat, FixOptions, Mode},
     fleet::{self, FleetOptions, McOptions},
     join::JoinOptions,
-    multicast,
+    manifests, multicast,
     policy::Policy,
 };
 
@@ -83,6 +83,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: FleetCmd,
     },
+    // --- manifests (issue 22) ---
+    /// Find removed and deprecated API versions in manifests before they break a deploy; --convert writes them converted.
+    #[command(
+        after_help = "Examples:\n  k8sdoctor manifests deploy/ --target-version 1.25\n  helm template my-chart | k8sdoctor manifests - -o json\n  k8sdoctor manifests old/ --offline --convert converted/"
+    )]
+    Manifests(ManifestsArgs),
+    // --- end manifests ---
     /// Print the shell completion script for SHELL (bash, zsh, fish, powershell, elvish).
     Completions {
         #[arg(value_enum)]
@@ -707,6 +714,59 @@ fn secs_opt(flag: &str, value: Option<f64>) -> Result<Option<Duration>> {
     value.map(|v| duration(flag, v, Unit::Secs)).transpose()
 }
 
+// --- manifests (issue 22) ---
+#[derive(Args)]
+struct ManifestsArgs {
+    /// Manifest files, directories (recursive: *.yaml, *.yml, *.json), or - for stdin.
+    #[arg(value_name = "PATH", required = true)]
+    paths: Vec<PathBuf>,
+    /// The Kubernetes release to judge for (X.Y); default: the cluster's version, else the newest the table knows.
+    #[arg(long, value_name = "X.Y")]
+    target_version: Option<String>,
+    /// Kubeconfig of the cluster whose version and discovery also decide.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// Never connect to a cluster.
+    #[arg(long)]
+    offline: bool,
+    /// Write each convertible document converted for the target under DIR (mirroring the input paths).
+    #[arg(long, value_name = "DIR")]
+    convert: Option<PathBuf>,
+    /// Deadline of each request to the cluster, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    timeout: f64,
+    #[command(flatten)]
+    report: ReportArgs,
+}
+
+fn manifests_command(a: ManifestsArgs) -> Result<Command> {
+    let target = match &a.target_version {
+        None => None,
+        Some(t) => match manifests::lifecycle::Minor::parse(t) {
+            Some(m) => Some(m),
+            None => bail!("--target-version {t:?}: expected a release such as 1.25"),
+        },
+    };
+    let timeout = duration("--timeout", a.timeout, Unit::Secs)?;
+    let cfg = a.report.into_config(Config {
+        kubeconfig: a.kubeconfig,
+        context: a.context,
+        offline: a.offline,
+        timeout,
+        ..Config::default()
+    });
+    Ok(Command::Manifests(manifests::Options {
+        paths: a.paths,
+        target,
+        convert: a.convert,
+        cfg,
+    }))
+}
+// --- end manifests ---
+
 /// What to run, in the library's plain terms.
 pub enum Command {
     Check(Config),
@@ -737,6 +797,8 @@ pub enum Command {
         color: bool,
     },
     FleetCleanup(Config, String),
+    /// `manifests` (issue 22).
+    Manifests(manifests::Options),
     Completions(clap_complete::Shell),
     Man,
 }
@@ -782,6 +844,7 @@ impl Cli {
             Some(Cmd::Multicast { cmd }) => multicast_command(cmd)?,
             Some(Cmd::Fix(a)) => fix_command(a)?,
             Some(Cmd::Fleet { cmd }) => fleet_command(cmd)?,
+            Some(Cmd::Manifests(a)) => manifests_command(a)?,
             Some(Cmd::Completions { shell }) => Command::Completions(shell),
             Some(Cmd::Man) => Command::Man,
         })

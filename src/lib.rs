@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod fuzz_targets;
 pub mod join;
 pub mod list;
+pub mod manifests;
 pub mod mask;
 pub mod multicast;
 pub mod nodebin;

@@ -173,6 +173,12 @@ fn run(cmd: Command) -> Result<ExitCode> {
             }
             Ok(exit(r.pass))
         }
+        // --- manifests (issue 22) ---
+        Command::Manifests(opts) => emit(
+            &k8sdoctor::manifests::run(&opts, &|m| core::stderr::note(m))?,
+            &opts.cfg,
+        ),
+        // --- end manifests ---
         Command::Completions(shell) => {
             cli::completions(shell, &mut out);
             Ok(ExitCode::SUCCESS)

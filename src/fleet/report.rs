@@ -401,6 +401,8 @@ mod tests {
                 remediation: None,
                 fix_available: false,
                 duration_ms: 0,
+                subject: None,
+                replacement: None,
             })
             .collect();
         Report::new(

@@ -57,10 +57,28 @@ pub(super) fn render(report: &Report, out: &mut dyn Write) -> std::io::Result<()
             }
             xml_escape(&b)
         };
+        // A manifests result is one object: its file is the class, the object the name.
+        let (class, name) = match &r.subject {
+            Some(s) => (
+                s.file.clone(),
+                format!(
+                    "{} {}:{} {} {}",
+                    r.id,
+                    s.file,
+                    s.line,
+                    s.kind.as_deref().unwrap_or("?"),
+                    s.name.as_deref().unwrap_or("")
+                )
+                .trim_end()
+                .to_string(),
+            ),
+            None => ("k8sdoctor".to_string(), r.id.clone()),
+        };
         write!(
             out,
-            r#"    <testcase classname="k8sdoctor" name="{}" time="{:.3}">"#,
-            xml_escape(&r.id),
+            r#"    <testcase classname="{}" name="{}" time="{:.3}">"#,
+            xml_escape(&class),
+            xml_escape(&name),
             r.duration_ms as f64 / 1000.0
         )?;
         match r.status {

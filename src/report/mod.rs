@@ -35,6 +35,22 @@ pub struct Report {
     pub cluster: Option<ClusterInfo>,
     pub summary: Summary,
     pub results: Vec<CheckResult>,
+    /// What `k8sdoctor manifests` judged against (absent from every other command's report).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub manifests: Option<ManifestsRun>,
+}
+
+/// The target of a `k8sdoctor manifests` run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ManifestsRun {
+    /// The Kubernetes minor release the objects were judged for (`1.32`).
+    pub target_version: String,
+    /// Where it came from: `--target-version`, `the cluster`, or `the newest release the table knows`.
+    pub target_from: String,
+    /// How many inputs (files, stdin) were read.
+    pub inputs: usize,
+    /// Where `--convert` wrote the converted documents, if asked.
+    pub convert_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -120,6 +136,40 @@ pub struct CheckResult {
     pub remediation: Option<String>,
     pub fix_available: bool,
     pub duration_ms: u64,
+    /// The object a `manifests` result is about (absent from every other command's results).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub subject: Option<Subject>,
+    /// Where a removed or deprecated API's objects go (`manifests`; absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub replacement: Option<ApiReplacement>,
+}
+
+/// The manifest object a result is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Subject {
+    /// The file as named or found (`-` for stdin).
+    pub file: String,
+    /// 1-based line the document starts on.
+    pub line: usize,
+    /// 0-based index among the file's non-empty documents; `D.I` for item I of a List in document D.
+    pub document: String,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub api_version: Option<String>,
+}
+
+/// The replacement of a removed or deprecated API version, from the table of API lifecycles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ApiReplacement {
+    /// The apiVersion to use instead; null when nothing replaces it (PodSecurityPolicy).
+    pub api_version: Option<String>,
+    /// The release that deprecated the old version (`1.16`).
+    pub deprecated_in: String,
+    /// The first release that no longer serves it.
+    pub removed_in: String,
+    /// What else must change besides apiVersion.
+    pub changes: Vec<String>,
 }
 
 /// Evidence lines a result keeps; the rest are counted in one last line.
@@ -170,6 +220,8 @@ impl CheckResult {
                 .or_else(|| problem.then(|| entry.remediation.clone())),
             fix_available: entry.fix,
             duration_ms,
+            subject: None,
+            replacement: None,
         }
     }
 }
@@ -194,6 +246,7 @@ impl Report {
             cluster,
             summary: Summary::of(&results),
             results,
+            manifests: None,
         }
         .masked()
     }

@@ -82,12 +82,77 @@ fn count_label(group: &[&CheckResult]) -> String {
     }
 }
 
+/// `manifests` results (each about an object of a file): one table per file, a row per object.
+fn render_by_file(report: &Report, color: bool, out: &mut dyn Write) -> std::io::Result<()> {
+    if let Some(m) = &report.manifests {
+        writeln!(
+            out,
+            "Target Kubernetes {} ({}){}",
+            m.target_version,
+            m.target_from,
+            report
+                .cluster
+                .as_ref()
+                .map(|c| format!(", cluster {}", c.server))
+                .unwrap_or_default()
+        )?;
+    }
+    let mut files: Vec<&str> = Vec::new();
+    for r in &report.results {
+        let f = r.subject.as_ref().map_or("", |s| s.file.as_str());
+        if !files.contains(&f) {
+            files.push(f);
+        }
+    }
+    for file in files {
+        let rows: Vec<&CheckResult> = report
+            .results
+            .iter()
+            .filter(|r| r.subject.as_ref().map_or("", |s| s.file.as_str()) == file)
+            .collect();
+        writeln!(out, "\n{file} ({} object(s))", rows.len())?;
+        let mut t = status_table(&["", "line", "object", "result"], color);
+        for r in rows {
+            let s = r.subject.as_ref();
+            let object = s.map_or(String::new(), |s| {
+                let mut o = s.kind.clone().unwrap_or_default();
+                if let Some(n) = &s.name {
+                    o.push(' ');
+                    if let Some(ns) = &s.namespace {
+                        o.push_str(ns);
+                        o.push('/');
+                    }
+                    o.push_str(n);
+                }
+                if let Some(v) = &s.api_version {
+                    o.push_str(&format!("\n{v}"));
+                }
+                o
+            });
+            let c = Cell::new(r.status.mark());
+            t.add_row(vec![
+                if color { c.fg(color_of(r.status)) } else { c },
+                Cell::new(s.map_or(String::new(), |s| {
+                    format!("{} (doc {})", s.line, s.document)
+                })),
+                Cell::new(object),
+                Cell::new(row_text(r)),
+            ]);
+        }
+        writeln!(out, "{t}")?;
+    }
+    writeln!(out, "{} in {} ms", report.summary, report.duration_ms)
+}
+
 pub(super) fn render(
     report: &Report,
     color: bool,
     show_skipped: bool,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
+    if report.manifests.is_some() {
+        return render_by_file(report, color, out);
+    }
     let mut t = status_table(&["", "check", "result"], color);
     let groups = if show_skipped {
         Vec::new()
@@ -136,6 +201,8 @@ mod tests {
             remediation: None,
             fix_available: false,
             duration_ms: 0,
+            subject: None,
+            replacement: None,
         }
     }
 
