@@ -808,6 +808,7 @@ fn fleet_multicast_fails_only_into_the_node_whose_forward_path_drops_the_group()
         assert_eq!(p["verdict"], if into_n3 { "fail" } else { "pass" }, "{p}");
     }
     assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
+}
 
 /// `fleet check --policy`: the policy travels in each pod's command line and every node judges it on its
 /// own root; a bad policy stops the run before any pod.

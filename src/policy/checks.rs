@@ -382,11 +382,13 @@ mod tests {
             sources: vec!["test rules".into()],
             problems: vec![],
             live: false,
+            saved: None,
             iptables_backend: None,
             node_nets: Ok(vec![]),
             interfaces: vec![],
             cni: None,
             managers: vec![],
+            processes: vec![],
         }
     }
 
