@@ -546,6 +546,10 @@ struct CheckArgs {
     verbose: bool,
     #[command(flatten)]
     report: ReportArgs,
+    /// Also write the compact report (ids, statuses, summary, what fits of the messages; at most
+    /// 4096 bytes) to FILE: a pod's termination message, for `fleet check`.
+    #[arg(long, value_name = "FILE")]
+    termination_log: Option<PathBuf>,
 }
 
 impl From<FailOn> for Status {
@@ -588,6 +592,7 @@ impl CheckArgs {
             timeout,
             proxy_port: self.proxy_port,
             show_skipped: self.verbose,
+            termination_log: self.termination_log,
             ..Config::default()
         }))
     }
@@ -737,6 +742,8 @@ fn fleet_command(cmd: FleetCmd) -> Result<Command> {
                 "-o",
                 "json",
                 "--offline",
+                "--termination-log",
+                fleet::TERMINATION_LOG,
             ]
             .map(String::from)
             .to_vec();

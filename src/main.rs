@@ -21,6 +21,10 @@ use cli::{Cli, Command};
 
 /// Writes the report where the config says and maps it to the exit code (`check` and `join-check`).
 fn emit(report: &report::Report, cfg: &Config) -> Result<ExitCode> {
+    if let Some(path) = &cfg.termination_log {
+        std::fs::write(path, fleet::compact_report(report))
+            .with_context(|| format!("cannot write --termination-log {}", path.display()))?;
+    }
     match &cfg.output_file {
         Some(path) => {
             let f = File::create(path)

@@ -76,6 +76,8 @@ pub struct Config {
     pub color: bool,
     /// List every skipped check in the table (else skips sharing a reason are one row).
     pub show_skipped: bool,
+    /// `check --termination-log FILE`: also write the compact report there (fleet check pods).
+    pub termination_log: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -95,6 +97,7 @@ impl Default for Config {
             fail_on: Status::Fail,
             color: false,
             show_skipped: false,
+            termination_log: None,
         }
     }
 }
