@@ -402,6 +402,10 @@ struct McProbeArgs {
     /// Seconds to wait for peers to start, and for their reports.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     wait: f64,
+    /// Also write a compact result (pairs, verdicts, causes cut; at most 4096 bytes) to FILE: a
+    /// pod's termination message, for `fleet multicast`.
+    #[arg(long, value_name = "FILE")]
+    termination_log: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -641,8 +645,14 @@ pub enum Command {
     JoinCheck(JoinOptions, Config),
     McSend(multicast::send::SendOptions),
     McReceive(multicast::receive::ReceiveOptions, bool),
-    /// The probe, its colour, and the ConfigMap to read the participants from first (fleet pods).
-    McProbe(multicast::probe::ProbeOptions, bool, Option<String>),
+    /// The probe, its colour, the ConfigMap to read the participants from first (fleet pods),
+    /// and where to write its compact result (`--termination-log`).
+    McProbe(
+        multicast::probe::ProbeOptions,
+        bool,
+        Option<String>,
+        Option<PathBuf>,
+    ),
     Fix(Fix),
     FleetCheck(Config, FleetOptions),
     FleetMulticast {
@@ -845,6 +855,7 @@ fn multicast_command(cmd: McCmd) -> Result<Command> {
                 },
                 color_wanted(a.common.no_color),
                 a.peers_from_configmap,
+                a.termination_log,
             )
         }
     })

@@ -851,6 +851,47 @@ fn fleet_check_reports_a_node_whose_kubelet_port_is_unreachable_from_its_termina
     assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
 }
 
+/// `fleet multicast` on a cluster where one node's kubelet is unreachable from the API server:
+/// that node's probe result still arrives, through its termination message, and every pair is
+/// measured; the node entry names tcp/10250.
+fn fleet_multicast_reads_a_probe_whose_kubelet_port_is_unreachable_from_its_termination_message() {
+    let image = probe_image();
+    let ok = host("ubuntu2204-kubeadm-healthy");
+    let k = Arc::new(
+        ProcessKubelet::new(
+            bin(),
+            vec![
+                NodeSpec::new("n1", &ok),
+                NodeSpec::new("n2", &ok),
+                NodeSpec::new("walled", &ok)
+                    .fault(Fault::KubeletUnreachable(Duration::from_secs(2))),
+            ],
+        )
+        .image_root(image.path())
+        .pod_network(),
+    );
+    let oc = OverlayCluster::start(&k);
+    let t = Instant::now();
+    let out = oc.fleet(&MULTICAST);
+    assert!(t.elapsed() < Duration::from_secs(45), "{:?}", t.elapsed());
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    for n in r["nodes"].as_array().unwrap() {
+        assert_eq!(n["state"], "reported", "{n}");
+    }
+    let walled = node(&r, "walled");
+    let why = walled["reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("only the compact probe result arrived")
+            && why.contains("cannot reach the kubelet on 10.244.0.3:10250"),
+        "{why}"
+    );
+    let pairs = r["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 6, "{r:#}");
+    assert!(pairs.iter().all(|p| p["verdict"] == "pass"), "{r:#}");
+    assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
+}
+
 // ---- Fleet runs on a sick cluster (faults the product already handles) ----
 
 /// Check pods never talk to the API server: a node whose pods cannot reach the API address (the
@@ -933,6 +974,7 @@ fn main() {
         trial!(fleet_check_reports_a_node_whose_pods_cannot_reach_the_api),
         trial!(kubelet_writes_the_termination_message_as_a_kubelet_does),
         trial!(fleet_check_reports_a_node_whose_kubelet_port_is_unreachable_from_its_termination_message),
+        trial!(fleet_multicast_reads_a_probe_whose_kubelet_port_is_unreachable_from_its_termination_message),
         trial!(fleet_multicast_fails_only_into_the_node_whose_forward_path_drops_the_group),
     ]);
 }

@@ -358,25 +358,7 @@ pub struct Termination {
 /// the termination message holds one, saying that only the compact report arrived and why;
 /// otherwise in error, with both reasons.
 pub fn fallback(node: String, log_error: &str, term: &Termination) -> NodeOutcome {
-    let ip = term.host_ip.as_deref().unwrap_or("the node");
-    // The API server's kubelet proxy words an unreachable kubelet as a dial error to :10250.
-    let kubelet_port = log_error.contains(":10250")
-        && [
-            "dial tcp",
-            "i/o timeout",
-            "connection refused",
-            "no route to host",
-        ]
-        .iter()
-        .any(|w| log_error.contains(w));
-    let why = if kubelet_port {
-        format!(
-            "the API server cannot reach the kubelet on {ip}:10250: {log_error} — this is itself the \
-             firewall.kubelet-port pitfall: allow tcp/10250 from the control plane to every node"
-        )
-    } else {
-        log_error.to_string()
-    };
+    let why = log_failure(log_error, term);
     let message = term.message.as_deref().unwrap_or("");
     match decode(message) {
         Ok(c) => NodeOutcome {
@@ -406,6 +388,83 @@ pub fn fallback(node: String, log_error: &str, term: &Termination) -> NodeOutcom
             }),
             report: None,
         },
+    }
+}
+
+/// The multicast probe's result as its termination message: JSON marked `compact_probe`, with the
+/// pairs this probe received first (the merge prefers a receiver's own view), each pair's numbers
+/// and verdict, its cause cut to code and message; pairs that do not fit are counted in
+/// `omitted`. At most [`LIMIT`] bytes.
+pub fn encode_probe(result: &serde_json::Value) -> String {
+    use serde_json::{Value, json};
+    let local = result["local"].clone();
+    let mut pairs: Vec<&Value> = result["pairs"].as_array().into_iter().flatten().collect();
+    pairs.sort_by_key(|p| p["receiver"] != local);
+    let keep = |p: &Value| {
+        let cause = (!p["cause"].is_null()).then(|| {
+            let msg = mask_secrets(p["cause"]["message"].as_str().unwrap_or(""));
+            json!({"code": p["cause"]["code"], "message": cut(&one_line(&msg), 200)})
+        });
+        json!({"sender": p["sender"], "receiver": p["receiver"], "sent": p["sent"],
+            "received": p["received"], "loss_pct": p["loss_pct"], "duplicates": p["duplicates"],
+            "reordered": p["reordered"], "latency_p50_ms": p["latency_p50_ms"],
+            "verdict": p["verdict"], "cause": cause})
+    };
+    let total = pairs.len();
+    let mut out = json!({"compact_probe": 1, "local": local, "pass": result["pass"],
+        "pairs": [], "omitted": total});
+    for (n, p) in pairs.into_iter().enumerate() {
+        let mut next = out.clone();
+        next["pairs"]
+            .as_array_mut()
+            .expect("an array")
+            .push(keep(p));
+        next["omitted"] = json!(total - n - 1);
+        if next.to_string().len() > LIMIT {
+            break;
+        }
+        out = next;
+    }
+    out.to_string()
+}
+
+/// A probe result from a termination message written by [`encode_probe`]; anything else is None.
+pub fn decode_probe(text: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    (v["compact_probe"] == 1 && v["pairs"].is_array()).then_some(v)
+}
+
+/// Why a node's probe result came from its termination message (the log read failed).
+pub fn probe_fallback_reason(log_error: &str, term: &Termination, omitted: u64) -> String {
+    format!(
+        "only the compact probe result arrived (the pod's termination message: numbers, verdicts \
+         and causes cut{}); the log could not be read: {}",
+        if omitted > 0 {
+            format!(", {omitted} pairs left out")
+        } else {
+            String::new()
+        },
+        log_failure(log_error, term)
+    )
+}
+
+/// The log error, in words that name the kubelet port when that is why it failed.
+fn log_failure(log_error: &str, term: &Termination) -> String {
+    let ip = term.host_ip.as_deref().unwrap_or("the node");
+    // The API server's kubelet proxy words an unreachable kubelet as a dial error to :10250.
+    let dial = [
+        "dial tcp",
+        "i/o timeout",
+        "connection refused",
+        "no route to host",
+    ];
+    if log_error.contains(":10250") && dial.iter().any(|w| log_error.contains(w)) {
+        format!(
+            "the API server cannot reach the kubelet on {ip}:10250: {log_error} — this is itself the \
+             firewall.kubelet-port pitfall: allow tcp/10250 from the control plane to every node"
+        )
+    } else {
+        log_error.to_string()
     }
 }
 
@@ -582,6 +641,36 @@ mod tests {
         );
         let extra = format!("{text}F smuggled\n");
         assert!(decode(&extra).is_err());
+    }
+
+    #[test]
+    fn a_probe_result_keeps_its_own_receptions_first_under_the_limit() {
+        let pair = |s: u32, r: u32| {
+            serde_json::json!({"sender": format!("10.244.{s}.2"), "receiver": format!("10.244.{r}.2"),
+                "sent": 100, "received": 0, "loss_pct": 100.0, "duplicates": 0, "reordered": 0,
+                "latency_p50_ms": null, "rtt_ms": 1.5, "verdict": "fail",
+                "cause": {"code": "firewall", "message": "x".repeat(5000), "evidence": ["e"]}})
+        };
+        let mut pairs = Vec::new();
+        for a in 2..41 {
+            pairs.push(pair(1, a));
+            pairs.push(pair(a, 1));
+        }
+        let v = serde_json::json!({"local": "10.244.1.2", "pass": false, "pairs": pairs});
+        let text = encode_probe(&v);
+        assert!(text.len() <= LIMIT, "{}", text.len());
+        let back = decode_probe(&text).unwrap();
+        let kept = back["pairs"].as_array().unwrap();
+        assert!(!kept.is_empty());
+        assert!(
+            kept.iter().all(|p| p["receiver"] == "10.244.1.2"),
+            "own receptions first"
+        );
+        assert_eq!(kept.len() as u64 + back["omitted"].as_u64().unwrap(), 78);
+        assert_eq!(kept[0]["cause"]["code"], "firewall");
+        assert!(kept[0]["cause"]["message"].as_str().unwrap().len() <= 200);
+        assert!(decode_probe(&text[..text.len() - 1]).is_none());
+        assert!(decode_probe("{\"pairs\": []}").is_none(), "not marked");
     }
 
     #[test]

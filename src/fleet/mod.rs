@@ -23,7 +23,7 @@ use kube::{
     core::ObjectMeta,
 };
 
-pub use compact::encode as compact_report;
+pub use compact::{encode as compact_report, encode_probe as compact_probe};
 pub use mcast::{McFleetReport, McOptions, McPair, PROBE_ACCOUNT, peers_from_configmap};
 pub use pod::{
     HOST_MOUNT, MANAGED_BY, PodState, PodTemplate, RUN_LABEL, TERMINATION_LOG, managed_selector,
