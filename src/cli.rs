@@ -421,6 +421,10 @@ struct McProbeArgs {
     /// Seconds to wait for peers to start, and for their reports.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     wait: f64,
+    /// Also write a compact result (pairs, verdicts, causes cut; at most 4096 bytes) to FILE: a
+    /// pod's termination message, for `fleet multicast`.
+    #[arg(long, value_name = "FILE")]
+    termination_log: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -581,6 +585,10 @@ struct CheckArgs {
     policy: PolicyArgs,
     #[command(flatten)]
     report: ReportArgs,
+    /// Also write the compact report (ids, statuses, summary, what fits of the messages; at most
+    /// 4096 bytes) to FILE: a pod's termination message, for `fleet check`.
+    #[arg(long, value_name = "FILE")]
+    termination_log: Option<PathBuf>,
 }
 
 // --- site policies (`--policy FILE`) ---
@@ -680,6 +688,7 @@ impl CheckArgs {
             bundle: self.bundle,
             from_bundle: self.from_bundle,
             extra_checks: self.policy.load()?.checks(),
+            termination_log: self.termination_log,
             ..Config::default()
         }))
     }
@@ -785,8 +794,14 @@ pub enum Command {
     JoinCheck(JoinOptions, Config),
     McSend(multicast::send::SendOptions),
     McReceive(multicast::receive::ReceiveOptions, bool),
-    /// The probe, its colour, and the ConfigMap to read the participants from first (fleet pods).
-    McProbe(multicast::probe::ProbeOptions, bool, Option<String>),
+    /// The probe, its colour, the ConfigMap to read the participants from first (fleet pods),
+    /// and where to write its compact result (`--termination-log`).
+    McProbe(
+        multicast::probe::ProbeOptions,
+        bool,
+        Option<String>,
+        Option<PathBuf>,
+    ),
     Fix(Fix),
     FleetCheck(Config, FleetOptions),
     FleetMulticast {
@@ -908,6 +923,8 @@ fn fleet_command(cmd: FleetCmd) -> Result<Command> {
                 "-o",
                 "json",
                 "--offline",
+                "--termination-log",
+                fleet::TERMINATION_LOG,
             ]
             .map(String::from)
             .to_vec();
@@ -1010,6 +1027,7 @@ fn multicast_command(cmd: McCmd) -> Result<Command> {
                 },
                 color_wanted(a.common.no_color),
                 a.peers_from_configmap,
+                a.termination_log,
             )
         }
     })

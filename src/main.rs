@@ -21,6 +21,10 @@ use cli::{Cli, Command};
 
 /// Writes the report where the config says and maps it to the exit code (`check` and `join-check`).
 fn emit(report: &report::Report, cfg: &Config) -> Result<ExitCode> {
+    if let Some(path) = &cfg.termination_log {
+        std::fs::write(path, fleet::compact_report(report))
+            .with_context(|| format!("cannot write --termination-log {}", path.display()))?;
+    }
     match &cfg.output_file {
         Some(path) => {
             let f = File::create(path)
@@ -131,12 +135,18 @@ fn run(cmd: Command) -> Result<ExitCode> {
             // Nothing received is a failure a script can see.
             Ok(exit(s.received > 0))
         }
-        Command::McProbe(mut opts, color, configmap) => {
+        Command::McProbe(mut opts, color, configmap, termination_log) => {
             if let Some(name) = configmap {
                 opts.peers = fleet::peers_from_configmap(&name, opts.wait)?;
             }
             let stop = multicast::interrupt_flag()?;
             let r = multicast::probe::run(&opts, stop)?;
+            if let Some(path) = &termination_log {
+                let compact = fleet::compact_probe(&serde_json::to_value(&r)?);
+                std::fs::write(path, compact).with_context(|| {
+                    format!("cannot write --termination-log {}", path.display())
+                })?;
+            }
             multicast::output::probe(&r, opts.format, color, &mut out)?;
             Ok(exit(r.pass))
         }

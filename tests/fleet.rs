@@ -62,6 +62,20 @@ fn node<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("node {name} in {report}"))
 }
 
+/// The report validates against `schema --fleet`.
+fn assert_fleet_schema(report: &Value) {
+    let schema: Value = serde_json::from_slice(
+        &Command::new(bin())
+            .args(["schema", "--fleet"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    assert!(v.is_valid(report), "{:?}", v.iter_errors(report).next());
+}
+
 fn status_of(node: &Value, id: &str) -> String {
     node["report"]["results"]
         .as_array()
@@ -210,17 +224,7 @@ fn every_node_reports_its_own_verdicts_and_the_pods_are_deleted() {
     assert_eq!(k.running(), 0);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("3 of 3 nodes done"), "{stderr}");
-    // The report validates against `schema --fleet`.
-    let schema: Value = serde_json::from_slice(
-        &Command::new(bin())
-            .args(["schema", "--fleet"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let v = jsonschema::validator_for(&schema).unwrap();
-    assert!(v.is_valid(&report), "{:?}", v.iter_errors(&report).next());
+    assert_fleet_schema(&report);
     // The table shows the node × check matrix and what differs.
     let table = fleet(
         &kc,
@@ -744,6 +748,150 @@ fn kubelet_node_rules_are_live_and_need_net_admin_to_read() {
     assert!(std::fs::read_dir(root.path()).unwrap().next().is_none());
 }
 
+/// The termination message as a kubelet makes it: the container writes its file even with a
+/// read-only root, the last 4096 bytes reach `state.terminated.message`; with
+/// FallbackToLogsOnError a failed container that wrote nothing gets its log's tail instead.
+fn kubelet_writes_the_termination_message_as_a_kubelet_does() {
+    require(&["ip", "busybox"]);
+    let image = userland_image(&["busybox"]);
+    let root = tempfile::tempdir().unwrap();
+    let k = Arc::new(
+        ProcessKubelet::new(bin(), vec![NodeSpec::new("n1", root.path())]).image_root(image.path()),
+    );
+    let ro = serde_json::json!({"readOnlyRootFilesystem": true});
+    // 5000 bytes: "a" then 4999 "b"s (busybox printf pads with spaces; tr makes them b).
+    let script = "busybox printf a%4999s x | busybox tr ' x' 'bb' > /dev/termination-log";
+    let (st, log) = run(&k, sh_pod("big", "n1", script, ro.clone()));
+    let t = &st["containerStatuses"][0]["state"]["terminated"];
+    let msg = t["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{st} {log}"));
+    assert_eq!(msg.len(), 4096, "the last 4096 bytes");
+    assert!(msg.bytes().all(|b| b == b'b'), "{msg}");
+    let failing = "for i in $(busybox seq 1 100); do echo line-$i; done; exit 3";
+    let mut pod = sh_pod("fallback", "n1", failing, ro.clone());
+    pod["spec"]["containers"][0]["terminationMessagePolicy"] = "FallbackToLogsOnError".into();
+    let (st, _) = run(&k, pod);
+    let msg = st["containerStatuses"][0]["state"]["terminated"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{st}"))
+        .to_string();
+    assert!(
+        msg.starts_with("line-21\n") && msg.ends_with("line-100\n"),
+        "the last 80 lines: {msg}"
+    );
+    let (st, _) = run(&k, sh_pod("file", "n1", failing, ro));
+    let t = &st["containerStatuses"][0]["state"]["terminated"];
+    assert!(
+        t.get("message").is_none(),
+        "policy File: nothing written, no message: {t}"
+    );
+}
+
+/// The install guide's cluster: the API server cannot reach a node's kubelet (tcp/10250), so its
+/// pod log cannot be read. The node is still `reported`, from the compact report in its pod's
+/// termination message, with the same statuses as the same root checked where logs can be read;
+/// the node entry says only the compact report arrived and names tcp/10250 and the pitfall; the
+/// run ends within its timeout.
+fn fleet_check_reports_a_node_whose_kubelet_port_is_unreachable_from_its_termination_message() {
+    require(TOOLS);
+    let broken = host("centos7-seed-broken");
+    let (k, server, tmp) = cluster(ProcessKubelet::new(
+        bin(),
+        vec![
+            NodeSpec::new("twin", &broken),
+            NodeSpec::new("walled", &broken)
+                .fault(Fault::KubeletUnreachable(Duration::from_secs(3))),
+            NodeSpec::new("w1", host("ubuntu2204-kubeadm-healthy")),
+        ],
+    ));
+    let kc = server.kubeconfig(tmp.path());
+    let t = Instant::now();
+    let out = fleet(&kc, &["check", "-o", "json", "--timeout", "30"]);
+    let elapsed = t.elapsed();
+    let r = json(&out);
+    assert!(elapsed < Duration::from_secs(35), "{elapsed:?}");
+    for n in ["twin", "walled", "w1"] {
+        assert_eq!(node(&r, n)["state"], "reported", "{n}: {}", node(&r, n));
+    }
+    let walled = node(&r, "walled");
+    let twin = node(&r, "twin");
+    let why = walled["reason"].as_str().unwrap();
+    assert!(why.contains("only the compact report arrived"), "{why}");
+    assert!(
+        why.contains("the API server cannot reach the kubelet on 10.244.0.2:10250")
+            && why.contains("i/o timeout")
+            && why.contains("firewall.kubelet-port pitfall"),
+        "{why}"
+    );
+    assert!(twin["reason"].is_null(), "{twin}");
+    let statuses = |n: &Value| -> Vec<(String, String)> {
+        n["report"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| (x["id"].to_string(), x["status"].to_string()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    assert!(statuses(twin).len() > 30);
+    assert_eq!(statuses(walled), statuses(twin));
+    assert_eq!(walled["report"]["summary"], twin["report"]["summary"]);
+    // Nothing differs between the twins, so no drift names them apart.
+    for d in r["drift"].as_array().unwrap() {
+        let by: Vec<&Value> = d["statuses"].as_object().unwrap().values().collect();
+        let apart = by.iter().any(|nodes| {
+            let list = nodes.as_array().unwrap();
+            list.contains(&"walled".into()) != list.contains(&"twin".into())
+        });
+        assert!(!apart, "{d}");
+    }
+    assert_fleet_schema(&r);
+    assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
+}
+
+/// `fleet multicast` on a cluster where one node's kubelet is unreachable from the API server:
+/// that node's probe result still arrives, through its termination message, and every pair is
+/// measured; the node entry names tcp/10250.
+fn fleet_multicast_reads_a_probe_whose_kubelet_port_is_unreachable_from_its_termination_message() {
+    let image = probe_image();
+    let ok = host("ubuntu2204-kubeadm-healthy");
+    let k = Arc::new(
+        ProcessKubelet::new(
+            bin(),
+            vec![
+                NodeSpec::new("n1", &ok),
+                NodeSpec::new("n2", &ok),
+                NodeSpec::new("walled", &ok)
+                    .fault(Fault::KubeletUnreachable(Duration::from_secs(2))),
+            ],
+        )
+        .image_root(image.path())
+        .pod_network(),
+    );
+    let oc = OverlayCluster::start(&k);
+    let t = Instant::now();
+    let out = oc.fleet(&MULTICAST);
+    assert!(t.elapsed() < Duration::from_secs(45), "{:?}", t.elapsed());
+    let r = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{r:#}");
+    for n in r["nodes"].as_array().unwrap() {
+        assert_eq!(n["state"], "reported", "{n}");
+    }
+    let walled = node(&r, "walled");
+    let why = walled["reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("only the compact probe result arrived")
+            && why.contains("cannot reach the kubelet on 10.244.0.3:10250"),
+        "{why}"
+    );
+    let pairs = r["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 6, "{r:#}");
+    assert!(pairs.iter().all(|p| p["verdict"] == "pass"), "{r:#}");
+    assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
+}
+
 // ---- Fleet runs on a sick cluster (faults the product already handles) ----
 
 /// Check pods never talk to the API server: a node whose pods cannot reach the API address (the
@@ -898,6 +1046,9 @@ fn main() {
         trial!(kubelet_api_address_faults_are_what_the_pods_see),
         trial!(kubelet_node_rules_are_live_and_need_net_admin_to_read),
         trial!(fleet_check_reports_a_node_whose_pods_cannot_reach_the_api),
+        trial!(kubelet_writes_the_termination_message_as_a_kubelet_does),
+        trial!(fleet_check_reports_a_node_whose_kubelet_port_is_unreachable_from_its_termination_message),
+        trial!(fleet_multicast_reads_a_probe_whose_kubelet_port_is_unreachable_from_its_termination_message),
         trial!(fleet_multicast_fails_only_into_the_node_whose_forward_path_drops_the_group),
     ]);
 }

@@ -85,6 +85,8 @@ pub struct Config {
     pub from_bundle: Option<PathBuf>,
     /// Checks added at run time (`--policy` files), run beside the built-in ones.
     pub extra_checks: Vec<super::check::DynCheck>,
+    /// `check --termination-log FILE`: also write the compact report there (fleet check pods).
+    pub termination_log: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -108,6 +110,7 @@ impl Default for Config {
             bundle: None,
             from_bundle: None,
             extra_checks: Vec::new(),
+            termination_log: None,
         }
     }
 }

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    NodeState, Progress, api_err, ensure_namespace, node_not_ready, pod, pod::PodState, pod_state,
-    read_log, rejected, select_nodes, sweep_stale,
+    NodeState, Progress, api_err, compact, ensure_namespace, node_not_ready, pod, pod::PodState,
+    pod_state, read_log, rejected, select_nodes, sweep_stale,
 };
 use crate::{mask::mask_secrets, report::status_table};
 
@@ -237,6 +237,8 @@ pub(super) async fn fan_out(
         mc.ttl.to_string(),
         "--wait".into(),
         setup.as_secs().max(5).to_string(),
+        "--termination-log".into(),
+        pod::TERMINATION_LOG.into(),
     ];
     if let Some(g) = mc.group {
         args.extend(["--group".into(), g.to_string()]);
@@ -389,21 +391,38 @@ pub(super) async fn fan_out(
             .map_err(|e| api_err("list this run's pods", e))?;
         let mut still = Vec::new();
         for p in left {
-            let state = list
+            let item = list
                 .items
                 .iter()
-                .find(|x| x.metadata.name.as_deref() == Some(&p.pod))
-                .map(pod_state);
+                .find(|x| x.metadata.name.as_deref() == Some(&p.pod));
+            let state = item.map(pod_state);
             match state {
                 Some(PodState::Exited(code)) => {
                     let log = read_log(&pods, &p.pod).await;
-                    match log.as_deref().ok().and_then(probe_from_log) {
-                        Some(v) => {
+                    // The log cannot be read (the API server cannot reach the kubelet): the
+                    // compact result in the termination message, saying so.
+                    let compact = log.as_ref().err().and_then(|e| {
+                        let term = pod::termination(item?);
+                        let v = compact::decode_probe(term.message.as_deref()?)?;
+                        let omitted = v["omitted"].as_u64().unwrap_or(0);
+                        let why = compact::probe_fallback_reason(&format!("{e:#}"), &term, omitted);
+                        Some((v, why))
+                    });
+                    let found = match compact {
+                        Some((v, why)) => Some((v, Some(why))),
+                        None => log
+                            .as_deref()
+                            .ok()
+                            .and_then(probe_from_log)
+                            .map(|v| (v, None)),
+                    };
+                    match found {
+                        Some((v, why)) => {
                             views.insert(p.ip.clone().unwrap_or_default(), v);
                             out_nodes.push(mc_node(
                                 &p.node,
                                 NodeState::Reported,
-                                None,
+                                why,
                                 p.ip.clone(),
                             ));
                         }

@@ -1,6 +1,7 @@
 //! `fleet check` and `fleet cleanup`: the node checks on every node of a cluster, through one bare
 //! Pod per node that the CLI creates, watches, reads back from its log and deletes.
 
+mod compact;
 mod mcast;
 mod pod;
 mod report;
@@ -22,9 +23,11 @@ use kube::{
     core::ObjectMeta,
 };
 
+pub use compact::{encode as compact_report, encode_probe as compact_probe};
 pub use mcast::{McFleetReport, McOptions, McPair, PROBE_ACCOUNT, peers_from_configmap};
 pub use pod::{
-    HOST_MOUNT, MANAGED_BY, PodState, PodTemplate, RUN_LABEL, managed_selector, pod_state,
+    HOST_MOUNT, MANAGED_BY, PodState, PodTemplate, RUN_LABEL, TERMINATION_LOG, managed_selector,
+    pod_state,
 };
 pub use report::{FleetReport, NodeOutcome, NodeState, report_from_log, schema};
 
@@ -38,6 +41,8 @@ pub const PSA_LABEL: (&str, &str) = ("pod-security.kubernetes.io/enforce", "priv
 const IN_FLIGHT: usize = 16;
 /// A pod log larger than this is cut (a node report is a few hundred KiB at most).
 const LOG_LIMIT: i64 = 8 << 20;
+/// How long one attempt to read a pod log may take.
+const LOG_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `fleet check` does beyond a plain `check`'s config (kubeconfig, context, output).
 #[derive(Debug, Clone)]
@@ -376,13 +381,13 @@ async fn fan_out(
                     reason: Some(why),
                     report: None,
                 }),
-                PodState::Exited(code) => exited.push((node, name, code)),
+                PodState::Exited(code) => exited.push((node, name, code, pod::termination(p))),
             }
         }
         let read: Vec<NodeOutcome> = stream::iter(exited)
-            .map(|(node, name, code)| {
+            .map(|(node, name, code, term)| {
                 let pods = pods.clone();
-                async move { read_back(&pods, node, &name, code).await }
+                async move { read_back(&pods, node, &name, code, &term).await }
             })
             .buffer_unordered(IN_FLIGHT)
             .collect()
@@ -410,30 +415,46 @@ fn absent(node: &str, why: String) -> NodeOutcome {
     }
 }
 
-/// A pod's log (its container's output), capped.
+/// A pod's log (its container's output), capped. Each attempt is bounded and a failed one is
+/// tried once more: the API server proxies the read to the node's kubelet, which a node firewall
+/// can make hang until the proxy's dial times out.
 async fn read_log(pods: &Api<Pod>, pod: &str) -> Result<String> {
     let lp = LogParams {
         container: Some(pod::CONTAINER.into()),
         limit_bytes: Some(LOG_LIMIT),
         ..Default::default()
     };
-    pods.logs(pod, &lp)
-        .await
-        .map_err(|e| api_err("reading the pod log failed", e))
+    let mut last = anyhow!("reading the pod log failed");
+    for attempt in 0..2 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        match tokio::time::timeout(LOG_READ_TIMEOUT, pods.logs(pod, &lp)).await {
+            Ok(Ok(log)) => return Ok(log),
+            Ok(Err(e)) => last = api_err("reading the pod log failed", e),
+            Err(_) => {
+                last = anyhow!(
+                    "reading the pod log failed: no answer in {} s",
+                    LOG_READ_TIMEOUT.as_secs()
+                )
+            }
+        }
+    }
+    Err(last)
 }
 
-/// A node whose pod exited: its report from the log (exit 0 or 1), or the error it printed.
-async fn read_back(pods: &Api<Pod>, node: String, pod: &str, code: i32) -> NodeOutcome {
+/// A node whose pod exited: its report from the log (exit 0 or 1), or the error it printed; when
+/// the log cannot be read, the compact report of its termination message.
+async fn read_back(
+    pods: &Api<Pod>,
+    node: String,
+    pod: &str,
+    code: i32,
+    term: &compact::Termination,
+) -> NodeOutcome {
     let log = match read_log(pods, pod).await {
         Ok(l) => l,
-        Err(e) => {
-            return NodeOutcome {
-                name: node,
-                state: NodeState::Error,
-                reason: Some(format!("{e:#}")),
-                report: None,
-            };
-        }
+        Err(e) => return compact::fallback(node, &format!("{e:#}"), term),
     };
     match (code, report_from_log(&log)) {
         (0 | 1, Some(report)) => NodeOutcome {

@@ -19,6 +19,8 @@ pub const RUN_LABEL: &str = "k8sdoctor.io/run";
 pub const CONTAINER: &str = "doctor";
 /// Where the node's `/` is mounted inside the pod.
 pub const HOST_MOUNT: &str = "/host";
+/// The container's termination message file (the kubelet's default path).
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
 
 /// What every pod of one run shares.
 #[derive(Debug, Clone)]
@@ -101,6 +103,12 @@ impl PodTemplate {
                     command: Some(command),
                     env: Some(vec![field_env("K8SDOCTOR_NODE_NAME", "spec.nodeName")]),
                     security_context: Some(security_context()),
+                    // The check writes its compact report here (`check --termination-log`); the
+                    // kubelet hands it to the API server in the pod status, which needs no
+                    // connection to the kubelet (log reads do: tcp/10250). A process that dies
+                    // before writing it leaves the tail of its log there instead.
+                    termination_message_path: Some(TERMINATION_LOG.into()),
+                    termination_message_policy: Some("FallbackToLogsOnError".into()),
                     resources: Some(ResourceRequirements {
                         requests: Some(small("10m", "32Mi")),
                         limits: Some(small("500m", "256Mi")),
@@ -188,6 +196,19 @@ impl PodTemplate {
             ..Default::default()
         }]);
         pod
+    }
+}
+
+/// The doctor container's termination message and the pod's node address.
+pub fn termination(pod: &Pod) -> super::compact::Termination {
+    let status = pod.status.as_ref();
+    let message = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == CONTAINER))
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone());
+    super::compact::Termination {
+        message,
+        host_ip: status.and_then(|s| s.host_ip.clone()),
     }
 }
 
@@ -308,6 +329,8 @@ mod tests {
         assert_eq!(c["volumeMounts"][0]["mountPath"], HOST_MOUNT);
         assert_eq!(c["volumeMounts"][0]["readOnly"], true);
         assert_eq!(c["volumeMounts"][0]["recursiveReadOnly"], "IfPossible");
+        assert_eq!(c["terminationMessagePath"], TERMINATION_LOG);
+        assert_eq!(c["terminationMessagePolicy"], "FallbackToLogsOnError");
         let sc = &c["securityContext"];
         assert_eq!(
             sc["capabilities"],

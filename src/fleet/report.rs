@@ -167,17 +167,22 @@ impl FleetReport {
         let mut nodes = status_table(&["node", "state", "result"], color);
         for n in &self.nodes {
             let text = match (&n.report, &n.reason) {
-                (Some(r), _) => {
+                (Some(r), why) => {
                     let bad: Vec<String> = r
                         .results
                         .iter()
                         .filter(|c| c.status >= Status::Warn)
                         .map(|c| format!("{} {}: {}", c.status.mark(), c.id, c.message))
                         .collect();
+                    // A reported node with a reason: its report is the compact one (fleet/compact.rs).
+                    let head = match why {
+                        Some(w) => format!("{w}\n{}", r.summary),
+                        None => r.summary.to_string(),
+                    };
                     if bad.is_empty() {
-                        r.summary.to_string()
+                        head
                     } else {
-                        format!("{}\n{}", r.summary, bad.join("\n"))
+                        format!("{head}\n{}", bad.join("\n"))
                     }
                 }
                 (None, Some(why)) => why.clone(),
@@ -227,7 +232,8 @@ impl FleetReport {
         writeln!(out, "| node | state | summary |\n|---|---|---|")?;
         for n in &self.nodes {
             let text = match (&n.report, &n.reason) {
-                (Some(r), _) => r.summary.to_string(),
+                (Some(r), Some(why)) => format!("{} ({why})", r.summary),
+                (Some(r), None) => r.summary.to_string(),
                 (None, Some(why)) => why.clone(),
                 (None, None) => String::new(),
             };
@@ -437,10 +443,13 @@ mod tests {
     #[test]
     fn drift_names_the_nodes_per_status_and_absent_nodes_are_errors() {
         let nodes = vec![
-            reported(
-                "b",
-                &[("swap.active", Status::Pass), ("dns.x", Status::Pass)],
-            ),
+            NodeOutcome {
+                reason: Some("only the compact report arrived".into()),
+                ..reported(
+                    "b",
+                    &[("swap.active", Status::Pass), ("dns.x", Status::Pass)],
+                )
+            },
             reported(
                 "a",
                 &[("swap.active", Status::Fail), ("dns.x", Status::Pass)],
@@ -467,5 +476,6 @@ mod tests {
             table.contains("node NotReady") && table.contains("swap.active: fail on a; pass on b"),
             "{table}"
         );
+        assert!(table.contains("only the compact report arrived"), "{table}");
     }
 }

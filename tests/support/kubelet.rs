@@ -73,6 +73,11 @@ pub enum Fault {
     /// The API address is refused on this node for the first seconds after its first pod starts
     /// (a fresh node whose Service rules are not programmed yet), then reachable.
     ApiRefusedFor(Duration),
+    /// The API server cannot reach this node's kubelet (tcp/10250 filtered on the node): a log
+    /// read of its pods fails as the API server's kubelet proxy fails, after this long, with
+    /// `500: Get "https://<ip>:10250/containerLogs/...": dial tcp <ip>:10250: i/o timeout`. Status
+    /// updates still flow (the kubelet dials the API server, not the other way).
+    KubeletUnreachable(Duration),
 }
 
 /// One emulated node.
@@ -609,12 +614,17 @@ impl ProcessKubelet {
                     let done = child.lock().unwrap().try_wait().ok().flatten();
                     if let Some(st) = done {
                         let code = st.code().unwrap_or(128 + 9);
+                        let message = self.termination_message(&pod, &key, code);
                         self.set_status(&key, |s| {
                             s["phase"] = json!(if code == 0 { "Succeeded" } else { "Failed" });
                             s["containerStatuses"][0]["ready"] = json!(false);
-                            s["containerStatuses"][0]["state"] = json!({"terminated": {
-                                "exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" },
-                                "startedAt": started, "finishedAt": jiff::Timestamp::now().to_string()}});
+                            let mut t = json!({"exitCode": code,
+                                "reason": if code == 0 { "Completed" } else { "Error" },
+                                "startedAt": started, "finishedAt": jiff::Timestamp::now().to_string()});
+                            if !message.is_empty() {
+                                t["message"] = json!(message);
+                            }
+                            s["containerStatuses"][0]["state"] = json!({"terminated": t});
                         });
                         return;
                     }
@@ -757,6 +767,19 @@ impl ProcessKubelet {
         for d in ["proc", "sys", "dev", "tmp"] {
             mountpoint_dir(d)?;
         }
+        // The termination-message file: one per container, written by the container, read back
+        // by the kubelet when it ends.
+        let term_src = dir.join("termination-log");
+        fs::write(&term_src, b"").map_err(io)?;
+        let term_path = c["terminationMessagePath"]
+            .as_str()
+            .unwrap_or("/dev/termination-log");
+        let term_in_dev = term_path.starts_with("/dev/");
+        let term_dst = if term_in_dev {
+            rootfs.join(term_path.trim_start_matches('/'))
+        } else {
+            mountpoint_file(term_path)?
+        };
         let overlay = format!(
             "lowerdir={},upperdir={},workdir={}",
             lower.display(),
@@ -809,6 +832,7 @@ impl ProcessKubelet {
             .map(|(l, t)| (CString::new(*t).unwrap(), in_root(&format!("dev/{l}"))))
             .collect(),
             dev_null: in_root("dev/null"),
+            term_log: (cs(&term_src), cs(&term_dst), term_in_dev),
             privileged,
             read_only_root: sc["readOnlyRootFilesystem"] == true,
             // runc's noNewPrivileges is the inverse of allowPrivilegeEscalation (unset: allowed).
@@ -956,6 +980,39 @@ impl ProcessKubelet {
             super::feed(&ns, &["iptables-restore"], rules);
         }
         Ok(Some((ns, ip)))
+    }
+
+    /// What a kubelet puts in `state.terminated.message`: the last 4096 bytes of the container's
+    /// termination-message file; with `FallbackToLogsOnError`, when that is empty and the
+    /// container failed, the last 80 lines of its log, at most 2048 bytes.
+    fn termination_message(&self, pod: &Value, key: &(String, String), code: i32) -> String {
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("pod");
+        let path = self.dir.path().join(uid).join("termination-log");
+        let file = fs::read(&path).unwrap_or_default();
+        let tail = |b: &[u8], n: usize| b[b.len().saturating_sub(n)..].to_vec();
+        let mut msg = tail(&file, 4096);
+        let policy = &pod["spec"]["containers"][0]["terminationMessagePolicy"];
+        if msg.is_empty() && code != 0 && policy == "FallbackToLogsOnError" {
+            // The output threads may still be draining the pipes.
+            thread::sleep(Duration::from_millis(100));
+            let log = self
+                .store
+                .lock()
+                .unwrap()
+                .pods
+                .get(key)
+                .map(|p| p.log.lock().unwrap().clone())
+                .unwrap_or_default();
+            let start = log
+                .iter()
+                .enumerate()
+                .rev()
+                .filter(|(_, b)| **b == b'\n')
+                .nth(80)
+                .map_or(0, |(i, _)| i + 1);
+            msg = tail(&log[start..], 2048);
+        }
+        String::from_utf8_lossy(&msg).into_owned()
     }
 
     /// Puts node `i`'s API-address fault in place (once per node, before its first container
@@ -1225,6 +1282,9 @@ struct Plan {
     /// (target, link) symlinks in /dev.
     dev_links: Vec<(CString, CString)>,
     dev_null: CString,
+    /// The container's termination-message file and where it appears (bind-mounted writable,
+    /// even over a read-only root), and whether that place is in the container's own /dev.
+    term_log: (CString, CString, bool),
     privileged: bool,
     read_only_root: bool,
     no_new_privs: bool,
@@ -1340,22 +1400,32 @@ impl Plan {
             nosuid | nodev | noexec | ro,
             None,
         )?;
-        if self.privileged {
-            mnt(
-                Some(c"/dev"),
-                &self.dev,
-                None,
-                libc::MS_BIND | libc::MS_REC,
-                None,
-            )?;
-        } else {
-            mnt(
-                Some(c"tmpfs"),
-                &self.dev,
-                Some(c"tmpfs"),
-                nosuid | libc::MS_STRICTATIME,
-                Some(c"mode=755,size=65536k"),
-            )?;
+        // A /dev of its own, privileged or not (runc makes one either way; a privileged
+        // container's host devices are left out here, which no test needs).
+        mnt(
+            Some(c"tmpfs"),
+            &self.dev,
+            Some(c"tmpfs"),
+            nosuid | libc::MS_STRICTATIME,
+            Some(c"mode=755,size=65536k"),
+        )?;
+        let (log_src, log_dst, in_dev) = &self.term_log;
+        if *in_dev {
+            // SAFETY: a prepared path; the descriptor is closed at once.
+            unsafe {
+                let fd = libc::open(
+                    log_dst.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                );
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+            }
+        }
+        mnt(Some(log_src), log_dst, None, libc::MS_BIND, None)?;
+        {
             for (path, dev) in &self.devices {
                 // SAFETY: a prepared path; mknod only creates the node.
                 check(unsafe { libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, *dev) })?;
@@ -1375,12 +1445,14 @@ impl Plan {
             }
             // What runc hides or freezes in /proc of an unprivileged container (those that
             // exist on this kernel).
-            for p in &self.masked {
+            for p in self.masked.iter().filter(|_| !self.privileged) {
                 let _ = mnt(Some(&self.dev_null), p, None, libc::MS_BIND, None);
             }
-            for p in &self.proc_ro {
-                if mnt(Some(p), p, None, libc::MS_BIND | libc::MS_REC, None).is_ok() {
-                    remount_ro(p)?;
+            if !self.privileged {
+                for p in &self.proc_ro {
+                    if mnt(Some(p), p, None, libc::MS_BIND | libc::MS_REC, None).is_ok() {
+                        remount_ro(p)?;
+                    }
                 }
             }
         }
@@ -1565,6 +1637,19 @@ impl Workloads for Api {
                 }
             }
             ("GET", ["namespaces", ns, "pods", name, "log"]) if k.owns(ns) => {
+                if let Some((ip, delay)) = k.unreachable_kubelet(ns, name) {
+                    // The API server's kubelet proxy, dialling a node whose tcp/10250 is filtered.
+                    thread::sleep(delay);
+                    let container = req.query.get("container").map_or("doctor", String::as_str);
+                    let q = req
+                        .query
+                        .get("limitBytes")
+                        .map_or(String::new(), |l| format!("?limitBytes={l}"));
+                    let msg = format!(
+                        "Get \"https://{ip}:10250/containerLogs/{ns}/{name}/{container}{q}\": dial tcp {ip}:10250: i/o timeout"
+                    );
+                    return Some((500, status(500, "InternalError", &msg, None)));
+                }
                 let st = k.store.lock().unwrap();
                 let Some(p) = st.pods.get(&(ns.to_string(), name.to_string())) else {
                     return Some(not_found(name));
@@ -1607,6 +1692,19 @@ fn not_found(name: &str) -> (u16, Vec<u8>) {
 }
 
 impl ProcessKubelet {
+    /// For a pod on a node whose kubelet the API server cannot reach: the node's IP and how long
+    /// the proxy's dial takes to fail.
+    fn unreachable_kubelet(&self, ns: &str, name: &str) -> Option<(String, Duration)> {
+        let st = self.store.lock().unwrap();
+        let pod = st.pods.get(&(ns.to_string(), name.to_string()))?;
+        let node = pod.json["spec"]["nodeName"].as_str()?;
+        let i = self.nodes.iter().position(|n| n.spec.name == node)?;
+        match self.nodes[i].spec.fault {
+            Some(Fault::KubeletUnreachable(d)) => Some((node_ip(i), d)),
+            _ => None,
+        }
+    }
+
     /// Pods of this namespace are this kubelet's (the doctor's namespace); others stay the scenario's.
     fn owns(&self, ns: &str) -> bool {
         let st = self.store.lock().unwrap();
