@@ -154,16 +154,11 @@ fn filter_table(rule: &str) -> String {
     )
 }
 
-/// An image root with what the probe reads rules with (needs root and those tools here).
-fn probe_image() -> tempfile::TempDir {
-    require(&[
-        "ip",
-        "iptables-restore",
-        "iptables-save",
-        "ip6tables-save",
-        "nft",
-    ]);
-    userland_image(&["iptables-save", "ip6tables-save", "nft"])
+/// The image's own root (deploy/image/rootfs.sh: the pinned Debian iptables/nft userland the
+/// Containerfile copies), which the check and probe pods read the live rules with.
+fn probe_image() -> std::path::PathBuf {
+    require(&["ip", "iptables-restore", "nft"]);
+    support::image::rootfs()
 }
 
 fn cluster(k: ProcessKubelet) -> (Arc<ProcessKubelet>, ApiServer, tempfile::TempDir) {
@@ -451,7 +446,7 @@ fn multicast_across_four_nodes_names_the_node_whose_pods_drop_the_group() {
                 NodeSpec::new("n4", &ok),
             ],
         )
-        .image_root(image.path())
+        .image_root(&image)
         .pod_network(),
     );
     // The API server and the CLI sit on the overlay too, so pods reach the API as in a cluster.
@@ -867,7 +862,7 @@ fn fleet_multicast_reads_a_probe_whose_kubelet_port_is_unreachable_from_its_term
                     .fault(Fault::KubeletUnreachable(Duration::from_secs(2))),
             ],
         )
-        .image_root(image.path())
+        .image_root(&image)
         .pod_network(),
     );
     let oc = OverlayCluster::start(&k);
@@ -943,7 +938,7 @@ fn fleet_multicast_fails_only_into_the_node_whose_forward_path_drops_the_group()
                 NodeSpec::new("n3", &ok).node_rules(&policy),
             ],
         )
-        .image_root(image.path())
+        .image_root(&image)
         .pod_network(),
     );
     let oc = OverlayCluster::start(&k);
@@ -966,7 +961,10 @@ fn a_policy_reaches_every_node() {
         bin(),
         vec![
             NodeSpec::new("cp1", host("centos7-seed-broken")),
-            NodeSpec::new("w1", host("ubuntu2204-kubeadm-healthy")),
+            // Its live forwarding is on, as on a node that applied its sysctl.d (the check pods read the
+            // node's network namespace live: --live-network).
+            NodeSpec::new("w1", host("ubuntu2204-kubeadm-healthy"))
+                .sysctl("net.ipv4.ip_forward", "1"),
         ],
     ));
     let kc = server.kubeconfig(tmp.path());
@@ -1031,9 +1029,94 @@ fn a_policy_reaches_every_node() {
     assert_eq!(k.created().len(), before);
 }
 
+/// A node whose *running* ruleset rejects tcp/10250 (nothing saved under its root) and one whose
+/// stale saved file allows it: the check pods read the node's live rules (hostNetwork,
+/// --live-network, NET_ADMIN, the image's own iptables) and both fail `firewall.kubelet-port`
+/// citing the live rule; a node without the rule passes.
+fn fleet_check_reads_each_nodes_live_ruleset() {
+    let image = probe_image();
+    let reject =
+        filter_table("-A INPUT -p tcp -m tcp --dport 10250 -j REJECT --reject-with tcp-reset");
+    let bare = tempfile::tempdir().unwrap();
+    let fixture = host("ubuntu2204-kubeadm-healthy");
+    let copy = |dst: &std::path::Path| {
+        let o = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", fixture.display()))
+            .arg(dst)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+    };
+    copy(bare.path());
+    let stale = tempfile::tempdir().unwrap();
+    copy(stale.path());
+    std::fs::create_dir_all(stale.path().join("etc/iptables")).unwrap();
+    std::fs::write(
+        stale.path().join("etc/iptables/rules.v4"),
+        filter_table("-A INPUT -p tcp -m tcp --dport 10250 -j ACCEPT"),
+    )
+    .unwrap();
+    let k = Arc::new(
+        ProcessKubelet::new(
+            bin(),
+            vec![
+                NodeSpec::new("live", bare.path())
+                    .nic("192.168.77.20/24")
+                    .node_rules(&reject),
+                NodeSpec::new("stale", stale.path())
+                    .nic("192.168.77.21/24")
+                    .node_rules(&reject),
+                NodeSpec::new("open", bare.path()).nic("192.168.77.22/24"),
+            ],
+        )
+        .image_root(&image),
+    );
+    let (server, tmp) = (
+        ApiServer::start(k.scenario(Scenario::empty())),
+        tempfile::tempdir().unwrap(),
+    );
+    let kc = server.kubeconfig(tmp.path());
+    let out = fleet(
+        &kc,
+        &[
+            "check",
+            "-o",
+            "json",
+            "--timeout",
+            "60",
+            "--only",
+            "firewall.kubelet-port",
+        ],
+    );
+    let r = json(&out);
+    for name in ["live", "stale"] {
+        let n = node(&r, name);
+        assert_eq!(n["state"], "reported", "{n}");
+        assert_eq!(status_of(n, "firewall.kubelet-port"), "fail", "{n}");
+        let text = n.to_string();
+        assert!(
+            text.contains("10250") && text.contains("REJECT"),
+            "{name}: the live rule is not cited: {text}"
+        );
+    }
+    let stale_text = node(&r, "stale").to_string();
+    assert!(
+        stale_text.contains("rules.v4"),
+        "the saved file that disagrees is not named: {stale_text}"
+    );
+    assert_eq!(
+        status_of(node(&r, "open"), "firewall.kubelet-port"),
+        "pass",
+        "{r:#}"
+    );
+    assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
+}
+
 fn main() {
     support::harness::main(vec![
         trial!(a_policy_reaches_every_node),
+        trial!(fleet_check_reads_each_nodes_live_ruleset),
         trial!(every_node_reports_its_own_verdicts_and_the_pods_are_deleted),
         trial!(a_node_whose_pod_cannot_run_is_absent_with_the_reason),
         trial!(a_pod_security_rejection_stops_before_any_node_is_touched),

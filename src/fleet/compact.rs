@@ -324,6 +324,8 @@ impl Compact {
                         .map(|e| e.remediation.clone()),
                     fix_available: entry.is_some_and(|e| e.fix),
                     duration_ms: 0,
+                    subject: None,
+                    replacement: None,
                 }
             })
             .collect();
@@ -341,6 +343,7 @@ impl Compact {
             cluster: None,
             summary: self.summary,
             results,
+            manifests: None,
         }
     }
 }
@@ -482,6 +485,8 @@ mod tests {
             remediation: None,
             fix_available: false,
             duration_ms: 3,
+            subject: None,
+            replacement: None,
         }
     }
 
@@ -500,6 +505,7 @@ mod tests {
             cluster: None,
             summary: Summary::of(&results),
             results,
+            manifests: None,
         }
     }
 

@@ -97,6 +97,12 @@ pub struct NodeSpec {
     /// the node's *running* ruleset (a live REJECT nobody saved, a policy engine's DROP in FORWARD,
     /// which pod-network traffic crosses: pods hang off the node's bridge).
     pub node_rules: Option<String>,
+    /// Network sysctls set in the node's own namespace when the kubelet starts (a node's live
+    /// `net.ipv4.ip_forward`, which a fresh namespace has at 0).
+    pub sysctls: Vec<(String, String)>,
+    /// The node's own NIC (`eth0`, CIDR address), as every real node has: its node network, which
+    /// the node checks judge the firewall for. (A veth whose peer stays in the namespace.)
+    pub nic: Option<String>,
 }
 
 impl NodeSpec {
@@ -109,7 +115,17 @@ impl NodeSpec {
             no_execute: None,
             pod_rules: None,
             node_rules: None,
+            sysctls: Vec::new(),
+            nic: None,
         }
+    }
+    pub fn nic(mut self, cidr: &str) -> NodeSpec {
+        self.nic = Some(cidr.into());
+        self
+    }
+    pub fn sysctl(mut self, key: &str, value: &str) -> NodeSpec {
+        self.sysctls.push((key.into(), value.into()));
+        self
     }
     pub fn node_rules(mut self, rules: &str) -> NodeSpec {
         self.node_rules = Some(rules.into());
@@ -195,6 +211,23 @@ impl ProcessKubelet {
                 let netns = Netns::new("node");
                 if let Some(rules) = &spec.node_rules {
                     super::feed(&netns, &["iptables-restore"], rules);
+                }
+                if let Some(cidr) = &spec.nic {
+                    for cmd in [
+                        &[
+                            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+                        ][..],
+                        &["ip", "addr", "add", cidr, "dev", "eth0"],
+                        &["ip", "link", "set", "eth0p", "up"],
+                        &["ip", "link", "set", "eth0", "up"],
+                    ] {
+                        let out = netns.exec(cmd);
+                        assert!(out.status.success(), "{cmd:?}: {out:?}");
+                    }
+                }
+                for (k, v) in &spec.sysctls {
+                    let out = netns.exec(&["sysctl", "-qw", &format!("{k}={v}")]);
+                    assert!(out.status.success(), "sysctl {k}={v}: {out:?}");
                 }
                 KNode { netns, spec }
             })
