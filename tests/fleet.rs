@@ -424,8 +424,17 @@ fn api_faults_are_retried_the_pods_are_watched_and_nodes_without_an_image_are_na
     let out = fleet(
         &kc,
         &[
-            "check", "-o", "json", "--timeout", "40", "--only", "swap.active",
-            "--image", "amd64=registry.example/k8sdoctor:1", "--image-pull-secret", "regcred",
+            "check",
+            "-o",
+            "json",
+            "--timeout",
+            "40",
+            "--only",
+            "swap.active",
+            "--image",
+            "amd64=registry.example/k8sdoctor:1",
+            "--image-pull-secret",
+            "regcred",
         ],
     );
     let report = json(&out);
@@ -442,7 +451,11 @@ fn api_faults_are_retried_the_pods_are_watched_and_nodes_without_an_image_are_na
         "{report}"
     );
     assert!(
-        report["nodes"].as_array().unwrap().iter().all(|n| n["name"] != "win1"),
+        report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["name"] != "win1"),
         "only Linux nodes are selected: {report}"
     );
     let log = server.requests();
@@ -451,7 +464,12 @@ fn api_faults_are_retried_the_pods_are_watched_and_nodes_without_an_image_are_na
         .filter(|l| l.ends_with(" 429") || l.ends_with(" 503"))
         .count();
     assert_eq!(faults, 5, "every scripted fault was hit: {log:#?}");
-    assert!(log.iter().any(|l| l.contains("labelSelector=kubernetes.io%2Fos%3Dlinux") || l.contains("kubernetes.io/os=linux")), "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("labelSelector=kubernetes.io%2Fos%3Dlinux")
+                || l.contains("kubernetes.io/os=linux")),
+        "{log:#?}"
+    );
     // The run's pods are watched, not polled: a list or two, then watches.
     let lists = server
         .requests_to("/namespaces/k8sdoctor/pods?")
@@ -459,7 +477,10 @@ fn api_faults_are_retried_the_pods_are_watched_and_nodes_without_an_image_are_na
         .filter(|l| l.starts_with("kubernetes-admin GET") && !l.contains("watch=true"))
         .count();
     let watches = server.requests_to("watch=true").len();
-    assert!(watches >= 1 && lists <= 3, "{lists} lists, {watches} watches: {log:#?}");
+    assert!(
+        watches >= 1 && lists <= 3,
+        "{lists} lists, {watches} watches: {log:#?}"
+    );
     // The stale sweep and the run's end are one deletecollection each.
     let deletes: Vec<String> = server
         .requests_to("/namespaces/k8sdoctor/pods")
@@ -496,19 +517,35 @@ fn multicast_goes_on_without_a_node_whose_pod_never_starts() {
     let t = Instant::now();
     let out = cp
         .command(bin().to_str().unwrap())
-        .args(["fleet", "multicast", "-o", "json", "--count", "20", "--interval", "5"])
+        .args([
+            "fleet",
+            "multicast",
+            "-o",
+            "json",
+            "--count",
+            "20",
+            "--interval",
+            "5",
+        ])
         .args(["--port", "4710", "--timeout", "16", "--kubeconfig"])
         .arg(&kc)
         .env_remove("KUBECONFIG")
         .output()
         .unwrap();
     let r = json(&out);
-    assert!(t.elapsed() < Duration::from_secs(16 + 30), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(16 + 30),
+        "{:?}",
+        t.elapsed()
+    );
     assert_eq!(out.status.code(), Some(1), "{r:#}");
     let hung = node(&r, "hung");
     assert_eq!(hung["state"], "absent", "{r:#}");
     assert!(
-        hung["reason"].as_str().unwrap().contains("pod not running when the probe started"),
+        hung["reason"]
+            .as_str()
+            .unwrap()
+            .contains("pod not running when the probe started"),
         "{hung}"
     );
     for n in ["n1", "n2"] {

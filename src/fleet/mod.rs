@@ -484,6 +484,9 @@ struct RunWatch {
     deadline: Instant,
     /// How long one watch request may last (below the client's read timeout).
     watch_secs: u32,
+    /// When the current watch was opened: one the server has not ended well past its
+    /// timeoutSeconds is dropped and opened again.
+    opened: Instant,
 }
 
 /// What the watch saw.
@@ -506,6 +509,7 @@ impl RunWatch {
             failures: 0,
             deadline,
             watch_secs: (read_timeout.as_secs().saturating_sub(1)).clamp(1, 290) as u32,
+            opened: Instant::now(),
         }
     }
 
@@ -533,7 +537,11 @@ impl RunWatch {
     async fn next(&mut self, wait: Duration) -> Result<Change> {
         let until = Instant::now() + wait;
         loop {
+            if self.opened.elapsed() > Duration::from_secs(u64::from(self.watch_secs) + 3) {
+                self.stream = None;
+            }
             if self.stream.is_none() {
+                self.opened = Instant::now();
                 let wp = WatchParams::default()
                     .labels(&self.selector)
                     .timeout(self.watch_secs);
@@ -722,7 +730,9 @@ async fn fan_out(
     progress(&format!("{} pods created on {total} nodes", waiting.len()));
     let grace = pull_grace(opts.timeout);
     let mut watch = RunWatch::new(pods.clone(), run, deadline, cfg_timeout);
-    let mut reads = futures::stream::FuturesUnordered::new();
+    let mut reads = tokio::task::JoinSet::new();
+    let mut said = Instant::now();
+    let mut scanned = Instant::now();
     let mut queued: Vec<(String, String, i32)> = Vec::new();
     let mut changes: Vec<Pod> = watch.list().await?;
     let mut last_done = usize::MAX;
@@ -769,10 +779,16 @@ async fn fan_out(
                 }
             }
         }
-        // Pulls that kept failing past the grace, and pods still not done at the deadline.
+        // Pulls that kept failing past the grace, and pods still not done at the deadline (looked
+        // for a few times a second, not at every event).
         let now = Instant::now();
+        let scan = now.duration_since(scanned) >= Duration::from_millis(250);
+        if scan {
+            scanned = now;
+        }
         let expired: Vec<String> = waiting
             .iter()
+            .filter(|_| scan)
             .filter(|(_, t)| {
                 now >= deadline || t.pull_failing.is_some_and(|s| s.elapsed() >= grace)
             })
@@ -791,12 +807,14 @@ async fn fan_out(
             && let Some((node, name, code)) = queued.pop()
         {
             let pods = pods.clone();
-            reads.push(async move { read_back(&pods, node, &name, code).await });
+            // A task of its own, so the read goes on while the loop waits on the watch.
+            reads.spawn(async move { read_back(&pods, node, &name, code).await });
         }
         let done = total - waiting.len() - reads.len() - queued.len();
-        if done != last_done {
+        if done != last_done && (done == total || said.elapsed() >= Duration::from_secs(1)) {
             progress(&format!("{done} of {total} nodes done"));
             last_done = done;
+            said = Instant::now();
         }
         if waiting.is_empty() && reads.is_empty() && queued.is_empty() {
             break;
@@ -804,23 +822,24 @@ async fn fan_out(
         // Wake for a pod change, a finished log read, or the clock (Ctrl-C, grace, deadline).
         let tick = Duration::from_millis(250);
         if waiting.is_empty() {
-            if let Ok(Some(o)) = tokio::time::timeout(tick, reads.next()).await {
-                outcomes.push(o);
+            if let Ok(Some(r)) = tokio::time::timeout(tick, reads.join_next()).await {
+                outcomes.push(r.context("a log read failed")?);
             }
-            continue;
-        }
-        tokio::select! {
-            Some(o) = reads.next(), if !reads.is_empty() => outcomes.push(o),
-            c = watch.next(tick) => match c? {
+        } else {
+            match watch.next(tick).await? {
                 Change::Pod(p) => changes.push(*p),
                 Change::Relisted(all) => {
-                    let names: std::collections::HashSet<String> = all.iter().filter_map(|p| p.metadata.name.clone()).collect();
+                    let names: std::collections::HashSet<String> =
+                        all.iter().filter_map(|p| p.metadata.name.clone()).collect();
                     gone(&mut waiting, &mut outcomes, |n| !names.contains(n));
                     changes = all;
                 }
                 Change::Gone(name) => gone(&mut waiting, &mut outcomes, |n| n == name),
                 Change::Idle => {}
-            },
+            }
+        }
+        while let Some(r) = reads.try_join_next() {
+            outcomes.push(r.context("a log read failed")?);
         }
     }
     Ok(outcomes)

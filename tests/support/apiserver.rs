@@ -1684,6 +1684,9 @@ struct WatchCache {
     events: std::collections::VecDeque<(u64, &'static str, String, Value)>,
     /// Events at or below this resourceVersion are gone (compacted).
     compacted: u64,
+    /// Paged lists being read: id → (resourceVersion, the filtered items).
+    snapshots: BTreeMap<u64, (u64, Vec<Value>)>,
+    lists: u64,
 }
 
 impl WatchCache {
@@ -1737,6 +1740,8 @@ fn with_rv(mut obj: Value, rv: u64) -> Value {
 fn sync_pods(state: &State, w: &dyn Workloads, ns: &str, user: &str) -> Option<()> {
     let path = format!("/api/v1/namespaces/{ns}/pods");
     let q = BTreeMap::new();
+    // Held across the read, so two syncs never fold in snapshots out of order.
+    let mut cache = state.watch.lock().unwrap();
     let (code, body) = w.handle(&Request {
         method: "GET",
         path: &path,
@@ -1749,7 +1754,7 @@ fn sync_pods(state: &State, w: &dyn Workloads, ns: &str, user: &str) -> Option<(
     }
     let v: Value = serde_json::from_slice(&body).ok()?;
     let items = v["items"].as_array().cloned().unwrap_or_default();
-    state.watch.lock().unwrap().sync(ns, items);
+    cache.sync(ns, items);
     Some(())
 }
 
@@ -1776,40 +1781,57 @@ fn list_pods(
     q: &BTreeMap<String, String>,
     user: &str,
 ) -> Option<(u16, Vec<u8>)> {
-    sync_pods(state, w, ns, user)?;
-    let cache = state.watch.lock().unwrap();
-    let items: Vec<Value> = cache
-        .pods
-        .iter()
-        .filter(|(k, (_, p))| k.0 == ns && labels_match(p, q.get("labelSelector")))
-        .map(|(_, (rv, p))| with_rv(p.clone(), *rv))
-        .collect();
-    let start: usize = match q.get("continue").filter(|c| !c.is_empty()) {
-        None => 0,
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|&l| l > 0)
+        .unwrap_or(usize::MAX);
+    // A paged list is one snapshot: later pages come from the first page's state and carry its
+    // resourceVersion, as etcd serves them.
+    let (id, start) = match q.get("continue").filter(|c| !c.is_empty()) {
+        None => {
+            sync_pods(state, w, ns, user)?;
+            let mut cache = state.watch.lock().unwrap();
+            let items: Vec<Value> = cache
+                .pods
+                .iter()
+                .filter(|(k, (_, p))| k.0 == ns && labels_match(p, q.get("labelSelector")))
+                .map(|(_, (rv, p))| with_rv(p.clone(), *rv))
+                .collect();
+            cache.lists += 1;
+            let (id, rv) = (cache.lists, cache.rv);
+            cache.snapshots.insert(id, (rv, items));
+            (id, 0)
+        }
         Some(c) => match c
             .strip_prefix("pods-continue-")
-            .and_then(|n| n.parse().ok())
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(i, o)| Some((i.parse::<u64>().ok()?, o.parse::<usize>().ok()?)))
         {
-            Some(n) => n,
+            Some(io) => io,
             None => {
                 let msg = "continue key is not valid: illegal base64 data";
                 return Some((400, status(400, "BadRequest", msg, None)));
             }
         },
     };
-    let limit = q
-        .get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .filter(|&l| l > 0)
-        .unwrap_or(usize::MAX);
+    let mut cache = state.watch.lock().unwrap();
+    let Some((rv, items)) = cache.snapshots.get(&id) else {
+        let msg = "The provided continue parameter is too old to display a consistent list result.";
+        return Some((410, status(410, "Expired", msg, None)));
+    };
+    let rv = *rv;
     let end = start.saturating_add(limit).min(items.len());
-    let mut meta = json!({"resourceVersion": cache.rv.to_string()});
+    let mut meta = json!({"resourceVersion": rv.to_string()});
     if end < items.len() {
-        meta["continue"] = json!(format!("pods-continue-{end}"));
+        meta["continue"] = json!(format!("pods-continue-{id}-{end}"));
         meta["remainingItemCount"] = json!(items.len() - end);
     }
     let page = &items[start.min(end)..end];
     let body = json!({"kind": "PodList", "apiVersion": "v1", "metadata": meta, "items": page});
+    if end >= items.len() {
+        cache.snapshots.remove(&id);
+    }
     Some((200, serde_json::to_vec(&body).unwrap()))
 }
 
