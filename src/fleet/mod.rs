@@ -1001,17 +1001,13 @@ pub fn cleanup(cfg: &Config, namespace: &str) -> Result<usize> {
         let (client, _) = client(cfg).await?;
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
         let lp = ListParams::default().labels(&managed_selector());
-        let n = pods
-            .list(&lp)
+        // One deletecollection; the server answers with what it deleted.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let n = retry::until(deadline, || pods.delete_collection(&DELETE, &lp))
             .await
-            .map_err(|e| api_err("list doctor pods", e))?
-            .items
-            .len();
-        if n > 0 {
-            pods.delete_collection(&DeleteParams::default(), &lp)
-                .await
-                .map_err(|e| api_err("delete doctor pods", e))?;
-        }
+            .map_err(|e| api_err("delete doctor pods", e))?
+            .left()
+            .map_or(0, |l| l.items.len());
         // The runs' owner and participant ConfigMaps (a real cluster's garbage collector then
         // deletes whatever their pods left).
         let cms: Api<ConfigMap> = Api::namespaced(client, namespace);
