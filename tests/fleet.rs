@@ -506,8 +506,11 @@ fn multicast_goes_on_without_a_node_whose_pod_never_starts() {
         .pod_network(),
     );
     let (cp, ip) = k.overlay_host(1);
+    // The probes' reads of their peers list meet a busy API server first.
     let server = ApiServer::start_in_at(
-        k.scenario(Scenario::empty()),
+        k.scenario(Scenario::empty())
+            .fail("GET", "-peers", 503, 2)
+            .fail("GET", "-peers", 429, 1),
         &cp,
         format!("{ip}:6443").parse().unwrap(),
     );
@@ -553,6 +556,17 @@ fn multicast_goes_on_without_a_node_whose_pod_never_starts() {
     }
     let pairs = r["pairs"].as_array().unwrap();
     assert_eq!(pairs.len(), 2, "n1→n2 and n2→n1 measured: {r:#}");
+    let refused = server
+        .requests_to("-peers")
+        .into_iter()
+        .filter(|l| l.ends_with(" 503") || l.ends_with(" 429"))
+        .count();
+    assert_eq!(
+        refused,
+        3,
+        "the probes met the faults and retried: {:#?}",
+        server.requests_to("-peers")
+    );
     for p in pairs {
         assert_eq!(p["verdict"], "pass", "{p}");
     }
