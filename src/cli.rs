@@ -146,9 +146,13 @@ struct FleetNodeArgs {
     /// Only nodes matching this label selector.
     #[arg(long, short = 'l', value_name = "LABELS")]
     selector: Option<String>,
-    /// The doctor's container image, pullable by every node.
-    #[arg(long, value_name = "IMAGE", default_value = concat!("k8sdoctor:", env!("CARGO_PKG_VERSION")))]
-    image: String,
+    /// The doctor's container image, pullable by every node; or one per architecture
+    /// (`--image amd64=REF --image arm64=REF`: nodes of another architecture are named absent).
+    #[arg(long, value_name = "[ARCH=]IMAGE", default_value = concat!("k8sdoctor:", env!("CARGO_PKG_VERSION")))]
+    image: Vec<String>,
+    /// A Secret in the namespace that the kubelets pull the image with.
+    #[arg(long, value_name = "NAME")]
+    image_pull_secret: Option<String>,
     /// Seconds for the whole run: pods starting and finishing (also their activeDeadlineSeconds).
     #[arg(long, value_name = "SECS", default_value_t = 120.0)]
     timeout: f64,
@@ -169,7 +173,8 @@ impl FleetNodeArgs {
                 nodes: self.nodes,
                 selector: self.selector,
                 namespace: self.cluster.namespace,
-                image: self.image,
+                images: fleet::Images::parse(&self.image)?,
+                pull_secret: self.image_pull_secret,
                 timeout,
                 keep: self.keep,
                 check_args,

@@ -1113,9 +1113,188 @@ fn fleet_check_reads_each_nodes_live_ruleset() {
     assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
 }
 
+fn api_faults_are_retried_the_pods_are_watched_and_nodes_without_an_image_are_named() {
+    require(TOOLS);
+    let ok = host("ubuntu2204-kubeadm-healthy");
+    let k = Arc::new(ProcessKubelet::new(
+        bin(),
+        vec![NodeSpec::new("n1", &ok), NodeSpec::new("n2", &ok)],
+    ));
+    let platform = |name: &str, os: &str, arch: &str| {
+        let mut n = support::apiserver::node(name, "v1.33.2", true, false);
+        let l = n.metadata.labels.get_or_insert_default();
+        l.insert("kubernetes.io/os".into(), os.into());
+        l.insert("kubernetes.io/arch".into(), arch.into());
+        n
+    };
+    // A busy API server: the node list, pod creates and a pod list refused for a while.
+    let scenario = k
+        .scenario(Scenario::empty())
+        .with(platform("arm1", "linux", "arm64"))
+        .with(platform("win1", "windows", "amd64"))
+        .fail("GET", "/api/v1/nodes", 503, 2)
+        .fail("POST", "/namespaces/k8sdoctor/pods", 429, 2)
+        .fail("GET", "/namespaces/k8sdoctor/pods", 503, 1);
+    let server = ApiServer::start(scenario);
+    let tmp = tempfile::tempdir().unwrap();
+    let kc = server.kubeconfig(tmp.path());
+    let out = fleet(
+        &kc,
+        &[
+            "check",
+            "-o",
+            "json",
+            "--timeout",
+            "40",
+            "--only",
+            "swap.active",
+            "--image",
+            "amd64=registry.example/k8sdoctor:1",
+            "--image-pull-secret",
+            "regcred",
+        ],
+    );
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(1), "arm1 is absent: {report}");
+    for n in ["n1", "n2"] {
+        assert_eq!(node(&report, n)["state"], "reported", "{report}");
+    }
+    assert_eq!(node(&report, "arm1")["state"], "absent");
+    assert!(
+        node(&report, "arm1")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no image for arm64"),
+        "{report}"
+    );
+    assert!(
+        report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["name"] != "win1"),
+        "only Linux nodes are selected: {report}"
+    );
+    let log = server.requests();
+    let faults = log
+        .iter()
+        .filter(|l| l.ends_with(" 429") || l.ends_with(" 503"))
+        .count();
+    assert_eq!(faults, 5, "every scripted fault was hit: {log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("labelSelector=kubernetes.io%2Fos%3Dlinux")
+                || l.contains("kubernetes.io/os=linux")),
+        "{log:#?}"
+    );
+    // The run's pods are watched, not polled: a list or two, then watches.
+    let lists = server
+        .requests_to("/namespaces/k8sdoctor/pods?")
+        .into_iter()
+        .filter(|l| l.starts_with("kubernetes-admin GET") && !l.contains("watch=true"))
+        .count();
+    let watches = server.requests_to("watch=true").len();
+    assert!(
+        watches >= 1 && lists <= 3,
+        "{lists} lists, {watches} watches: {log:#?}"
+    );
+    // The stale sweep and the run's end are one deletecollection each.
+    let deletes: Vec<String> = server
+        .requests_to("/namespaces/k8sdoctor/pods")
+        .into_iter()
+        .filter(|l| l.contains(" DELETE "))
+        .collect();
+    assert_eq!(deletes.len(), 2, "{deletes:#?}");
+    assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
+}
+
+fn multicast_goes_on_without_a_node_whose_pod_never_starts() {
+    require(&["ip", "iptables-restore"]);
+    let ok = host("ubuntu2204-kubeadm-healthy");
+    let k = Arc::new(
+        ProcessKubelet::new(
+            bin(),
+            vec![
+                NodeSpec::new("n1", &ok),
+                NodeSpec::new("n2", &ok),
+                NodeSpec::new("hung", &ok).fault(Fault::StaysPending),
+            ],
+        )
+        .pod_network(),
+    );
+    let (cp, ip) = k.overlay_host(1);
+    // The probes' reads of their peers list meet a busy API server first.
+    let server = ApiServer::start_in_at(
+        k.scenario(Scenario::empty())
+            .fail("GET", "-peers", 503, 2)
+            .fail("GET", "-peers", 429, 1),
+        &cp,
+        format!("{ip}:6443").parse().unwrap(),
+    );
+    k.set_api(server.addr(), &server.ca.pem);
+    let tmp = tempfile::tempdir().unwrap();
+    let kc = server.kubeconfig(tmp.path());
+    let t = Instant::now();
+    let out = cp
+        .command(bin().to_str().unwrap())
+        .args([
+            "fleet",
+            "multicast",
+            "-o",
+            "json",
+            "--count",
+            "20",
+            "--interval",
+            "5",
+        ])
+        .args(["--port", "4710", "--timeout", "16", "--kubeconfig"])
+        .arg(&kc)
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let r = json(&out);
+    assert!(
+        t.elapsed() < Duration::from_secs(16 + 30),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{r:#}");
+    let hung = node(&r, "hung");
+    assert_eq!(hung["state"], "absent", "{r:#}");
+    assert!(
+        hung["reason"]
+            .as_str()
+            .unwrap()
+            .contains("pod not running when the probe started"),
+        "{hung}"
+    );
+    for n in ["n1", "n2"] {
+        assert_eq!(node(&r, n)["state"], "reported", "{r:#}");
+    }
+    let pairs = r["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 2, "n1→n2 and n2→n1 measured: {r:#}");
+    let refused = server
+        .requests_to("-peers")
+        .into_iter()
+        .filter(|l| l.ends_with(" 503") || l.ends_with(" 429"))
+        .count();
+    assert_eq!(
+        refused,
+        3,
+        "the probes met the faults and retried: {:#?}",
+        server.requests_to("-peers")
+    );
+    for p in pairs {
+        assert_eq!(p["verdict"], "pass", "{p}");
+    }
+    assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
+}
+
 fn main() {
     support::harness::main(vec![
         trial!(a_policy_reaches_every_node),
+        trial!(api_faults_are_retried_the_pods_are_watched_and_nodes_without_an_image_are_named),
+        trial!(multicast_goes_on_without_a_node_whose_pod_never_starts),
         trial!(fleet_check_reads_each_nodes_live_ruleset),
         trial!(every_node_reports_its_own_verdicts_and_the_pods_are_deleted),
         trial!(a_node_whose_pod_cannot_run_is_absent_with_the_reason),

@@ -439,8 +439,9 @@ fn rule(group: &str, resource: &str, verbs: &[&str]) -> (String, String, Vec<Str
     )
 }
 
-/// The fleet CLI's permissions, exactly (what src/fleet calls: list nodes, get the namespace; pods,
-/// their logs, the participants ConfigMap, a read of the probe account), bound to one subject; and
+/// The fleet CLI's permissions, exactly (what src/fleet calls: list nodes, get the namespace; pods
+/// (watched, deleted as a collection), their logs, the run's ConfigMaps (which `fleet cleanup`
+/// deletes as a collection), a read of the probe account), bound to one subject; and
 /// the probe pods' account, the same Role the CLI would create for it.
 fn rbac_grants_the_fleet_cli_what_it_needs_and_no_more() {
     use k8s_openapi::api::{
@@ -470,10 +471,21 @@ fn rbac_grants_the_fleet_cli_what_it_needs_and_no_more() {
             rule(
                 "",
                 "pods",
-                &["create", "get", "list", "delete", "deletecollection"]
+                &[
+                    "create",
+                    "get",
+                    "list",
+                    "watch",
+                    "delete",
+                    "deletecollection"
+                ]
             ),
             rule("", "pods/log", &["get"]),
-            rule("", "configmaps", &["create", "get", "delete"]),
+            rule(
+                "",
+                "configmaps",
+                &["create", "get", "list", "delete", "deletecollection"]
+            ),
             rule("", "serviceaccounts", &["get"]),
             rule("rbac.authorization.k8s.io", "roles", &["get"]),
             rule("rbac.authorization.k8s.io", "rolebindings", &["get"]),

@@ -11,24 +11,24 @@ use std::{
 };
 
 use anyhow::{Result, anyhow, bail};
-use k8s_openapi::api::{
-    core::v1::{ConfigMap, Pod, ServiceAccount},
-    rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
+use k8s_openapi::{
+    api::{
+        core::v1::{ConfigMap, EnvVar, Pod, ServiceAccount},
+        rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject},
+    },
+    apimachinery::pkg::apis::meta::v1::OwnerReference,
 };
-use kube::{
-    Api, Client,
-    api::{DeleteParams, ListParams, PostParams},
-    core::ObjectMeta,
-};
+use kube::{Api, Client, api::PostParams, core::ObjectMeta};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    NodeState, Progress, api_err, compact, ensure_namespace, node_not_ready, pod, pod::PodState,
-    pod_state, read_log, rejected, select_nodes, sweep_stale,
+    CREATE, Change, NodeState, Progress, RunWatch, api_err, cannot_run, compact, create_owner,
+    ensure_namespace, finish_pod, pod, pod::PodState, pod_state, read_log, rejected, retry,
+    select_nodes, sweep_stale,
 };
-use crate::{mask::mask_secrets, report::status_table};
+use crate::{checks::cluster::connect, mask::mask_secrets, report::status_table};
 
 /// The service account the probe pods read their ConfigMap with (and its Role and binding).
 pub const PROBE_ACCOUNT: &str = "k8sdoctor-probe";
@@ -65,12 +65,16 @@ pub struct McPair {
     pub receiver: String,
     pub sent: Option<u64>,
     pub received: u64,
-    pub loss_pct: f64,
+    /// Percent lost; null when the pair was not measured.
+    pub loss_pct: Option<f64>,
     pub duplicates: u64,
     pub reordered: u64,
     pub latency_p50_ms: Option<f64>,
+    /// `pass`, `fail`, or `not-measured` (then `reason` says why, and there is no loss or cause).
     pub verdict: String,
-    /// The probe's cause for a failing pair, with its evidence.
+    /// Why the pair was not measured.
+    pub reason: Option<String>,
+    /// The probe's cause for a failing pair (`code`, `message`, `evidence`).
     pub cause: Option<Value>,
 }
 
@@ -86,42 +90,120 @@ pub struct McFleetReport {
     pub pass: bool,
 }
 
-/// Reads the participants from the run's ConfigMap, as a probe pod does (in-cluster credentials),
-/// waiting up to `wait` for the CLI to write it.
+/// The ConfigMap that hands the probes their peers.
+pub fn peers_configmap(run: &str) -> String {
+    format!("k8sdoctor-{run}-peers")
+}
+
+/// The environment variable that tells a probe pod how long to wait for its peers ConfigMap
+/// (seconds from its start): the CLI's whole pod-start wait and a margin, so a probe that started
+/// first still finds the list the CLI writes when that wait ends.
+pub const PEERS_WAIT_ENV: &str = "K8SDOCTOR_PEERS_WAIT";
+
+/// The most nodes one `fleet multicast` measures: each probe's report travels in one UDP datagram.
+pub const MAX_NODES: usize = 48;
+
+/// The participants as the ConfigMap holds them: addresses, comma-separated (about 16 bytes a
+/// node, so even thousands stay far below a ConfigMap's 1 MiB).
+pub fn encode_peers(peers: &[IpAddr]) -> String {
+    peers
+        .iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Reads [`encode_peers`]'s text back.
+pub fn decode_peers(name: &str, text: &str) -> Result<Vec<IpAddr>> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.trim()
+                .parse::<IpAddr>()
+                .map_err(|e| anyhow!("ConfigMap {name}: {s:?}: {e}"))
+        })
+        .collect()
+}
+
+/// The in-cluster address of the API server, as a pod dials it.
+fn api_address() -> String {
+    match (
+        std::env::var("KUBERNETES_SERVICE_HOST"),
+        std::env::var("KUBERNETES_SERVICE_PORT"),
+    ) {
+        (Ok(h), Ok(p)) if h.contains(':') => format!("[{h}]:{p}"),
+        (Ok(h), Ok(p)) => format!("{h}:{p}"),
+        _ => "its configured address".into(),
+    }
+}
+
+/// Why the probe could not get its peers, in the words an operator acts on.
+fn unreachable(e: &kube::Error) -> anyhow::Error {
+    let at = api_address();
+    if let kube::Error::Api(s) = e {
+        return anyhow!(
+            "the API server at {at} kept refusing to hand out the peers: {} {}: {}",
+            s.code,
+            s.reason,
+            mask_secrets(&s.message)
+        );
+    }
+    let f = connect::ApiFailure::classify(&at, e, Duration::from_secs(10));
+    let what = match f.layer {
+        connect::Layer::TcpRefused => "connection refused".to_string(),
+        connect::Layer::Timeout => "no answer (timed out)".to_string(),
+        _ => f.message,
+    };
+    anyhow!("cannot reach the API server at {at}: {what} — kube-proxy or the node's firewall")
+}
+
+/// Reads the participants from the run's ConfigMap, as a probe pod does (in-cluster credentials):
+/// polled until it appears, transient API errors (refused, reset, timeouts, 429, 5xx) retried
+/// with backoff, all within `wait` (or [`PEERS_WAIT_ENV`] seconds when the pod sets it).
 pub fn peers_from_configmap(name: &str, wait: Duration) -> Result<Vec<IpAddr>> {
+    let wait = std::env::var(PEERS_WAIT_ENV)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(wait, Duration::from_secs);
     let rt = super::runtime()?;
     let r = rt.block_on(async {
         let cfg = crate::core::config::Config::default();
         let (client, _) = super::client(&cfg).await?;
         let cms: Api<ConfigMap> = Api::default_namespaced(client);
         let until = Instant::now() + wait;
+        let mut failures = 0;
+        let mut polls = 0;
         loop {
-            match cms.get_opt(name).await {
+            let pause = match cms.get_opt(name).await {
                 Ok(Some(cm)) => {
                     let text = cm
                         .data
                         .and_then(|d| d.get(PEERS_KEY).cloned())
                         .ok_or_else(|| anyhow!("ConfigMap {name} has no {PEERS_KEY:?} key"))?;
-                    return text
-                        .split(',')
-                        .filter(|s| !s.trim().is_empty())
-                        .map(|s| {
-                            s.trim()
-                                .parse::<IpAddr>()
-                                .map_err(|e| anyhow!("ConfigMap {name}: {s:?}: {e}"))
-                        })
-                        .collect();
+                    return decode_peers(name, &text);
                 }
-                Ok(None) => {}
-                Err(e) => return Err(api_err(&format!("get ConfigMap {name}"), e)),
-            }
-            if Instant::now() >= until {
-                bail!(
-                    "ConfigMap {name} did not appear within {:.0}s",
+                Ok(None) if Instant::now() >= until => bail!(
+                    "ConfigMap {name} did not appear within {:.0}s: the CLI wrote no participant list (was it interrupted?)",
                     wait.as_secs_f64()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+                ),
+                // Not written yet: poll, slower as the wait goes on (a few requests a probe).
+                Ok(None) => {
+                    failures = 0;
+                    polls += 1;
+                    Duration::from_millis(250 * polls.min(8))
+                }
+                Err(e) => match retry::classify(&e) {
+                    retry::Next::Retry(after) if Instant::now() < until => {
+                        failures += 1;
+                        retry::pause(failures - 1, after)
+                    }
+                    retry::Next::Retry(_) => return Err(unreachable(&e)),
+                    retry::Next::Final => {
+                        return Err(api_err(&format!("get ConfigMap {name}"), e));
+                    }
+                },
+            };
+            tokio::time::sleep(pause.min(until.saturating_duration_since(Instant::now()).max(Duration::from_millis(10)))).await;
         }
     });
     rt.shutdown_background();
@@ -193,15 +275,21 @@ async fn ensure_account(client: &Client, ns: &str) -> Result<()> {
     .await
 }
 
+/// A node whose probe pod was created, while the run waits for it.
 struct Participant {
     node: String,
     pod: String,
     ip: Option<String>,
+    /// Why it is not running yet, as last seen.
+    last: String,
+    /// Its outcome once known (absent, error, or reported).
+    done: bool,
 }
 
 /// Runs the probe across the selected nodes and merges the views.
 pub(super) async fn fan_out(
     client: &Client,
+    cfg_timeout: Duration,
     opts: &super::FleetOptions,
     mc: &McOptions,
     run: &str,
@@ -209,15 +297,29 @@ pub(super) async fn fan_out(
     progress: Progress<'_>,
 ) -> Result<McFleetReport> {
     let nodes = select_nodes(client, opts).await?;
+    let runnable = nodes
+        .iter()
+        .filter(|n| cannot_run(n, &opts.images).is_none())
+        .count();
+    if runnable > MAX_NODES {
+        bail!(
+            "{runnable} nodes selected; fleet multicast measures at most {MAX_NODES} at once (each probe's \
+             report travels in one UDP datagram): pick nodes with --nodes or --selector, e.g. one rack or \
+             subnet at a time"
+        );
+    }
     ensure_namespace(client, &opts.namespace, progress).await?;
     ensure_account(client, &opts.namespace).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &opts.namespace);
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &opts.namespace);
     sweep_stale(&pods, progress).await?;
-    let cm_name = format!("k8sdoctor-{run}");
-    // Setup (pods start, IPs known) may take half the time; the probe itself the rest.
+    let cm_name = peers_configmap(run);
+    // Setup (pods start, IPs known) may take half the time; the probe itself the rest. A peer that
+    // never shows up costs the others at most `rendezvous` per stage, not the whole run.
     let setup = opts.timeout / 2;
-    let probe_secs = (mc.count as f64 * mc.interval_ms / 1000.0).ceil() as u64 + 10;
+    let rendezvous = setup.clamp(Duration::from_secs(5), Duration::from_secs(10));
+    let probe_secs =
+        (mc.count as f64 * mc.interval_ms / 1000.0).ceil() as u64 + 3 * rendezvous.as_secs() + 5;
     let mut args: Vec<String> = vec![
         "multicast".into(),
         "probe".into(),
@@ -236,7 +338,7 @@ pub(super) async fn fan_out(
         "--ttl".into(),
         mc.ttl.to_string(),
         "--wait".into(),
-        setup.as_secs().max(5).to_string(),
+        rendezvous.as_secs().to_string(),
         "--termination-log".into(),
         pod::TERMINATION_LOG.into(),
     ];
@@ -246,102 +348,177 @@ pub(super) async fn fan_out(
     let template = pod::PodTemplate {
         namespace: opts.namespace.clone(),
         run_id: run.to_string(),
-        image: opts.image.clone(),
+        image: opts.images.first().to_string(),
         args,
         deadline_secs: opts.timeout.as_secs().max(probe_secs + setup.as_secs()) as i64,
     };
-    let make =
-        |i: usize, node: &str| template.probe_pod_for(i, node, mc.host_network, PROBE_ACCOUNT);
-    let first = nodes[0].metadata.name.clone().unwrap_or_default();
+    // The probe's wait for its peers covers the CLI's whole pod-start wait, whenever it started.
+    let peers_wait = (setup + Duration::from_secs(10)).as_secs().to_string();
+    let make = |i: usize, node: &str, image: &str, owner: Option<&OwnerReference>| {
+        let mut p = finish_pod(
+            template.probe_pod_for(i, node, mc.host_network, PROBE_ACCOUNT),
+            image,
+            opts,
+            owner,
+        );
+        if let Some(c) = p.spec.as_mut().map(|s| &mut s.containers[0]) {
+            c.env.get_or_insert_default().push(EnvVar {
+                name: PEERS_WAIT_ENV.into(),
+                value: Some(peers_wait.clone()),
+                ..Default::default()
+            });
+        }
+        p
+    };
     let dry = PostParams {
         dry_run: true,
         ..Default::default()
     };
-    if let Err(e) = pods.create(&dry, &make(0, &first)).await {
+    if let Err(e) = pods
+        .create(&dry, &make(0, &nodes[0].name, opts.images.first(), None))
+        .await
+    {
         return Err(rejected(&opts.namespace, e));
     }
+    let owner = create_owner(&cms, run, &[("command", "fleet multicast".into())]).await?;
     let mut out_nodes: Vec<McNode> = Vec::new();
     let mut parts: Vec<Participant> = Vec::new();
+    let until = Instant::now() + setup;
     for (i, n) in nodes.iter().enumerate() {
-        let name = n.metadata.name.clone().unwrap_or_default();
-        if let Some(why) = node_not_ready(n) {
-            out_nodes.push(mc_node(&name, NodeState::Absent, Some(why), None));
+        if let Some(why) = cannot_run(n, &opts.images) {
+            out_nodes.push(mc_node(&n.name, NodeState::Absent, Some(why), None));
             continue;
         }
-        match pods.create(&PostParams::default(), &make(i, &name)).await {
-            Ok(p) => parts.push(Participant {
-                node: name,
-                pod: p.metadata.name.unwrap_or_default(),
+        let image = opts.images.for_arch(&n.arch).unwrap_or_default();
+        let pod = make(i, &n.name, image, Some(&owner));
+        match retry::until(until, || pods.create(&CREATE, &pod)).await {
+            Ok(_) => parts.push(Participant {
+                node: n.name.clone(),
+                pod: pod.metadata.name.clone().unwrap_or_default(),
                 ip: None,
+                last: "not started yet".into(),
+                done: false,
+            }),
+            Err(kube::Error::Api(s)) if s.code == 409 => parts.push(Participant {
+                node: n.name.clone(),
+                pod: pod.metadata.name.clone().unwrap_or_default(),
+                ip: None,
+                last: "not started yet".into(),
+                done: false,
             }),
             Err(e) => out_nodes.push(mc_node(
-                &name,
+                &n.name,
                 NodeState::Error,
                 Some(format!("{:#}", api_err("creating its pod failed", e))),
                 None,
             )),
         }
     }
-    let run_sel = pod::run_selector(run);
-    // Phase 1: wait until every pod runs with an IP (or will never run).
-    let until = Instant::now() + setup;
+    // Phase 1: watch until every pod runs with an IP (or will never run), or the setup time is up;
+    // then the participants are the pods running at that moment, and the others are named.
+    let grace = super::pull_grace(opts.timeout);
+    let mut watch = RunWatch::new(
+        pods.clone(),
+        run,
+        Instant::now() + opts.timeout,
+        cfg_timeout,
+    );
+    let mut seen = watch.list().await?;
+    let mut pull_since: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
         if stop.load(Ordering::SeqCst) {
             bail!("interrupted: the run's pods are being deleted");
         }
-        let list = pods
-            .list(&ListParams::default().labels(&run_sel))
-            .await
-            .map_err(|e| api_err("list this run's pods", e))?;
-        let mut pending = 0;
-        parts.retain(|p| {
-            let Some(pod) = list
-                .items
-                .iter()
-                .find(|x| x.metadata.name.as_deref() == Some(&p.pod))
+        for pod in seen.drain(..) {
+            let Some(p) = parts
+                .iter_mut()
+                .find(|p| !p.done && pod.metadata.name.as_deref() == Some(&p.pod))
             else {
-                out_nodes.push(mc_node(
-                    &p.node,
-                    NodeState::Error,
-                    Some("its pod disappeared".into()),
-                    None,
-                ));
-                return false;
+                continue;
             };
-            match pod_state(pod) {
-                PodState::NeverRan(why) => {
-                    out_nodes.push(mc_node(&p.node, NodeState::Absent, Some(why), None));
-                    false
-                }
-                PodState::Waiting(why) if Instant::now() >= until => {
-                    out_nodes.push(mc_node(
-                        &p.node,
-                        NodeState::Absent,
-                        Some(format!("pod not running before the probe started ({why})")),
-                        None,
-                    ));
-                    false
-                }
-                _ => true,
+            let pulling = super::pulling_fails(&pod);
+            if !pulling {
+                pull_since.remove(&p.pod);
             }
-        });
-        for p in &mut parts {
-            let pod = list
-                .items
-                .iter()
-                .find(|x| x.metadata.name.as_deref() == Some(&p.pod));
-            p.ip = pod
-                .and_then(|x| x.status.as_ref()?.pod_ip.clone())
-                .filter(|ip| !ip.is_empty());
-            if p.ip.is_none() {
-                pending += 1;
+            let in_grace = pulling
+                && pull_since
+                    .entry(p.pod.clone())
+                    .or_insert_with(Instant::now)
+                    .elapsed()
+                    < grace;
+            match pod_state(&pod) {
+                PodState::NeverRan(why) if !in_grace => {
+                    out_nodes.push(mc_node(&p.node, NodeState::Absent, Some(why), None));
+                    p.done = true;
+                }
+                PodState::NeverRan(why) | PodState::Waiting(why) => {
+                    p.last = why;
+                    p.ip = pod
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.pod_ip.clone())
+                        .filter(|ip| !ip.is_empty() && pod_running(&pod));
+                }
+                PodState::Stopped(why) => {
+                    out_nodes.push(mc_node(&p.node, NodeState::Error, Some(why), None));
+                    p.done = true;
+                }
+                // Ended before it had its peers: its log says why (it could not reach the API...).
+                PodState::Exited(code) => {
+                    let log = read_log(&pods, &p.pod).await;
+                    let why = match log {
+                        Ok(l) => format!(
+                            "the probe exited {code} before the run started: {}",
+                            tail(&l)
+                        ),
+                        Err(e) => format!("{e:#}"),
+                    };
+                    out_nodes.push(mc_node(&p.node, NodeState::Error, Some(why), None));
+                    p.done = true;
+                }
             }
         }
-        if pending == 0 {
+        let pending = parts.iter().filter(|p| !p.done && p.ip.is_none()).count();
+        if pending == 0 || Instant::now() >= until {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        match watch
+            .next(
+                until
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(250)),
+            )
+            .await?
+        {
+            Change::Pod(p) => seen.push(*p),
+            Change::Relisted(all) => seen = all,
+            Change::Gone(name) => {
+                if let Some(p) = parts.iter_mut().find(|p| !p.done && p.pod == name) {
+                    out_nodes.push(mc_node(
+                        &p.node,
+                        NodeState::Error,
+                        Some("its pod disappeared".into()),
+                        None,
+                    ));
+                    p.done = true;
+                }
+            }
+            Change::Idle => {}
+        }
     }
+    for p in parts.iter_mut().filter(|p| !p.done && p.ip.is_none()) {
+        out_nodes.push(mc_node(
+            &p.node,
+            NodeState::Absent,
+            Some(format!(
+                "pod not running when the probe started ({})",
+                p.last
+            )),
+            None,
+        ));
+        p.done = true;
+    }
+    parts.retain(|p| !p.done);
     if parts.len() < 2 {
         bail!(
             "fewer than two nodes run a probe pod ({}), so no pair can be measured",
@@ -352,7 +529,10 @@ pub(super) async fn fan_out(
                 .join("; ")
         );
     }
-    let peers: Vec<String> = parts.iter().filter_map(|p| p.ip.clone()).collect();
+    let peers: Vec<IpAddr> = parts
+        .iter()
+        .filter_map(|p| p.ip.as_deref()?.parse().ok())
+        .collect();
     let cm = ConfigMap {
         metadata: ObjectMeta {
             name: Some(cm_name.clone()),
@@ -364,45 +544,45 @@ pub(super) async fn fan_out(
                 ]
                 .into(),
             ),
+            owner_references: Some(vec![owner.clone()]),
             ..Default::default()
         },
-        data: Some([(PEERS_KEY.to_string(), peers.join(","))].into()),
+        data: Some([(PEERS_KEY.to_string(), encode_peers(&peers))].into()),
         ..Default::default()
     };
-    cms.create(&PostParams::default(), &cm)
-        .await
-        .map_err(|e| api_err("create the participants ConfigMap", e))?;
+    retry::until(Instant::now() + Duration::from_secs(20), || {
+        cms.create(&CREATE, &cm)
+    })
+    .await
+    .map_err(|e| api_err("create the participants ConfigMap", e))?;
     progress(&format!(
         "{} probe pods running: {}",
         parts.len(),
-        peers.join(", ")
+        encode_peers(&peers)
     ));
-    // Phase 2: wait for every probe to finish and read its view.
-    let until = Instant::now() + Duration::from_secs(probe_secs) + setup;
+    // Phase 2: as each probe ends, read its view; every probe has its own deadline, none waits
+    // for another here.
+    let until = Instant::now() + Duration::from_secs(probe_secs) + rendezvous;
     let mut views: BTreeMap<String, Value> = BTreeMap::new();
-    let mut left: Vec<&Participant> = parts.iter().collect();
-    while !left.is_empty() {
+    let mut seen = watch.list().await?;
+    while parts.iter().any(|p| !p.done) {
         if stop.load(Ordering::SeqCst) {
             bail!("interrupted: the run's pods are being deleted");
         }
-        let list = pods
-            .list(&ListParams::default().labels(&run_sel))
-            .await
-            .map_err(|e| api_err("list this run's pods", e))?;
-        let mut still = Vec::new();
-        for p in left {
-            let item = list
-                .items
-                .iter()
-                .find(|x| x.metadata.name.as_deref() == Some(&p.pod));
-            let state = item.map(pod_state);
-            match state {
-                Some(PodState::Exited(code)) => {
+        for pod in seen.drain(..) {
+            let Some(p) = parts
+                .iter_mut()
+                .find(|p| !p.done && pod.metadata.name.as_deref() == Some(&p.pod))
+            else {
+                continue;
+            };
+            let (state, reason) = match pod_state(&pod) {
+                PodState::Exited(code) => {
                     let log = read_log(&pods, &p.pod).await;
                     // The log cannot be read (the API server cannot reach the kubelet): the
                     // compact result in the termination message, saying so.
                     let compact = log.as_ref().err().and_then(|e| {
-                        let term = pod::termination(item?);
+                        let term = pod::termination(&pod);
                         let v = compact::decode_probe(term.message.as_deref()?)?;
                         let omitted = v["omitted"].as_u64().unwrap_or(0);
                         let why = compact::probe_fallback_reason(&format!("{e:#}"), &term, omitted);
@@ -419,15 +599,9 @@ pub(super) async fn fan_out(
                     match found {
                         Some((v, why)) => {
                             views.insert(p.ip.clone().unwrap_or_default(), v);
-                            out_nodes.push(mc_node(
-                                &p.node,
-                                NodeState::Reported,
-                                why,
-                                p.ip.clone(),
-                            ));
+                            (NodeState::Reported, why)
                         }
-                        None => out_nodes.push(mc_node(
-                            &p.node,
+                        None => (
                             NodeState::Error,
                             Some(match log {
                                 Ok(l) => format!(
@@ -436,36 +610,60 @@ pub(super) async fn fan_out(
                                 ),
                                 Err(e) => format!("{e:#}"),
                             }),
-                            p.ip.clone(),
-                        )),
+                        ),
                     }
                 }
-                Some(PodState::Waiting(_)) if Instant::now() < until => still.push(p),
-                Some(other) => out_nodes.push(mc_node(
-                    &p.node,
+                PodState::Waiting(_) => continue,
+                PodState::NeverRan(why) | PodState::Stopped(why) => (
                     NodeState::Error,
-                    Some(format!("the probe did not finish: {other:?}")),
-                    p.ip.clone(),
-                )),
-                None => out_nodes.push(mc_node(
-                    &p.node,
-                    NodeState::Error,
-                    Some("its pod disappeared".into()),
-                    p.ip.clone(),
-                )),
-            }
+                    Some(format!("the probe did not finish: {why}")),
+                ),
+            };
+            out_nodes.push(mc_node(&p.node, state, reason, p.ip.clone()));
+            p.done = true;
         }
-        left = still;
-        if !left.is_empty() {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        if !parts.iter().any(|p| !p.done) {
+            break;
+        }
+        if Instant::now() >= until {
+            for p in parts.iter_mut().filter(|p| !p.done) {
+                out_nodes.push(mc_node(
+                    &p.node,
+                    NodeState::Error,
+                    Some("the probe did not finish by the run's deadline".into()),
+                    p.ip.clone(),
+                ));
+                p.done = true;
+            }
+            break;
+        }
+        match watch.next(Duration::from_millis(250)).await? {
+            Change::Pod(p) => seen.push(*p),
+            Change::Relisted(all) => seen = all,
+            Change::Gone(name) => {
+                if let Some(p) = parts.iter_mut().find(|p| !p.done && p.pod == name) {
+                    out_nodes.push(mc_node(
+                        &p.node,
+                        NodeState::Error,
+                        Some("its pod disappeared".into()),
+                        p.ip.clone(),
+                    ));
+                    p.done = true;
+                }
+            }
+            Change::Idle => {}
         }
     }
-    let _ = cms.delete(&cm_name, &DeleteParams::default()).await;
     let by_ip: BTreeMap<String, String> = parts
         .iter()
         .filter_map(|p| Some((p.ip.clone()?, p.node.clone())))
         .collect();
     Ok(merge(mc, out_nodes, &views, &by_ip))
+}
+
+/// Running (its container started), so its IP is where its probe listens.
+fn pod_running(p: &Pod) -> bool {
+    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
 fn tail(log: &str) -> String {
@@ -506,7 +704,9 @@ pub fn probe_from_log(log: &str) -> Option<Value> {
 }
 
 /// One matrix from every participant's view: a pair's numbers come from its receiver's own view
-/// (it measured the reception), else from any participant that reported the pair.
+/// (it measured the reception), else from any participant that reported the pair. A pair whose
+/// sender or receiver gave no result, or that no view measured, is `not-measured` with the reason:
+/// no loss figure, no cause.
 pub fn merge(
     mc: &McOptions,
     mut nodes: Vec<McNode>,
@@ -525,23 +725,79 @@ pub fn merge(
             if pairs.contains_key(&key) && r != viewer {
                 continue;
             }
-            pairs.insert(
-                key,
-                McPair {
-                    sender_node: node_of(s),
-                    receiver_node: node_of(r),
-                    sender: s.into(),
-                    receiver: r.into(),
-                    sent: p["sent"].as_u64(),
-                    received: p["received"].as_u64().unwrap_or(0),
-                    loss_pct: p["loss_pct"].as_f64().unwrap_or(100.0),
-                    duplicates: p["duplicates"].as_u64().unwrap_or(0),
-                    reordered: p["reordered"].as_u64().unwrap_or(0),
-                    latency_p50_ms: p["latency_p50_ms"].as_f64(),
-                    verdict: p["verdict"].as_str().unwrap_or("fail").into(),
-                    cause: (!p["cause"].is_null()).then(|| p["cause"].clone()),
-                },
+            let cause = (!p["cause"].is_null()).then(|| p["cause"].clone());
+            let mut pair = McPair {
+                sender_node: node_of(s),
+                receiver_node: node_of(r),
+                sender: s.into(),
+                receiver: r.into(),
+                sent: p["sent"].as_u64(),
+                received: p["received"].as_u64().unwrap_or(0),
+                loss_pct: p["loss_pct"].as_f64(),
+                duplicates: p["duplicates"].as_u64().unwrap_or(0),
+                reordered: p["reordered"].as_u64().unwrap_or(0),
+                latency_p50_ms: p["latency_p50_ms"].as_f64(),
+                verdict: p["verdict"].as_str().unwrap_or("fail").into(),
+                reason: None,
+                cause,
+            };
+            // "No report" is the absence of a measurement, not a finding about the network.
+            if pair.cause.as_ref().and_then(|c| c["code"].as_str()) == Some("no-result") {
+                let why = pair
+                    .cause
+                    .as_ref()
+                    .and_then(|c| c["message"].as_str())
+                    .unwrap_or("")
+                    .to_string();
+                not_measured(&mut pair, why);
+            }
+            pairs.insert(key, pair);
+        }
+    }
+    // Every ordered pair of participants appears, measured or not.
+    for (s, sn) in by_ip {
+        for (r, rn) in by_ip {
+            if s == r {
+                continue;
+            }
+            pairs.entry((s.clone(), r.clone())).or_insert_with(|| {
+                let mut p = McPair {
+                    sender_node: sn.clone(),
+                    receiver_node: rn.clone(),
+                    sender: s.clone(),
+                    receiver: r.clone(),
+                    sent: None,
+                    received: 0,
+                    loss_pct: None,
+                    duplicates: 0,
+                    reordered: 0,
+                    latency_p50_ms: None,
+                    verdict: String::new(),
+                    reason: None,
+                    cause: None,
+                };
+                not_measured(&mut p, "no participant reported this pair".into());
+                p
+            });
+        }
+    }
+    // A pair with a participant that gave no result was not measured, whatever a view says.
+    let failed: BTreeMap<&str, &McNode> = nodes
+        .iter()
+        .filter(|n| n.state != NodeState::Reported)
+        .map(|n| (n.name.as_str(), n))
+        .collect();
+    for p in pairs.values_mut() {
+        let bad = failed
+            .get(p.sender_node.as_str())
+            .or_else(|| failed.get(p.receiver_node.as_str()));
+        if let Some(n) = bad {
+            let why = format!(
+                "the probe on {} gave no result: {}",
+                n.name,
+                n.reason.as_deref().unwrap_or("no reason given")
             );
+            not_measured(p, why);
         }
     }
     let pairs: Vec<McPair> = pairs.into_values().collect();
@@ -556,6 +812,35 @@ pub fn merge(
         nodes,
         pairs,
         pass,
+    }
+}
+
+fn not_measured(p: &mut McPair, why: String) {
+    p.verdict = NOT_MEASURED.into();
+    p.loss_pct = None;
+    p.latency_p50_ms = None;
+    p.received = 0;
+    p.cause = None;
+    p.reason = Some(mask_secrets(&why));
+}
+
+/// The verdict of a pair nothing measured.
+pub const NOT_MEASURED: &str = "not-measured";
+
+/// A cause as the probe serialises it (`code`, `message`, `evidence`), in one line.
+fn cause_line(c: &Value) -> String {
+    let code = c["code"].as_str().unwrap_or("unknown");
+    let message = c["message"].as_str().or_else(|| c.as_str()).unwrap_or("");
+    let ev: Vec<&str> = c["evidence"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if ev.is_empty() {
+        format!("[{code}] {message}")
+    } else {
+        format!("[{code}] {message} ({})", ev.join("; "))
     }
 }
 
@@ -581,8 +866,11 @@ impl McFleetReport {
                         .iter()
                         .find(|p| p.sender_node == s.name && p.receiver_node == r.name)
                         .map_or("no data".into(), |p| {
-                            let mark = if p.verdict == "pass" { "✓" } else { "✗" };
-                            format!("{mark} {:.1}% loss", p.loss_pct)
+                            match (p.verdict.as_str(), p.loss_pct) {
+                                (NOT_MEASURED, _) | (_, None) => "· not measured".into(),
+                                ("pass", Some(l)) => format!("✓ {l:.1}% loss"),
+                                (_, Some(l)) => format!("✗ {l:.1}% loss"),
+                            }
                         })
                 };
                 row.push(cell);
@@ -603,25 +891,22 @@ impl McFleetReport {
             )?;
         }
         for p in self.pairs.iter().filter(|p| p.verdict != "pass") {
-            let cause = p
-                .cause
-                .as_ref()
-                .map(|c| {
-                    let kind = c["kind"].as_str().or_else(|| c.as_str()).unwrap_or("");
-                    let ev: Vec<&str> = c["evidence"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .collect();
-                    format!("{kind} {}", ev.join("; "))
-                })
-                .unwrap_or_default();
-            writeln!(
-                out,
-                "✗ {} → {}: {:.1}% loss {cause}",
-                p.sender_node, p.receiver_node, p.loss_pct
-            )?;
+            match p.loss_pct {
+                Some(loss) if p.verdict != NOT_MEASURED => writeln!(
+                    out,
+                    "✗ {} → {}: {loss:.1}% loss {}",
+                    p.sender_node,
+                    p.receiver_node,
+                    p.cause.as_ref().map(cause_line).unwrap_or_default()
+                )?,
+                _ => writeln!(
+                    out,
+                    "· {} → {}: not measured — {}",
+                    p.sender_node,
+                    p.receiver_node,
+                    p.reason.as_deref().unwrap_or("")
+                )?,
+            }
         }
         writeln!(
             out,
@@ -654,7 +939,10 @@ mod tests {
             json!({"sender": s, "receiver": r, "sent": 10, "received": 10 - (loss / 10.0) as u64,
                 "loss_pct": loss, "duplicates": 0, "reordered": 0,
                 "verdict": if loss > 0.0 { "fail" } else { "pass" },
-                "cause": if loss > 0.0 { json!({"kind": "firewall"}) } else { Value::Null }})
+                "cause": if loss > 0.0 {
+                    json!({"code": "firewall", "message": "firewall: INPUT DROP udp dpt:4444 dropped 10 packet(s)",
+                        "evidence": ["iptables chain INPUT: -p udp --dport 4444 -j DROP (+10 packets during the probe)"]})
+                } else { Value::Null }})
         };
         let views = BTreeMap::from([
             (
@@ -682,14 +970,125 @@ mod tests {
             .unwrap();
         assert_eq!(
             (ab.loss_pct, ab.verdict.as_str()),
-            (100.0, "fail"),
+            (Some(100.0), "fail"),
             "b's own view of a→b"
         );
         assert!(!r.pass);
         let mut t = Vec::new();
         r.render_table(false, &mut t).unwrap();
         let t = String::from_utf8(t).unwrap();
-        assert!(t.contains("✗ a → b: 100.0% loss firewall"), "{t}");
+        assert!(
+            t.contains("✗ a → b: 100.0% loss [firewall] firewall: INPUT DROP udp dpt:4444 dropped 10 packet(s) (iptables chain INPUT"),
+            "the table shows the cause's code and message: {t}"
+        );
+    }
+
+    #[test]
+    fn pairs_with_a_probe_that_gave_no_result_are_not_measured() {
+        let mc = McOptions {
+            host_network: false,
+            group: None,
+            port: 4444,
+            count: 10,
+            interval_ms: 10.0,
+            ttl: 1,
+        };
+        // a and b measured each other; c's probe could not get its peers; a's view of c→a reads
+        // as the probe words a missing sender ("no report").
+        let ok = |s: &str, r: &str| {
+            json!({"sender": s, "receiver": r, "sent": 10, "received": 10,
+            "loss_pct": 0.0, "verdict": "pass"})
+        };
+        let none = |s: &str, r: &str| {
+            json!({"sender": s, "receiver": r, "received": 0, "loss_pct": 100.0,
+            "verdict": "fail", "cause": {"code": "no-result", "message": format!("no report from {s}"), "evidence": []}})
+        };
+        let views = BTreeMap::from([
+            (
+                "10.0.0.1".to_string(),
+                json!({"pairs": [ok("10.0.0.1", "10.0.0.2"), ok("10.0.0.2", "10.0.0.1"), none("10.0.0.3", "10.0.0.1"), none("10.0.0.1", "10.0.0.3")]}),
+            ),
+            (
+                "10.0.0.2".to_string(),
+                json!({"pairs": [ok("10.0.0.1", "10.0.0.2"), ok("10.0.0.2", "10.0.0.1")]}),
+            ),
+        ]);
+        let by_ip = BTreeMap::from([
+            ("10.0.0.1".to_string(), "a".to_string()),
+            ("10.0.0.2".to_string(), "b".to_string()),
+            ("10.0.0.3".to_string(), "c".to_string()),
+        ]);
+        let why = "the probe exited 2 without a result: error: cannot reach the API server at 10.96.0.1:443: connection refused — kube-proxy or the node's firewall";
+        let nodes = vec![
+            mc_node("a", NodeState::Reported, None, Some("10.0.0.1".into())),
+            mc_node("b", NodeState::Reported, None, Some("10.0.0.2".into())),
+            mc_node(
+                "c",
+                NodeState::Error,
+                Some(why.into()),
+                Some("10.0.0.3".into()),
+            ),
+        ];
+        let r = merge(&mc, nodes, &views, &by_ip);
+        assert_eq!(r.pairs.len(), 6, "every ordered pair of the 3 participants");
+        for p in &r.pairs {
+            let with_c = p.sender_node == "c" || p.receiver_node == "c";
+            if with_c {
+                assert_eq!(p.verdict, NOT_MEASURED, "{p:?}");
+                assert_eq!(
+                    (p.loss_pct, &p.cause),
+                    (None, &None),
+                    "no loss figure, no cause: {p:?}"
+                );
+                let reason = p.reason.as_deref().unwrap();
+                assert!(
+                    reason.contains("the probe on c gave no result")
+                        && reason.contains("connection refused"),
+                    "{reason}"
+                );
+            } else {
+                assert_eq!(
+                    (p.verdict.as_str(), p.loss_pct),
+                    ("pass", Some(0.0)),
+                    "{p:?}"
+                );
+            }
+        }
+        assert!(!r.pass, "a node without a result is no pass");
+        let mut t = Vec::new();
+        r.render_table(false, &mut t).unwrap();
+        let t = String::from_utf8(t).unwrap();
+        assert!(
+            t.contains("· c → a: not measured — the probe on c gave no result"),
+            "{t}"
+        );
+        assert!(
+            !t.contains("% loss [no-result]") && !t.contains("100.0% loss"),
+            "{t}"
+        );
+        assert!(t.contains("c: error — the probe exited 2"), "{t}");
+    }
+
+    #[test]
+    fn the_peer_list_holds_thousands_of_nodes_and_the_node_limit_is_stated() {
+        let peers: Vec<IpAddr> = (0..2000u32)
+            .map(|i| IpAddr::from([10, 244, (i / 250) as u8, (i % 250) as u8 + 1]))
+            .chain([IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, 0x1234])])
+            .collect();
+        let text = encode_peers(&peers);
+        assert!(
+            text.len() < 1 << 20,
+            "fits a ConfigMap: {} bytes",
+            text.len()
+        );
+        assert_eq!(decode_peers("cm", &text).unwrap(), peers);
+        assert!(
+            decode_peers("cm", "10.0.0.1,not-an-ip")
+                .unwrap_err()
+                .to_string()
+                .contains("not-an-ip")
+        );
+        assert_eq!(MAX_NODES, 48);
     }
 
     #[test]

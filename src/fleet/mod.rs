@@ -5,8 +5,10 @@ mod compact;
 mod mcast;
 mod pod;
 mod report;
+mod retry;
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -16,10 +18,13 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures::{StreamExt, stream};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::{
+    api::core::v1::{ConfigMap, LocalObjectReference, Namespace, Node, Pod},
+    apimachinery::pkg::apis::meta::v1::OwnerReference,
+};
 use kube::{
     Api, Client,
-    api::{DeleteParams, ListParams, LogParams, PostParams},
+    api::{DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams},
     core::ObjectMeta,
 };
 
@@ -41,8 +46,21 @@ pub const PSA_LABEL: (&str, &str) = ("pod-security.kubernetes.io/enforce", "priv
 const IN_FLIGHT: usize = 16;
 /// A pod log larger than this is cut (a node report is a few hundred KiB at most).
 const LOG_LIMIT: i64 = 8 << 20;
-/// How long one attempt to read a pod log may take.
-const LOG_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The parameters of every create and delete (kube's functions borrow them across retries).
+const CREATE: PostParams = PostParams {
+    dry_run: false,
+    field_manager: None,
+};
+const DELETE: DeleteParams = DeleteParams {
+    dry_run: false,
+    grace_period_seconds: None,
+    propagation_policy: None,
+    preconditions: None,
+};
+/// How long one attempt to read a pod log may take: the API server proxies the read to the node's
+/// kubelet, which a node firewall can make hang until the proxy's dial times out (then the
+/// termination message stands in).
+const LOG_TIME: Duration = Duration::from_secs(10);
 
 /// What `fleet check` does beyond a plain `check`'s config (kubeconfig, context, output).
 #[derive(Debug, Clone)]
@@ -52,7 +70,10 @@ pub struct FleetOptions {
     /// A label selector for the nodes.
     pub selector: Option<String>,
     pub namespace: String,
-    pub image: String,
+    /// The doctor's image per node architecture.
+    pub images: Images,
+    /// A Secret in the namespace the kubelets pull the image with.
+    pub pull_secret: Option<String>,
     /// How long pods may take to start and finish, in all.
     pub timeout: Duration,
     /// Leave the pods in place afterwards.
@@ -137,16 +158,9 @@ pub fn check(
         let (client, mut info) = client(cfg).await?;
         info.server_version = client.apiserver_version().await.ok().map(|v| v.git_version);
         let run = run_id();
-        let outcome = fan_out(&client, opts, &run, &stop, progress).await;
+        let outcome = fan_out(&client, cfg.timeout, opts, &run, &stop, progress).await;
         if !opts.keep {
-            let pods: Api<Pod> = Api::namespaced(client.clone(), &opts.namespace);
-            let lp = ListParams::default().labels(&pod::run_selector(&run));
-            if let Err(e) = pods.delete_collection(&DeleteParams::default(), &lp).await {
-                progress(&format!(
-                    "could not delete this run's pods: {}; run `k8sdoctor fleet cleanup`",
-                    api_err("delete", e)
-                ));
-            }
+            delete_run(&client, &opts.namespace, &run, progress).await;
         }
         outcome.map(|nodes| (info, run, nodes))
     });
@@ -165,18 +179,104 @@ pub fn check(
     ))
 }
 
-/// The nodes to check: `--nodes` (each must exist) or every node matching `--selector`.
-async fn select_nodes(client: &Client, opts: &FleetOptions) -> Result<Vec<Node>> {
-    let api: Api<Node> = Api::all(client.clone());
-    let mut lp = ListParams::default().limit(500);
-    if let Some(sel) = &opts.selector {
-        lp = lp.labels(sel);
+/// The container image per node architecture: `--image REF` for every architecture, or
+/// `--image amd64=REF --image arm64=REF` (the two may be combined: the plain one is the fallback).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Images {
+    any: Option<String>,
+    by_arch: std::collections::BTreeMap<String, String>,
+}
+
+impl Images {
+    /// Parses the `--image` values.
+    pub fn parse(values: &[String]) -> Result<Images> {
+        let mut images = Images::default();
+        for v in values {
+            // A reference never holds '=', so `arch=` is the only reading of one.
+            match v.split_once('=') {
+                Some((arch, r)) if !arch.is_empty() && !r.is_empty() => {
+                    if !arch.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                        bail!("--image {v:?}: {arch:?} is not an architecture (amd64, arm64, ...)");
+                    }
+                    if images.by_arch.insert(arch.into(), r.into()).is_some() {
+                        bail!("--image: two images for {arch}");
+                    }
+                }
+                Some(_) => bail!("--image {v:?}: give ARCH=REF or REF"),
+                None if images.any.is_some() => bail!("--image: two images for every architecture"),
+                None => images.any = Some(v.clone()),
+            }
+        }
+        if images.any.is_none() && images.by_arch.is_empty() {
+            bail!("--image: no image given");
+        }
+        Ok(images)
     }
+
+    /// The image for nodes of this architecture (`kubernetes.io/arch`).
+    pub fn for_arch(&self, arch: &str) -> Option<&str> {
+        self.by_arch
+            .get(arch)
+            .or(self.any.as_ref())
+            .map(String::as_str)
+    }
+
+    /// Any one of them (the dry run's).
+    fn first(&self) -> &str {
+        self.any
+            .as_deref()
+            .or_else(|| self.by_arch.values().next().map(String::as_str))
+            .unwrap_or_default()
+    }
+}
+
+/// What the run needs of one selected node (not its whole object: 2,000 nodes' worth is a lot).
+#[derive(Debug, Clone)]
+struct Picked {
+    name: String,
+    arch: String,
+    not_ready: Option<String>,
+}
+
+/// Only Linux nodes run the doctor's image (the kubelet labels every node with its OS).
+const LINUX: &str = "kubernetes.io/os=linux";
+/// Nodes per page of a list.
+const PAGE: u32 = 500;
+
+/// The nodes to check: `--nodes` (each must exist) or every Linux node matching `--selector`,
+/// listed in pages, each page retried on transient errors.
+async fn select_nodes(client: &Client, opts: &FleetOptions) -> Result<Vec<Picked>> {
+    let api: Api<Node> = Api::all(client.clone());
+    let sel = match &opts.selector {
+        Some(s) if !s.trim().is_empty() => format!("{s},{LINUX}"),
+        _ => LINUX.to_string(),
+    };
+    let mut lp = ListParams::default().limit(PAGE).labels(&sel);
+    let deadline = Instant::now() + opts.timeout;
     let mut nodes = Vec::new();
     loop {
-        let page = api.list(&lp).await.map_err(|e| api_err("list nodes", e))?;
+        let page = retry::until(deadline, || api.list(&lp))
+            .await
+            .map_err(|e| api_err("list nodes", e))?;
         let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-        nodes.extend(page.items);
+        for n in page.items {
+            let name = n.metadata.name.clone().unwrap_or_default();
+            if !opts.nodes.is_empty() && !opts.nodes.contains(&name) {
+                continue;
+            }
+            let arch = n
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("kubernetes.io/arch").cloned())
+                .or_else(|| Some(n.status.as_ref()?.node_info.as_ref()?.architecture.clone()))
+                .unwrap_or_default();
+            nodes.push(Picked {
+                not_ready: node_not_ready(&n),
+                name,
+                arch,
+            });
+        }
         match next {
             Some(c) => lp = lp.continue_token(&c),
             None => break,
@@ -186,24 +286,15 @@ async fn select_nodes(client: &Client, opts: &FleetOptions) -> Result<Vec<Node>>
         let unknown: Vec<&str> = opts
             .nodes
             .iter()
-            .filter(|n| {
-                !nodes
-                    .iter()
-                    .any(|x| x.metadata.name.as_deref() == Some(n.as_str()))
-            })
+            .filter(|n| !nodes.iter().any(|x| &x.name == *n))
             .map(String::as_str)
             .collect();
         if !unknown.is_empty() {
-            bail!("--nodes: no such node(s): {}", unknown.join(", "));
+            bail!("--nodes: no such Linux node(s): {}", unknown.join(", "));
         }
-        nodes.retain(|n| {
-            opts.nodes
-                .iter()
-                .any(|x| Some(x.as_str()) == n.metadata.name.as_deref())
-        });
     }
     if nodes.is_empty() {
-        bail!("no node matches the selection");
+        bail!("no Linux node ({LINUX}) matches the selection");
     }
     Ok(nodes)
 }
@@ -224,11 +315,27 @@ fn node_not_ready(n: &Node) -> Option<String> {
     })
 }
 
+/// Why a node gets no pod before any is created: NotReady, or no image for its architecture.
+fn cannot_run(n: &Picked, images: &Images) -> Option<String> {
+    if let Some(why) = &n.not_ready {
+        return Some(why.clone());
+    }
+    if images.for_arch(&n.arch).is_none() {
+        let arch = if n.arch.is_empty() {
+            "an unknown architecture"
+        } else {
+            &n.arch
+        };
+        return Some(format!("no image for {arch}: give --image {arch}=REF"));
+    }
+    None
+}
+
 /// Makes sure the namespace exists (created with the Pod Security label the pods need).
 async fn ensure_namespace(client: &Client, name: &str, progress: Progress<'_>) -> Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
-    if api
-        .get_opt(name)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    if retry::until(deadline, || api.get_opt(name))
         .await
         .map_err(|e| api_err(&format!("get namespace {name}"), e))?
         .is_some()
@@ -250,39 +357,288 @@ async fn ensure_namespace(client: &Client, name: &str, progress: Progress<'_>) -
     Ok(())
 }
 
-/// Deletes pods of earlier runs that have finished or outlived their deadline.
+/// Deletes, in one request, the pods of earlier runs that have finished (a pod past its
+/// activeDeadlineSeconds is failed by its kubelet, so it is swept by the next run).
 async fn sweep_stale(pods: &Api<Pod>, progress: Progress<'_>) -> Result<()> {
-    let list = pods
-        .list(&ListParams::default().labels(&managed_selector()))
-        .await
-        .map_err(|e| api_err("list earlier doctor pods", e))?;
-    let now = jiff::Timestamp::now();
-    for p in list.items {
-        let done = matches!(
-            p.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        );
-        let deadline = p
-            .spec
-            .as_ref()
-            .and_then(|s| s.active_deadline_seconds)
-            .unwrap_or(0);
-        let overdue = p
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .is_some_and(|t| (now - t.0).get_seconds() > deadline + 60);
-        if let (true, Some(name)) = (done || overdue, p.metadata.name.as_deref()) {
-            progress(&format!("deleting stale pod {name} of an earlier run"));
-            let _ = pods.delete(name, &DeleteParams::default()).await;
+    let lp = ListParams::default()
+        .labels(&managed_selector())
+        .fields("status.phase!=Pending,status.phase!=Running");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    match retry::until(deadline, || pods.delete_collection(&DELETE, &lp)).await {
+        Ok(either) => {
+            let n = either.left().map_or(0, |l| l.items.len());
+            if n > 0 {
+                progress(&format!("deleted {n} finished pod(s) of earlier runs"));
+            }
+            Ok(())
         }
+        Err(e) => Err(api_err("delete the finished pods of earlier runs", e)),
     }
-    Ok(())
 }
 
-/// Creates the pods, waits for them, and turns each node's pod into its outcome.
+/// The ConfigMap that owns every object of one run: deleting it deletes them all (the garbage
+/// collector follows the pods' ownerReferences), so a run whose CLI died is one delete away.
+async fn create_owner(
+    cms: &Api<ConfigMap>,
+    run: &str,
+    data: &[(&str, String)],
+) -> Result<OwnerReference> {
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(format!("k8sdoctor-{run}")),
+            labels: Some(
+                [
+                    (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+                    (RUN_LABEL.to_string(), run.to_string()),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let made = retry::until(deadline, || cms.create(&CREATE, &cm))
+        .await
+        .map_err(|e| api_err("create the run's ConfigMap", e))?;
+    Ok(OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: made.metadata.name.unwrap_or_default(),
+        uid: made.metadata.uid.unwrap_or_default(),
+        ..Default::default()
+    })
+}
+
+/// Deletes the run's pods (one deletecollection) and its ConfigMaps, retried; says what is left.
+async fn delete_run(client: &Client, ns: &str, run: &str, progress: Progress<'_>) {
+    let lp = ListParams::default().labels(&pod::run_selector(run));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    if let Err(e) = retry::until(deadline, || pods.delete_collection(&DELETE, &lp)).await {
+        progress(&format!(
+            "could not delete this run's pods: {}; run `k8sdoctor fleet cleanup`",
+            api_err("delete", e)
+        ));
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    for name in [format!("k8sdoctor-{run}"), mcast::peers_configmap(run)] {
+        let _ = retry::until(deadline, || async {
+            match cms.delete(&name, &DeleteParams::background()).await {
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                other => other.map(|_| ()),
+            }
+        })
+        .await;
+    }
+}
+
+/// The run's pod for a node: the template's, with the node's image, the pull secret and the owner.
+fn finish_pod(
+    mut pod: Pod,
+    image: &str,
+    opts: &FleetOptions,
+    owner: Option<&OwnerReference>,
+) -> Pod {
+    if let Some(o) = owner {
+        pod.metadata.owner_references = Some(vec![o.clone()]);
+    }
+    if let Some(spec) = pod.spec.as_mut() {
+        if let Some(s) = &opts.pull_secret {
+            spec.image_pull_secrets = Some(vec![LocalObjectReference { name: s.clone() }]);
+        }
+        for c in &mut spec.containers {
+            c.image = Some(image.to_string());
+        }
+    }
+    pod
+}
+
+/// How long an image pull may fail and back off before the node counts as absent: a registry's
+/// 429 or a slow mirror often clears within it.
+fn pull_grace(timeout: Duration) -> Duration {
+    (timeout / 3).min(Duration::from_secs(30))
+}
+
+/// A pod whose image pull fails right now (ErrImagePull, ImagePullBackOff).
+fn pulling_fails(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
+        .any(|r| matches!(r, "ErrImagePull" | "ImagePullBackOff"))
+}
+
+/// The run's pods as a watch sees them: one paged list, then a watch from its resourceVersion,
+/// re-opened when it ends or fails and re-listed when the server has compacted it away (410).
+struct RunWatch {
+    api: Api<Pod>,
+    selector: String,
+    rv: String,
+    stream: Option<futures::stream::LocalBoxStream<'static, kube::Result<WatchEvent<Pod>>>>,
+    /// Transient failures in a row (for the pause before the next try).
+    failures: u32,
+    /// Where retrying stops.
+    deadline: Instant,
+    /// How long one watch request may last (below the client's read timeout).
+    watch_secs: u32,
+    /// When the current watch was opened: one the server has not ended well past its
+    /// timeoutSeconds is dropped and opened again.
+    opened: Instant,
+}
+
+/// What the watch saw.
+enum Change {
+    Pod(Box<Pod>),
+    Gone(String),
+    /// The watch had to start over: the run's pods as listed.
+    Relisted(Vec<Pod>),
+    /// Nothing within the wait.
+    Idle,
+}
+
+impl RunWatch {
+    fn new(api: Api<Pod>, run: &str, deadline: Instant, read_timeout: Duration) -> RunWatch {
+        RunWatch {
+            api,
+            selector: pod::run_selector(run),
+            rv: String::new(),
+            stream: None,
+            failures: 0,
+            deadline,
+            watch_secs: (read_timeout.as_secs().saturating_sub(1)).clamp(1, 290) as u32,
+            opened: Instant::now(),
+        }
+    }
+
+    /// Every pod of the run, in pages, each page retried; the watch continues from here.
+    async fn list(&mut self) -> Result<Vec<Pod>> {
+        let mut lp = ListParams::default().labels(&self.selector).limit(PAGE);
+        let mut pods = Vec::new();
+        loop {
+            let page = retry::until(self.deadline, || self.api.list(&lp))
+                .await
+                .map_err(|e| api_err("list this run's pods", e))?;
+            self.rv = page.metadata.resource_version.clone().unwrap_or_default();
+            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+            pods.extend(page.items);
+            match next {
+                Some(c) => lp = lp.continue_token(&c),
+                None => break,
+            }
+        }
+        self.stream = None;
+        Ok(pods)
+    }
+
+    /// The next change, waiting at most `wait`.
+    async fn next(&mut self, wait: Duration) -> Result<Change> {
+        let until = Instant::now() + wait;
+        loop {
+            if self.opened.elapsed() > Duration::from_secs(u64::from(self.watch_secs) + 3) {
+                self.stream = None;
+            }
+            if self.stream.is_none() {
+                self.opened = Instant::now();
+                let wp = WatchParams::default()
+                    .labels(&self.selector)
+                    .timeout(self.watch_secs);
+                match self.api.watch(&wp, &self.rv).await {
+                    Ok(s) => self.stream = Some(s.boxed_local()),
+                    Err(e) => {
+                        self.failed(e, until).await?;
+                        if Instant::now() >= until {
+                            return Ok(Change::Idle);
+                        }
+                        continue;
+                    }
+                }
+            }
+            let stream = self.stream.as_mut().expect("opened above");
+            let left = until.saturating_duration_since(Instant::now());
+            let ev = match tokio::time::timeout(left, stream.next()).await {
+                Err(_) => return Ok(Change::Idle),
+                Ok(None) => {
+                    self.stream = None; // the watch's timeoutSeconds ended it: re-open
+                    continue;
+                }
+                Ok(Some(ev)) => ev,
+            };
+            let set_rv = |rv: &mut String, p: &Pod| {
+                if let Some(v) = &p.metadata.resource_version {
+                    rv.clone_from(v);
+                }
+            };
+            match ev {
+                Ok(WatchEvent::Added(p) | WatchEvent::Modified(p)) => {
+                    self.failures = 0;
+                    set_rv(&mut self.rv, &p);
+                    return Ok(Change::Pod(Box::new(p)));
+                }
+                Ok(WatchEvent::Deleted(p)) => {
+                    set_rv(&mut self.rv, &p);
+                    return Ok(Change::Gone(p.metadata.name.unwrap_or_default()));
+                }
+                Ok(WatchEvent::Bookmark(b)) => self.rv = b.metadata.resource_version,
+                Ok(WatchEvent::Error(s)) if s.code == 410 => {
+                    return Ok(Change::Relisted(self.list().await?));
+                }
+                Ok(WatchEvent::Error(s)) => {
+                    self.stream = None;
+                    self.failed(kube::Error::Api(s), until).await?;
+                }
+                Err(e) => {
+                    self.stream = None;
+                    self.failed(e, until).await?;
+                }
+            }
+        }
+    }
+
+    /// A failed watch: a 410 means re-list (on the next call), a transient error a pause, any
+    /// other error (or transient ones past the deadline) ends the run.
+    async fn failed(&mut self, e: kube::Error, until: Instant) -> Result<()> {
+        if matches!(&e, kube::Error::Api(s) if s.code == 410) {
+            self.rv.clear();
+            return Ok(());
+        }
+        match retry::classify(&e) {
+            retry::Next::Retry(after) if Instant::now() < self.deadline => {
+                let pause = retry::pause(self.failures, after);
+                self.failures += 1;
+                tokio::time::sleep_until(
+                    (Instant::now() + pause)
+                        .min(until.max(Instant::now()))
+                        .into(),
+                )
+                .await;
+                Ok(())
+            }
+            _ => Err(api_err("watch this run's pods", e)),
+        }
+    }
+}
+
+/// One node's pod while the run waits for it.
+struct Tracked {
+    node: String,
+    /// Why it is not done yet, as last seen.
+    last: String,
+    /// Since when its image pull has been failing.
+    pull_failing: Option<Instant>,
+}
+
+/// Creates the pods, watches them, and turns each node's pod into its outcome as it ends.
 async fn fan_out(
     client: &Client,
+    cfg_timeout: Duration,
     opts: &FleetOptions,
     run: &str,
     stop: &AtomicBool,
@@ -295,115 +651,221 @@ async fn fan_out(
     let template = PodTemplate {
         namespace: opts.namespace.clone(),
         run_id: run.to_string(),
-        image: opts.image.clone(),
+        image: opts.images.first().to_string(),
         args: opts.check_args.clone(),
         deadline_secs: opts.timeout.as_secs().max(1) as i64,
     };
     // A server-side dry run shows a Pod Security, webhook or quota rejection before any node is touched.
-    let first = nodes[0].metadata.name.clone().unwrap_or_default();
     let dry = PostParams {
         dry_run: true,
         ..Default::default()
     };
-    if let Err(e) = pods.create(&dry, &template.pod_for(0, &first)).await {
+    let sample = finish_pod(
+        template.pod_for(0, &nodes[0].name),
+        opts.images.first(),
+        opts,
+        None,
+    );
+    if let Err(e) = pods.create(&dry, &sample).await {
         return Err(rejected(&opts.namespace, e));
     }
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &opts.namespace);
+    let owner = create_owner(&cms, run, &[("command", "fleet check".into())]).await?;
     let mut outcomes: Vec<NodeOutcome> = Vec::new();
-    let mut waiting: Vec<(String, String)> = Vec::new(); // (node, pod)
-    // Pods are created concurrently, a bounded number in flight (an API server rate-limits a burst).
     let mut ready = Vec::new();
     for (i, n) in nodes.iter().enumerate() {
-        let name = n.metadata.name.clone().unwrap_or_default();
-        match node_not_ready(n) {
-            Some(why) => outcomes.push(absent(&name, why)),
-            None => ready.push((name.clone(), template.pod_for(i, &name))),
+        match cannot_run(n, &opts.images) {
+            Some(why) => outcomes.push(absent(&n.name, why)),
+            None => {
+                let image = opts.images.for_arch(&n.arch).unwrap_or_default();
+                ready.push((
+                    n.name.clone(),
+                    finish_pod(template.pod_for(i, &n.name), image, opts, Some(&owner)),
+                ));
+            }
         }
     }
+    let total = nodes.len();
+    drop(nodes);
+    let deadline = Instant::now() + opts.timeout + Duration::from_secs(5);
+    // Pods are created concurrently, a bounded number in flight (an API server rate-limits a burst).
     let created: Vec<_> = stream::iter(ready)
         .map(|(name, pod)| {
             let pods = pods.clone();
-            async move { (name, pods.create(&PostParams::default(), &pod).await) }
+            async move {
+                let r = retry::until(deadline, || pods.create(&CREATE, &pod)).await;
+                (name, pod.metadata.name.unwrap_or_default(), r)
+            }
         })
         .buffer_unordered(IN_FLIGHT)
         .collect()
         .await;
-    for (name, r) in created {
+    let mut waiting: HashMap<String, Tracked> = HashMap::new(); // pod name → its node
+    for (node, pod_name, r) in created {
         match r {
-            Ok(p) => waiting.push((name, p.metadata.name.unwrap_or_default())),
+            Ok(_) => {
+                waiting.insert(
+                    pod_name,
+                    Tracked {
+                        node,
+                        last: "not started yet".into(),
+                        pull_failing: None,
+                    },
+                );
+            }
+            // A retried create may find its own first try already done.
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                waiting.insert(
+                    pod_name,
+                    Tracked {
+                        node,
+                        last: "not started yet".into(),
+                        pull_failing: None,
+                    },
+                );
+            }
             Err(e) => outcomes.push(NodeOutcome {
-                name,
+                name: node,
                 state: NodeState::Error,
                 reason: Some(format!("{:#}", api_err("creating its pod failed", e))),
                 report: None,
             }),
         }
     }
-    let total = nodes.len();
     progress(&format!("{} pods created on {total} nodes", waiting.len()));
-    let deadline = Instant::now() + opts.timeout + Duration::from_secs(5);
+    let grace = pull_grace(opts.timeout);
+    let mut watch = RunWatch::new(pods.clone(), run, deadline, cfg_timeout);
+    let mut reads = tokio::task::JoinSet::new();
+    let mut said = Instant::now();
+    let mut scanned = Instant::now();
+    let mut queued: Vec<(String, String, i32, compact::Termination)> = Vec::new();
+    let mut changes: Vec<Pod> = watch.list().await?;
     let mut last_done = usize::MAX;
-    while !waiting.is_empty() {
+    // Pod events in, node outcomes out; log reads of exited pods run alongside, IN_FLIGHT at most.
+    loop {
         if stop.load(Ordering::SeqCst) {
             bail!("interrupted: the run's pods are being deleted");
         }
-        let list = pods
-            .list(&ListParams::default().labels(&pod::run_selector(run)))
-            .await
-            .map_err(|e| api_err("list this run's pods", e))?;
-        let mut still = Vec::new();
-        let mut exited = Vec::new();
-        for (node, name) in waiting {
-            let Some(p) = list
-                .items
-                .iter()
-                .find(|p| p.metadata.name.as_deref() == Some(&name))
-            else {
-                outcomes.push(NodeOutcome {
-                    name: node,
-                    state: NodeState::Error,
-                    reason: Some(format!("pod {name} disappeared before it finished")),
-                    report: None,
-                });
+        for p in changes.drain(..) {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let Some(t) = waiting.get_mut(&name) else {
                 continue;
             };
-            match pod_state(p) {
-                PodState::Waiting(why) if Instant::now() < deadline => {
-                    still.push((node, name, why))
+            let state = pod_state(&p);
+            if pulling_fails(&p) {
+                let since = *t.pull_failing.get_or_insert_with(Instant::now);
+                if since.elapsed() < grace {
+                    if let PodState::NeverRan(why) = state {
+                        t.last = why;
+                    }
+                    continue;
                 }
-                PodState::Waiting(why) => outcomes.push(absent(
-                    &node,
-                    format!("pod still not finished at the deadline ({why})"),
-                )),
-                PodState::NeverRan(why) => outcomes.push(absent(&node, why)),
-                PodState::Stopped(why) => outcomes.push(NodeOutcome {
-                    name: node,
-                    state: NodeState::Error,
-                    reason: Some(why),
-                    report: None,
-                }),
-                PodState::Exited(code) => exited.push((node, name, code, pod::termination(p))),
+            } else {
+                t.pull_failing = None;
+            }
+            match state {
+                PodState::Waiting(why) => t.last = why,
+                PodState::NeverRan(why) => {
+                    let t = waiting.remove(&name).expect("present");
+                    outcomes.push(absent(&t.node, why));
+                }
+                PodState::Stopped(why) => {
+                    let t = waiting.remove(&name).expect("present");
+                    outcomes.push(NodeOutcome {
+                        name: t.node,
+                        state: NodeState::Error,
+                        reason: Some(why),
+                        report: None,
+                    });
+                }
+                PodState::Exited(code) => {
+                    let t = waiting.remove(&name).expect("present");
+                    queued.push((t.node, name, code, pod::termination(&p)));
+                }
             }
         }
-        let read: Vec<NodeOutcome> = stream::iter(exited)
-            .map(|(node, name, code, term)| {
-                let pods = pods.clone();
-                async move { read_back(&pods, node, &name, code, &term).await }
+        // Pulls that kept failing past the grace, and pods still not done at the deadline (looked
+        // for a few times a second, not at every event).
+        let now = Instant::now();
+        let scan = now.duration_since(scanned) >= Duration::from_millis(250);
+        if scan {
+            scanned = now;
+        }
+        let expired: Vec<String> = waiting
+            .iter()
+            .filter(|_| scan)
+            .filter(|(_, t)| {
+                now >= deadline || t.pull_failing.is_some_and(|s| s.elapsed() >= grace)
             })
-            .buffer_unordered(IN_FLIGHT)
-            .collect()
-            .await;
-        outcomes.extend(read);
-        let done = total - still.len();
-        if done != last_done {
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in expired {
+            let t = waiting.remove(&name).expect("present");
+            let why = if t.pull_failing.is_some() && now < deadline {
+                t.last
+            } else {
+                format!("pod still not finished at the deadline ({})", t.last)
+            };
+            outcomes.push(absent(&t.node, why));
+        }
+        while reads.len() < IN_FLIGHT
+            && let Some((node, name, code, term)) = queued.pop()
+        {
+            let pods = pods.clone();
+            // A task of its own, so the read goes on while the loop waits on the watch.
+            reads.spawn(async move { read_back(&pods, node, &name, code, &term).await });
+        }
+        let done = total - waiting.len() - reads.len() - queued.len();
+        if done != last_done && (done == total || said.elapsed() >= Duration::from_secs(1)) {
             progress(&format!("{done} of {total} nodes done"));
             last_done = done;
+            said = Instant::now();
         }
-        waiting = still.into_iter().map(|(n, p, _)| (n, p)).collect();
-        if !waiting.is_empty() {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        if waiting.is_empty() && reads.is_empty() && queued.is_empty() {
+            break;
+        }
+        // Wake for a pod change, a finished log read, or the clock (Ctrl-C, grace, deadline).
+        let tick = Duration::from_millis(250);
+        if waiting.is_empty() {
+            if let Ok(Some(r)) = tokio::time::timeout(tick, reads.join_next()).await {
+                outcomes.push(r.context("a log read failed")?);
+            }
+        } else {
+            match watch.next(tick).await? {
+                Change::Pod(p) => changes.push(*p),
+                Change::Relisted(all) => {
+                    let names: std::collections::HashSet<String> =
+                        all.iter().filter_map(|p| p.metadata.name.clone()).collect();
+                    gone(&mut waiting, &mut outcomes, |n| !names.contains(n));
+                    changes = all;
+                }
+                Change::Gone(name) => gone(&mut waiting, &mut outcomes, |n| n == name),
+                Change::Idle => {}
+            }
+        }
+        while let Some(r) = reads.try_join_next() {
+            outcomes.push(r.context("a log read failed")?);
         }
     }
     Ok(outcomes)
+}
+
+/// Pods deleted from outside before they finished (`fleet cleanup` from another shell, say).
+fn gone(
+    waiting: &mut HashMap<String, Tracked>,
+    outcomes: &mut Vec<NodeOutcome>,
+    is_gone: impl Fn(&str) -> bool,
+) {
+    let names: Vec<String> = waiting.keys().filter(|n| is_gone(n)).cloned().collect();
+    for name in names {
+        let t = waiting.remove(&name).expect("present");
+        outcomes.push(NodeOutcome {
+            name: t.node,
+            state: NodeState::Error,
+            reason: Some(format!("pod {name} disappeared before it finished")),
+            report: None,
+        });
+    }
 }
 
 fn absent(node: &str, why: String) -> NodeOutcome {
@@ -415,32 +877,37 @@ fn absent(node: &str, why: String) -> NodeOutcome {
     }
 }
 
-/// A pod's log (its container's output), capped. Each attempt is bounded and a failed one is
-/// tried once more: the API server proxies the read to the node's kubelet, which a node firewall
-/// can make hang until the proxy's dial times out.
+/// A pod's log (its container's output): capped at [`LOG_LIMIT`], each try bounded by
+/// [`LOG_TIME`], a transient failure tried once more.
 async fn read_log(pods: &Api<Pod>, pod: &str) -> Result<String> {
     let lp = LogParams {
         container: Some(pod::CONTAINER.into()),
         limit_bytes: Some(LOG_LIMIT),
         ..Default::default()
     };
-    let mut last = anyhow!("reading the pod log failed");
-    for attempt in 0..2 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+    let once = || async {
+        match tokio::time::timeout(LOG_TIME, pods.logs(pod, &lp)).await {
+            Ok(r) => r.map_err(|e| {
+                let again = matches!(retry::classify(&e), retry::Next::Retry(_));
+                (again, api_err("reading the pod log failed", e))
+            }),
+            Err(_) => Err((
+                true,
+                anyhow!(
+                    "reading the pod log failed: no end within {}s",
+                    LOG_TIME.as_secs()
+                ),
+            )),
         }
-        match tokio::time::timeout(LOG_READ_TIMEOUT, pods.logs(pod, &lp)).await {
-            Ok(Ok(log)) => return Ok(log),
-            Ok(Err(e)) => last = api_err("reading the pod log failed", e),
-            Err(_) => {
-                last = anyhow!(
-                    "reading the pod log failed: no answer in {} s",
-                    LOG_READ_TIMEOUT.as_secs()
-                )
-            }
+    };
+    match once().await {
+        Ok(l) => Ok(l),
+        Err((true, _)) => {
+            tokio::time::sleep(retry::pause(0, None)).await;
+            once().await.map_err(|(_, e)| e)
         }
+        Err((false, e)) => Err(e),
     }
-    Err(last)
 }
 
 /// A node whose pod exited: its report from the log (exit 0 or 1), or the error it printed; when
@@ -499,7 +966,7 @@ fn rejected(namespace: &str, e: kube::Error) -> anyhow::Error {
     } else if msg.contains("admission webhook") {
         format!("exempt namespace {namespace} from the webhook, or use --namespace")
     } else if s.code == 403 {
-        "grant the permissions in deploy/clusterrole.yaml to the user of the kubeconfig".to_string()
+        "grant the permissions in deploy/rbac.yaml (ClusterRole and Role k8sdoctor-fleet) to the user of the kubeconfig".to_string()
     } else {
         "see the message above".to_string()
     };
@@ -522,16 +989,9 @@ pub fn multicast(
     let result = rt.block_on(async {
         let (client, _) = client(cfg).await?;
         let run = run_id();
-        let r = mcast::fan_out(&client, opts, mc, &run, &stop, progress).await;
+        let r = mcast::fan_out(&client, cfg.timeout, opts, mc, &run, &stop, progress).await;
         if !opts.keep {
-            let pods: Api<Pod> = Api::namespaced(client.clone(), &opts.namespace);
-            let lp = ListParams::default().labels(&pod::run_selector(&run));
-            if let Err(e) = pods.delete_collection(&DeleteParams::default(), &lp).await {
-                progress(&format!(
-                    "could not delete this run's pods: {}; run `k8sdoctor fleet cleanup`",
-                    api_err("delete", e)
-                ));
-            }
+            delete_run(&client, &opts.namespace, &run, progress).await;
         }
         r
     });
@@ -546,25 +1006,24 @@ pub fn cleanup(cfg: &Config, namespace: &str) -> Result<usize> {
         let (client, _) = client(cfg).await?;
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
         let lp = ListParams::default().labels(&managed_selector());
-        let n = pods
-            .list(&lp)
+        // One deletecollection; the server answers with what it deleted.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let n = retry::until(deadline, || pods.delete_collection(&DELETE, &lp))
             .await
-            .map_err(|e| api_err("list doctor pods", e))?
-            .items
-            .len();
-        if n > 0 {
-            pods.delete_collection(&DeleteParams::default(), &lp)
-                .await
-                .map_err(|e| api_err("delete doctor pods", e))?;
-        }
-        // Participant lists of multicast runs that were interrupted.
-        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, namespace);
-        if let Ok(list) = cms.list(&lp).await {
-            for cm in list.items {
-                if let Some(name) = cm.metadata.name {
-                    let _ = cms.delete(&name, &DeleteParams::default()).await;
-                }
-            }
+            .map_err(|e| api_err("delete doctor pods", e))?
+            .left()
+            .map_or(0, |l| l.items.len());
+        // The runs' owner and participant ConfigMaps (a real cluster's garbage collector then
+        // deletes whatever their pods left).
+        let cms: Api<ConfigMap> = Api::namespaced(client, namespace);
+        if let Err(e) = cms
+            .delete_collection(&DeleteParams::background(), &lp)
+            .await
+        {
+            crate::core::stderr::note(&format!(
+                "could not delete the doctor's ConfigMaps: {}",
+                api_err("delete", e)
+            ));
         }
         Ok::<_, anyhow::Error>(n)
     });

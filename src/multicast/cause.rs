@@ -119,7 +119,19 @@ pub fn diagnose(p: &PairObs, l: &Local) -> Cause {
         )
         .evidence(format!("{s} is configured on this node ({} lists it)", l.iface_name));
     }
-    if p.sent.is_none() || (p.unicast_sent > 0 && p.unicast_received == 0) {
+    // A cause rests on something observed: no report from the sender and no unicast probe is
+    // nothing measured, not a unicast failure ("0 of 0 answered").
+    if p.sent.is_none() && !(p.unicast_sent > 0 && p.unicast_received == 0) {
+        return Cause::new(
+            "no-result",
+            format!(
+                "no report from {s}: its probe never said what it sent, so this pair was not measured \
+                 ({} of {} unicast probes to {s} answered)",
+                p.unicast_received, p.unicast_sent
+            ),
+        );
+    }
+    if p.unicast_sent > 0 && p.unicast_received == 0 {
         let mut c = Cause::new(
             "unicast",
             format!(
@@ -289,7 +301,25 @@ pub fn diagnose(p: &PairObs, l: &Local) -> Cause {
         }
         return c;
     }
-    let mut c = if p.main.received == 0 {
+    let unread = match (&l.before.firewall, &l.after.firewall) {
+        (Err(e), _) | (_, Err(e)) => Some(e.to_string()),
+        _ => None,
+    };
+    let mut c = if let Some(why) = unread {
+        // Without the rules, "nothing explains it" would be a claim the probe cannot make.
+        Cause::new(
+            "unknown",
+            format!(
+                "{} from {s}, and the firewall could not be read: {why} — a rule on this node may \
+                 drop them; give the probe CAP_NET_ADMIN or read the rules on the node",
+                if p.main.received == 0 {
+                    "no datagram arrived"
+                } else {
+                    "datagrams were lost"
+                }
+            ),
+        )
+    } else if p.main.received == 0 {
         Cause::new(
             "unknown",
             format!(
@@ -463,7 +493,23 @@ mod tests {
                 &l
             )
             .code,
-            "unicast"
+            "no-result",
+            "unicast answers: no unicast cause"
+        );
+        let nothing = diagnose(
+            &PairObs {
+                sent: None,
+                unicast_sent: 0,
+                unicast_received: 0,
+                ..p.clone()
+            },
+            &l,
+        );
+        assert_eq!(nothing.code, "no-result", "0 of 0 is no observation");
+        assert!(
+            !nothing.message.contains("unicast fails"),
+            "{}",
+            nothing.message
         );
 
         let mut st2 = state();

@@ -148,9 +148,27 @@ pub fn read_counters() -> Result<Vec<RuleCounter>, String> {
         }
     }
     if out.is_empty() && errors.len() == 3 {
+        if !net_admin() {
+            return Err(format!("no CAP_NET_ADMIN ({})", errors.join("; ")));
+        }
         return Err(errors.join("; "));
     }
     Ok(out)
+}
+
+/// Whether this process holds CAP_NET_ADMIN (bit 12 of `CapEff`), which reading rules needs.
+fn net_admin() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))?
+                .trim()
+                .to_string();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << 12) != 0)
 }
 
 /// A dropping rule whose counter grew during the probe.

@@ -100,6 +100,7 @@ pub struct Scenario {
     tls_fault: Option<TlsFault>,
     workloads: Option<Arc<dyn Workloads>>,
     faults: Vec<ApiFault>,
+    request_faults: Vec<RequestFault>,
 }
 
 /// How a faulted request is answered.
@@ -219,7 +220,12 @@ fn labels(pairs: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
 /// A node with its kubelet/kube-proxy version and Ready condition (`reason`/`message` when not ready).
 pub fn node(name: &str, version: &str, ready: bool, control_plane: bool) -> Node {
     let mut m = meta(name, None);
-    let mut l = vec![("kubernetes.io/hostname", name)];
+    // The kubelet labels every node with its OS and architecture.
+    let mut l = vec![
+        ("kubernetes.io/hostname", name),
+        ("kubernetes.io/os", "linux"),
+        ("kubernetes.io/arch", "amd64"),
+    ];
     if control_plane {
         l.push(("node-role.kubernetes.io/control-plane", ""));
     }
@@ -453,6 +459,7 @@ impl Scenario {
             tls_fault: None,
             workloads: None,
             faults: Vec::new(),
+            request_faults: Vec::new(),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             s = s.with(Namespace {
@@ -799,6 +806,10 @@ struct State {
     log: Arc<Mutex<Vec<String>>>,
     conns: Arc<AtomicUsize>,
     held: Mutex<Vec<TcpStream>>,
+    /// How often each of the scenario's request faults has fired.
+    fault_hits: Mutex<Vec<u32>>,
+    /// The pods of the workloads as a watch sees them (see [`WatchCache`]).
+    watch: Mutex<WatchCache>,
     /// (group/version, plural) → indices into the objects, sorted by (namespace, name): a list
     /// walks only its own kind, in order (50,000 nodes would otherwise be filtered and sorted per page).
     index: BTreeMap<(String, String), Vec<usize>>,
@@ -873,6 +884,8 @@ impl ApiServer {
             ids.sort_by(|&a, &b| (&o[a].namespace, &o[a].name).cmp(&(&o[b].namespace, &o[b].name)));
         }
         let state = Arc::new(State {
+            fault_hits: Mutex::new(vec![0; scenario.request_faults.len()]),
+            watch: Mutex::new(WatchCache::default()),
             index,
             tls: (!scenario.blackhole).then(|| Arc::new(tls)),
             scenario,
@@ -1164,6 +1177,15 @@ fn serve_conn(state: &State, tcp: TcpStream) {
                 &body,
             ),
         };
+        if code == STREAM_WATCH {
+            state
+                .log
+                .lock()
+                .unwrap()
+                .push(format!("{user} {method} {target} 200"));
+            stream_watch(state, &mut tls, &target);
+            return;
+        }
         state
             .log
             .lock()
@@ -1181,14 +1203,20 @@ fn serve_conn(state: &State, tcp: TcpStream) {
             404 => "Not Found",
             409 => "Conflict",
             422 => "Unprocessable Entity",
+            405 => "Method Not Allowed",
             429 => "Too Many Requests",
             500 => "Internal Server Error",
             503 => "Service Unavailable",
-            _ => "Method Not Allowed",
+            _ => "Error",
+        };
+        let retry_after = if code == 429 && extra.is_empty() {
+            "Retry-After: 1\r\n"
+        } else {
+            ""
         };
         let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let head = format!(
-            "HTTP/1.1 {code} {reason}\r\nAudit-Id: {}\r\nCache-Control: no-cache, private\r\nContent-Type: application/json\r\nDate: {date}\r\nContent-Length: {}\r\n{extra}{}\r\n",
+            "HTTP/1.1 {code} {reason}\r\nAudit-Id: {}\r\nCache-Control: no-cache, private\r\nContent-Type: application/json\r\nDate: {date}\r\n{retry_after}Content-Length: {}\r\n{extra}{}\r\n",
             state.log.lock().unwrap().len(),
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
@@ -1329,9 +1357,22 @@ fn respond(
         }
         None => "system:anonymous".to_string(),
     };
+    if let Some(fault) = take_fault(state, method, path) {
+        return (fault.0, fault.1, user);
+    }
     if let Some(w) = &s.workloads
         && user != "system:anonymous"
     {
+        if let Some(ns) = pods_collection(path)
+            && method == "GET"
+        {
+            if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+                return (STREAM_WATCH, Vec::new(), user);
+            }
+            if let Some((code, body)) = list_pods(state, w.as_ref(), ns, &q, &user) {
+                return (code, body, user);
+            }
+        }
         let req = Request {
             method,
             path,
@@ -1668,4 +1709,339 @@ fn table(plural: &str, page: &[&Stored], list_meta: Value) -> Value {
         })
         .collect();
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "columnDefinitions": columns, "rows": rows})
+}
+
+// ---- Faults on chosen requests, and a watch of the workloads' pods (fleet control loop) ----
+
+/// A scripted failure: the first `times` requests whose method is `method` and whose path contains
+/// `path` are answered with `code` (429 carries `Retry-After: 1`, as the API server's max-in-flight
+/// filter sends it) instead of being served.
+#[derive(Clone)]
+struct RequestFault {
+    method: String,
+    path: String,
+    code: u16,
+    times: u32,
+}
+
+impl Scenario {
+    /// Answers the first `times` `method` requests whose path contains `path` with `code` (429 or
+    /// 503, say) and a Status body; later ones are served normally.
+    pub fn fail(mut self, method: &str, path: &str, code: u16, times: u32) -> Scenario {
+        self.request_faults.push(RequestFault {
+            method: method.into(),
+            path: path.into(),
+            code,
+            times,
+        });
+        self
+    }
+}
+
+fn take_fault(state: &State, method: &str, path: &str) -> Option<(u16, Vec<u8>)> {
+    let mut hits = state.fault_hits.lock().unwrap();
+    let (i, f) = state
+        .scenario
+        .request_faults
+        .iter()
+        .enumerate()
+        .find(|(i, f)| f.method == method && path.contains(&f.path) && hits[*i] < f.times)?;
+    hits[i] += 1;
+    let (reason, msg) = match f.code {
+        429 => (
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+        ),
+        503 => (
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request",
+        ),
+        _ => (
+            "InternalError",
+            "an error on the server has prevented the request",
+        ),
+    };
+    let details = (f.code == 429).then(|| json!({"retryAfterSeconds": 1}));
+    Some((f.code, status(f.code, reason, msg, details)))
+}
+
+/// Set as the status of [`respond`]'s answer when the request is a watch to stream.
+const STREAM_WATCH: u16 = 0;
+/// Events a watch can resume from; older resourceVersions get 410 Gone, as after etcd compaction.
+const WATCH_HISTORY: usize = 20_000;
+
+/// `/api/v1/namespaces/NS/pods` → NS.
+fn pods_collection(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/api/v1/namespaces/")?;
+    let (ns, tail) = rest.split_once('/')?;
+    (tail == "pods").then_some(ns)
+}
+
+/// The workloads' pods with resourceVersions the server gives them: every change it sees (by
+/// polling the workloads, which keep no history) is one event with the next resourceVersion.
+#[derive(Default)]
+struct WatchCache {
+    rv: u64,
+    /// (namespace, name) → (resourceVersion, object).
+    pods: BTreeMap<(String, String), (u64, Value)>,
+    /// (resourceVersion, type, namespace, object), oldest first.
+    events: std::collections::VecDeque<(u64, &'static str, String, Value)>,
+    /// Events at or below this resourceVersion are gone (compacted).
+    compacted: u64,
+    /// Paged lists being read: id → (resourceVersion, the filtered items).
+    snapshots: BTreeMap<u64, (u64, Vec<Value>)>,
+    lists: u64,
+}
+
+impl WatchCache {
+    /// Folds the namespace's current pods in, recording what changed.
+    fn sync(&mut self, ns: &str, now: Vec<Value>) {
+        let mut seen = std::collections::BTreeSet::new();
+        for mut p in now {
+            let name = p["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let key = (ns.to_string(), name);
+            seen.insert(key.clone());
+            p["metadata"]["resourceVersion"] = Value::Null;
+            let kind = match self.pods.get(&key) {
+                Some((_, old)) if *old == p => continue,
+                Some(_) => "MODIFIED",
+                None => "ADDED",
+            };
+            self.rv += 1;
+            self.pods.insert(key, (self.rv, p.clone()));
+            self.push(self.rv, kind, ns, p);
+        }
+        let gone: Vec<(String, String)> = self
+            .pods
+            .keys()
+            .filter(|k| k.0 == ns && !seen.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some((_, p)) = self.pods.remove(&key) {
+                self.rv += 1;
+                self.push(self.rv, "DELETED", ns, p);
+            }
+        }
+    }
+
+    fn push(&mut self, rv: u64, kind: &'static str, ns: &str, obj: Value) {
+        self.events.push_back((rv, kind, ns.to_string(), obj));
+        while self.events.len() > WATCH_HISTORY {
+            if let Some((old, ..)) = self.events.pop_front() {
+                self.compacted = old;
+            }
+        }
+    }
+}
+
+fn with_rv(mut obj: Value, rv: u64) -> Value {
+    obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+    obj
+}
+
+/// Asks the workloads for every pod of the namespace and folds them into the watch cache.
+fn sync_pods(state: &State, w: &dyn Workloads, ns: &str, user: &str) -> Option<()> {
+    let path = format!("/api/v1/namespaces/{ns}/pods");
+    let q = BTreeMap::new();
+    // Held across the read, so two syncs never fold in snapshots out of order.
+    let mut cache = state.watch.lock().unwrap();
+    let (code, body) = w.handle(&Request {
+        method: "GET",
+        path: &path,
+        query: &q,
+        body: &[],
+        user,
+    })?;
+    if code != 200 {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&body).ok()?;
+    let items = v["items"].as_array().cloned().unwrap_or_default();
+    cache.sync(ns, items);
+    Some(())
+}
+
+fn labels_match(obj: &Value, sel: Option<&String>) -> bool {
+    let Some(sel) = sel else { return true };
+    sel.split(',').filter(|t| !t.trim().is_empty()).all(|t| {
+        let l = &obj["metadata"]["labels"];
+        match t.split_once("!=") {
+            Some((k, v)) => l[k.trim()].as_str() != Some(v.trim()),
+            None => match t.split_once('=') {
+                Some((k, v)) => l[k.trim()].as_str() == Some(v.trim_start_matches('=').trim()),
+                None => l.get(t.trim()).is_some(),
+            },
+        }
+    })
+}
+
+/// A list of the workloads' pods as kube-apiserver answers it: the label selector applied, paged
+/// by `limit`/`continue`, the list's resourceVersion the one a watch resumes from.
+fn list_pods(
+    state: &State,
+    w: &dyn Workloads,
+    ns: &str,
+    q: &BTreeMap<String, String>,
+    user: &str,
+) -> Option<(u16, Vec<u8>)> {
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|&l| l > 0)
+        .unwrap_or(usize::MAX);
+    // A paged list is one snapshot: later pages come from the first page's state and carry its
+    // resourceVersion, as etcd serves them.
+    let (id, start) = match q.get("continue").filter(|c| !c.is_empty()) {
+        None => {
+            sync_pods(state, w, ns, user)?;
+            let mut cache = state.watch.lock().unwrap();
+            let items: Vec<Value> = cache
+                .pods
+                .iter()
+                .filter(|(k, (_, p))| k.0 == ns && labels_match(p, q.get("labelSelector")))
+                .map(|(_, (rv, p))| with_rv(p.clone(), *rv))
+                .collect();
+            cache.lists += 1;
+            let (id, rv) = (cache.lists, cache.rv);
+            cache.snapshots.insert(id, (rv, items));
+            (id, 0)
+        }
+        Some(c) => match c
+            .strip_prefix("pods-continue-")
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(i, o)| Some((i.parse::<u64>().ok()?, o.parse::<usize>().ok()?)))
+        {
+            Some(io) => io,
+            None => {
+                let msg = "continue key is not valid: illegal base64 data";
+                return Some((400, status(400, "BadRequest", msg, None)));
+            }
+        },
+    };
+    let mut cache = state.watch.lock().unwrap();
+    let Some((rv, items)) = cache.snapshots.get(&id) else {
+        let msg = "The provided continue parameter is too old to display a consistent list result.";
+        return Some((410, status(410, "Expired", msg, None)));
+    };
+    let rv = *rv;
+    let end = start.saturating_add(limit).min(items.len());
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if end < items.len() {
+        meta["continue"] = json!(format!("pods-continue-{id}-{end}"));
+        meta["remainingItemCount"] = json!(items.len() - end);
+    }
+    let page = &items[start.min(end)..end];
+    let body = json!({"kind": "PodList", "apiVersion": "v1", "metadata": meta, "items": page});
+    if end >= items.len() {
+        cache.snapshots.remove(&id);
+    }
+    Some((200, serde_json::to_vec(&body).unwrap()))
+}
+
+fn write_chunk(tls: &mut impl Write, data: &[u8]) -> bool {
+    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    tls.write_all(&out).and_then(|_| tls.flush()).is_ok()
+}
+
+/// A watch of the workloads' pods as kube-apiserver streams it: HTTP/1.1 chunked, one JSON event
+/// per line (`ADDED`/`MODIFIED`/`DELETED`, `BOOKMARK` each idle second when asked for, an `ERROR`
+/// with a 410 Status when the resourceVersion is compacted away), ending after `timeoutSeconds`.
+fn stream_watch(state: &State, tls: &mut impl Write, target: &str) {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let q = query_params(query);
+    let (Some(ns), Some(w)) = (pods_collection(path), state.scenario.workloads.as_ref()) else {
+        return;
+    };
+    let head = "HTTP/1.1 200 OK\r\nCache-Control: no-cache, private\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    if tls.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(1800)
+        .min(1800);
+    let until = std::time::Instant::now() + Duration::from_secs(timeout);
+    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
+    let sel = q.get("labelSelector");
+    let _ = sync_pods(state, w.as_ref(), ns, "system:apiserver");
+    // Where to start: after the given resourceVersion, or (none or "0") with the current pods as ADDED.
+    let mut sent = match q.get("resourceVersion").and_then(|r| r.parse::<u64>().ok()) {
+        Some(rv) if rv > 0 => {
+            let c = state.watch.lock().unwrap();
+            if rv < c.compacted {
+                let msg = format!(
+                    "too old resource version: {rv} ({})",
+                    c.compacted.saturating_add(1)
+                );
+                let ev = json!({"type": "ERROR", "object": serde_json::from_slice::<Value>(&status(410, "Expired", &msg, None)).unwrap()});
+                drop(c);
+                let mut line = serde_json::to_vec(&ev).unwrap();
+                line.push(b'\n');
+                let _ = write_chunk(tls, &line) && write_chunk(tls, b"");
+                return;
+            }
+            rv
+        }
+        _ => {
+            let c = state.watch.lock().unwrap();
+            let mut out = Vec::new();
+            for ((pns, _), (rv, p)) in &c.pods {
+                if pns == ns && labels_match(p, sel) {
+                    let ev = json!({"type": "ADDED", "object": with_rv(p.clone(), *rv)});
+                    out.extend(serde_json::to_vec(&ev).unwrap());
+                    out.push(b'\n');
+                }
+            }
+            let rv = c.rv;
+            drop(c);
+            if !out.is_empty() && !write_chunk(tls, &out) {
+                return;
+            }
+            rv
+        }
+    };
+    let mut idle = std::time::Instant::now();
+    while std::time::Instant::now() < until && !state.stop.load(Ordering::SeqCst) {
+        let mut out = Vec::new();
+        {
+            let c = state.watch.lock().unwrap();
+            for (rv, kind, pns, obj) in c.events.iter().filter(|e| e.0 > sent) {
+                if pns == ns && labels_match(obj, sel) {
+                    let ev = json!({"type": kind, "object": with_rv(obj.clone(), *rv)});
+                    out.extend(serde_json::to_vec(&ev).unwrap());
+                    out.push(b'\n');
+                }
+            }
+            sent = c.rv;
+        }
+        if bookmarks && out.is_empty() && idle.elapsed() >= Duration::from_secs(1) {
+            let ev = json!({"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
+                "metadata": {"resourceVersion": sent.to_string()}}});
+            out = serde_json::to_vec(&ev).unwrap();
+            out.push(b'\n');
+        }
+        if !out.is_empty() {
+            idle = std::time::Instant::now();
+            if !write_chunk(tls, &out) {
+                return;
+            }
+        }
+        thread::sleep(Duration::from_millis(50));
+        let _ = sync_pods(state, w.as_ref(), ns, "system:apiserver");
+    }
+    let _ = write_chunk(tls, b"");
+}
+
+impl ApiServer {
+    /// Every request whose path contains `part`, as logged (`USER METHOD /path?query STATUS`).
+    pub fn requests_to(&self, part: &str) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.contains(part))
+            .collect()
+    }
 }
