@@ -82,12 +82,12 @@ impl Netns {
     /// socket) live in the namespace and can then be used from any thread.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         std::thread::scope(|s| {
-            s.spawn(|| {
+            let h = s.spawn(|| {
                 enter_netns(&self.name);
                 f()
-            })
-            .join()
-            .expect("thread in netns panicked")
+            });
+            // A scoped handle: same as harness::join, keeping the helper's panic message.
+            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
         })
     }
 
@@ -187,6 +187,12 @@ impl Switch {
     }
 }
 
+/// Whether the running kernel routes multicast (CONFIG_IP_MROUTE): only then does every network
+/// namespace have /proc/net/ip_mr_vif, and MRT_INIT works (without it, ENOPROTOOPT).
+pub fn kernel_routes_multicast() -> bool {
+    std::path::Path::new("/proc/net/ip_mr_vif").exists()
+}
+
 /// A minimal static multicast router (what smcroute does): kernel multicast routing in a namespace,
 /// with virtual interfaces and (source, group) → outgoing interfaces entries. Forwarding stops
 /// when it is dropped (closing the MRT_INIT socket clears the table).
@@ -239,7 +245,7 @@ impl MulticastRouter {
             .collect();
         let name = ns.name.clone();
         // setns changes only the calling thread, so the socket is made in a thread of its own.
-        let sock = std::thread::spawn(move || {
+        let sock = harness::join(std::thread::spawn(move || {
             enter_netns(&name);
             let set = |name: i32, p: *const libc::c_void, len: usize, fd: i32| {
                 // SAFETY: p points at a live, fully initialised struct of `len` bytes.
@@ -263,7 +269,24 @@ impl MulticastRouter {
                 );
                 let sock = OwnedFd::from_raw_fd(fd);
                 let one: i32 = 1;
-                set(MRT_INIT, (&one as *const i32).cast(), 4, fd);
+                let r = libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_IP,
+                    MRT_INIT,
+                    (&one as *const i32).cast(),
+                    4,
+                );
+                if r != 0
+                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOPROTOOPT)
+                {
+                    harness::kernel_lacks("multicast routing (CONFIG_IP_MROUTE)");
+                }
+                assert_eq!(
+                    r,
+                    0,
+                    "setsockopt MRT_INIT: {}",
+                    std::io::Error::last_os_error()
+                );
                 for (i, ifindex) in indexes.iter().enumerate() {
                     let v = VifCtl {
                         vifi: i as u16,
@@ -302,9 +325,7 @@ impl MulticastRouter {
                 );
                 sock
             }
-        })
-        .join()
-        .unwrap();
+        }));
         MulticastRouter { _sock: sock }
     }
 }
