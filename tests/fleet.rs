@@ -15,7 +15,7 @@ use support::{
     apiserver::{ApiServer, Scenario},
     bin, fixtures,
     harness::require,
-    kubelet::{Fault, NodeSpec, ProcessKubelet},
+    kubelet::{Fault, NodeSpec, ProcessKubelet, drop_udp_port, overlay_cluster},
 };
 
 const TOOLS: &[&str] = &["ip"];
@@ -329,27 +329,19 @@ fn ctrl_c_deletes_the_runs_pods() {
 fn multicast_across_four_nodes_names_the_node_whose_pods_drop_the_group() {
     require(&["ip", "iptables-restore"]);
     let ok = host("ubuntu2204-kubeadm-healthy");
-    let drop_group = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p udp -m udp --dport 4700 -j DROP\nCOMMIT\n";
-    let k = Arc::new(
+    let drop_group = drop_udp_port(4700);
+    let (k, cp, server) = overlay_cluster(
         ProcessKubelet::new(
             bin(),
             vec![
                 NodeSpec::new("n1", &ok),
                 NodeSpec::new("n2", &ok),
-                NodeSpec::new("n3", &ok).pod_rules(drop_group),
+                NodeSpec::new("n3", &ok).pod_rules(&drop_group),
                 NodeSpec::new("n4", &ok),
             ],
         )
         .pod_network(),
     );
-    // The API server and the CLI sit on the overlay too, so pods reach the API as in a cluster.
-    let (cp, ip) = k.overlay_host(1);
-    let server = ApiServer::start_in_at(
-        k.scenario(Scenario::empty()),
-        &cp,
-        format!("{ip}:6443").parse().unwrap(),
-    );
-    k.set_api(server.addr(), &server.ca.pem);
     let tmp = tempfile::tempdir().unwrap();
     let kc = server.kubeconfig(tmp.path());
     let out = cp
