@@ -394,6 +394,30 @@ pub fn enter_netns(name: &str) {
     assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
 }
 
+/// A pinned older kubectl client, `kubectl.1.<minor>`: on PATH (where `.ci/run` puts the one it
+/// installs), else beside the binary the `kubectl` on PATH resolves to (Google Cloud SDK's layout);
+/// the test is not run (ignored with the reason, or failed when privileged tests are required)
+/// without one. Returns its path and the version it reports (`v1.27.1`).
+pub fn kubectl_minor(minor: u32) -> (PathBuf, String) {
+    let name = format!("kubectl.1.{minor}");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let on_path = std::env::split_paths(&path).map(|d| d.join(&name));
+    let beside = std::env::split_paths(&path)
+        .map(|d| d.join("kubectl"))
+        .filter_map(|k| std::fs::canonicalize(k).ok())
+        .filter_map(|k| Some(k.parent()?.join(&name)));
+    let Some(found) = on_path.chain(beside).find(|p| p.is_file()) else {
+        harness::not_run(format!("needs {name} (bash .ci/run installs it)"));
+    };
+    let o = sh(&[found.to_str().unwrap(), "version", "--client", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("kubectl version JSON");
+    let version = v["clientVersion"]["gitVersion"]
+        .as_str()
+        .expect("clientVersion.gitVersion")
+        .to_string();
+    (found, version)
+}
+
 /// `shared/vendor/<sub>` (reference tool sources) beside the repository or one level up (a worktree).
 pub fn vendor(sub: &str) -> Option<PathBuf> {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
