@@ -472,7 +472,34 @@ fn overwrite(ex: &Example, stdout: &str) {
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
 }
 
-/// Every relative link of README.md and docs/ names a file or directory that exists.
+/// The anchors GitHub gives a page's headings: lowercase, punctuation other than `-` and `_`
+/// dropped, spaces as `-`.
+fn anchors(page: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(page) else {
+        return Vec::new();
+    };
+    let mut in_fence = false;
+    text.lines()
+        .filter(|l| {
+            if l.starts_with("```") {
+                in_fence = !in_fence;
+            }
+            !in_fence && l.starts_with('#')
+        })
+        .map(|l| {
+            l.trim_start_matches('#')
+                .trim()
+                .to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect()
+        })
+        .collect()
+}
+
+/// Every relative link of README.md and docs/ names a file or directory that exists, and a heading
+/// of that page when it names an anchor.
 fn every_relative_link_resolves() {
     let mut broken = Vec::new();
     for page in pages() {
@@ -499,15 +526,18 @@ fn every_relative_link_resolves() {
                 let Some(end) = rest.find(')') else { continue };
                 let target = rest[..end].split_whitespace().next().unwrap_or("");
                 let target = target.trim_matches(|c| c == '<' || c == '>');
-                if target.is_empty()
-                    || target.starts_with('#')
-                    || target.contains("://")
-                    || target.starts_with("mailto:")
-                {
+                if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
                     continue;
                 }
-                let file = target.split('#').next().unwrap();
-                if !page.parent().unwrap().join(file).exists() {
+                let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+                let path = match file {
+                    "" => page.clone(),
+                    f => page.parent().unwrap().join(f),
+                };
+                let anchor_missing = !anchor.is_empty()
+                    && path.extension().is_some_and(|e| e == "md")
+                    && !anchors(&path).iter().any(|a| a == anchor);
+                if !path.exists() || anchor_missing {
                     broken.push(format!("{}:{}: {target}", rel(&page), n + 1));
                 }
             }
