@@ -87,7 +87,7 @@ fn ours(a: &Netns, b: &Netns, secs: f64) -> Throughput {
     let (st, out, _) = run_measured(tx);
     assert!(st.success(), "send failed: {out}");
     let tx: Value = serde_json::from_str(&out).unwrap();
-    let (_, out, rss) = rx.join().unwrap();
+    let (_, out, rss) = rx.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
     let rx: Value = serde_json::from_str(&out).unwrap();
     Throughput {
         sent: tx["sent"].as_u64().unwrap(),
@@ -147,7 +147,7 @@ fn iperf(a: &Netns, b: &Netns, secs: f64) -> Throughput {
                 .ok()
         })
         .unwrap_or(0);
-    let (_, out, rss) = rx.join().unwrap();
+    let (_, out, rss) = rx.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
     // CSV: ...,interval,bytes,bps,jitter,lost,total,pct,outoforder
     let f: Vec<&str> = out.lines().last().unwrap_or("").split(',').collect();
     let bytes: u64 = f

@@ -335,7 +335,7 @@ fn bare_run_on_this_machine_finishes_with_known_statuses() {
 }
 
 #[test]
-fn list_explain_and_the_readme_table_agree_with_the_catalog() {
+fn list_explain_and_docs_checks_md_agree_with_the_catalog() {
     let out = k8sdoctor().args(["list", "-o", "json"]).output().unwrap();
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     let ids: Vec<&str> = list
@@ -355,20 +355,28 @@ fn list_explain_and_the_readme_table_agree_with_the_catalog() {
             .stdout,
     )
     .unwrap();
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme
-        .find("<!-- checks:start -->\n")
-        .expect("README check table start marker")
-        + 22;
-    let end = readme
-        .find("<!-- checks:end -->")
-        .expect("README check table end marker");
-    assert_eq!(
-        &readme[start..end],
-        md,
-        "README's check table is stale: paste `k8sdoctor list -o markdown` between the markers"
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/checks.md")).unwrap();
+    assert!(
+        page == md,
+        "docs/checks.md is stale: run `cargo run -- list -o markdown > docs/checks.md`"
     );
+    // Every id has its own section with what it looks for, the symptom, the fix and kubeadm's name.
+    for id in &ids {
+        let section = page
+            .split(&format!("\n## `{id}`\n"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("docs/checks.md has no section for {id}"));
+        let section = section.split("\n## ").next().unwrap();
+        for field in [
+            "**Looks for:**",
+            "**Symptom:**",
+            "**Fix:**",
+            "**kubeadm preflight name:**",
+        ] {
+            assert!(section.contains(field), "{id}: {field}");
+        }
+    }
 
     let out = k8sdoctor()
         .args(["explain", "SWAP.ACTIVE"])

@@ -78,8 +78,8 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
         status: ExitStatus::from_raw(status),
         wall: t.elapsed(),
         maxrss_kib: ru.ru_maxrss,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
+        stdout: support::harness::join(out),
+        stderr: support::harness::join(err),
     }
 }
 

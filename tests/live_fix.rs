@@ -22,7 +22,11 @@ use std::{
 };
 
 use serde_json::Value;
-use support::{Netns, bin, harness::require, in_netns, veth};
+use support::{
+    Netns, bin,
+    harness::{join, require},
+    in_netns, veth,
+};
 
 /// Hides this machine's saved firewall rules from the commands that follow, in their mount namespace only.
 const PRIVATE_RULES_FILES: &str = r#"
@@ -144,7 +148,7 @@ const SERVER: &str = "10.213.7.1";
 
 /// One bounded connection attempt from the client namespace to the kubelet port; `Ok` when a byte came back.
 fn connect(client: &Netns) -> Result<(), String> {
-    in_netns(client, || {
+    join(in_netns(client, || {
         let addr: SocketAddr = format!("{SERVER}:10250").parse().unwrap();
         let mut s =
             TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| e.to_string())?;
@@ -154,9 +158,7 @@ fn connect(client: &Netns) -> Result<(), String> {
         (b == *b"ok")
             .then_some(())
             .ok_or_else(|| format!("got {b:?}"))
-    })
-    .join()
-    .unwrap()
+    }))
 }
 
 /// `k8sdoctor ARGS` inside the server namespace and a private mount namespace without this machine's rules files.
@@ -294,7 +296,7 @@ fn kubelet_port_is_opened(setup: impl Fn(&Netns), listing: fn(&Netns) -> Vec<Str
     assert!(!listing(&server).iter().any(|r| r.contains("10250")));
     assert!(connect(&client).is_err());
     stop.store(true, Ordering::SeqCst);
-    listener.join().unwrap();
+    join(listener);
 }
 
 fn the_firewall_fix_opens_the_kubelet_port_on_centos7_rules() {

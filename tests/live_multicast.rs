@@ -590,6 +590,10 @@ fn strict_rp_filter_is_named_when_the_route_back_uses_another_interface() {
 
 fn ttl_1_does_not_cross_a_multicast_router_but_ttl_8_does() {
     require(&["ip", "sysctl"]);
+    support::harness::require_kernel(
+        "multicast routing (CONFIG_IP_MROUTE)",
+        support::kernel_routes_multicast,
+    );
     let (sw1, sw2) = (Switch::new("mc"), Switch::new("mc"));
     let (a, b, r) = (Netns::new("mc"), Netns::new("mc"), Netns::new("mc"));
     sw1.plug(&a, "10.66.16.2/24");
@@ -958,8 +962,45 @@ fn our_msend_link_to_real_mreceive_shows_text_numbers_and_the_gap() {
     );
 }
 
+/// A kernel feature that is missing makes a test "ignored, kernel lacks ...", also when privileged
+/// tests are required (CI sets K8SDOCTOR_PRIVILEGED_TESTS=1 and runs this).
+fn a_missing_kernel_feature_is_ignored_with_the_reason() {
+    let o = support::harness::outcome(|| {
+        support::harness::require_kernel("a feature (CONFIG_NOT_SET)", || false);
+        unreachable!("require_kernel returned without the feature");
+    });
+    match o {
+        Ok(libtest_mimic::Completion::Ignored { reason }) => assert_eq!(
+            reason.as_deref(),
+            Some("kernel lacks a feature (CONFIG_NOT_SET)")
+        ),
+        Ok(_) => panic!("the test ran"),
+        Err(e) => panic!("the test failed: {:?}", e.message()),
+    }
+    // Present: the test goes on.
+    assert!(support::harness::outcome(|| support::harness::require_kernel("x", || true)).is_ok());
+}
+
+/// A helper thread's panic fails the test with the helper's own message, not `Any { .. }`.
+fn a_helper_threads_panic_keeps_its_message() {
+    let o = support::harness::outcome(|| {
+        support::harness::join(thread::spawn(|| panic!("helper says {}", 42)));
+    });
+    let e = o.err().expect("the helper's panic fails the test");
+    assert_eq!(e.message(), Some("helper says 42"));
+    // A helper that finds the kernel lacking stops the test as not run, as the test itself would.
+    let o = support::harness::outcome(|| {
+        support::harness::join(thread::spawn(|| support::harness::kernel_lacks("y")));
+    });
+    assert!(
+        matches!(o, Ok(libtest_mimic::Completion::Ignored { reason: Some(ref r) }) if r == "kernel lacks y")
+    );
+}
+
 fn main() {
     support::harness::main(vec![
+        trial!(a_missing_kernel_feature_is_ignored_with_the_reason),
+        trial!(a_helper_threads_panic_keeps_its_message),
         trial!(two_participants_pass_with_no_loss),
         trial!(four_participants_pass_with_no_loss),
         trial!(a_firewall_drop_fails_the_pairs_into_it_and_names_the_rule),

@@ -4,7 +4,10 @@
 //!
 //! A file lists its tests in `main` (`harness::main(vec![trial!(name), ...])`); a test calls
 //! [`require`] (or [`require_tools`]) where it needs something, which unwinds out of the test — running
-//! the `Drop` of whatever it had set up — when the prerequisite is missing.
+//! the `Drop` of whatever it had set up — when the prerequisite is missing. A kernel built without a
+//! feature ([`require_kernel`]) is different: no script can install it, so that test is ignored with
+//! the reason even under `K8SDOCTOR_PRIVILEGED_TESTS=1`. A test joins its helper threads with
+//! [`join`], so a helper's panic (or its "not run") reaches the report with its message.
 
 use std::{
     any::Any,
@@ -62,6 +65,30 @@ pub fn require_tools(tools: &[&str]) {
     }
 }
 
+/// A test that needs a feature of the running kernel (`what`, e.g. "multicast routing
+/// (CONFIG_IP_MROUTE)"), present when `present()` says so; otherwise it stops here as not run, with
+/// the reason, whatever K8SDOCTOR_PRIVILEGED_TESTS says.
+pub fn require_kernel(what: &str, present: impl FnOnce() -> bool) {
+    if !present() {
+        kernel_lacks(what);
+    }
+}
+
+/// Stops the test as not run because the kernel lacks `what` (ignored even when privileged tests
+/// are required: a kernel feature is not a package CI could install).
+pub fn kernel_lacks(what: &str) -> ! {
+    panic::panic_any(NotRun(format!("kernel lacks {what}")))
+}
+
+/// Joins a helper thread; its panic goes on unwinding in this thread with the same payload, so the
+/// test fails with the helper's own message (or is not run, when the helper found a prerequisite
+/// missing) rather than with `Any { .. }`.
+pub fn join<T>(handle: std::thread::JoinHandle<T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|payload| panic::resume_unwind(payload))
+}
+
 fn message(payload: &(dyn Any + Send)) -> String {
     payload
         .downcast_ref::<String>()
@@ -70,17 +97,21 @@ fn message(payload: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "the test panicked".to_string())
 }
 
-/// One test of the file: a panic fails it, [`require`] turns it into "ignored, <reason>".
+/// Runs one test body: a panic fails it with the panic's message, [`require`] and its kin turn it
+/// into "ignored, <reason>".
+pub fn outcome(f: impl FnOnce()) -> Result<Completion, Failed> {
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(()) => Ok(Completion::Completed),
+        Err(p) => match p.downcast_ref::<NotRun>() {
+            Some(NotRun(reason)) => Ok(Completion::ignored_with(reason)),
+            None => Err(Failed::from(message(&*p))),
+        },
+    }
+}
+
+/// One test of the file, run through [`outcome`].
 pub fn trial(name: &str, f: fn()) -> Trial {
-    Trial::ignorable_test(name, move || {
-        match panic::catch_unwind(AssertUnwindSafe(f)) {
-            Ok(()) => Ok(Completion::Completed),
-            Err(p) => match p.downcast_ref::<NotRun>() {
-                Some(NotRun(reason)) => Ok(Completion::ignored_with(reason)),
-                None => Err(Failed::from(message(&*p))),
-            },
-        }
-    })
+    Trial::ignorable_test(name, move || outcome(f))
 }
 
 /// `trial!(name)`: the trial for the function `name`, under its own name.

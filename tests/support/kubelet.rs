@@ -47,7 +47,7 @@ use serde_json::{Value, json};
 
 use super::{
     Netns, Switch,
-    apiserver::{Request, Scenario, Workloads, node, status},
+    apiserver::{ApiServer, Request, Scenario, Workloads, node, status},
 };
 
 /// The bearer token the kubelet mounts into pods that use a service account.
@@ -1833,4 +1833,25 @@ pub fn userland_image(tools: &[&str]) -> tempfile::TempDir {
         }
     }
     img
+}
+
+/// iptables-restore input for a pod namespace that drops UDP to `port` (a multicast group's).
+pub fn drop_udp_port(port: u16) -> String {
+    format!(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p udp -m udp --dport {port} -j DROP\nCOMMIT\n"
+    )
+}
+
+/// A cluster on the pod network: the API server (an empty scenario plus these nodes) and the CLI
+/// sit on the overlay too, in the namespace returned, so pods reach the API as in a cluster.
+pub fn overlay_cluster(k: ProcessKubelet) -> (Arc<ProcessKubelet>, Netns, ApiServer) {
+    let k = Arc::new(k);
+    let (cp, ip) = k.overlay_host(1);
+    let server = ApiServer::start_in_at(
+        k.scenario(Scenario::empty()),
+        &cp,
+        format!("{ip}:6443").parse().unwrap(),
+    );
+    k.set_api(server.addr(), &server.ca.pem);
+    (k, cp, server)
 }

@@ -85,12 +85,12 @@ impl Netns {
     /// socket) live in the namespace and can then be used from any thread.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         std::thread::scope(|s| {
-            s.spawn(|| {
+            let h = s.spawn(|| {
                 enter_netns(&self.name);
                 f()
-            })
-            .join()
-            .expect("thread in netns panicked")
+            });
+            // A scoped handle: same as harness::join, keeping the helper's panic message.
+            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
         })
     }
 
@@ -217,6 +217,12 @@ impl Switch {
     }
 }
 
+/// Whether the running kernel routes multicast (CONFIG_IP_MROUTE): only then does every network
+/// namespace have /proc/net/ip_mr_vif, and MRT_INIT works (without it, ENOPROTOOPT).
+pub fn kernel_routes_multicast() -> bool {
+    std::path::Path::new("/proc/net/ip_mr_vif").exists()
+}
+
 /// A minimal static multicast router (what smcroute does): kernel multicast routing in a namespace,
 /// with virtual interfaces and (source, group) → outgoing interfaces entries. Forwarding stops
 /// when it is dropped (closing the MRT_INIT socket clears the table).
@@ -269,7 +275,7 @@ impl MulticastRouter {
             .collect();
         let name = ns.name.clone();
         // setns changes only the calling thread, so the socket is made in a thread of its own.
-        let sock = std::thread::spawn(move || {
+        let sock = harness::join(std::thread::spawn(move || {
             enter_netns(&name);
             let set = |name: i32, p: *const libc::c_void, len: usize, fd: i32| {
                 // SAFETY: p points at a live, fully initialised struct of `len` bytes.
@@ -293,7 +299,24 @@ impl MulticastRouter {
                 );
                 let sock = OwnedFd::from_raw_fd(fd);
                 let one: i32 = 1;
-                set(MRT_INIT, (&one as *const i32).cast(), 4, fd);
+                let r = libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_IP,
+                    MRT_INIT,
+                    (&one as *const i32).cast(),
+                    4,
+                );
+                if r != 0
+                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOPROTOOPT)
+                {
+                    harness::kernel_lacks("multicast routing (CONFIG_IP_MROUTE)");
+                }
+                assert_eq!(
+                    r,
+                    0,
+                    "setsockopt MRT_INIT: {}",
+                    std::io::Error::last_os_error()
+                );
                 for (i, ifindex) in indexes.iter().enumerate() {
                     let v = VifCtl {
                         vifi: i as u16,
@@ -332,9 +355,7 @@ impl MulticastRouter {
                 );
                 sock
             }
-        })
-        .join()
-        .unwrap();
+        }));
         MulticastRouter { _sock: sock }
     }
 }
@@ -401,6 +422,30 @@ pub fn enter_netns(name: &str) {
     // SAFETY: setns on a descriptor this thread owns; it changes only this thread's namespace.
     let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
     assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
+}
+
+/// A pinned older kubectl client, `kubectl.1.<minor>`: on PATH (where `.ci/run` puts the one it
+/// installs), else beside the binary the `kubectl` on PATH resolves to (Google Cloud SDK's layout);
+/// the test is not run (ignored with the reason, or failed when privileged tests are required)
+/// without one. Returns its path and the version it reports (`v1.27.1`).
+pub fn kubectl_minor(minor: u32) -> (PathBuf, String) {
+    let name = format!("kubectl.1.{minor}");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let on_path = std::env::split_paths(&path).map(|d| d.join(&name));
+    let beside = std::env::split_paths(&path)
+        .map(|d| d.join("kubectl"))
+        .filter_map(|k| std::fs::canonicalize(k).ok())
+        .filter_map(|k| Some(k.parent()?.join(&name)));
+    let Some(found) = on_path.chain(beside).find(|p| p.is_file()) else {
+        harness::not_run(format!("needs {name} (bash .ci/run installs it)"));
+    };
+    let o = sh(&[found.to_str().unwrap(), "version", "--client", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("kubectl version JSON");
+    let version = v["clientVersion"]["gitVersion"]
+        .as_str()
+        .expect("clientVersion.gitVersion")
+        .to_string();
+    (found, version)
 }
 
 /// `shared/vendor/<sub>` (reference tool sources) beside the repository or one level up (a worktree).
