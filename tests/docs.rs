@@ -239,14 +239,33 @@ fn place(setup: &str) -> Place {
         // Three nodes, each a network namespace whose pods see that node's fixture root.
         "fleet" => {
             require(&["ip"]);
-            let k = Arc::new(ProcessKubelet::new(
-                bin(),
-                vec![
-                    NodeSpec::new("cp1", host("centos7-seed-broken")),
-                    NodeSpec::new("w1", host("ubuntu2204-kubeadm-healthy")),
-                    NodeSpec::new("w2", host("debian12-tricky")),
-                ],
-            ));
+            // The pods run the image's own root (its iptables/nft read the node's live rules).
+            let k = Arc::new(
+                ProcessKubelet::new(
+                    bin(),
+                    vec![
+                        // cp1's running ruleset is what its saved file says (the guide's CentOS 7
+                        // node); each node has its NIC on the node network.
+                        NodeSpec::new("cp1", host("centos7-seed-broken"))
+                            .nic("192.168.1.2/24")
+                            .node_rules(
+                                &std::fs::read_to_string(
+                                    host("centos7-seed-broken").join("etc/sysconfig/iptables"),
+                                )
+                                .unwrap(),
+                            ),
+                        // The pods read each node's network sysctls live (--live-network): the
+                        // namespaces hold what the fixtures' /proc/sys says is running.
+                        NodeSpec::new("w1", host("ubuntu2204-kubeadm-healthy"))
+                            .nic("192.168.1.3/24")
+                            .sysctl("net.ipv4.ip_forward", "1"),
+                        NodeSpec::new("w2", host("debian12-tricky"))
+                            .nic("192.168.1.4/24")
+                            .sysctl("net.ipv4.ip_forward", "1"),
+                    ],
+                )
+                .image_root(support::image::rootfs()),
+            );
             let server = ApiServer::start(k.scenario(Scenario::empty()));
             conf(&server);
             Place {
@@ -269,6 +288,7 @@ fn place(setup: &str) -> Place {
                         NodeSpec::new("n3", &ok).pod_rules(&drop_group),
                     ],
                 )
+                .image_root(support::image::rootfs())
                 .pod_network(),
             );
             conf(&server);
