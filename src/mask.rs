@@ -290,7 +290,11 @@ fn mask_keyed(s: &str) -> String {
             i += n;
             continue;
         }
-        if value_end > value_start {
+        // A boolean is a setting, never a credential (`--anonymous-auth=false`): kept as it is.
+        let boolean = ["true", "false"]
+            .iter()
+            .any(|w| s[value_start..value_end].eq_ignore_ascii_case(w));
+        if value_end > value_start && !boolean {
             out.push_str(&s[copied..value_start]);
             out.push_str(STARS);
             copied = value_end;
@@ -463,6 +467,15 @@ impl<W: Write> Drop for MaskedWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_boolean_setting_is_not_a_secret() {
+        assert_eq!(
+            mask_secrets("kube-apiserver --anonymous-auth=false --token=abc123"),
+            format!("kube-apiserver --anonymous-auth=false --token={STARS}")
+        );
+        assert_eq!(mask_secrets("auth: xyz"), format!("auth: {STARS}"));
+    }
 
     #[test]
     fn masks_the_guides_token_everywhere_in_a_line() {
