@@ -22,7 +22,7 @@ use std::{
 };
 
 use pathrs::{Root, flags::OpenFlags};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
 use super::{
@@ -40,6 +40,8 @@ const MAX_DIR_ENTRIES: usize = 100_000;
 /// Under any other root every path resolves chroot-like inside it (`openat2(RESOLVE_IN_ROOT)` through
 /// `pathrs`, which walks with `O_PATH` on kernels without openat2): absolute symlinks resolve against the
 /// root and `..` stops at it, so nothing outside the root is ever opened.
+pub use super::tape::{CmdError, FileStat};
+
 #[derive(Debug, Clone)]
 pub struct Host {
     /// The root as the operator gave it (for messages).
@@ -635,17 +637,6 @@ impl Host {
     }
 }
 
-/// What `stat` says of a host file, for the checks that judge ownership and permissions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileStat {
-    pub uid: u32,
-    pub gid: u32,
-    /// Permission bits (`0o600`).
-    pub mode: u32,
-    pub is_file: bool,
-    pub is_dir: bool,
-}
-
 impl Host {
     /// Owner, mode and kind of a file (links followed); a missing file is `Ok(None)`.
     pub fn stat(&self, abs: &str) -> Result<Option<FileStat>, FactError> {
@@ -681,30 +672,6 @@ impl Host {
             Err(e) => Err(FactError::Unreadable(format!("cannot stat {abs}: {e}"))),
         }
     }
-}
-
-/// Why a command gave no usable output.
-#[derive(Debug, Error, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CmdError {
-    #[error("{0} is not installed (not found in PATH)")]
-    NotFound(String),
-    #[error("{0} did not finish within {1:?}")]
-    Timeout(String, Duration),
-    #[error("{program} exited with {code}: {stderr}")]
-    Failed {
-        program: String,
-        code: String,
-        stderr: String,
-    },
-    #[error("cannot run {0}: {1}")]
-    Spawn(String, String),
-    #[error(
-        "{program} was refused access ({said}): run k8sdoctor as root (in a container, root with CAP_NET_ADMIN)"
-    )]
-    NeedsRoot { program: String, said: String },
-    #[error("{0}: {nib}", nib = tape::NOT_IN_BUNDLE)]
-    NotInBundle(String),
 }
 
 /// Whether a tool's complaint means it lacked privilege (iptables-save, nft, ss ... say it in

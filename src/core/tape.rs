@@ -2,20 +2,20 @@
 //! stats, commands, probes) as a [`Call`] and its [`Answer`], recorded by source while a run gathers
 //! (`check --bundle`) or replayed in place of the host (`check --from-bundle`). What is recorded is
 //! masked first, and the recording run is handed the masked answer too, so the run that wrote a bundle
-//! and every replay of it see the same inputs.
+//! and every replay of it see the same inputs. The answers' own types (a file's stat, a command's
+//! error) live here, so the host and its tape depend one way.
 
 use std::{
     cell::RefCell,
     collections::{BTreeMap, BTreeSet, HashMap},
     sync::Mutex,
+    time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
-use super::{
-    facts::{Fact, FactError},
-    host::{CmdError, FileStat},
-};
+use super::facts::{Fact, FactError};
 use crate::mask::mask_secrets;
 
 /// The source name inputs read outside any source are recorded under: the role, stage and host block.
@@ -265,6 +265,41 @@ impl Replay {
 /// A replayed call with no recorded answer.
 pub fn absent() -> FactError {
     FactError::Missing(NOT_IN_BUNDLE.into())
+}
+
+/// What `stat` says of a host file, for the checks that judge ownership and permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStat {
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits (`0o600`).
+    pub mode: u32,
+    pub is_file: bool,
+    pub is_dir: bool,
+}
+
+/// Why a command gave no usable output.
+#[derive(Debug, Error, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CmdError {
+    #[error("{0} is not installed (not found in PATH)")]
+    NotFound(String),
+    #[error("{0} did not finish within {1:?}")]
+    Timeout(String, Duration),
+    #[error("{program} exited with {code}: {stderr}")]
+    Failed {
+        program: String,
+        code: String,
+        stderr: String,
+    },
+    #[error("cannot run {0}: {1}")]
+    Spawn(String, String),
+    #[error(
+        "{program} was refused access ({said}): run k8sdoctor as root (in a container, root with CAP_NET_ADMIN)"
+    )]
+    NeedsRoot { program: String, said: String },
+    #[error("{0}: {nib}", nib = NOT_IN_BUNDLE)]
+    NotInBundle(String),
 }
 
 #[cfg(test)]
