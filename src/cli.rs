@@ -14,7 +14,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use k8sdoctor::{
     core::{
         catalog::Entry,
-        check::{Role, Status},
+        check::{DynCheck, Role, Status},
         config::{Config, Format, RoleChoice, Selection},
         stage::{Stage, StageChoice},
     },
@@ -673,9 +673,11 @@ impl From<RoleArg> for RoleChoice {
 }
 
 impl CheckArgs {
-    fn into_config(self) -> Result<Config> {
+    /// The run's config, and the run-time checks of its `--policy` files.
+    fn into_config(self) -> Result<(Config, Vec<DynCheck>)> {
         let timeout = duration("--timeout", self.timeout, Unit::Secs)?;
-        Ok(self.report.into_config(Config {
+        let extra = self.policy.load()?.checks();
+        let cfg = self.report.into_config(Config {
             root: self.root,
             role: self.role.into(),
             stage: self.stage.into(),
@@ -692,10 +694,10 @@ impl CheckArgs {
             live_network: self.live_network,
             bundle: self.bundle,
             from_bundle: self.from_bundle,
-            extra_checks: self.policy.load()?.checks(),
             termination_log: self.termination_log,
             ..Config::default()
-        }))
+        });
+        Ok((cfg, extra))
     }
 }
 
@@ -783,7 +785,7 @@ fn manifests_command(a: ManifestsArgs) -> Result<Command> {
 
 /// What to run, in the library's plain terms.
 pub enum Command {
-    Check(Config),
+    Check(Config, Vec<DynCheck>),
     List {
         format: Format,
         color: bool,
@@ -835,8 +837,14 @@ impl Cli {
     /// The one conversion from flags to what the library runs (bad values are errors, exit 2).
     pub fn into_command(self) -> Result<Command> {
         Ok(match self.command {
-            None => Command::Check(self.check.into_config()?),
-            Some(Cmd::Check(args)) => Command::Check(args.into_config()?),
+            None => {
+                let (cfg, extra) = self.check.into_config()?;
+                Command::Check(cfg, extra)
+            }
+            Some(Cmd::Check(args)) => {
+                let (cfg, extra) = args.into_config()?;
+                Command::Check(cfg, extra)
+            }
             Some(Cmd::List {
                 output,
                 no_color,

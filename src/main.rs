@@ -89,7 +89,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
     // Every byte of output goes through the masking layer (it flushes on drop too).
     let mut out = MaskedWriter::new(io::stdout().lock());
     match cmd {
-        Command::Check(cfg) => emit(&k8sdoctor::bundle::run_check(&cfg)?, &cfg),
+        Command::Check(cfg, extra) => emit(&k8sdoctor::bundle::run_check(&cfg, &extra)?, &cfg),
         Command::List {
             format,
             color,

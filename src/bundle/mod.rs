@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 
 use crate::{
     core::{
+        check::DynCheck,
         config::Config,
         engine,
         host::Host,
@@ -28,11 +29,11 @@ use crate::{
 pub use reader::{Bundle, BundleError};
 
 /// Runs `check` as the config says: plain, recording a bundle, or replaying one.
-pub fn run_check(cfg: &Config) -> Result<Report> {
+pub fn run_check(cfg: &Config, extra: &[DynCheck]) -> Result<Report> {
     match (&cfg.from_bundle, &cfg.bundle) {
-        (Some(b), _) => replay(cfg, b),
-        (None, Some(b)) => record(cfg, b),
-        (None, None) => engine::run(cfg),
+        (Some(b), _) => replay(cfg, extra, b),
+        (None, Some(b)) => record(cfg, extra, b),
+        (None, None) => engine::run_with(cfg, extra),
     }
 }
 
@@ -53,13 +54,9 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 /// Runs the checks on the host while recording every input, writes the bundle, hands back the report.
-pub fn record(cfg: &Config, path: &Path) -> Result<Report> {
+pub fn record(cfg: &Config, extra: &[DynCheck], path: &Path) -> Result<Report> {
     let rec = Arc::new(Recorder::default());
-    let mut host = Host::new(&cfg.root).context("cannot read host files")?;
-    if cfg.live_network {
-        host = host.with_live_network();
-    }
-    let host = host.recording(rec.clone());
+    let host = engine::host_of(cfg)?.recording(rec.clone());
     let now = created_at();
     let created = rfc3339(now);
     // The report and the recording share one clock, to the second, so a replay judges alike.
@@ -69,7 +66,7 @@ pub fn record(cfg: &Config, path: &Path) -> Result<Report> {
     )
     .map(SystemTime::from)
     .unwrap_or(now);
-    let (report, facts) = engine::run_on(cfg, &host, now)?;
+    let (report, facts) = engine::run_on(cfg, extra, &host, now)?;
     let header = writer::Header {
         created_at: created,
         command_line: mask_secrets(&std::env::args().collect::<Vec<_>>().join(" ")),
@@ -94,7 +91,7 @@ pub fn record(cfg: &Config, path: &Path) -> Result<Report> {
 }
 
 /// Evaluates the checks again from a bundle: the same sources, answered by the recording.
-pub fn replay(cfg: &Config, path: &Path) -> Result<Report> {
+pub fn replay(cfg: &Config, extra: &[DynCheck], path: &Path) -> Result<Report> {
     let b = reader::open(path).with_context(|| format!("--from-bundle {}", path.display()))?;
     let now = jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%:z", &b.manifest.created_at)
         .or_else(|_| b.manifest.created_at.parse::<jiff::Timestamp>())
@@ -103,5 +100,5 @@ pub fn replay(cfg: &Config, path: &Path) -> Result<Report> {
         .with_context(|| format!("--from-bundle {}", path.display()))?;
     let cfg = b.manifest.config.apply(cfg);
     let host = Host::replaying(&b.manifest.recorded, Arc::new(b.replay));
-    engine::run_on(&cfg, &host, now).map(|(r, _)| r)
+    engine::run_on(&cfg, extra, &host, now).map(|(r, _)| r)
 }

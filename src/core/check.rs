@@ -100,14 +100,7 @@ impl std::fmt::Debug for CheckDef {
 /// A check's pure rule as a value: a built-in's `fn`, or a closure holding a run-time check's data.
 pub type Rule = Arc<dyn Fn(&Facts, &Ctx) -> Outcome + Send + Sync>;
 
-/// A host input a run-time check reads through its sources, beyond what built-in checks read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
-    /// A sysctl key, read now (`/proc/sys`) and as persisted for boot (sysctl.d).
-    Sysctl(String),
-    /// An absolute file path under the root.
-    File(String),
-}
+pub use super::config::Input;
 
 /// A check made at run time rather than compiled in (a site policy's entries): it carries its own
 /// catalog entry, so `list`, `explain`, `--only`/`--skip` and the report treat it like a built-in.

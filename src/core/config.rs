@@ -5,6 +5,15 @@ use std::{path::PathBuf, time::Duration};
 use super::status::{Role, Status};
 
 /// Which role to check for.
+/// A host input a run-time check reads through its sources, beyond what built-in checks read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A sysctl key, read now (`/proc/sys`) and as persisted for boot (sysctl.d).
+    Sysctl(String),
+    /// An absolute file path under the root.
+    File(String),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoleChoice {
     Auto,
@@ -83,8 +92,9 @@ pub struct Config {
     pub bundle: Option<PathBuf>,
     /// `--from-bundle FILE`: evaluate from a recorded bundle instead of the host.
     pub from_bundle: Option<PathBuf>,
-    /// Checks added at run time (`--policy` files), run beside the built-in ones.
-    pub extra_checks: Vec<super::check::DynCheck>,
+    /// The host inputs of the run-time checks (`--policy`) that run: set by the engine, read by their
+    /// sources. (The checks themselves travel beside the config: they hold rules over the facts.)
+    pub extra_inputs: Vec<Input>,
     /// `check --termination-log FILE`: also write the compact report there (fleet check pods).
     pub termination_log: Option<PathBuf>,
 }
@@ -109,7 +119,7 @@ impl Default for Config {
             live_network: false,
             bundle: None,
             from_bundle: None,
-            extra_checks: Vec::new(),
+            extra_inputs: Vec::new(),
             termination_log: None,
         }
     }

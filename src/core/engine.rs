@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 
 use super::{
     catalog,
-    check::{CheckDef, Ctx, Finding, Outcome, Role, Status},
+    check::{CheckDef, Ctx, DynCheck, Finding, Outcome, Role, Status},
     config::{Config, RoleChoice},
     facts::FactError,
     host::Host,
@@ -130,21 +130,37 @@ struct Planned<'a> {
 
 /// Runs `check`: the whole flow from config to report.
 pub fn run(cfg: &Config) -> Result<Report> {
-    run_with_facts(cfg).map(|(report, _)| report)
+    run_with(cfg, &[])
+}
+
+/// Like [`run`], with run-time checks (`--policy`) beside the built-in ones.
+pub fn run_with(cfg: &Config, extra: &[DynCheck]) -> Result<Report> {
+    run_on(cfg, extra, &host_of(cfg)?, SystemTime::now()).map(|(report, _)| report)
+}
+
+/// The host the config names: its root, with the network read live under `--live-network`.
+pub fn host_of(cfg: &Config) -> Result<Host> {
+    let host = Host::new(&cfg.root).context("cannot read host files")?;
+    Ok(if cfg.live_network {
+        host.with_live_network()
+    } else {
+        host
+    })
 }
 
 /// Like [`run`], and also hands back the gathered facts (for `fix`, whose planners read the same facts the checks did).
 pub fn run_with_facts(cfg: &Config) -> Result<(Report, Facts)> {
-    let mut host = Host::new(&cfg.root).context("cannot read host files")?;
-    if cfg.live_network {
-        host = host.with_live_network();
-    }
-    run_on(cfg, &host, SystemTime::now())
+    run_on(cfg, &[], &host_of(cfg)?, SystemTime::now())
 }
 
 /// The run on a given host (one that records, or a recording), with `now` as the checks' clock (a
 /// replay judges expiry as of the recording).
-pub fn run_on(cfg: &Config, host: &Host, now: SystemTime) -> Result<(Report, Facts)> {
+pub fn run_on(
+    cfg: &Config,
+    extra: &[DynCheck],
+    host: &Host,
+    now: SystemTime,
+) -> Result<(Report, Facts)> {
     let started = now;
     let clock = Instant::now();
     // Built-in checks with their catalog entries, then the run-time ones (site policies), alike.
@@ -156,7 +172,7 @@ pub fn run_on(cfg: &Config, host: &Host, now: SystemTime) -> Result<(Report, Fac
                 .unwrap_or_else(|| panic!("check {} has no catalog entry", c.id)),
             run: &c.run,
         })
-        .chain(cfg.extra_checks.iter().map(|d| Planned {
+        .chain(extra.iter().map(|d| Planned {
             id: &d.entry.id,
             needs: d.needs,
             entry: &d.entry,
@@ -209,9 +225,11 @@ pub fn run_on(cfg: &Config, host: &Host, now: SystemTime) -> Result<(Report, Fac
     }
     // Sources read the inputs of the run-time checks that run, and only of those.
     let mut gather_cfg = cfg.clone();
-    gather_cfg
-        .extra_checks
-        .retain(|d| d.entry.applies_to(role) && selection.selects(&d.entry.id));
+    gather_cfg.extra_inputs = extra
+        .iter()
+        .filter(|d| d.entry.applies_to(role) && selection.selects(&d.entry.id))
+        .flat_map(|d| d.inputs.iter().cloned())
+        .collect();
     let (facts, took) = gather_all(&sources, host, &gather_cfg);
     let results: Vec<CheckResult> = selected
         .iter()

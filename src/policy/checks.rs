@@ -62,9 +62,8 @@ pub const POLICY_FILES: Source<BTreeMap<String, Fact<Option<String>>>> =
 fn inputs(g: &Gather, pick: impl Fn(&Input) -> Option<&String>) -> Vec<String> {
     let mut v: Vec<String> = g
         .cfg
-        .extra_checks
+        .extra_inputs
         .iter()
-        .flat_map(|c| &c.inputs)
         .filter_map(|i| pick(i).cloned())
         .collect();
     v.sort();
