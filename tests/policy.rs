@@ -519,3 +519,53 @@ fn the_schema_accepts_the_fixtures_and_rejects_a_bad_file() {
         assert!(!validator.is_valid(&v), "{f} passes the schema");
     }
 }
+
+/// A site policy's checks replay from a bundle: the policy sources read through the recorded host,
+/// so with the root gone `--from-bundle` and the same `--policy` give the same verdicts and exit code.
+#[test]
+fn policy_checks_replay_from_a_bundle_with_the_root_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = tmp.path().join("node");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(root("centos7-seed-broken"))
+        .arg(&node)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let bundle = tmp.path().join("node.tar.gz");
+    let (base, guide) = (policy("baseline.yaml"), policy("guide.yaml"));
+    let ids = |r: &[Value]| -> Vec<(String, String)> {
+        r.iter()
+            .filter(|x| x["id"].as_str().unwrap().starts_with("policy."))
+            .map(|x| (x["id"].to_string(), x["status"].to_string()))
+            .collect()
+    };
+    let (code, recorded) = check(&[
+        "--policy",
+        &base,
+        "--policy",
+        &guide,
+        "--root",
+        node.to_str().unwrap(),
+        "--offline",
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]);
+    let recorded_policy = ids(&recorded);
+    assert!(recorded_policy.len() >= 6, "{recorded_policy:?}");
+    std::fs::remove_dir_all(&node).unwrap();
+    let (again, replayed) = check(&[
+        "--from-bundle",
+        bundle.to_str().unwrap(),
+        "--policy",
+        &base,
+        "--policy",
+        &guide,
+    ]);
+    assert_eq!(again, code);
+    assert_eq!(ids(&replayed), recorded_policy);
+    let statuses =
+        |r: &[Value]| -> Vec<String> { r.iter().map(|x| x["status"].to_string()).collect() };
+    assert_eq!(statuses(&replayed), statuses(&recorded));
+}
