@@ -91,7 +91,8 @@ fn render_markdown(entries: &[&Entry], out: &mut dyn Write) -> std::io::Result<(
         out,
         "Every check in the catalog (`checks/*.toml`, built into the binary). `k8sdoctor explain ID` \
          prints one entry in the terminal; `--only`/`--skip` take the ids and kubeadm's preflight \
-         names. The `join.*` steps run only under `k8sdoctor join-check` ([join-check.md](join-check.md)); \
+         names. The `join.*` steps run only under `k8sdoctor join-check` ([join-check.md](join-check.md)), \
+         `manifests.api-version` only under `k8sdoctor manifests` ([manifests.md](manifests.md)); \
          fixes are described in [fix.md](fix.md).\n"
     )?;
     writeln!(out, "| id | checks | severity | roles | fix | kubeadm |")?;

@@ -829,8 +829,31 @@ fn an_unreachable_cluster_is_exit_2_naming_offline() {
     assert!(err.contains("--offline"), "{err}");
 }
 
+/// The result id is explained like any check, and `check` points it to `manifests` instead of
+/// selecting nothing.
+fn the_result_id_is_explained_and_check_points_it_to_manifests() {
+    let out = Command::new(bin())
+        .args(["explain", "manifests.api-version"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("--convert DIR"), "{text}");
+    assert!(text.contains("deprecation-guide"), "{text}");
+    let out = Command::new(bin())
+        .args(["check", "--only", "manifests.api-version"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`k8sdoctor manifests FILE...`"), "{err}");
+    assert!(!err.contains("join-check"), "{err}");
+}
+
 fn main() {
     support::harness::main(vec![
+        trial!(the_result_id_is_explained_and_check_points_it_to_manifests),
         trial!(guide_snippets_fail_with_their_replacement),
         trial!(every_fixture_document_has_its_expected_finding),
         trial!(stdin_lists_and_json_are_read),

@@ -101,12 +101,14 @@ mod tests {
     use super::*;
     use crate::core::catalog;
 
-    /// Host checks come from the registry; join-check's steps (`join::STEPS`) are catalog entries
-    /// that `check` never selects. Together they are exactly the catalog, each id once.
+    /// Host checks come from the registry; join-check's steps (`join::STEPS`) and the result of
+    /// `k8sdoctor manifests` are catalog entries that `check` never selects. Together they are exactly
+    /// the catalog, each id once.
     #[test]
     fn every_catalog_id_is_registered_exactly_once() {
         let mut implemented: Vec<&str> = registry().map(|c| c.id).collect();
         implemented.extend_from_slice(crate::join::STEPS);
+        implemented.push(crate::manifests::verdict::ID);
         implemented.sort();
         let before = implemented.len();
         implemented.dedup();
@@ -120,6 +122,15 @@ mod tests {
         assert!(
             registry().all(|c| !c.id.starts_with("join.")),
             "join.* ids are join-check steps, not host checks"
+        );
+        assert!(
+            registry().all(|c| !c.id.starts_with("manifests.")),
+            "manifests.* is the result of `k8sdoctor manifests`, not a host check"
+        );
+        assert_eq!(
+            catalog::find(crate::manifests::verdict::ID).map(|e| e.title.as_str()),
+            Some(crate::manifests::verdict::TITLE),
+            "a manifests result carries its catalog entry's title"
         );
         assert!(
             registry().all(|c| !c.needs.is_empty()),

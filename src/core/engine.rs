@@ -184,16 +184,25 @@ pub fn run_on(
     let selection = cfg.selection.expanded();
     let unknown = selection.unknown_ids(&known);
     if !unknown.is_empty() {
-        // A catalog entry no host check implements is one of join-check's steps.
-        let join_steps = unknown.iter().any(|u| catalog::find(u).is_some());
+        // A catalog entry no host check implements is a join-check step or the manifests result.
+        let elsewhere = |prefix: &str| {
+            unknown
+                .iter()
+                .any(|u| catalog::find(u).is_some() && u.to_ascii_lowercase().starts_with(prefix))
+        };
         let policy = unknown
             .iter()
             .any(|u| u.to_ascii_lowercase().starts_with("policy."));
         bail!(
-            "unknown check id(s): {} (see `k8sdoctor list`){}{}",
+            "unknown check id(s): {} (see `k8sdoctor list`){}{}{}",
             unknown.join(", "),
-            if join_steps {
+            if elsewhere("join.") {
                 "; join.* are the steps of `k8sdoctor join-check -- kubeadm join ...`"
+            } else {
+                ""
+            },
+            if elsewhere("manifests.") {
+                "; manifests.api-version is the result of `k8sdoctor manifests FILE...`"
             } else {
                 ""
             },
