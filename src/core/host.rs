@@ -15,7 +15,8 @@ use std::{
     process::{Command, Stdio},
     sync::{
         Arc,
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU8, Ordering},
+        mpsc,
     },
     thread,
     time::{Duration, Instant},
@@ -725,38 +726,59 @@ fn run_raw(program: &str, args: &[&str], timeout: Duration) -> Result<CmdOutput,
                 CmdError::Spawn(program.to_string(), e.to_string())
             }
         })?;
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let out_t = thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = out.read_to_end(&mut b);
-        b
-    });
-    let err_t = thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = err.read_to_end(&mut b);
-        b
-    });
+    let over = Arc::new(AtomicBool::new(false));
+    let out = drain(child.stdout.take().expect("piped stdout"), &over);
+    let err = drain(child.stderr.take().expect("piped stderr"), &over);
     let deadline = Instant::now() + timeout;
+    let kill = |child: &mut std::process::Child| {
+        let _ = child.kill();
+        let _ = child.wait();
+    };
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break s,
+            Ok(None) if over.load(Ordering::Relaxed) => {
+                kill(&mut child);
+                return Err(CmdError::TooLarge(program.to_string(), MAX_FILE >> 20));
+            }
             Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill(&mut child);
                 return Err(CmdError::Timeout(program.to_string(), timeout));
             }
             Ok(None) => thread::sleep(Duration::from_millis(2)),
             Err(e) => return Err(CmdError::Spawn(program.to_string(), e.to_string())),
         }
     };
-    let stdout = out_t.join().unwrap_or_default();
-    let stderr = err_t.join().unwrap_or_default();
+    // A process the command left behind may hold its pipes open: wait for them only until the deadline.
+    let collect = |rx: mpsc::Receiver<Vec<u8>>| {
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .map_err(|_| CmdError::Timeout(program.to_string(), timeout))
+    };
+    let (stdout, stderr) = (collect(out)?, collect(err)?);
+    if over.load(Ordering::Relaxed) {
+        return Err(CmdError::TooLarge(program.to_string(), MAX_FILE >> 20));
+    }
     Ok(CmdOutput {
         code: status.code(),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     })
+}
+
+/// Reads a command's stream on a thread of its own, at most [`MAX_FILE`] bytes: past that it stops
+/// reading and raises `over`, so the command is killed instead of filling memory.
+fn drain(stream: impl Read + Send + 'static, over: &Arc<AtomicBool>) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let over = over.clone();
+    thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stream.take(MAX_FILE + 1).read_to_end(&mut b);
+        if b.len() as u64 > MAX_FILE {
+            over.store(true, Ordering::Relaxed);
+        }
+        let _ = tx.send(b);
+    });
+    rx
 }
 
 /// A command's stdout when it succeeded, else why not (in our words when it lacked privilege).
@@ -918,5 +940,23 @@ mod tests {
             Err(CmdError::Timeout(..))
         ));
         assert!(t.elapsed() < Duration::from_secs(3));
+    }
+
+    /// Endless output is cut at the cap and the command killed; a process the command leaves behind
+    /// holding its stdout open does not keep the caller waiting past the deadline.
+    #[test]
+    fn endless_output_and_a_lingering_child_are_bounded() {
+        assert!(matches!(
+            run_command("sh", &["-c", "exec yes"], Duration::from_secs(20)),
+            Err(CmdError::TooLarge(ref p, 16)) if p == "sh"
+        ));
+        let t = Instant::now();
+        let r = run_command(
+            "sh",
+            &["-c", "sleep 3 & echo started"],
+            Duration::from_millis(500),
+        );
+        assert!(matches!(r, Err(CmdError::Timeout(..))), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
 }

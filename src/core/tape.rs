@@ -294,6 +294,8 @@ pub enum CmdError {
     },
     #[error("cannot run {0}: {1}")]
     Spawn(String, String),
+    #[error("{0} wrote more than {1} MiB; its output was not used")]
+    TooLarge(String, u64),
     #[error(
         "{program} was refused access ({said}): run k8sdoctor as root (in a container, root with CAP_NET_ADMIN)"
     )]
