@@ -54,7 +54,8 @@ pub fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAdd
 }
 
 /// Why one TCP connect failed, as the operator needs to tell it apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ConnectFailure {
     /// RST: the host is up and nothing listens on the port (or a firewall rejects with RST).
     Refused,
