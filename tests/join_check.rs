@@ -841,6 +841,40 @@ fn the_guides_join_recorded_in_a_namespace_replays_outside_it() {
     assert_eq!(judged(&rp), judged(&rec));
 }
 
+/// The same inputs give the same bytes: a join that ends at a refused connect (no clock, no server
+/// answer among its inputs) recorded twice at the same SOURCE_DATE_EPOCH; a healthy one is small.
+fn same_join_inputs_give_the_same_bytes_and_a_small_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = join_cmd(&format!("127.0.0.1:{}", closed_port()), TOKEN, GUIDE_HASH);
+    // The same file name (the command line is recorded), in a directory of its own each time.
+    let bytes = |sub: &str, epoch: &str| {
+        let d = dir.path().join(sub);
+        std::fs::create_dir(&d).unwrap();
+        let out = Command::new(bin())
+            .current_dir(&d)
+            .args(["join-check", "-o", "json", "--bundle", "join.tar.gz", "--"])
+            .args(&command)
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        std::fs::read(d.join("join.tar.gz")).unwrap()
+    };
+    let a = bytes("a", "1796688000");
+    assert!(a == bytes("b", "1796688000"), "two recordings differ");
+    let later = unpack(&bytes("c", "1796774400"));
+    for (name, member) in unpack(&a) {
+        if name != "manifest.json" && name != "report.json" {
+            assert!(member == later[&name], "{name} differs");
+        }
+    }
+    let server = ApiServer::start(Scenario::healthy());
+    let b = dir.path().join("healthy.tar.gz");
+    assert_eq!(record(None, &b, &[], &server_cmd(&server, VALID)).code, 0);
+    let size = std::fs::metadata(&b).unwrap().len();
+    assert!(size < 32 << 10, "{size} bytes");
+}
+
 fn check_and_join_check_bundles_are_not_interchangeable() {
     let dir = tempfile::tempdir().unwrap();
     let check_b = dir.path().join("check.tar.gz");
@@ -937,6 +971,7 @@ fn main() {
         trial!(no_member_of_a_join_bundle_holds_the_secret),
         trial!(a_join_replay_opens_nothing_but_the_bundle_and_dials_nothing),
         trial!(the_guides_join_recorded_in_a_namespace_replays_outside_it),
+        trial!(same_join_inputs_give_the_same_bytes_and_a_small_bundle),
         trial!(check_and_join_check_bundles_are_not_interchangeable),
     ]);
 }

@@ -2,7 +2,11 @@
 //! in a bundle of the same format as `check`'s; `join-check --from-bundle FILE` judges the steps again
 //! from it alone, with no resolver, network or host file.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use anyhow::Result;
 
@@ -12,7 +16,7 @@ use crate::{
     core::{
         config::Config,
         host::Host,
-        tape::{Recorded, Recorder},
+        tape::{Recorded, Recorder, Replay},
     },
     report::Report,
 };
@@ -61,11 +65,67 @@ fn command_line(opts: &JoinOptions, out: &Outcome) -> String {
 /// network answers, clock and signature verdict, as of the instant it was recorded.
 pub fn replay(opts: &JoinOptions, path: &Path) -> Result<Report> {
     let (b, created) = bundle::open_as(path, format::JOIN_CHECK)?;
+    let timeout = Duration::from_millis(b.manifest.config.timeout_ms);
+    replay_tape(opts, b.replay, &b.manifest.recorded, created, timeout)
+}
+
+/// Judges the steps from a recording (what [`replay`] read from a bundle; the fuzz target's input).
+pub fn replay_tape(
+    opts: &JoinOptions,
+    replay: Replay,
+    recorded: &Recorded,
+    created: SystemTime,
+    timeout: Duration,
+) -> Result<Report> {
     let opts = JoinOptions {
-        timeout: Duration::from_millis(b.manifest.config.timeout_ms),
+        timeout,
         command: Vec::new(),
         ..opts.clone()
     };
-    let host = Host::replaying(&b.manifest.recorded, Arc::new(b.replay));
+    let host = Host::replaying(recorded, Arc::new(replay));
     Ok(discover(&opts, &host, created)?.report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{check::Status, tape::Entry};
+
+    /// The fuzz seed: a recorded join whose signature verdict is `valid`, and the same with it flipped.
+    fn replayed(verdict: &str) -> Vec<(String, Status)> {
+        let seed = include_str!("../../fuzz/seeds/join_replay/healthy.json")
+            .replace("\"value\": \"valid\"", &format!("\"value\": {verdict}"));
+        let entries: Vec<Entry> = serde_json::from_str(&seed).unwrap();
+        let recorded = Recorded {
+            root: "/".into(),
+            live: true,
+            live_network: false,
+        };
+        let r = replay_tape(
+            &JoinOptions::default(),
+            Replay::new(
+                entries,
+                super::super::STEPS.iter().map(|s| s.to_string()).collect(),
+            ),
+            &recorded,
+            SystemTime::UNIX_EPOCH,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        r.results.into_iter().map(|c| (c.id, c.status)).collect()
+    }
+
+    #[test]
+    fn the_token_step_is_judged_from_the_recorded_verdict_without_the_secret() {
+        let ok = replayed("\"valid\"");
+        assert_eq!(ok[4], ("join.token".into(), Status::Pass), "{ok:?}");
+        let wrong = replayed("\"wrong-secret\"");
+        assert_eq!(wrong[4], ("join.token".into(), Status::Fail), "{wrong:?}");
+        let garbage = replayed("17");
+        assert_eq!(
+            garbage[4],
+            ("join.token".into(), Status::Error),
+            "{garbage:?}"
+        );
+    }
 }
