@@ -15,7 +15,7 @@ use serde_json::Value;
 use support::{
     Netns,
     apiserver::{ApiServer, CaKey, Scenario, TlsFault},
-    archive::{replay_under_strace, unpack},
+    archive::{replay_under_strace, unpack, without_source},
     bin, fixtures,
     harness::require,
     openssl::ca_pin,
@@ -875,6 +875,40 @@ fn same_join_inputs_give_the_same_bytes_and_a_small_bundle() {
     assert!(size < 32 << 10, "{size} bytes");
 }
 
+/// A bundle without a step's inputs (made before the step recorded them, or edited): that step is
+/// `skip: not in the bundle`; without the command, the bundle cannot be replayed at all (exit 2).
+fn a_step_the_bundle_has_no_inputs_for_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("join.tar.gz");
+    let server = ApiServer::start(Scenario::healthy());
+    let rec = record(None, &b, &[], &server_cmd(&server, VALID));
+    assert_eq!(rec.code, 0, "{}", rec.json);
+    drop(server);
+    let bytes = std::fs::read(&b).unwrap();
+    let older = dir.path().join("older.tar.gz");
+    std::fs::write(&older, without_source(&bytes, "join.token")).unwrap();
+    let rp = replay(&older, &[]);
+    assert_eq!(rp.status("join.token"), "skip", "{}", rp.json);
+    assert_eq!(rp.message("join.token"), "not in the bundle");
+    for id in ["join.ca-pin", "join.clock"] {
+        assert_eq!(rp.message(id), "not run: join.token was skipped");
+    }
+    for id in &STEPS[..4] {
+        assert_eq!(rp.status(id), "pass", "{id}");
+    }
+    std::fs::write(&older, without_source(&bytes, "join.parse")).unwrap();
+    let out = Command::new(bin())
+        .args(["join-check", "--from-bundle", older.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the bundle's join command: not in the bundle"),
+        "{err}"
+    );
+}
+
 fn check_and_join_check_bundles_are_not_interchangeable() {
     let dir = tempfile::tempdir().unwrap();
     let check_b = dir.path().join("check.tar.gz");
@@ -972,6 +1006,7 @@ fn main() {
         trial!(a_join_replay_opens_nothing_but_the_bundle_and_dials_nothing),
         trial!(the_guides_join_recorded_in_a_namespace_replays_outside_it),
         trial!(same_join_inputs_give_the_same_bytes_and_a_small_bundle),
+        trial!(a_step_the_bundle_has_no_inputs_for_is_skipped),
         trial!(check_and_join_check_bundles_are_not_interchangeable),
     ]);
 }

@@ -202,8 +202,10 @@ fn discover(opts: &JoinOptions, host: &Host, started: SystemTime) -> Result<Outc
             })
         })
     });
-    let Ok(Some(recorded)) = recorded else {
-        bail!("the bundle holds no join command (not a join-check bundle, or a damaged one)");
+    let recorded = match recorded {
+        Ok(Some(r)) => r,
+        Ok(None) => bail!("the bundle's join command is empty (a damaged bundle)"),
+        Err(f) => bail!("the bundle's join command: {}", f.message),
     };
     // The token that verifies the signature: the real one, or on replay its id alone.
     let token = recorded.token.clone().map(|t| {

@@ -2,6 +2,8 @@
 
 use std::{collections::BTreeMap, io::Read};
 
+use serde_json::Value;
+
 /// Every member of a tar.gz by name.
 pub fn unpack(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
     let mut tar = Vec::new();
@@ -57,4 +59,55 @@ pub fn replay_under_strace(
         );
     }
     out
+}
+
+/// A tar.gz of raw entries, names written as given (`..` and absolute names too), any entry type.
+pub fn pack(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut t = tar::Builder::new(gz);
+    for (name, kind, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        let raw = &mut h.as_old_mut().name;
+        raw[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(*kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        if *kind == tar::EntryType::Symlink {
+            h.set_link_name("/etc/passwd").unwrap();
+        }
+        h.set_cksum();
+        t.append(&h, *data).unwrap();
+    }
+    t.into_inner().unwrap().finish().unwrap()
+}
+
+/// A bundle rebuilt from members (manifest.json first), as the writer lays them out.
+pub fn repack(members: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
+    let mut list: Vec<(&str, tar::EntryType, &[u8])> = vec![(
+        "manifest.json",
+        tar::EntryType::Regular,
+        &members["manifest.json"][..],
+    )];
+    list.extend(
+        members
+            .iter()
+            .filter(|(n, _)| *n != "manifest.json")
+            .map(|(n, b)| (n.as_str(), tar::EntryType::Regular, &b[..])),
+    );
+    pack(&list)
+}
+
+/// A bundle as an older k8sdoctor would have made it had it not gathered `source`: its members, its
+/// manifest entries and its name in `sources` gone.
+pub fn without_source(bundle: &[u8], source: &str) -> Vec<u8> {
+    let mut members = unpack(bundle);
+    members.retain(|name, _| !name.starts_with(&format!("inputs/{source}/")));
+    let mut m: Value = serde_json::from_slice(&members["manifest.json"]).unwrap();
+    m["sources"].as_array_mut().unwrap().retain(|s| s != source);
+    m["members"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|x| x["source"] != source);
+    members.insert("manifest.json".into(), serde_json::to_vec(&m).unwrap());
+    repack(&members)
 }
