@@ -238,6 +238,8 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The body's size as received (a recorded body is masked, so it may be shorter now).
+    pub size: usize,
 }
 
 impl Response {
@@ -363,6 +365,7 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String>
     Ok(Some(Response {
         status,
         headers,
+        size: body.len(),
         body,
     }))
 }

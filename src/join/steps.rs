@@ -235,11 +235,7 @@ struct StatusBody {
 
 /// `join.cluster-info`: the anonymous GET's answer.
 pub fn cluster_info(resp: &Response, url: &str) -> Step<ClusterInfo> {
-    let got = format!(
-        "GET {url} → HTTP {} ({} bytes)",
-        resp.status,
-        resp.body.len()
-    );
+    let got = format!("GET {url} → HTTP {} ({} bytes)", resp.status, resp.size);
     let server_says = serde_json::from_slice::<StatusBody>(&resp.body)
         .ok()
         .filter(|s| !s.message.is_empty())
@@ -618,6 +614,7 @@ mod tests {
             status,
             headers: vec![],
             body: body.as_bytes().to_vec(),
+            size: body.len(),
         }
     }
 

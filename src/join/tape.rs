@@ -134,6 +134,8 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Body,
+    /// The body's size as received, before masking.
+    pub size: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,6 +155,7 @@ impl From<Response> for Answer {
             status: r.status,
             headers: r.headers,
             body,
+            size: r.size,
         }
     }
 }
@@ -169,6 +172,7 @@ impl Answer {
             status: self.status,
             headers: self.headers,
             body,
+            size: self.size,
         })
     }
 }
@@ -205,6 +209,7 @@ mod tests {
             let r = Response {
                 status: 200,
                 headers: vec![("date".into(), "x".into())],
+                size: body.len(),
                 body,
             };
             let a = Answer::from(r.clone());
