@@ -1,6 +1,6 @@
 //! `k8sdoctor join-check`: runs the discovery steps of a `kubeadm join` command one by one, as
 //! kubeadm does, and reports each as its own result; after a failing step the later ones are skipped.
-//! What the steps read of the world goes through the host's tape ([`tape`]), so a run can be recorded
+//! What the steps read of the world goes through the host's tape (`tape`), so a run can be recorded
 //! into a bundle and judged again from it ([`bundle`]).
 //!
 //! The steps are catalog entries (`checks/join.*.toml`) but not host checks: `check` never selects
