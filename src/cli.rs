@@ -68,7 +68,7 @@ enum Cmd {
     /// Verify a `kubeadm join` command before running it: kubeadm's discovery, step by step.
     #[command(
         name = "join-check",
-        after_help = "Example:\n  k8sdoctor join-check -- kubeadm join 192.168.1.2:6443 --token a24a11.0e6b932b0907deff --discovery-token-ca-cert-hash sha256:1ca7...\n  k8sdoctor join-check -o json 'kubeadm join 192.168.1.2:6443 --token ... --discovery-token-ca-cert-hash sha256:...'"
+        after_help = "Example:\n  k8sdoctor join-check -- kubeadm join 192.168.1.2:6443 --token a24a11.0e6b932b0907deff --discovery-token-ca-cert-hash sha256:1ca7...\n  k8sdoctor join-check -o json 'kubeadm join 192.168.1.2:6443 --token ... --discovery-token-ca-cert-hash sha256:...'\n  k8sdoctor join-check --bundle join.tar.gz -- kubeadm join ...   (then, anywhere: k8sdoctor join-check --from-bundle join.tar.gz)"
     )]
     JoinCheck(JoinCheckArgs),
     /// Multicast: msend/mreceive-compatible send and receive, and a probe of every sender→receiver pair.
@@ -442,10 +442,18 @@ struct JoinCheckArgs {
     /// Log each step to stderr (the token secret is masked there too).
     #[arg(short = 'v', long)]
     verbose: bool,
+    // -- join-check bundles (docs/bundle.md) --
+    /// Also write every input the steps read (answers, certificates, clock; never the token's secret) with the report to FILE (a .tar.gz).
+    #[arg(long, value_name = "FILE")]
+    bundle: Option<PathBuf>,
+    /// Judge the steps again from a join-check bundle alone: no resolver, network or host file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["bundle", "command"])]
+    from_bundle: Option<PathBuf>,
+    // -- end join-check bundles --
     /// The join command, after `--` (or as one quoted argument): kubeadm join HOST:PORT --token ... .
     #[arg(
         value_name = "KUBEADM_JOIN",
-        required = true,
+        required_unless_present = "from_bundle",
         trailing_var_arg = true,
         allow_hyphen_values = true
     )]
@@ -866,6 +874,8 @@ impl Cli {
                     command: a.command,
                     timeout,
                     verbose: a.verbose,
+                    bundle: a.bundle,
+                    from_bundle: a.from_bundle,
                 };
                 Command::JoinCheck(opts, cfg)
             }

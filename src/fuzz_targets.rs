@@ -165,6 +165,28 @@ pub const TARGETS: &[Target] = &[
         seeds: &[],
     },
     Target {
+        name: "join_replay",
+        run: |d| {
+            // A join-check recording's entries, judged as a replay judges them.
+            if let Ok(entries) = serde_json::from_slice::<Vec<crate::core::tape::Entry>>(d) {
+                let steps = join::STEPS.iter().map(|s| s.to_string()).collect();
+                let recorded = crate::core::tape::Recorded {
+                    root: "/".into(),
+                    live: true,
+                    live_network: false,
+                };
+                let _ = join::bundle::replay_tape(
+                    &join::JoinOptions::default(),
+                    crate::core::tape::Replay::new(entries, steps),
+                    &recorded,
+                    std::time::SystemTime::UNIX_EPOCH,
+                    std::time::Duration::from_secs(10),
+                );
+            }
+        },
+        seeds: &[],
+    },
+    Target {
         name: "bundle",
         run: |d| {
             let _ = bundle::reader::read(d);

@@ -7,7 +7,7 @@ mod support;
 
 use std::{
     collections::BTreeMap,
-    io::{Read, Write},
+    io::Write,
     path::{Path, PathBuf},
     process::{Command, Output},
 };
@@ -15,6 +15,7 @@ use std::{
 use serde_json::Value;
 use support::{
     apiserver::{ADMIN_TOKEN, ApiServer, Scenario},
+    archive::{pack, repack, replay_under_strace, unpack, without_source},
     bin, fixtures,
     harness::{self, require},
 };
@@ -61,60 +62,6 @@ fn status<'a>(v: &'a Value, id: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {id}"))["status"]
         .as_str()
         .unwrap()
-}
-
-/// Every member of a bundle by name (read with the tar and gzip crates, as any tool would).
-fn unpack(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
-    let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
-        .read_to_end(&mut tar)
-        .unwrap();
-    let mut a = tar::Archive::new(&tar[..]);
-    let mut out = BTreeMap::new();
-    for e in a.entries().unwrap() {
-        let mut e = e.unwrap();
-        let name = String::from_utf8(e.path_bytes().to_vec()).unwrap();
-        let mut b = Vec::new();
-        e.read_to_end(&mut b).unwrap();
-        out.insert(name, b);
-    }
-    out
-}
-
-/// A tar.gz of raw entries, names written as given (`..` and absolute names too), any entry type.
-fn pack(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut t = tar::Builder::new(gz);
-    for (name, kind, data) in entries {
-        let mut h = tar::Header::new_gnu();
-        let raw = &mut h.as_old_mut().name;
-        raw[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_entry_type(*kind);
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        if *kind == tar::EntryType::Symlink {
-            h.set_link_name("/etc/passwd").unwrap();
-        }
-        h.set_cksum();
-        t.append(&h, *data).unwrap();
-    }
-    t.into_inner().unwrap().finish().unwrap()
-}
-
-/// A bundle rebuilt from members (manifest.json first), as the writer lays them out.
-fn repack(members: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
-    let mut list: Vec<(&str, tar::EntryType, &[u8])> = vec![(
-        "manifest.json",
-        tar::EntryType::Regular,
-        &members["manifest.json"][..],
-    )];
-    list.extend(
-        members
-            .iter()
-            .filter(|(n, _)| *n != "manifest.json")
-            .map(|(n, b)| (n.as_str(), tar::EntryType::Regular, &b[..])),
-    );
-    pack(&list)
 }
 
 /// The CentOS 7 fixture checked offline and recorded to `DIR/NAME`.
@@ -357,42 +304,19 @@ fn same_inputs_give_the_same_bytes_and_a_small_bundle() {
     assert_eq!(strip(steady(&a, &ca)), strip(steady(&b2, &cb)));
 }
 
-/// The replay under strace: no open but the bundle (and the C library reading /proc/self/maps as a
-/// program starts), no connect, no exec but its own.
+/// The replay under strace: no open but the bundle, no socket or connect, no exec but its own.
 fn a_replay_opens_nothing_but_the_bundle_and_runs_and_dials_nothing() {
     require(&["strace"]);
     let dir = tempfile::tempdir().unwrap();
     let (rec, rv, b) = record_centos(dir.path(), "b.tar.gz");
-    let log = dir.path().join("strace.log");
-    let out = Command::new("strace")
-        .args(["-f", "-qq", "-o"])
-        .arg(&log)
-        .args([
-            "-e",
-            "trace=open,openat,openat2,creat,connect,execve,execveat",
-        ])
-        .arg(bin())
-        .args(["--from-bundle", b.to_str().unwrap(), "-o", "json"])
-        .env_remove("KUBECONFIG")
-        .env("HOME", "/nonexistent-home")
-        .output()
-        .unwrap();
+    let out = replay_under_strace(
+        &["--from-bundle", b.to_str().unwrap(), "-o", "json"],
+        &b,
+        dir.path(),
+    );
     let rpv: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(verdicts(&rv), verdicts(&rpv));
     assert_eq!(code(&out), code(&rec));
-    let trace = std::fs::read_to_string(&log).unwrap();
-    let calls: Vec<&str> = trace.lines().collect();
-    let execs = calls.iter().filter(|l| l.contains("execve")).count();
-    assert_eq!(execs, 1, "{trace}");
-    assert!(!trace.contains("connect("), "{trace}");
-    assert!(!trace.contains("openat2("), "{trace}");
-    let bundle = b.to_str().unwrap();
-    for l in calls.iter().filter(|l| l.contains("open")) {
-        assert!(
-            l.contains(&format!("\"{bundle}\"")) || l.contains("\"/proc/self/maps\""),
-            "opened outside the bundle: {l}\n{trace}"
-        );
-    }
 }
 
 fn replay_honours_formats_only_skip_and_fail_on() {
@@ -444,17 +368,8 @@ fn a_check_the_bundle_has_no_inputs_for_is_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let (_, rv, b) = record_centos(dir.path(), "b.tar.gz");
     assert_eq!(status(&rv, "swap.active"), "fail");
-    let mut members = unpack(&std::fs::read(&b).unwrap());
-    members.retain(|name, _| !name.starts_with("inputs/swap/"));
-    let mut m: Value = serde_json::from_slice(&members["manifest.json"]).unwrap();
-    m["sources"].as_array_mut().unwrap().retain(|s| s != "swap");
-    m["members"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|x| x["source"] != "swap");
-    members.insert("manifest.json".into(), serde_json::to_vec(&m).unwrap());
     let older = dir.path().join("older.tar.gz");
-    std::fs::write(&older, repack(&members)).unwrap();
+    std::fs::write(&older, without_source(&std::fs::read(&b).unwrap(), "swap")).unwrap();
     let (out, v) = run(
         &["--from-bundle", older.to_str().unwrap(), "-o", "json"],
         dir.path(),

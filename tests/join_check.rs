@@ -1,10 +1,12 @@
 //! `k8sdoctor join-check` end to end: each failure mode fails its own step with its own message and
-//! skips the later ones; the token secret never reaches any output. The guide's join command
-//! (192.168.1.2:6443) is dialled only inside network namespaces these tests create.
+//! skips the later ones; the token secret never reaches any output or bundle; a run recorded with
+//! `--bundle` replays with `--from-bundle` after its server is gone, dialling and opening nothing. The
+//! guide's join command (192.168.1.2:6443) is dialled only inside network namespaces these tests create.
 
 mod support;
 
 use std::{
+    path::Path,
     process::{Command, Output},
     time::{Duration, Instant},
 };
@@ -13,7 +15,8 @@ use serde_json::Value;
 use support::{
     Netns,
     apiserver::{ApiServer, CaKey, Scenario, TlsFault},
-    bin,
+    archive::{replay_under_strace, unpack, without_source},
+    bin, fixtures,
     harness::require,
     openssl::ca_pin,
     veth,
@@ -116,16 +119,9 @@ impl Run {
 fn run_cmd(mut c: Command) -> Run {
     let t = Instant::now();
     let out: Output = c.output().unwrap();
-    let took = t.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}\nstderr: {stderr}"));
     Run {
-        json,
-        code: out.status.code().unwrap_or(-1),
-        took,
-        stderr,
+        took: t.elapsed(),
+        ..run_cmd_output(out)
     }
 }
 
@@ -559,6 +555,444 @@ fn check_points_join_steps_to_join_check() {
     );
 }
 
+// --- join-check bundles (docs/bundle.md) ---
+
+/// What a replay must give again: every result but its timing, and the exit code.
+fn judged(r: &Run) -> (Vec<Value>, i32) {
+    let results = r.json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            let mut x = x.clone();
+            x.as_object_mut().unwrap().remove("duration_ms");
+            x
+        })
+        .collect();
+    (results, r.code)
+}
+
+/// `join-check --bundle FILE` of `command` (from `ns` when given), with `opts`.
+fn record(ns: Option<&Netns>, bundle: &Path, opts: &[&str], command: &[String]) -> Run {
+    let mut o = vec!["--bundle", bundle.to_str().unwrap()];
+    o.extend_from_slice(opts);
+    match ns {
+        Some(ns) => join_check_in(ns, &o, command),
+        None => join_check(&o, command),
+    }
+}
+
+fn replay(bundle: &Path, opts: &[&str]) -> Run {
+    let mut c = Command::new(bin());
+    c.args([
+        "join-check",
+        "--from-bundle",
+        bundle.to_str().unwrap(),
+        "-o",
+        "json",
+    ])
+    .args(opts)
+    .env_remove("SOURCE_DATE_EPOCH");
+    run_cmd(c)
+}
+
+fn each_outcome_replays_with_the_server_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("join.tar.gz");
+    let unpinned = |addr: &str| -> Vec<String> {
+        [
+            "kubeadm",
+            "join",
+            addr,
+            "--token",
+            VALID,
+            "--discovery-token-unsafe-skip-ca-verification",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    // (what, scenario, command for its address, the step that fails or None)
+    type Cmd<'a> = Box<dyn Fn(&ApiServer) -> Vec<String> + 'a>;
+    let cases: Vec<(&str, Scenario, Cmd, Option<&str>)> = vec![
+        (
+            "healthy, RSA",
+            Scenario::healthy().ca_key(CaKey::Rsa),
+            Box::new(|s| server_cmd(s, VALID)),
+            None,
+        ),
+        (
+            "healthy, ECDSA",
+            Scenario::healthy().ca_key(CaKey::Ecdsa),
+            Box::new(|s| server_cmd(s, VALID)),
+            None,
+        ),
+        (
+            "wrong secret",
+            Scenario::healthy(),
+            Box::new(|s| server_cmd(s, "abcdef.ffffffffffffffff")),
+            Some("join.token"),
+        ),
+        (
+            "expired token",
+            Scenario::broken(),
+            Box::new(|s| server_cmd(s, TOKEN)),
+            Some("join.token"),
+        ),
+        (
+            "wrong pin",
+            Scenario::healthy(),
+            Box::new(|s| join_cmd(&s.addr().to_string(), VALID, GUIDE_HASH)),
+            Some("join.ca-pin"),
+        ),
+        (
+            "expired certificate",
+            Scenario::healthy().tls_fault(TlsFault::Expired),
+            Box::new(|s| server_cmd(s, VALID)),
+            Some("join.ca-pin"),
+        ),
+        (
+            "unpinned",
+            Scenario::healthy(),
+            Box::new(|s| unpinned(&s.addr().to_string())),
+            None,
+        ),
+        (
+            "no TLS answer",
+            Scenario::healthy().blackhole(),
+            Box::new(|s| server_cmd(s, VALID)),
+            Some("join.tls"),
+        ),
+    ];
+    for (what, scenario, cmd, fails) in cases {
+        let server = ApiServer::start(scenario);
+        let command = cmd(&server);
+        let rec = record(None, &b, &["--timeout", "2"], &command);
+        match fails {
+            Some(step) => assert_eq!(rec.status(step), "fail", "{what}: {}", rec.json),
+            None => assert!(rec.code == 0, "{what}: {}", rec.json),
+        }
+        let served = server.requests().len();
+        drop(server);
+        let rp = replay(&b, &[]);
+        assert_eq!(judged(&rp), judged(&rec), "{what}: {}", rp.stderr);
+        assert_eq!(rp.json["cluster"], rec.json["cluster"], "{what}");
+        assert_eq!(rp.json["host"], rec.json["host"], "{what}");
+        // The bundle's report is the recorded run's.
+        let members = unpack(&std::fs::read(&b).unwrap());
+        let inside: Value = serde_json::from_slice(&members["report.json"]).unwrap();
+        let inside = Run {
+            json: inside,
+            code: rec.code,
+            took: Duration::ZERO,
+            stderr: String::new(),
+        };
+        assert_eq!(judged(&inside), judged(&rec), "{what}");
+        assert!(served <= 1, "{what}: one GET of cluster-info at most");
+        if what == "unpinned" {
+            // Report flags are the replay's own: a warning fails at --fail-on warn.
+            assert_eq!(replay(&b, &["--fail-on", "warn"]).code, 1);
+        }
+    }
+    // Failures before the network replay too: refused, and a token kubeadm would refuse.
+    for (command, step) in [
+        (
+            join_cmd(&format!("127.0.0.1:{}", closed_port()), TOKEN, GUIDE_HASH),
+            "join.endpoint",
+        ),
+        (
+            join_cmd("127.0.0.1:6443", "a24a11.0E6B932B0907DEFF", GUIDE_HASH),
+            "join.parse",
+        ),
+    ] {
+        let rec = record(None, &b, &[], &command);
+        assert_eq!(rec.status(step), "fail", "{}", rec.json);
+        let rp = replay(&b, &[]);
+        assert_eq!(judged(&rp), judged(&rec), "{step}");
+    }
+}
+
+fn no_member_of_a_join_bundle_holds_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("join.tar.gz");
+    let server = ApiServer::start(Scenario::healthy().bootstrap_token(
+        "a24a11",
+        SECRET,
+        None,
+        &["signing", "authentication"],
+    ));
+    let cert_key = "7f1a1e5b0c9d4e8f2a3b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f";
+    let tls_token = "zyxwvu.98765432zyxwvuts";
+    let mut good = server_cmd(&server, TOKEN);
+    good.extend(
+        [
+            "--control-plane",
+            "--certificate-key",
+            cert_key,
+            "--tls-bootstrap-token",
+            tls_token,
+        ]
+        .map(String::from),
+    );
+    let upper = join_cmd(
+        &server.addr().to_string(),
+        "a24a11.0E6B932B0907DEFF",
+        &server.ca.pin(),
+    );
+    let swapped = join_cmd(TOKEN, TOKEN, &server.ca.pin());
+    let quoted = vec![good.join(" ")];
+    for (what, command, secrets) in [
+        ("valid", &good, &[SECRET, cert_key, "98765432zyxwvuts"][..]),
+        (
+            "one quoted word",
+            &quoted,
+            &[SECRET, cert_key, "98765432zyxwvuts"][..],
+        ),
+        ("upper-case secret", &upper, &["0E6B932B0907DEFF"][..]),
+        ("token as the endpoint", &swapped, &[SECRET][..]),
+    ] {
+        let rec = record(None, &b, &["-v"], command);
+        for s in secrets {
+            assert!(!rec.stderr.contains(s), "{what}: stderr shows {s}");
+            assert!(
+                !rec.json.to_string().contains(s),
+                "{what}: report shows {s}"
+            );
+        }
+        let members = unpack(&std::fs::read(&b).unwrap());
+        assert!(members.len() > 3, "{what}: {:?}", members.keys());
+        for (name, bytes) in &members {
+            let text = String::from_utf8_lossy(bytes);
+            for s in secrets {
+                assert!(!text.contains(s), "{what}: {name} holds {s}:\n{text}");
+            }
+        }
+        let manifest: Value = serde_json::from_slice(&members["manifest.json"]).unwrap();
+        assert_eq!(manifest["command"], "join-check", "{what}");
+        assert_eq!(manifest["format"], "k8sdoctor-bundle");
+        let line = manifest["command_line"].as_str().unwrap();
+        assert!(line.contains("join-check --bundle"), "{what}: {line}");
+        assert!(line.contains("a24a11.****************"), "{what}: {line}");
+        if what == "valid" {
+            assert!(line.contains("--certificate-key ****"), "{line}");
+            assert_eq!(rec.status("join.token"), "pass", "{}", rec.json);
+            // What stands in for the secret: the verdict on the signature, recorded for the token id.
+            let calls =
+                String::from_utf8_lossy(&members["inputs/join.token/calls.json"]).into_owned();
+            assert!(
+                calls.contains("jws-kubeconfig-a24a11") && calls.contains("\"valid\""),
+                "{calls}"
+            );
+            assert_eq!(judged(&replay(&b, &[])), judged(&rec));
+            // Recording changes nothing the run reports: the answer's size is the size received,
+            // though the signature in the recorded body is masked.
+            let plain = join_check(&[], command);
+            // (Timings and clocks aside: the connect time and both clocks are the run's own.)
+            for id in &STEPS[..STEPS.len() - 1] {
+                if *id == "join.endpoint" {
+                    continue;
+                }
+                assert_eq!(
+                    plain.result(id)["evidence"],
+                    rec.result(id)["evidence"],
+                    "{id}"
+                );
+            }
+        }
+    }
+}
+
+/// The replay under strace: it opens the bundle and nothing else, resolves and dials nothing, runs
+/// nothing. The endpoint is a name, so a replay that resolved it would show.
+fn a_join_replay_opens_nothing_but_the_bundle_and_dials_nothing() {
+    require(&["strace"]);
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("join.tar.gz");
+    let server = ApiServer::start(Scenario::healthy());
+    let command = join_cmd(
+        &format!("localhost:{}", server.addr().port()),
+        VALID,
+        &server.ca.pin(),
+    );
+    let rec = record(None, &b, &[], &command);
+    assert_eq!(rec.status("join.endpoint"), "pass", "{}", rec.json);
+    assert_eq!(rec.status("join.cluster-info"), "pass", "{}", rec.json);
+    drop(server);
+    let out = replay_under_strace(
+        &[
+            "join-check",
+            "--from-bundle",
+            b.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+        &b,
+        dir.path(),
+    );
+    let rp = run_cmd_output(out);
+    assert_eq!(judged(&rp), judged(&rec), "{}", rp.stderr);
+}
+
+/// The guide's command recorded from a node namespace against the guide's cluster, replayed from the
+/// host's namespace after both are gone: same verdicts, and nothing dialled there.
+fn the_guides_join_recorded_in_a_namespace_replays_outside_it() {
+    require(&["ip"]);
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("guide.tar.gz");
+    let rec = {
+        let node = Netns::new("jn");
+        let cp = Netns::new("jn");
+        veth(&node, "192.168.1.10/24", &cp, "192.168.1.2/24");
+        let fresh = Scenario::healthy().bootstrap_token("a24a11", SECRET, None, &["signing"]);
+        let _server = ApiServer::start_in_at(fresh, &cp, "192.168.1.2:6443".parse().unwrap());
+        record(Some(&node), &b, &["--timeout", "5"], &guide())
+    };
+    rec.fails_at(
+        "join.ca-pin",
+        "none of the CA certificates in cluster-info has the public key",
+    );
+    assert_eq!(rec.status("join.token"), "pass");
+    let rp = replay(&b, &[]);
+    assert_eq!(judged(&rp), judged(&rec));
+}
+
+/// The same inputs give the same bytes: a join that ends at a refused connect (no clock, no server
+/// answer among its inputs) recorded twice at the same SOURCE_DATE_EPOCH; a healthy one is small.
+fn same_join_inputs_give_the_same_bytes_and_a_small_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = join_cmd(&format!("127.0.0.1:{}", closed_port()), TOKEN, GUIDE_HASH);
+    // The same file name (the command line is recorded), in a directory of its own each time.
+    let bytes = |sub: &str, epoch: &str| {
+        let d = dir.path().join(sub);
+        std::fs::create_dir(&d).unwrap();
+        let out = Command::new(bin())
+            .current_dir(&d)
+            .args(["join-check", "-o", "json", "--bundle", "join.tar.gz", "--"])
+            .args(&command)
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        std::fs::read(d.join("join.tar.gz")).unwrap()
+    };
+    let a = bytes("a", "1796688000");
+    assert!(a == bytes("b", "1796688000"), "two recordings differ");
+    let later = unpack(&bytes("c", "1796774400"));
+    for (name, member) in unpack(&a) {
+        if name != "manifest.json" && name != "report.json" {
+            assert!(member == later[&name], "{name} differs");
+        }
+    }
+    let server = ApiServer::start(Scenario::healthy());
+    let b = dir.path().join("healthy.tar.gz");
+    assert_eq!(record(None, &b, &[], &server_cmd(&server, VALID)).code, 0);
+    let size = std::fs::metadata(&b).unwrap().len();
+    assert!(size < 32 << 10, "{size} bytes");
+}
+
+/// A bundle without a step's inputs (made before the step recorded them, or edited): that step is
+/// `skip: not in the bundle`; without the command, the bundle cannot be replayed at all (exit 2).
+fn a_step_the_bundle_has_no_inputs_for_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("join.tar.gz");
+    let server = ApiServer::start(Scenario::healthy());
+    let rec = record(None, &b, &[], &server_cmd(&server, VALID));
+    assert_eq!(rec.code, 0, "{}", rec.json);
+    drop(server);
+    let bytes = std::fs::read(&b).unwrap();
+    let older = dir.path().join("older.tar.gz");
+    std::fs::write(&older, without_source(&bytes, "join.token")).unwrap();
+    let rp = replay(&older, &[]);
+    assert_eq!(rp.status("join.token"), "skip", "{}", rp.json);
+    assert_eq!(rp.message("join.token"), "not in the bundle");
+    for id in ["join.ca-pin", "join.clock"] {
+        assert_eq!(rp.message(id), "not run: join.token was skipped");
+    }
+    for id in &STEPS[..4] {
+        assert_eq!(rp.status(id), "pass", "{id}");
+    }
+    std::fs::write(&older, without_source(&bytes, "join.parse")).unwrap();
+    let out = Command::new(bin())
+        .args(["join-check", "--from-bundle", older.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the bundle's join command: not in the bundle"),
+        "{err}"
+    );
+}
+
+fn check_and_join_check_bundles_are_not_interchangeable() {
+    let dir = tempfile::tempdir().unwrap();
+    let check_b = dir.path().join("check.tar.gz");
+    let root = fixtures().join("hosts/centos7-seed-broken");
+    let out = Command::new(bin())
+        .args(["check", "--offline", "-o", "json", "--root"])
+        .arg(&root)
+        .arg("--bundle")
+        .arg(&check_b)
+        .output()
+        .unwrap();
+    assert!(check_b.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+    let join_b = dir.path().join("join.tar.gz");
+    record(
+        None,
+        &join_b,
+        &[],
+        &join_cmd(&format!("127.0.0.1:{}", closed_port()), TOKEN, GUIDE_HASH),
+    );
+    for (args, made_by) in [
+        (
+            vec!["join-check", "--from-bundle", check_b.to_str().unwrap()],
+            "check",
+        ),
+        (
+            vec!["check", "--from-bundle", join_b.to_str().unwrap()],
+            "join-check",
+        ),
+    ] {
+        let out = Command::new(bin()).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(
+            err.contains(&format!("made by `k8sdoctor {made_by} --bundle`"))
+                && err.contains(&format!(
+                    "replay it with `k8sdoctor {made_by} --from-bundle FILE`"
+                )),
+            "{args:?}: {err}"
+        );
+    }
+    // A command besides --from-bundle is refused too: the bundle is the command.
+    let out = Command::new(bin())
+        .args([
+            "join-check",
+            "--from-bundle",
+            join_b.to_str().unwrap(),
+            "--",
+            "kubeadm",
+            "join",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn run_cmd_output(out: Output) -> Run {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}\nstderr: {stderr}"));
+    Run {
+        json,
+        code: out.status.code().unwrap_or(-1),
+        took: Duration::ZERO,
+        stderr,
+    }
+}
+// --- end join-check bundles ---
+
 fn main() {
     support::harness::main(vec![
         trial!(bad_token_format_fails_parse_without_showing_the_secret),
@@ -581,5 +1015,12 @@ fn main() {
         trial!(the_guides_command_against_the_guides_cluster_a_day_later),
         trial!(a_name_that_does_not_resolve_fails_the_endpoint_step),
         trial!(check_points_join_steps_to_join_check),
+        trial!(each_outcome_replays_with_the_server_stopped),
+        trial!(no_member_of_a_join_bundle_holds_the_secret),
+        trial!(a_join_replay_opens_nothing_but_the_bundle_and_dials_nothing),
+        trial!(the_guides_join_recorded_in_a_namespace_replays_outside_it),
+        trial!(same_join_inputs_give_the_same_bytes_and_a_small_bundle),
+        trial!(a_step_the_bundle_has_no_inputs_for_is_skipped),
+        trial!(check_and_join_check_bundles_are_not_interchangeable),
     ]);
 }

@@ -89,6 +89,6 @@ fn the_jws_matches_openssl_hmac() {
         );
         let want = format!("{header}..{}", b64url(&mac));
         let token = Token::parse(&format!("{id}.{secret}")).unwrap();
-        assert_eq!(detached_signature(kubeconfig, &token), want);
+        assert_eq!(detached_signature(kubeconfig, &token), Some(want));
     }
 }

@@ -14,6 +14,9 @@ pub const FORMAT: &str = "k8sdoctor-bundle";
 /// The layout version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
+/// What `manifest.json`'s `command` says: the command that made the bundle, the only one that replays it.
+pub const CHECK: &str = "check";
+pub const JOIN_CHECK: &str = "join-check";
 pub const REPORT: &str = "report.json";
 /// The pseudo-source the report member feeds.
 pub const REPORT_SOURCE: &str = "report";
@@ -37,6 +40,9 @@ pub struct Manifest {
     pub format: String,
     pub format_version: u32,
     pub tool: crate::report::Tool,
+    /// The command that made it ([`CHECK`] or [`JOIN_CHECK`]; absent in the first bundles, all `check`'s).
+    #[serde(default = "check")]
+    pub command: String,
     /// RFC 3339; a replay judges time (token expiry) as of this instant.
     pub created_at: String,
     /// The command line that made it, secrets masked.
@@ -53,6 +59,10 @@ pub struct Manifest {
     pub sources: Vec<String>,
     /// Every other member, in archive order.
     pub members: Vec<Member>,
+}
+
+fn check() -> String {
+    CHECK.into()
 }
 
 /// The settings of the recorded run that shape what its sources read; a replay uses them, not its own.
@@ -148,11 +158,12 @@ pub fn calls_member(source: &str) -> String {
 
 /// Hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+/// Lower-case hex (the `hex` crate would be one more dependency for this line).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether a member name is a plain relative name: `/`-separated words, none empty, `.` or `..`, no

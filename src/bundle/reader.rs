@@ -53,6 +53,10 @@ pub enum BundleError {
     Version(u32),
     #[error("the bundle's member {0} does not match its manifest: {1}")]
     Mismatch(String, String),
+    #[error(
+        "this bundle was made by `k8sdoctor {made_by} --bundle`, not by {wanted}: replay it with `k8sdoctor {made_by} --from-bundle FILE`"
+    )]
+    Command { made_by: String, wanted: String },
 }
 
 /// A bundle as read: its manifest, the recorded report, and the recorded inputs to replay.
@@ -315,6 +319,7 @@ mod tests {
             );
         });
         let header = writer::Header {
+            command: crate::bundle::format::CHECK.into(),
             created_at: "2026-01-01T00:00:00Z".into(),
             command_line: "k8sdoctor --bundle b".into(),
             recorded: Recorded {

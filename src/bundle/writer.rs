@@ -20,6 +20,8 @@ use crate::{
 
 /// What the manifest says besides the members.
 pub struct Header {
+    /// The command that made it (`check`, `join-check`).
+    pub command: String,
     pub created_at: String,
     pub command_line: String,
     pub recorded: Recorded,
@@ -110,6 +112,7 @@ pub fn write(header: Header, report: &Report, entries: Vec<Entry>) -> Result<Vec
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         tool: crate::report::Tool::default(),
+        command: header.command,
         created_at: header.created_at,
         command_line: header.command_line,
         host: serde_json::to_value(&report.host)?,

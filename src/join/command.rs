@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use crate::mask::mask_secrets;
+use crate::mask::{mask_secrets, mask_token};
 
 /// Why the words given are not a `kubeadm join` command at all (the doctor cannot start: exit 2).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -86,8 +86,9 @@ pub fn shell_words(line: &str) -> Result<Vec<String>, CommandError> {
     Ok(words)
 }
 
-/// What a `kubeadm join` command says about discovery; values are raw (the token is secret).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What a `kubeadm join` command says about discovery; values are raw (the token is secret) until
+/// [`JoinCommand::masked`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JoinCommand {
     /// Positional arguments: the first is the API server endpoint, kubeadm ignores the rest.
     pub endpoints: Vec<String>,
@@ -101,6 +102,28 @@ pub struct JoinCommand {
     pub ignored: Vec<String>,
     /// Flags kubeadm join does not have, or that lack their value: kubeadm would refuse the command.
     pub problems: Vec<String>,
+}
+
+/// Whether a positional argument is a token put where the endpoint goes: `<6 alphanumerics>.<8 or
+/// more alphanumerics>`, no port. (An endpoint always has `host:port`.) A secret masked to stars (the
+/// command as a bundle holds it) still has the shape.
+pub(crate) fn looks_like_token(arg: &str) -> bool {
+    arg.split_once('.').is_some_and(|(id, secret)| {
+        id.len() == 6
+            && secret.len() >= 8
+            && id.bytes().all(|b| b.is_ascii_alphanumeric())
+            && (secret.bytes().all(|b| b.is_ascii_alphanumeric())
+                || secret.bytes().all(|b| b == b'*'))
+    })
+}
+
+/// A positional argument as shown: masked when it looks like a token.
+pub(crate) fn shown_arg(arg: &str) -> String {
+    if looks_like_token(arg) {
+        mask_token(arg)
+    } else {
+        arg.to_string()
+    }
 }
 
 /// kubeadm join's flags (and kubeadm's global ones) that take a value but do not bear on discovery.
@@ -245,6 +268,45 @@ impl JoinCommand {
         }
         cmd.token = discovery_token.or(token);
         Ok(cmd)
+    }
+
+    /// The command with every secret masked, as a bundle holds it: the token's secret half (whatever
+    /// its shape) and tokens put where the endpoint goes. The values of ignored flags
+    /// (`--certificate-key`, `--tls-bootstrap-token`) were never kept.
+    pub fn masked(&self) -> JoinCommand {
+        JoinCommand {
+            endpoints: self.endpoints.iter().map(|e| shown_arg(e)).collect(),
+            token: self.token.as_deref().map(mask_token),
+            ..self.clone()
+        }
+    }
+
+    /// The command as one line for a bundle's manifest: what discovery reads, secrets masked, the
+    /// values of the flags it ignores left out.
+    pub fn shown(&self) -> String {
+        let m = self.masked();
+        let mut w: Vec<String> = vec!["kubeadm".into(), "join".into()];
+        w.extend(m.endpoints);
+        if let Some(t) = m.token {
+            w.extend(["--token".into(), t]);
+        }
+        for h in m.hashes {
+            w.extend(["--discovery-token-ca-cert-hash".into(), h]);
+        }
+        if m.unsafe_skip_ca {
+            w.push("--discovery-token-unsafe-skip-ca-verification".into());
+        }
+        if m.control_plane {
+            w.push("--control-plane".into());
+        }
+        for flag in m.ignored {
+            let valued = IGNORED_VALUED.contains(&flag.trim_start_matches('-'));
+            w.push(flag);
+            if valued {
+                w.push("****".into());
+            }
+        }
+        w.join(" ")
     }
 }
 

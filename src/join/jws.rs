@@ -3,6 +3,7 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64URL};
 use ring::hmac;
+use serde::{Deserialize, Serialize};
 
 use super::token::Token;
 
@@ -11,8 +12,11 @@ fn header(id: &str) -> String {
     format!(r#"{{"alg":"HS256","kid":"{id}"}}"#)
 }
 
-fn key(token: &Token) -> hmac::Key {
-    hmac::Key::new(hmac::HMAC_SHA256, token.secret().as_bytes())
+/// The HMAC key: the token's secret (absent for a token replayed from a bundle).
+fn key(token: &Token) -> Option<hmac::Key> {
+    token
+        .secret()
+        .map(|s| hmac::Key::new(hmac::HMAC_SHA256, s.as_bytes()))
 }
 
 fn signing_input(header_b64: &str, content: &str) -> String {
@@ -23,14 +27,17 @@ fn signing_input(header_b64: &str, content: &str) -> String {
 ///
 /// kubeadm zero-pads the secret to 32 bytes for go-jose; HMAC pads every key shorter than its
 /// 64-byte block with zeros anyway, so the 16-byte secret gives the same MAC.
-pub fn detached_signature(content: &str, token: &Token) -> String {
+/// `None` for a token without its secret (replayed from a bundle): it signs nothing.
+pub fn detached_signature(content: &str, token: &Token) -> Option<String> {
     let h = B64URL.encode(header(&token.id));
-    let sig = hmac::sign(&key(token), signing_input(&h, content).as_bytes());
-    format!("{h}..{}", B64URL.encode(sig.as_ref()))
+    let sig = hmac::sign(&key(token)?, signing_input(&h, content).as_bytes());
+    Some(format!("{h}..{}", B64URL.encode(sig.as_ref())))
 }
 
-/// How a signature found in cluster-info compares with the one the token gives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a signature found in cluster-info compares with the one the token gives. A bundle records it
+/// (the secret that decides it never enters one), so a replay re-reads the verdict, not the MAC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     Valid,
     /// Not `header..signature` with a decodable header.
@@ -39,6 +46,8 @@ pub enum Verdict {
     OtherHeader(String),
     /// Same header, different MAC: the secret half of the token is wrong (or the content changed).
     WrongSecret,
+    /// The token's secret is not at hand (a token replayed from a bundle): the MAC cannot be computed.
+    NoSecret,
 }
 
 /// Checks `found` against the signature `token` gives over `content`. kubeadm compares the whole
@@ -68,7 +77,10 @@ pub fn verify(found: &str, content: &str, token: &Token) -> Verdict {
     if text != header(&token.id) {
         return Verdict::OtherHeader(text);
     }
-    match hmac::verify(&key(token), signing_input(h, content).as_bytes(), &mac) {
+    let Some(key) = key(token) else {
+        return Verdict::NoSecret;
+    };
+    match hmac::verify(&key, signing_input(h, content).as_bytes(), &mac) {
         Ok(()) => Verdict::Valid,
         Err(_) => Verdict::WrongSecret,
     }
@@ -86,7 +98,7 @@ mod tests {
     fn the_signature_verifies_and_a_wrong_secret_is_told_apart() {
         let t = token("abcdef.0123456789abcdef");
         let content = "apiVersion: v1\nkind: Config\n";
-        let sig = detached_signature(content, &t);
+        let sig = detached_signature(content, &t).unwrap();
         assert!(
             sig.starts_with("eyJhbGciOiJIUzI1NiIsImtpZCI6ImFiY2RlZiJ9.."),
             "{sig}"
@@ -96,7 +108,7 @@ mod tests {
         assert_eq!(verify(&sig, content, &wrong), Verdict::WrongSecret);
         // A change to the signed kubeconfig is caught the same way.
         assert_eq!(verify(&sig, "tampered", &t), Verdict::WrongSecret);
-        let other = detached_signature(content, &token("zzzzzz.0123456789abcdef"));
+        let other = detached_signature(content, &token("zzzzzz.0123456789abcdef")).unwrap();
         assert!(
             matches!(verify(&other, content, &t), Verdict::OtherHeader(h) if h.contains("zzzzzz"))
         );
@@ -108,5 +120,9 @@ mod tests {
             verify("!!..x", content, &t),
             Verdict::Malformed(_)
         ));
+        assert_eq!(
+            verify(&sig, content, &Token::withheld("abcdef")),
+            Verdict::NoSecret
+        );
     }
 }

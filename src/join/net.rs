@@ -54,7 +54,8 @@ pub fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAdd
 }
 
 /// Why one TCP connect failed, as the operator needs to tell it apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ConnectFailure {
     /// RST: the host is up and nothing listens on the port (or a firewall rejects with RST).
     Refused,
@@ -237,6 +238,8 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The body's size as received (a recorded body is masked, so it may be shorter now).
+    pub size: usize,
 }
 
 impl Response {
@@ -362,6 +365,7 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String>
     Ok(Some(Response {
         status,
         headers,
+        size: body.len(),
         body,
     }))
 }

@@ -1,40 +1,36 @@
-//! The network steps as findings: `join.endpoint` (resolve, then connect telling refused, timed out
-//! and unreachable apart) and `join.tls` (the handshake, with the presented chain captured).
+//! The network steps as findings, from what the network did as the tape gives it: `join.endpoint`
+//! (resolve, then connect telling refused, timed out and unreachable apart) and `join.tls` (the
+//! handshake, with the presented chain captured).
 
-use std::{
-    net::{SocketAddr, TcpStream},
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, time::Duration};
+
+use rustls::pki_types::CertificateDer;
 
 use super::{
-    net::{self, ConnectFailure, Tls},
+    net::ConnectFailure,
     pin::Cert,
     steps::{Endpoint, Step},
+    tape::{Connect, Handshake},
 };
 use crate::core::check::Finding;
 
-pub fn resolve(ep: &Endpoint, deadline: Instant) -> Result<Vec<SocketAddr>, Finding> {
-    net::resolve(&ep.host, ep.port, deadline).map_err(|e| {
-        Finding::fail(e).remediation(
-            "check the name in /etc/hosts or DNS on this node, or join with the API server's IP address",
-        )
-    })
+/// `join.endpoint` when the name does not resolve.
+pub fn resolve_failed(e: String) -> Finding {
+    Finding::fail(e).remediation(
+        "check the name in /etc/hosts or DNS on this node, or join with the API server's IP address",
+    )
 }
 
-/// `join.endpoint`: TCP connect, telling refused, timed out and unreachable apart.
+/// `join.endpoint`: the TCP connect's outcome, telling refused, timed out and unreachable apart.
 pub fn connect(
     ep: &Endpoint,
     addrs: &[SocketAddr],
-    deadline: Instant,
+    outcome: Connect,
     timeout: Duration,
-) -> Step<TcpStream> {
-    let t = Instant::now();
-    match net::connect(addrs, deadline) {
-        Ok((s, addr)) => {
-            let mut f = Finding::pass(format!(
-                "TCP connection to {addr} established in {} ms",
-                t.elapsed().as_millis()
-            ));
+) -> Step<()> {
+    match outcome {
+        Connect::Established { addr, ms } => {
+            let mut f = Finding::pass(format!("TCP connection to {addr} established in {ms} ms"));
             if addrs.len() > 1 || ep.host.parse::<std::net::IpAddr>().is_err() {
                 f.evidence.push(format!(
                     "{} resolves to {}",
@@ -46,11 +42,14 @@ pub fn connect(
                         .join(", ")
                 ));
             }
-            Ok((f, s))
+            Ok((f, ()))
         }
-        Err(failed) => {
-            let evidence: Vec<String> = failed.iter().map(|(a, e)| format!("{a}: {e}")).collect();
-            let worst = failed.iter().map(|(_, e)| net::classify(e)).next_back();
+        Connect::Failed(failed) => {
+            let evidence: Vec<String> = failed
+                .iter()
+                .map(|a| format!("{}: {}", a.addr, a.error))
+                .collect();
+            let worst = failed.iter().map(|a| a.failure).next_back();
             let port = ep.port;
             let (msg, fix) = match worst {
                 Some(ConnectFailure::Refused) => (
@@ -75,21 +74,22 @@ pub fn connect(
     }
 }
 
-/// `join.tls`: the handshake completes; the presented chain is captured (not yet trusted).
-pub fn tls(tcp: TcpStream, ep: &Endpoint, deadline: Instant) -> Step<Tls> {
-    let tls = net::handshake(tcp, &ep.host, deadline).map_err(|e| {
+/// `join.tls`: the handshake completed; the presented chain is captured (not yet trusted).
+pub fn tls(hs: Result<Handshake, String>) -> Step<Vec<CertificateDer<'static>>> {
+    let hs = hs.map_err(|e| {
         Finding::fail(e).remediation("check that the endpoint is the API server's TLS port (6443), not another service or a TLS-intercepting proxy")
     })?;
+    let chain = hs.chain().map_err(Finding::error)?;
     let mut f = Finding::pass(format!(
         "TLS handshake completed ({}); the server presented {} certificate(s), captured unverified as kubeadm's first request does",
-        tls.session,
-        tls.chain.len()
+        hs.session,
+        chain.len()
     ));
-    for (i, der) in tls.chain.iter().enumerate() {
+    for (i, der) in chain.iter().enumerate() {
         f.evidence.push(match Cert::from_der(der) {
             Ok(c) => format!("presented [{i}]: {}", c.summary),
             Err(e) => format!("presented [{i}]: {e}"),
         });
     }
-    Ok((f, tls))
+    Ok((f, chain))
 }

@@ -8,8 +8,8 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use serde::Deserialize;
 
 use super::{
-    command::JoinCommand,
-    jws::{self, Verdict},
+    command::{JoinCommand, looks_like_token, shown_arg},
+    jws::Verdict,
     net::Response,
     pin::{self, Cert},
     token::{CaHash, Token},
@@ -88,30 +88,19 @@ pub struct Discovery {
     pub pins: Vec<CaHash>,
 }
 
-/// Whether a positional argument is a token put where the endpoint goes: `<6 alphanumerics>.<8 or
-/// more alphanumerics>`, no port. (An endpoint always has `host:port`.)
-pub(crate) fn looks_like_token(arg: &str) -> bool {
-    arg.split_once('.').is_some_and(|(id, secret)| {
-        id.len() == 6
-            && secret.len() >= 8
-            && id
-                .bytes()
-                .chain(secret.bytes())
-                .all(|b| b.is_ascii_alphanumeric())
-    })
-}
-
-/// A positional argument as shown: masked when it looks like a token.
-fn shown_arg(arg: &str) -> String {
-    if looks_like_token(arg) {
-        mask_token(arg)
-    } else {
-        arg.to_string()
-    }
+/// Judges the `--token` value as kubeadm's validation does: the token, or why it is not one.
+pub fn judge_token(t: &str) -> Result<Token, String> {
+    Token::parse(t).map_err(|e| e.to_string())
 }
 
 /// `join.parse`: every problem kubeadm's validation would report, at once; the unsafe flag warns.
 pub fn parse(cmd: &JoinCommand) -> Step<Discovery> {
+    parse_with(cmd, cmd.token.as_deref().map(judge_token))
+}
+
+/// [`parse`] with the token already judged (`None` when the command has none): a replay has the
+/// verdict its bundle recorded, not the secret it was made from.
+pub fn parse_with(cmd: &JoinCommand, token: Option<Result<Token, String>>) -> Step<Discovery> {
     let mut problems: Vec<String> = cmd
         .problems
         .iter()
@@ -136,7 +125,7 @@ pub fn parse(cmd: &JoinCommand) -> Step<Discovery> {
             Endpoint::parse(first).map_err(|e| problems.push(e)).ok()
         }
     };
-    let token = match &cmd.token {
+    let token = match token {
         None => {
             let stray = cmd.endpoints.iter().find(|e| looks_like_token(e));
             problems.push(match stray {
@@ -148,9 +137,7 @@ pub fn parse(cmd: &JoinCommand) -> Step<Discovery> {
             });
             None
         }
-        Some(t) => Token::parse(t)
-            .map_err(|e| problems.push(e.to_string()))
-            .ok(),
+        Some(t) => t.map_err(|e| problems.push(e)).ok(),
     };
     let mut pins = Vec::new();
     for h in &cmd.hashes {
@@ -248,11 +235,7 @@ struct StatusBody {
 
 /// `join.cluster-info`: the anonymous GET's answer.
 pub fn cluster_info(resp: &Response, url: &str) -> Step<ClusterInfo> {
-    let got = format!(
-        "GET {url} → HTTP {} ({} bytes)",
-        resp.status,
-        resp.body.len()
-    );
+    let got = format!("GET {url} → HTTP {} ({} bytes)", resp.status, resp.size);
     let server_says = serde_json::from_slice::<StatusBody>(&resp.body)
         .ok()
         .filter(|s| !s.message.is_empty())
@@ -322,8 +305,14 @@ pub fn cluster_info(resp: &Response, url: &str) -> Step<ClusterInfo> {
     Ok((f, info))
 }
 
-/// `join.token`: the signature for the token's id exists and verifies with its secret.
-pub fn token(info: &ClusterInfo, token: &Token) -> Step<()> {
+/// `join.token`: the signature for the token's id exists and verifies with its secret, as `verify`
+/// judges it from the signature and the signed kubeconfig (`jws::verify` live; a replay reads the
+/// verdict its bundle recorded, since the secret that decides it is not there).
+pub fn token(
+    info: &ClusterInfo,
+    token: &Token,
+    verify: impl FnOnce(&str, &str) -> Result<Verdict, Finding>,
+) -> Step<()> {
     let key = format!("{JWS_PREFIX}{}", token.id);
     let others = info.signed_ids();
     let present = if others.is_empty() {
@@ -343,7 +332,7 @@ pub fn token(info: &ClusterInfo, token: &Token) -> Step<()> {
         .evidence("kubeadm would stop with: token id is invalid for this cluster or it has expired")
         .remediation("bootstrap tokens live 24 h by default: on the control plane run kubeadm token create --print-join-command and use the command it prints"));
     };
-    match jws::verify(sig, info.kubeconfig(), token) {
+    match verify(sig, info.kubeconfig())? {
         Verdict::Valid => Ok((
             Finding::pass(format!(
                 "cluster-info is signed for token {} and the HS256 signature verifies with its secret",
@@ -368,6 +357,10 @@ pub fn token(info: &ClusterInfo, token: &Token) -> Step<()> {
             "the {key} signature is malformed: {why}"
         ))
         .remediation("on the control plane: kubeadm token delete and kubeadm token create --print-join-command")),
+        Verdict::NoSecret => Err(Finding::skip(format!(
+            "cluster-info is signed for token id {:?}, but the token's secret is not at hand (a bundle never holds it), so the signature cannot be verified",
+            token.id
+        ))),
     }
 }
 
@@ -532,7 +525,7 @@ pub fn clock(date: Option<&str>, local: jiff::Timestamp) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::join::command::shell_words;
+    use crate::join::{command::shell_words, jws};
 
     fn cmd(line: &str) -> JoinCommand {
         JoinCommand::parse(&shell_words(line).unwrap()).unwrap()
@@ -621,6 +614,7 @@ mod tests {
             status,
             headers: vec![],
             body: body.as_bytes().to_vec(),
+            size: body.len(),
         }
     }
 
@@ -652,6 +646,10 @@ mod tests {
         );
     }
 
+    fn token(info: &ClusterInfo, t: &Token) -> Step<()> {
+        super::token(info, t, |sig, content| Ok(jws::verify(sig, content, t)))
+    }
+
     #[test]
     fn token_absent_and_wrong_secret_are_different_findings() {
         let t = Token::parse("abcdef.0123456789abcdef").unwrap();
@@ -675,7 +673,7 @@ mod tests {
         let other = Token::parse("abcdef.ffffffffffffffff").unwrap();
         info.data.insert(
             format!("{JWS_PREFIX}abcdef"),
-            jws::detached_signature(&kubeconfig, &other),
+            jws::detached_signature(&kubeconfig, &other).unwrap(),
         );
         let wrong = token(&info, &t).unwrap_err();
         assert!(
@@ -686,7 +684,7 @@ mod tests {
         assert!(!wrong.message.contains("0123456789abcdef"));
         info.data.insert(
             format!("{JWS_PREFIX}abcdef"),
-            jws::detached_signature(&kubeconfig, &t),
+            jws::detached_signature(&kubeconfig, &t).unwrap(),
         );
         assert_eq!(token(&info, &t).unwrap().0.status, Status::Pass);
     }

@@ -7,11 +7,12 @@ use thiserror::Error;
 
 use crate::mask::mask_token;
 
-/// A bootstrap token. Its secret never reaches `Debug`, `Display` or an error message.
+/// A bootstrap token. Its secret never reaches `Debug`, `Display`, an error message or a bundle: a
+/// token replayed from a bundle has its id only ([`Token::withheld`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token {
     pub id: String,
-    secret: String,
+    secret: Option<String>,
 }
 
 /// Why a token string is not a bootstrap token. Messages show the masked token only.
@@ -30,6 +31,9 @@ pub enum TokenError {
     #[error("token {shown}: the secret must be 16 characters of [a-z0-9] ({what})")]
     BadSecret { shown: String, what: String },
 }
+
+/// The length of a bootstrap token's secret.
+const SECRET_LEN: usize = 16;
 
 fn tok_chars(s: &str) -> bool {
     s.bytes()
@@ -67,7 +71,7 @@ impl Token {
                 what: what(id, 6),
             });
         }
-        if secret.len() != 16 || !tok_chars(secret) {
+        if secret.len() != SECRET_LEN || !tok_chars(secret) {
             return Err(TokenError::BadSecret {
                 shown,
                 what: what(secret, 16),
@@ -75,18 +79,26 @@ impl Token {
         }
         Ok(Token {
             id: id.to_string(),
-            secret: secret.to_string(),
+            secret: Some(secret.to_string()),
         })
     }
 
-    /// The secret, for signing only.
-    pub fn secret(&self) -> &str {
-        &self.secret
+    /// A valid token known by its id alone: what a bundle holds of it (the secret never enters one).
+    pub fn withheld(id: &str) -> Token {
+        Token {
+            id: id.to_string(),
+            secret: None,
+        }
     }
 
-    /// `<id>.****************`.
+    /// The secret, for signing only; `None` for a token replayed from a bundle.
+    pub fn secret(&self) -> Option<&str> {
+        self.secret.as_deref()
+    }
+
+    /// `<id>.****************` (a valid token's secret has 16 characters, withheld or not).
     pub fn masked(&self) -> String {
-        format!("{}.{}", self.id, "*".repeat(self.secret.len()))
+        format!("{}.{}", self.id, "*".repeat(SECRET_LEN))
     }
 }
 
@@ -166,7 +178,9 @@ mod tests {
     fn the_guides_token_parses_and_never_shows_its_secret() {
         let t = Token::parse(GUIDE).unwrap();
         assert_eq!(t.id, "a24a11");
-        assert_eq!(t.secret(), "0e6b932b0907deff");
+        assert_eq!(t.secret(), Some("0e6b932b0907deff"));
+        let w = Token::withheld("a24a11");
+        assert_eq!((w.secret(), w.masked()), (None, t.masked()));
         for shown in [format!("{t}"), format!("{t:?}"), t.masked()] {
             assert!(!shown.contains("0e6b932b0907deff"), "{shown}");
             assert!(shown.contains("a24a11.****************"), "{shown}");

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod archive;
 pub mod dryrun;
 pub mod harness;
 pub mod hostile;
