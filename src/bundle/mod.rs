@@ -2,7 +2,9 @@
 //! report; `check --from-bundle FILE` evaluates the checks again from those inputs alone, through the
 //! same sources, with no host file, command or network.
 
+pub mod fleet;
 pub mod format;
+pub mod frame;
 pub mod reader;
 pub mod writer;
 
@@ -28,12 +30,22 @@ use crate::{
 
 pub use reader::{Bundle, BundleError};
 
-/// Runs `check` as the config says: plain, recording a bundle, or replaying one.
-pub fn run_check(cfg: &Config, extra: &[DynCheck]) -> Result<Report> {
+/// `--bundle -`: the bundle goes to stdout, framed after the report (how a fleet pod, which has
+/// no writable file, sends its node's bundle back through its log).
+pub const TO_STDOUT: &str = "-";
+
+/// Runs `check` as the config says: plain, recording a bundle, or replaying one. With
+/// `--bundle -`, also the framed bundle for the caller to print after the report.
+pub fn run_check(cfg: &Config, extra: &[DynCheck]) -> Result<(Report, Option<String>)> {
     match (&cfg.from_bundle, &cfg.bundle) {
-        (Some(b), _) => replay(cfg, extra, b),
-        (None, Some(b)) => record(cfg, extra, b),
-        (None, None) => engine::run_with(cfg, extra),
+        (Some(b), _) => Ok((replay(cfg, extra, b)?, None)),
+        (None, Some(b)) if b.as_os_str() == TO_STDOUT => {
+            let (report, bytes) = record_bytes(cfg, extra)?;
+            let framed = frame::encode(&bytes).map_err(|e| anyhow::anyhow!("--bundle -: {e}"))?;
+            Ok((report, Some(framed)))
+        }
+        (None, Some(b)) => Ok((record(cfg, extra, b)?, None)),
+        (None, None) => Ok((engine::run_with(cfg, extra)?, None)),
     }
 }
 
@@ -55,6 +67,19 @@ fn rfc3339(t: SystemTime) -> String {
 
 /// Runs the checks on the host while recording every input, writes the bundle, hands back the report.
 pub fn record(cfg: &Config, extra: &[DynCheck], path: &Path) -> Result<Report> {
+    let (report, bytes) = record_bytes(cfg, extra)?;
+    std::fs::write(path, &bytes)
+        .with_context(|| format!("cannot write --bundle {}", path.display()))?;
+    crate::core::stderr::note(&format!(
+        "bundle → {} ({} KiB)",
+        path.display(),
+        bytes.len().div_ceil(1024)
+    ));
+    Ok(report)
+}
+
+/// Runs the checks on the host while recording every input: the report and the bundle's bytes.
+pub fn record_bytes(cfg: &Config, extra: &[DynCheck]) -> Result<(Report, Vec<u8>)> {
     let rec = Arc::new(Recorder::default());
     let host = engine::host_of(cfg)?.recording(rec.clone());
     let now = created_at();
@@ -79,25 +104,25 @@ pub fn record(cfg: &Config, extra: &[DynCheck], path: &Path) -> Result<Report> {
         sources: facts.names().map(String::from).collect(),
     };
     let bytes = writer::write(header, &report, rec.entries())?;
-    std::fs::write(path, &bytes)
-        .with_context(|| format!("cannot write --bundle {}", path.display()))?;
-    crate::core::stderr::note(&format!(
-        "bundle of {} inputs → {} ({} KiB)",
-        rec.entries().len(),
-        path.display(),
-        bytes.len().div_ceil(1024)
-    ));
-    Ok(report)
+    Ok((report, bytes))
 }
 
 /// Evaluates the checks again from a bundle: the same sources, answered by the recording.
 pub fn replay(cfg: &Config, extra: &[DynCheck], path: &Path) -> Result<Report> {
-    let b = reader::open(path).with_context(|| format!("--from-bundle {}", path.display()))?;
+    let b = match &cfg.from_bundle_node {
+        Some(node) => fleet::node_bundle(path, node),
+        None => reader::open(path).map_err(Into::into),
+    }
+    .with_context(|| format!("--from-bundle {}", path.display()))?;
+    replay_bundle(cfg, extra, b).with_context(|| format!("--from-bundle {}", path.display()))
+}
+
+/// Evaluates the checks again from a bundle already read.
+pub fn replay_bundle(cfg: &Config, extra: &[DynCheck], b: Bundle) -> Result<Report> {
     let now = jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%:z", &b.manifest.created_at)
         .or_else(|_| b.manifest.created_at.parse::<jiff::Timestamp>())
         .map(SystemTime::from)
-        .map_err(|e| BundleError::Damaged(format!("created_at: {e}")))
-        .with_context(|| format!("--from-bundle {}", path.display()))?;
+        .map_err(|e| BundleError::Damaged(format!("created_at: {e}")))?;
     let cfg = b.manifest.config.apply(cfg);
     let host = Host::replaying(&b.manifest.recorded, Arc::new(b.replay));
     engine::run_on(&cfg, extra, &host, now).map(|(r, _)| r)
