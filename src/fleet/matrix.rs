@@ -17,6 +17,11 @@ use crate::{
     report::{Summary, markdown_cell, status_table},
 };
 
+/// Node columns per matrix table.
+const MATRIX_NODES: usize = 12;
+/// Node rows per node table.
+const NODE_ROWS: usize = 50;
+
 /// Strings seen once each, referred to by number (check ids: a few dozen for any fleet size;
 /// messages: most nodes share theirs).
 #[derive(Default)]
@@ -237,8 +242,17 @@ impl Matrix {
     }
 
     fn render_table(&self, color: bool, out: &mut dyn Write) -> std::io::Result<()> {
+        // The nodes too go out a table of at most NODE_ROWS at a time: a table holds every cell
+        // until it is drawn, many KiB a node.
+        for rows in self.rows.chunks(NODE_ROWS) {
+            self.node_table(rows, color, out)?;
+        }
+        self.render_matrix(color, out)
+    }
+
+    fn node_table(&self, rows: &[Row], color: bool, out: &mut dyn Write) -> std::io::Result<()> {
         let mut nodes = status_table(&["node", "state", "result"], color);
-        for n in &self.rows {
+        for n in rows {
             let text = match (&n.summary, &n.reason) {
                 (Some(summary), why) => {
                     let bad: Vec<String> = n
@@ -270,16 +284,21 @@ impl Matrix {
             };
             nodes.add_row(vec![n.name.to_string(), state_str(n.state).into(), text]);
         }
-        writeln!(out, "{nodes}")?;
+        writeln!(out, "{nodes}")
+    }
+
+    fn render_matrix(&self, color: bool, out: &mut dyn Write) -> std::io::Result<()> {
         let ids = self.check_ids();
         let reported: Vec<&Row> = self.reported().collect();
-        if !ids.is_empty() {
+        // A few nodes per matrix, one matrix after another: thousands of columns fit no screen,
+        // and one such table would cost memory in proportion to the fleet.
+        for nodes in reported.chunks(MATRIX_NODES).filter(|_| !ids.is_empty()) {
             let mut header = vec!["check"];
-            header.extend(reported.iter().map(|n| &*n.name));
+            header.extend(nodes.iter().map(|n| &*n.name));
             let mut matrix = status_table(&header, color);
             for (id, text) in &ids {
                 let mut row = vec![text.to_string()];
-                row.extend(reported.iter().map(|n| {
+                row.extend(nodes.iter().map(|n| {
                     Matrix::status_of(n, *id)
                         .map_or("·", |s| s.mark())
                         .to_string()

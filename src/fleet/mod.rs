@@ -541,8 +541,10 @@ fn pulling_fails(p: &Pod) -> bool {
 
 /// The run's pods as a watch sees them: one paged list, then a watch from its resourceVersion,
 /// re-opened when it ends or fails and re-listed when the server has compacted it away (410).
-struct RunWatch {
+struct RunWatch<T = Pod> {
     api: Api<Pod>,
+    /// What of each pod is kept: a page of whole Pods at a time is decoded, never the run's.
+    reduce: fn(&Pod) -> T,
     selector: String,
     rv: String,
     stream: Option<futures::stream::LocalBoxStream<'static, kube::Result<WatchEvent<Pod>>>>,
@@ -557,20 +559,53 @@ struct RunWatch {
     opened: Instant,
 }
 
-/// What the watch saw.
-enum Change {
-    Pod(Box<Pod>),
+/// What the loop needs of a pod as seen: its name and state, whether its pull is failing, and
+/// its termination message (a whole Pod is several KiB; thousands of them are not kept).
+struct Seen {
+    name: String,
+    state: PodState,
+    pull_failing: bool,
+    termination: compact::Termination,
+}
+
+impl Seen {
+    fn of(p: &Pod) -> Seen {
+        Seen {
+            name: p.metadata.name.clone().unwrap_or_default(),
+            state: pod_state(p),
+            pull_failing: pulling_fails(p),
+            termination: pod::termination(p),
+        }
+    }
+}
+
+/// What the watch saw (each pod as the watch's `reduce` made it).
+enum Change<T = Pod> {
+    Pod(Box<T>),
     Gone(String),
     /// The watch had to start over: the run's pods as listed.
-    Relisted(Vec<Pod>),
+    Relisted(Vec<T>),
     /// Nothing within the wait.
     Idle,
 }
 
 impl RunWatch {
     fn new(api: Api<Pod>, run: &str, deadline: Instant, read_timeout: Duration) -> RunWatch {
+        RunWatch::reducing(api, run, deadline, read_timeout, Pod::clone)
+    }
+}
+
+impl<T> RunWatch<T> {
+    fn reducing(
+        api: Api<Pod>,
+        run: &str,
+        deadline: Instant,
+        read_timeout: Duration,
+        reduce: fn(&Pod) -> T,
+    ) -> RunWatch<T> {
         RunWatch {
             api,
+            reduce,
             selector: pod::run_selector(run),
             rv: String::new(),
             stream: None,
@@ -582,7 +617,7 @@ impl RunWatch {
     }
 
     /// Every pod of the run, in pages, each page retried; the watch continues from here.
-    async fn list(&mut self) -> Result<Vec<Pod>> {
+    async fn list(&mut self) -> Result<Vec<T>> {
         let mut lp = ListParams::default().labels(&self.selector).limit(PAGE);
         let mut pods = Vec::new();
         loop {
@@ -591,7 +626,8 @@ impl RunWatch {
                 .map_err(|e| api_err("list this run's pods", e))?;
             self.rv = page.metadata.resource_version.clone().unwrap_or_default();
             let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-            pods.extend(page.items);
+            // Each pod is reduced as its page arrives: a page of Pods at a time, not the run's.
+            pods.extend(page.items.iter().map(self.reduce));
             match next {
                 Some(c) => lp = lp.continue_token(&c),
                 None => break,
@@ -602,7 +638,7 @@ impl RunWatch {
     }
 
     /// The next change, waiting at most `wait`.
-    async fn next(&mut self, wait: Duration) -> Result<Change> {
+    async fn next(&mut self, wait: Duration) -> Result<Change<T>> {
         let until = Instant::now() + wait;
         loop {
             if self.opened.elapsed() > Duration::from_secs(u64::from(self.watch_secs) + 3) {
@@ -643,7 +679,7 @@ impl RunWatch {
                 Ok(WatchEvent::Added(p) | WatchEvent::Modified(p)) => {
                     self.failures = 0;
                     set_rv(&mut self.rv, &p);
-                    return Ok(Change::Pod(Box::new(p)));
+                    return Ok(Change::Pod(Box::new((self.reduce)(&p))));
                 }
                 Ok(WatchEvent::Deleted(p)) => {
                     set_rv(&mut self.rv, &p);
@@ -752,7 +788,11 @@ async fn fan_out(
             let image = opts.images.for_arch(&n.arch).unwrap_or_default();
             let pod = finish_pod(template.pod_for(i, &n.name), image, opts, Some(&owner));
             async move {
-                let r = retry::until(deadline, || pods.create(&CREATE, &pod)).await;
+                // Only whether it worked is kept: 4,000 created pods as the server echoes them
+                // back would be tens of MiB.
+                let r = retry::until(deadline, || pods.create(&CREATE, &pod))
+                    .await
+                    .map(drop);
                 (n.name, pod.metadata.name.unwrap_or_default(), r)
             }
         })
@@ -796,12 +836,12 @@ async fn fan_out(
     }
     progress(&format!("{} pods created on {total} nodes", waiting.len()));
     let grace = pull_grace(opts.timeout);
-    let mut watch = RunWatch::new(pods.clone(), run, deadline, cfg_timeout);
+    let mut watch = RunWatch::reducing(pods.clone(), run, deadline, cfg_timeout, Seen::of);
     let mut reads = tokio::task::JoinSet::new();
     let mut said = Instant::now();
     let mut scanned = Instant::now();
     let mut queued: Vec<(String, String, i32, compact::Termination)> = Vec::new();
-    let mut changes: Vec<Pod> = watch.list().await?;
+    let mut changes: Vec<Seen> = watch.list().await?;
     let mut last_done = usize::MAX;
     let bundles = sink.wants_bundles();
     // Pod events in, node outcomes out; log reads of exited pods run alongside, IN_FLIGHT at most.
@@ -810,12 +850,12 @@ async fn fan_out(
             bail!("interrupted: the run's pods are being deleted");
         }
         for p in changes.drain(..) {
-            let name = p.metadata.name.clone().unwrap_or_default();
+            let name = p.name;
             let Some(t) = waiting.get_mut(&name) else {
                 continue;
             };
-            let state = pod_state(&p);
-            if pulling_fails(&p) {
+            let state = p.state;
+            if p.pull_failing {
                 let since = *t.pull_failing.get_or_insert_with(Instant::now);
                 if since.elapsed() < grace {
                     if let PodState::NeverRan(why) = state {
@@ -846,7 +886,7 @@ async fn fan_out(
                 }
                 PodState::Exited(code) => {
                     let t = waiting.remove(&name).expect("present");
-                    queued.push((t.node, name, code, pod::termination(&p)));
+                    queued.push((t.node, name, code, p.termination));
                 }
             }
         }
@@ -902,7 +942,7 @@ async fn fan_out(
                 Change::Pod(p) => changes.push(*p),
                 Change::Relisted(all) => {
                     let names: std::collections::HashSet<String> =
-                        all.iter().filter_map(|p| p.metadata.name.clone()).collect();
+                        all.iter().map(|p| p.name.clone()).collect();
                     gone(&mut waiting, sink, |n| !names.contains(n))?;
                     changes = all;
                 }
