@@ -208,10 +208,17 @@ impl Writer {
 /// (a node's bundle at [`MAX_NODE_BUNDLE`], the manifest at [`MAX_MANIFEST`]).
 fn walk(
     path: &Path,
-    mut f: impl FnMut(String, Vec<u8>) -> Result<(), BundleError>,
+    f: impl FnMut(String, Vec<u8>) -> Result<(), BundleError>,
 ) -> Result<(), BundleError> {
     let (file, _) = open_file(path, MAX_FILE)?;
-    let mut gz = Capped::new(BufReader::with_capacity(64 << 10, file), MAX_TOTAL)?;
+    walk_from(BufReader::with_capacity(64 << 10, file), f)
+}
+
+fn walk_from(
+    r: impl std::io::BufRead,
+    mut f: impl FnMut(String, Vec<u8>) -> Result<(), BundleError>,
+) -> Result<(), BundleError> {
+    let mut gz = Capped::new(r, MAX_TOTAL)?;
     let cap = |name: &str| {
         if name == MANIFEST {
             MAX_MANIFEST
@@ -247,9 +254,15 @@ fn walk(
 /// bundle through the bundle reader), the manifest present, of this format, and naming exactly
 /// the members there are, each with its size and digest. Returns the manifest.
 pub fn verify(path: &Path) -> Result<FleetManifest, BundleError> {
+    let (file, _) = open_file(path, MAX_FILE)?;
+    verify_from(BufReader::with_capacity(64 << 10, file))
+}
+
+/// [`verify`] of an archive's bytes as they are read (the fuzz target's way in).
+pub fn verify_from(r: impl std::io::BufRead) -> Result<FleetManifest, BundleError> {
     let mut seen: BTreeMap<String, (u64, String)> = BTreeMap::new();
     let mut manifest = None;
-    walk(path, |name, bytes| {
+    walk_from(r, |name, bytes| {
         if name == MANIFEST {
             manifest = Some(bytes);
             return Ok(());

@@ -1037,13 +1037,13 @@ async fn read_back(
         Ok(l) => l,
         Err(e) => {
             let why = format!("{e:#}");
-            let bundle = bundles.then(|| Err(format!("no bundle: {why}")));
+            let bundle = bundles.then(|| Err(format!("the pod log could not be read: {why}")));
             return (compact::fallback(node, &why, term), bundle);
         }
     };
     let bundle = bundles.then(|| match crate::bundle::frame::find(&log) {
         Some(b) => b.map_err(|e| format!("the node's bundle is unusable: {e}")),
-        None => Err("no bundle: the pod's log carries none".into()),
+        None => Err("the pod's log carries none".into()),
     });
     match (code, report_from_log(&log)) {
         (0 | 1, Some(report)) => (
@@ -1073,7 +1073,7 @@ async fn read_back(
                     reason: Some(why.clone()),
                     report: None,
                 },
-                bundles.then(|| Err(format!("no bundle: {why}"))),
+                bundles.then_some(Err(why)),
             )
         }
     }

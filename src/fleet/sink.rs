@@ -95,10 +95,11 @@ impl<'a> Sink<'a> {
         n.report = n.report.take().map(Report::masked);
         if let Some(a) = &mut self.archive {
             let bundle = bundle.unwrap_or_else(|| {
-                Err(format!(
-                    "no bundle: {}",
-                    n.reason.as_deref().unwrap_or("the node sent none")
-                ))
+                Err(n
+                    .reason
+                    .as_deref()
+                    .unwrap_or("the node sent none")
+                    .to_string())
             });
             a.add(
                 &n.name,
