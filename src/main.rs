@@ -72,7 +72,7 @@ fn fleet_out(
         None => None,
     };
     let json = cfg.format == core::config::Format::Json;
-    let matrix = {
+    let ran = {
         let to: &mut dyn Write = match &mut file {
             Some(f) => f,
             None => stdout,
@@ -82,7 +82,20 @@ fn fleet_out(
             keep: fleet::Keep::for_format(cfg.format),
             bundle,
             command_line: std::env::args().collect::<Vec<_>>().join(" "),
-        })?
+        })
+    };
+    let matrix = match ran {
+        Ok(m) => m,
+        Err(e) => {
+            // A run that failed before its first node leaves no empty --output-file behind.
+            if let (Some(f), Some(path)) = (file.take(), &cfg.output_file)
+                && f.get_ref().metadata().is_ok_and(|m| m.len() == 0)
+                && f.buffer().is_empty()
+            {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
     };
     match &mut file {
         Some(f) if !json => matrix.render(cfg.format, false, f)?,

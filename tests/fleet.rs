@@ -1628,6 +1628,12 @@ fn hostile_fleet_bundles_are_refused_with_exit_2() {
         let bad = tmp.path().join("case.tar.gz");
         std::fs::write(&bad, &bytes).unwrap();
         let cwd = tempfile::tempdir().unwrap();
+        // A damaged archive leaves no --output-file behind either.
+        let file: &[&str] = if says.is_empty() {
+            &[]
+        } else {
+            &["--output-file", "out.json"]
+        };
         let out = Command::new(bin())
             .current_dir(cwd.path())
             .args([
@@ -1638,6 +1644,7 @@ fn hostile_fleet_bundles_are_refused_with_exit_2() {
                 "-o",
                 "json",
             ])
+            .args(file)
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
