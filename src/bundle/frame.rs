@@ -16,10 +16,12 @@ use super::format::sha256_hex;
 
 /// The most a node's bundle may hold (compressed): the pod log carries it base64'd beside the
 /// report, under the CLI's 8 MiB log read and a kubelet's 10 MiB log rotation. A CentOS node's
-/// bundle is about 100 KiB.
+/// bundle is about 12 KiB.
 pub const MAX_NODE_BUNDLE: usize = 4 << 20;
 const BEGIN: &str = "k8sdoctor-bundle-begin 1 ";
 const END: &str = "k8sdoctor-bundle-end";
+/// Said instead of a frame when the node could not send its bundle (it stays reported).
+const OMITTED: &str = "k8sdoctor-bundle-omitted ";
 /// Base64 characters per line: short enough for every runtime's log line limit (16 KiB), long
 /// enough that the runtime's per-line prefix costs little.
 const LINE: usize = 4000;
@@ -39,6 +41,8 @@ pub enum FrameError {
     Size { got: usize, want: usize },
     #[error("its SHA-256 differs from the one its begin line names")]
     Digest,
+    #[error("the node did not send it: {0}")]
+    Omitted(String),
 }
 
 /// The framed text of a bundle (ends with a line break); an over-large bundle is refused.
@@ -58,8 +62,21 @@ pub fn encode(bytes: &[u8]) -> Result<String, FrameError> {
     Ok(out)
 }
 
+/// What a node prints instead of a frame when its bundle cannot be sent (too large): the report
+/// still goes out, and the CLI records why the node has no bundle.
+pub fn omitted(why: &FrameError) -> String {
+    format!("{OMITTED}{why}\n")
+}
+
 /// The bundle framed in `log` (the last one, after the report): None when there is no begin line.
 pub fn find(log: &str) -> Option<Result<Vec<u8>, FrameError>> {
+    if let Some(i) = log
+        .rfind(OMITTED)
+        .filter(|&i| i == 0 || log.as_bytes()[i - 1] == b'\n')
+    {
+        let why = log[i + OMITTED.len()..].lines().next().unwrap_or_default();
+        return Some(Err(FrameError::Omitted(why.chars().take(300).collect())));
+    }
     let start = log
         .rmatch_indices(BEGIN)
         .map(|(i, _)| i)
@@ -141,9 +158,12 @@ mod tests {
         assert_eq!(find(&flipped), Some(Err(FrameError::Digest)));
         let lying = log.replace(&format!("size={}", bytes.len()), "size=5");
         assert!(matches!(find(&lying), Some(Err(FrameError::Size { .. }))));
-        assert_eq!(
-            encode(&vec![0; MAX_NODE_BUNDLE + 1]).err(),
-            Some(FrameError::TooBig(MAX_NODE_BUNDLE + 1))
+        let big = encode(&vec![0; MAX_NODE_BUNDLE + 1]).unwrap_err();
+        assert_eq!(big, FrameError::TooBig(MAX_NODE_BUNDLE + 1));
+        let said = format!("{{\"report\": 1}}\n{}", omitted(&big));
+        assert!(
+            matches!(find(&said), Some(Err(FrameError::Omitted(m))) if m.contains("more than the 4 MiB")),
+            "{said}"
         );
     }
 }

@@ -41,7 +41,8 @@ pub fn run_check(cfg: &Config, extra: &[DynCheck]) -> Result<(Report, Option<Str
         (Some(b), _) => Ok((replay(cfg, extra, b)?, None)),
         (None, Some(b)) if b.as_os_str() == TO_STDOUT => {
             let (report, bytes) = record_bytes(cfg, extra)?;
-            let framed = frame::encode(&bytes).map_err(|e| anyhow::anyhow!("--bundle -: {e}"))?;
+            // Too large to send: the report still goes out, and the CLI is told why no bundle came.
+            let framed = frame::encode(&bytes).unwrap_or_else(|e| frame::omitted(&e));
             Ok((report, Some(framed)))
         }
         (None, Some(b)) => Ok((record(cfg, extra, b)?, None)),

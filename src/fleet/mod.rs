@@ -1042,7 +1042,10 @@ async fn read_back(
         }
     };
     let bundle = bundles.then(|| match crate::bundle::frame::find(&log) {
-        Some(b) => b.map_err(|e| format!("the node's bundle is unusable: {e}")),
+        Some(b) => b.map_err(|e| match e {
+            crate::bundle::frame::FrameError::Omitted(_) => e.to_string(),
+            e => format!("the node's bundle is unusable: {e}"),
+        }),
         None => Err("the pod's log carries none".into()),
     });
     match (code, report_from_log(&log)) {
