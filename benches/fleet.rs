@@ -4,10 +4,12 @@
 //! Reports median wall times, their ratio, and the API requests the CLI made per node.
 //! Needs root (network and mount namespaces). Run: `cargo bench --bench fleet`.
 //!
-//! Then the CLI's own cost at scale: `fleet check` over 500 and 2,000 emulated nodes whose kubelet
-//! is an in-process stand-in (no processes: each pod is Pending, then Running with an IP, then
-//! Succeeded, and its log is one recorded node report). Reports API requests per node, the CLI's
-//! CPU per node, its peak RSS, and how long after the cluster's last pod ended the CLI ended.
+//! Then the CLI's own cost at scale: `fleet check` over 500, 2,000 and 4,000 emulated nodes whose
+//! kubelet is an in-process stand-in (no processes: each pod is Pending, then Running with an IP,
+//! then Succeeded, and its log is one recorded node report). Reports API requests per node, the
+//! CLI's CPU per node, its peak RSS with `-o json` (every node's whole report streamed to the
+//! output) and with `-o table` (the matrix only), and how long after the cluster's last pod ended
+//! the CLI ended.
 
 mod common;
 #[path = "../tests/support/mod.rs"]
@@ -188,10 +190,18 @@ impl Workloads for Fake {
     }
 }
 
-/// `fleet check` over `n` fake nodes: (requests per node, CPU ms per node, peak RSS MiB, seconds
-/// from the last pod's end to the CLI's).
+/// What one scale run measured.
+struct Scale {
+    requests_per_node: f64,
+    cpu_ms_per_node: f64,
+    rss_json_mib: f64,
+    rss_table_mib: f64,
+    lag_s: f64,
+}
+
+/// `fleet check` over `n` fake nodes.
 #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also yields the rusage
-fn scale(n: usize, report: &[u8]) -> (f64, f64, f64, f64) {
+fn scale(n: usize, report: &[u8]) -> Scale {
     let fake = Arc::new(Fake {
         report: report.to_vec(),
         pods: Mutex::new(BTreeMap::new()),
@@ -257,7 +267,35 @@ fn scale(n: usize, report: &[u8]) -> (f64, f64, f64, f64) {
         "{n} nodes (exit {}): {} {odd:?}",
         l.code, v["summary"]
     );
-    (requests, cpu_ms, l.maxrss_kib as f64 / 1024.0, lag)
+    // The same with the table: the matrix only, nothing streamed.
+    fake.pods.lock().unwrap().clear();
+    let mut table_args = args.to_vec();
+    table_args[3] = "table";
+    let table_out = dir.path().join("out.txt");
+    let t = common::launch(bin().to_str().unwrap(), &table_args, &[], Some(&table_out));
+    let text = std::fs::read_to_string(&table_out).unwrap();
+    assert!(
+        text.contains(&format!("{n} nodes: {n} reported")),
+        "table run (exit {}): {}",
+        t.code,
+        text.lines().last().unwrap_or_default()
+    );
+    Scale {
+        requests_per_node: requests,
+        cpu_ms_per_node: cpu_ms,
+        rss_json_mib: l.maxrss_kib as f64 / 1024.0,
+        rss_table_mib: t.maxrss_kib as f64 / 1024.0,
+        lag_s: lag,
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split(' ')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn main() {
@@ -268,11 +306,22 @@ fn main() {
         .output()
         .expect("record a node report")
         .stdout;
-    for n in [500, 2000] {
-        let (req, cpu, rss, lag) = scale(n, &report);
+    println!(
+        "node report: {} KiB; load average before: {}",
+        report.len() / 1024,
+        loadavg()
+    );
+    for n in [500, 2000, 4000] {
+        let s = scale(n, &report);
         println!(
-            "fleet check, {n:5} fake nodes: {req:.2} API requests/node (goal ≤ 3.5), {cpu:.2} ms CPU/node (≤ 2), \
-             peak RSS {rss:.1} MiB (≤ 96), ended {lag:.2} s after the last pod (≤ 3)"
+            "fleet check, {n:5} fake nodes: {:.2} API requests/node (goal ≤ 3.5), {:.2} ms CPU/node (≤ 2), \
+             peak RSS -o json {:.1} MiB, -o table {:.1} MiB (≤ 96, flat), ended {:.2} s after the last pod (≤ 3); load {}",
+            s.requests_per_node,
+            s.cpu_ms_per_node,
+            s.rss_json_mib,
+            s.rss_table_mib,
+            s.lag_s,
+            loadavg()
         );
     }
     if unsafe { libc::geteuid() } != 0 {

@@ -196,6 +196,16 @@ struct FleetCheckArgs {
     role: RoleArg,
     #[command(flatten)]
     policy: PolicyArgs,
+    // -- fleet bundles (docs/bundle.md) --
+    /// Also write every node's bundle (its inputs, secrets masked, and its report) into one
+    /// archive FILE (a .tar.gz with a manifest naming each node).
+    #[arg(long, value_name = "FILE")]
+    bundle: Option<PathBuf>,
+    /// Render the fleet report from a fleet bundle alone: every node's checks evaluated again,
+    /// no cluster and no network.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["bundle", "keep", "nodes", "selector", "kubeconfig", "context"])]
+    from_bundle: Option<PathBuf>,
+    // -- end fleet bundles --
     #[command(flatten)]
     nodes: FleetNodeArgs,
     #[command(flatten)]
@@ -594,6 +604,9 @@ struct CheckArgs {
     /// Evaluate the checks from a bundle alone: no host file, command or network.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["bundle", "root", "kubeconfig", "context", "offline"])]
     from_bundle: Option<PathBuf>,
+    /// With --from-bundle of a fleet bundle (`fleet check --bundle`): replay this node's bundle.
+    #[arg(long, value_name = "NAME", requires = "from_bundle")]
+    node: Option<String>,
     #[command(flatten)]
     policy: PolicyArgs,
     #[command(flatten)]
@@ -702,6 +715,7 @@ impl CheckArgs {
             live_network: self.live_network,
             bundle: self.bundle,
             from_bundle: self.from_bundle,
+            from_bundle_node: self.node,
             termination_log: self.termination_log,
             ..Config::default()
         });
@@ -819,6 +833,8 @@ pub enum Command {
     ),
     Fix(Fix),
     FleetCheck(Config, FleetOptions),
+    /// `fleet check --from-bundle`: the config (its `from_bundle`) and the policy checks.
+    FleetReplay(Config, Vec<DynCheck>),
     FleetMulticast {
         cfg: Config,
         opts: FleetOptions,
@@ -934,6 +950,19 @@ fn fleet_command(cmd: FleetCmd) -> Result<Command> {
                 ids.iter().filter(|i| !ours(i)).cloned().collect()
             };
             fleet::unknown_ids(&builtin(&a.only), &builtin(&a.skip))?;
+            if let Some(path) = a.from_bundle {
+                let cfg = Config {
+                    selection: Selection {
+                        only: a.only,
+                        skip: a.skip,
+                    },
+                    role: a.role.into(),
+                    from_bundle: Some(path),
+                    ..Config::default()
+                };
+                let extra = a.policy.load()?.checks();
+                return Ok(Command::FleetReplay(a.report.into_config(cfg), extra));
+            }
             // Each pod runs the node checks on its node's root; the doctor's own deadline there
             // is half the pod's, so a slow node still reports before the kubelet kills it.
             let secs = duration("--timeout", a.nodes.timeout, Unit::Secs)?.as_secs_f64();
@@ -963,7 +992,15 @@ fn fleet_command(cmd: FleetCmd) -> Result<Command> {
             }
             args.extend(["--timeout".into(), format!("{:.0}", (secs / 2.0).max(5.0))]);
             args.extend(a.policy.shipped()?);
+            if a.bundle.is_some() {
+                // The pod's root is read-only: its bundle comes back framed in its log.
+                args.extend(["--bundle".into(), k8sdoctor::bundle::TO_STDOUT.into()]);
+            }
             let (cfg, opts) = a.nodes.options(args)?;
+            let cfg = Config {
+                bundle: a.bundle,
+                ..cfg
+            };
             Command::FleetCheck(a.report.into_config(cfg), opts)
         }
         FleetCmd::Multicast(a) => {

@@ -200,6 +200,20 @@ pub const TARGETS: &[Target] = &[
         },
         seeds: &[],
     },
+    Target {
+        name: "fleet_bundle",
+        run: |d| {
+            let _ = bundle::fleet::verify_from(d);
+        },
+        seeds: &[],
+    },
+    Target {
+        name: "bundle_frame",
+        run: |d| {
+            let _ = bundle::frame::find(&String::from_utf8_lossy(d));
+        },
+        seeds: &[],
+    },
 ];
 
 /// The target called `name`.

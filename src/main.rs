@@ -21,6 +21,11 @@ use cli::{Cli, Command};
 
 /// Writes the report where the config says and maps it to the exit code (`check` and `join-check`).
 fn emit(report: &report::Report, cfg: &Config) -> Result<ExitCode> {
+    emit_framed(report, None, cfg)
+}
+
+/// [`emit`], then a bundle framed for a pod log (`check --bundle -`) on stdout.
+fn emit_framed(report: &report::Report, framed: Option<&str>, cfg: &Config) -> Result<ExitCode> {
     if let Some(path) = &cfg.termination_log {
         std::fs::write(path, fleet::compact_report(report))
             .with_context(|| format!("cannot write --termination-log {}", path.display()))?;
@@ -43,7 +48,64 @@ fn emit(report: &report::Report, cfg: &Config) -> Result<ExitCode> {
             stdout.flush()?;
         }
     }
+    if let Some(text) = framed {
+        // Base64 of a masked bundle: nothing for the masking layer to find, and it must stay whole.
+        let mut stdout = io::stdout().lock();
+        stdout.write_all(text.as_bytes())?;
+        stdout.flush()?;
+    }
     Ok(exit(!engine::fails(report, cfg.fail_on)))
+}
+
+/// Runs a fleet check or replay: the JSON document streams to the output as nodes arrive, the
+/// other formats render from the matrix at the end.
+fn fleet_out(
+    cfg: &Config,
+    stdout: &mut dyn Write,
+    bundle: Option<std::path::PathBuf>,
+    run: impl FnOnce(fleet::Output) -> Result<fleet::Matrix>,
+) -> Result<ExitCode> {
+    let mut file = match &cfg.output_file {
+        Some(path) => Some(io::BufWriter::new(File::create(path).with_context(
+            || format!("cannot write --output-file {}", path.display()),
+        )?)),
+        None => None,
+    };
+    let json = cfg.format == core::config::Format::Json;
+    let ran = {
+        let to: &mut dyn Write = match &mut file {
+            Some(f) => f,
+            None => stdout,
+        };
+        run(fleet::Output {
+            json: json.then_some(to),
+            keep: fleet::Keep::for_format(cfg.format),
+            bundle,
+            command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        })
+    };
+    let matrix = match ran {
+        Ok(m) => m,
+        Err(e) => {
+            // A run that failed before its first node leaves no empty --output-file behind.
+            if let (Some(f), Some(path)) = (file.take(), &cfg.output_file)
+                && f.get_ref().metadata().is_ok_and(|m| m.len() == 0)
+                && f.buffer().is_empty()
+            {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    };
+    match &mut file {
+        Some(f) if !json => matrix.render(cfg.format, false, f)?,
+        None if !json => matrix.render(cfg.format, cfg.color, stdout)?,
+        _ => {}
+    }
+    if let Some(f) = &mut file {
+        f.flush()?;
+    }
+    Ok(exit(matrix.worst().is_none_or(|w| w < cfg.fail_on)))
 }
 
 fn exit(ok: bool) -> ExitCode {
@@ -89,7 +151,10 @@ fn run(cmd: Command) -> Result<ExitCode> {
     // Every byte of output goes through the masking layer (it flushes on drop too).
     let mut out = MaskedWriter::new(io::stdout().lock());
     match cmd {
-        Command::Check(cfg, extra) => emit(&k8sdoctor::bundle::run_check(&cfg, &extra)?, &cfg),
+        Command::Check(cfg, extra) => {
+            let (report, framed) = k8sdoctor::bundle::run_check(&cfg, &extra)?;
+            emit_framed(&report, framed.as_deref(), &cfg)
+        }
         Command::List {
             format,
             color,
@@ -153,18 +218,15 @@ fn run(cmd: Command) -> Result<ExitCode> {
         Command::Fix(f) => fix_cmd(f),
         Command::FleetCheck(cfg, opts) => {
             let stop = multicast::interrupt_flag()?;
-            let report = fleet::check(&cfg, &opts, stop, &|m| core::stderr::note(m))?;
-            match &cfg.output_file {
-                Some(path) => {
-                    let mut f = File::create(path).with_context(|| {
-                        format!("cannot write --output-file {}", path.display())
-                    })?;
-                    report.render(cfg.format, false, &mut f)?;
-                    f.flush()?;
-                }
-                None => report.render(cfg.format, cfg.color, &mut out)?,
-            }
-            Ok(exit(report.worst().is_none_or(|w| w < cfg.fail_on)))
+            fleet_out(&cfg, &mut out, cfg.bundle.clone(), |o| {
+                fleet::check(&cfg, &opts, stop, &|m| core::stderr::note(m), o)
+            })
+        }
+        Command::FleetReplay(cfg, extra) => {
+            let path = cfg.from_bundle.clone().unwrap_or_default();
+            fleet_out(&cfg, &mut out, None, |o| {
+                fleet::replay(&cfg, &extra, &path, o)
+            })
         }
         Command::FleetMulticast {
             cfg,

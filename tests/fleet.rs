@@ -1290,6 +1290,380 @@ fn multicast_goes_on_without_a_node_whose_pod_never_starts() {
     assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
 }
 
+/// Every member of a tar.gz by name (read with the tar and gzip crates, as any tool would).
+fn unpack(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut tar)
+        .unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for e in tar::Archive::new(&tar[..]).entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = String::from_utf8(e.path_bytes().to_vec()).unwrap();
+        let mut b = Vec::new();
+        e.read_to_end(&mut b).unwrap();
+        out.insert(name, b);
+    }
+    out
+}
+
+/// A tar.gz of raw members, names written as given (`..` too).
+fn pack(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut t = tar::Builder::new(gz);
+    for (name, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append(&h, *data).unwrap();
+    }
+    t.into_inner().unwrap().finish().unwrap()
+}
+
+/// Every (node, check, status) of a fleet report, sorted.
+fn statuses(report: &Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for n in report["nodes"].as_array().unwrap() {
+        let name = n["name"].as_str().unwrap().to_string();
+        out.push((name.clone(), "(state)".into(), n["state"].to_string()));
+        for r in n["report"]["results"].as_array().into_iter().flatten() {
+            out.push((
+                name.clone(),
+                r["id"].as_str().unwrap().into(),
+                r["status"].as_str().unwrap().into(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Credentials planted on cp1's root: none may reach the fleet bundle.
+const PLANTED: &[&str] = &["Pr0xyPa55w0rd", "KubeletT0kenS3cret", "S2V5RGF0YVNlY3JldA"];
+
+fn fleet_bundle_holds_every_nodes_bundle_and_replays_with_no_cluster() {
+    require(TOOLS);
+    let tmp = tempfile::tempdir().unwrap();
+    // cp1: the guide's CentOS node with credentials where the proxy and kubelet sources read.
+    let cp1 = tmp.path().join("cp1-root");
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(host("centos7-seed-broken"))
+        .arg(&cp1)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::write(
+        cp1.join("etc/environment"),
+        "HTTPS_PROXY=http://proxyuser:Pr0xyPa55w0rd@proxy.example:3128\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(cp1.join("etc/kubernetes")).unwrap();
+    std::fs::write(
+        cp1.join("etc/kubernetes/kubelet.conf"),
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: https://192.168.1.2:6443\ncontexts:\n- name: k\n  context:\n    cluster: k\n    user: u\ncurrent-context: k\nusers:\n- name: u\n  user:\n    token: KubeletT0kenS3cret\n    client-key-data: S2V5RGF0YVNlY3JldA==\n",
+    )
+    .unwrap();
+    let (k, server, kdir) = cluster(ProcessKubelet::new(
+        bin(),
+        vec![
+            NodeSpec::new("cp1", &cp1),
+            NodeSpec::new("w1", host("ubuntu2204-kubeadm-healthy")),
+            NodeSpec::new("w2", host("debian12-tricky")),
+            // The pod's program cannot start there: the node has no bundle, and says why.
+            NodeSpec::new("broken", host("ubuntu2204-kubeadm-healthy"))
+                .fault(Fault::Entrypoint("/bin/false".into())),
+        ],
+    ));
+    let kc = server.kubeconfig(kdir.path());
+    let archive = tmp.path().join("fleet.tar.gz");
+    let out = fleet(
+        &kc,
+        &[
+            "check",
+            "-o",
+            "json",
+            "--timeout",
+            "60",
+            "--bundle",
+            archive.to_str().unwrap(),
+        ],
+    );
+    let recorded = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{recorded}");
+    assert_eq!(node(&recorded, "broken")["state"], "absent", "{recorded}");
+    assert!(k.pods().is_empty(), "pods left: {:?}", k.pods());
+    // Every member, and every member of every node's bundle, is free of the planted credentials.
+    let members = unpack(&std::fs::read(&archive).unwrap());
+    let names: Vec<&str> = members.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "manifest.json",
+            "nodes/cp1.bundle.tar.gz",
+            "nodes/w1.bundle.tar.gz",
+            "nodes/w2.bundle.tar.gz"
+        ]
+    );
+    let mut inner_members = 0;
+    for (name, bytes) in &members {
+        let mut texts = vec![(name.clone(), bytes.clone())];
+        if name.ends_with(".bundle.tar.gz") {
+            let inner = unpack(bytes);
+            assert!(
+                inner.contains_key("report.json"),
+                "{name}: {:?}",
+                inner.keys()
+            );
+            inner_members += inner.len();
+            texts.extend(inner.into_iter().map(|(n, b)| (format!("{name}/{n}"), b)));
+        }
+        for (n, b) in texts {
+            let text = String::from_utf8_lossy(&b);
+            for s in PLANTED {
+                assert!(!text.contains(s), "{n} holds the secret {s}");
+            }
+        }
+    }
+    assert!(
+        inner_members > 20,
+        "{inner_members} members in the node bundles"
+    );
+    let cp1_bundle = unpack(&members["nodes/cp1.bundle.tar.gz"]);
+    assert!(
+        cp1_bundle.keys().any(|n| n.ends_with("/etc/environment")),
+        "the planted file was read and recorded (masked): {:?}",
+        cp1_bundle.keys()
+    );
+    let manifest: Value = serde_json::from_slice(&members["manifest.json"]).unwrap();
+    assert_eq!(manifest["format"], "k8sdoctor-fleet-bundle");
+    assert_eq!(manifest["run_id"], recorded["run_id"]);
+    let entry = |n: &str| {
+        manifest["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .unwrap_or_else(|| panic!("{n} in {manifest:#}"))
+            .clone()
+    };
+    let broken = entry("broken");
+    assert_eq!(broken["state"], "absent");
+    assert!(broken["member"].is_null());
+    assert!(
+        broken["no_bundle"]
+            .as_str()
+            .unwrap()
+            .contains("could not start"),
+        "{broken}"
+    );
+    let w1 = entry("w1");
+    assert_eq!(w1["member"], "nodes/w1.bundle.tar.gz");
+    assert_eq!(
+        w1["size"].as_u64().unwrap(),
+        members["nodes/w1.bundle.tar.gz"].len() as u64
+    );
+    // The cluster gone, kubectl nowhere on PATH: the same statuses and exit code from the archive.
+    drop(server);
+    drop(k);
+    let replay = |args: &[&str]| {
+        Command::new(bin())
+            .args(["fleet", "check", "--from-bundle", archive.to_str().unwrap()])
+            .args(args)
+            .env("PATH", "/nonexistent")
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = replay(&["-o", "json"]);
+    let replayed = json(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(statuses(&replayed), statuses(&recorded));
+    assert_eq!(replayed["summary"], recorded["summary"]);
+    assert_eq!(replayed["drift"], recorded["drift"]);
+    assert!(
+        node(&replayed, "broken")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("could not start"),
+        "{replayed:#}"
+    );
+    assert_fleet_schema(&replayed);
+    let table = replay(&["--only", "swap.active"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("swap.active: fail on cp1, w2; pass on w1"),
+        "{text}"
+    );
+    // One node of the archive, as `check --from-bundle` replays a node's own bundle.
+    let one = Command::new(bin())
+        .args(["check", "--from-bundle", archive.to_str().unwrap()])
+        .args(["--node", "cp1", "-o", "json"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let cp1_replayed = json(&one);
+    assert_eq!(one.status.code(), Some(1));
+    let verdicts = |results: &Value| -> Vec<(String, String, String)> {
+        results
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                (s("id"), s("status"), s("message"))
+            })
+            .collect()
+    };
+    assert_eq!(
+        verdicts(&cp1_replayed["results"]),
+        verdicts(&node(&replayed, "cp1")["report"]["results"])
+    );
+}
+
+fn hostile_fleet_bundles_are_refused_with_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A real node bundle to wrap.
+    let node_bundle = tmp.path().join("n.tar.gz");
+    let st = Command::new(bin())
+        .args([
+            "check",
+            "--offline",
+            "--only",
+            "swap.active",
+            "-o",
+            "json",
+            "--root",
+        ])
+        .arg(host("centos7-seed-broken"))
+        .arg("--bundle")
+        .arg(&node_bundle)
+        .output()
+        .unwrap();
+    assert_eq!(st.status.code(), Some(1));
+    let inner = std::fs::read(&node_bundle).unwrap();
+    let sha = {
+        let o = Command::new("sha256sum")
+            .arg(&node_bundle)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let manifest = |size: usize| {
+        serde_json::to_vec(&serde_json::json!({
+            "format": "k8sdoctor-fleet-bundle", "format_version": 1,
+            "tool": {"name": "k8sdoctor", "version": "0"}, "bundle_format_version": 1,
+            "created_at": "2026-01-01T00:00:00Z", "command_line": "k8sdoctor fleet check",
+            "cluster": null, "namespace": "k8sdoctor", "run_id": "r", "started_at": "2026-01-01T00:00:00Z",
+            "nodes": [{"name": "n1", "state": "reported", "reason": null,
+                "member": "nodes/n1.bundle.tar.gz", "size": size, "sha256": sha, "no_bundle": null}]
+        }))
+        .unwrap()
+    };
+    let good = pack(&[
+        ("nodes/n1.bundle.tar.gz", &inner),
+        ("manifest.json", &manifest(inner.len())),
+    ]);
+    let zeros = vec![0u8; 300 << 20];
+    let bomb = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&zeros).unwrap();
+        e.finish().unwrap()
+    };
+    let mut damaged_inner = inner.clone();
+    let mid = damaged_inner.len() / 2;
+    damaged_inner[mid] ^= 0x55;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("good", good.clone(), ""),
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            "damaged or truncated",
+        ),
+        (
+            "dotdot",
+            pack(&[("nodes/../../escape", b"x"), ("manifest.json", b"{}")]),
+            "not a plain name",
+        ),
+        (
+            "not-a-node",
+            pack(&[("nodes/x/../y.bundle.tar.gz", b"x")]),
+            "not a plain name",
+        ),
+        (
+            "stray",
+            pack(&[("etc/passwd", b"x")]),
+            "holds only manifest.json and nodes/",
+        ),
+        ("bomb", bomb, "decompression bomb"),
+        (
+            "tampered",
+            pack(&[
+                ("nodes/n1.bundle.tar.gz", &damaged_inner),
+                ("manifest.json", &manifest(inner.len())),
+            ]),
+            "nodes/n1.bundle.tar.gz",
+        ),
+        (
+            "single-node bundle",
+            inner.clone(),
+            "a single node's bundle, not a fleet bundle",
+        ),
+    ];
+    for (name, bytes, says) in cases {
+        let bad = tmp.path().join("case.tar.gz");
+        std::fs::write(&bad, &bytes).unwrap();
+        let cwd = tempfile::tempdir().unwrap();
+        // A damaged archive leaves no --output-file behind either.
+        let file: &[&str] = if says.is_empty() {
+            &[]
+        } else {
+            &["--output-file", "out.json"]
+        };
+        let out = Command::new(bin())
+            .current_dir(cwd.path())
+            .args([
+                "fleet",
+                "check",
+                "--from-bundle",
+                bad.to_str().unwrap(),
+                "-o",
+                "json",
+            ])
+            .args(file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if says.is_empty() {
+            assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+            assert_eq!(json(&out)["summary"]["reported"], 1);
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(says), "{name}: {err}");
+        assert!(
+            out.stdout.is_empty(),
+            "{name}: nothing is written before the archive is checked"
+        );
+        assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0, "{name}");
+    }
+    assert!(!tmp.path().join("escape").exists());
+}
+
 fn main() {
     support::harness::main(vec![
         trial!(a_policy_reaches_every_node),
@@ -1312,5 +1686,7 @@ fn main() {
         trial!(fleet_check_reports_a_node_whose_kubelet_port_is_unreachable_from_its_termination_message),
         trial!(fleet_multicast_reads_a_probe_whose_kubelet_port_is_unreachable_from_its_termination_message),
         trial!(fleet_multicast_fails_only_into_the_node_whose_forward_path_drops_the_group),
+        trial!(fleet_bundle_holds_every_nodes_bundle_and_replays_with_no_cluster),
+        trial!(hostile_fleet_bundles_are_refused_with_exit_2),
     ]);
 }

@@ -3,7 +3,9 @@
 //! same sources, with no host file, command or network. (`join-check`'s bundles are the same format,
 //! made and replayed by `join::bundle` through what this module lends it.)
 
+pub mod fleet;
 pub mod format;
+pub mod frame;
 pub mod reader;
 pub mod writer;
 
@@ -29,12 +31,23 @@ use crate::{
 
 pub use reader::{Bundle, BundleError};
 
-/// Runs `check` as the config says: plain, recording a bundle, or replaying one.
-pub fn run_check(cfg: &Config, extra: &[DynCheck]) -> Result<Report> {
+/// `--bundle -`: the bundle goes to stdout, framed after the report (how a fleet pod, which has
+/// no writable file, sends its node's bundle back through its log).
+pub const TO_STDOUT: &str = "-";
+
+/// Runs `check` as the config says: plain, recording a bundle, or replaying one. With
+/// `--bundle -`, also the framed bundle for the caller to print after the report.
+pub fn run_check(cfg: &Config, extra: &[DynCheck]) -> Result<(Report, Option<String>)> {
     match (&cfg.from_bundle, &cfg.bundle) {
-        (Some(b), _) => replay(cfg, extra, b),
-        (None, Some(b)) => record(cfg, extra, b),
-        (None, None) => engine::run_with(cfg, extra),
+        (Some(b), _) => Ok((replay(cfg, extra, b)?, None)),
+        (None, Some(b)) if b.as_os_str() == TO_STDOUT => {
+            let (report, bytes) = record_bytes(cfg, extra)?;
+            // Too large to send: the report still goes out, and the CLI is told why no bundle came.
+            let framed = frame::encode(&bytes).unwrap_or_else(|e| frame::omitted(&e));
+            Ok((report, Some(framed)))
+        }
+        (None, Some(b)) => Ok((record(cfg, extra, b)?, None)),
+        (None, None) => Ok((engine::run_with(cfg, extra)?, None)),
     }
 }
 
@@ -56,6 +69,13 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// Runs the checks on the host while recording every input, writes the bundle, hands back the report.
 pub fn record(cfg: &Config, extra: &[DynCheck], path: &Path) -> Result<Report> {
+    let (report, bytes) = record_bytes(cfg, extra)?;
+    write_file(path, &bytes)?;
+    Ok(report)
+}
+
+/// Runs the checks on the host while recording every input: the report and the bundle's bytes.
+pub fn record_bytes(cfg: &Config, extra: &[DynCheck]) -> Result<(Report, Vec<u8>)> {
     let rec = Arc::new(Recorder::default());
     let host = engine::host_of(cfg)?.recording(rec.clone());
     let now = created_at();
@@ -80,19 +100,20 @@ pub fn record(cfg: &Config, extra: &[DynCheck], path: &Path) -> Result<Report> {
         config: format::RecordedConfig::of(cfg),
         sources: facts.names().map(String::from).collect(),
     };
-    save(path, header, &report, &rec)?;
-    Ok(report)
+    let bytes = writer::write(header, &report, rec.entries())?;
+    Ok((report, bytes))
 }
 
 /// Writes the bundle of a recorded run to `path` (`--bundle FILE`) and says so on stderr.
 pub fn save(path: &Path, header: writer::Header, report: &Report, rec: &Recorder) -> Result<()> {
-    let entries = rec.entries();
-    let inputs = entries.len();
-    let bytes = writer::write(header, report, entries)?;
-    std::fs::write(path, &bytes)
+    write_file(path, &writer::write(header, report, rec.entries())?)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes)
         .with_context(|| format!("cannot write --bundle {}", path.display()))?;
     crate::core::stderr::note(&format!(
-        "bundle of {inputs} inputs → {} ({} KiB)",
+        "bundle → {} ({} KiB)",
         path.display(),
         bytes.len().div_ceil(1024)
     ));
@@ -104,24 +125,39 @@ pub fn save(path: &Path, header: writer::Header, report: &Report, rec: &Recorder
 pub fn open_as(path: &Path, command: &str) -> Result<(Bundle, SystemTime)> {
     let context = || format!("--from-bundle {}", path.display());
     let b = reader::open(path).with_context(context)?;
+    let now = recorded_at(&b, command).with_context(context)?;
+    Ok((b, now))
+}
+
+/// The instant a bundle made by `command` was recorded at; a bundle of another command is refused.
+fn recorded_at(b: &Bundle, command: &str) -> Result<SystemTime, BundleError> {
     if b.manifest.command != command {
         return Err(BundleError::Command {
             made_by: b.manifest.command.clone(),
             wanted: format!("`k8sdoctor {command}`"),
-        })
-        .with_context(context);
+        });
     }
-    let now = jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%:z", &b.manifest.created_at)
+    jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%S%:z", &b.manifest.created_at)
         .or_else(|_| b.manifest.created_at.parse::<jiff::Timestamp>())
         .map(SystemTime::from)
         .map_err(|e| BundleError::Damaged(format!("created_at: {e}")))
-        .with_context(context)?;
-    Ok((b, now))
 }
 
-/// Evaluates the checks again from a bundle: the same sources, answered by the recording.
+/// Evaluates the checks again from a bundle (of one node, with `--node`, from a fleet bundle): the
+/// same sources, answered by the recording.
 pub fn replay(cfg: &Config, extra: &[DynCheck], path: &Path) -> Result<Report> {
-    let (b, now) = open_as(path, format::CHECK)?;
+    let context = || format!("--from-bundle {}", path.display());
+    let b = match &cfg.from_bundle_node {
+        Some(node) => fleet::node_bundle(path, node),
+        None => reader::open(path).map_err(Into::into),
+    }
+    .with_context(context)?;
+    replay_bundle(cfg, extra, b).with_context(context)
+}
+
+/// Evaluates the checks again from a `check` bundle already read.
+pub fn replay_bundle(cfg: &Config, extra: &[DynCheck], b: Bundle) -> Result<Report> {
+    let now = recorded_at(&b, format::CHECK)?;
     let cfg = b.manifest.config.apply(cfg);
     let host = Host::replaying(&b.manifest.recorded, Arc::new(b.replay));
     engine::run_on(&cfg, extra, &host, now).map(|(r, _)| r)

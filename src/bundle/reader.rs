@@ -5,7 +5,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::Read,
+    io::{BufRead, Read},
     path::Path,
 };
 
@@ -18,29 +18,28 @@ use super::format::{
 use crate::core::tape::{Answer, Entry, Replay};
 
 /// Why a bundle cannot be read.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum BundleError {
     #[error("cannot read the bundle {0}: {1}")]
     Open(String, String),
-    #[error("the bundle is larger than {} MiB; not read", MAX_COMPRESSED >> 20)]
-    TooBig,
+    #[error("the bundle is larger than {0} MiB; not read")]
+    TooBig(u64),
     #[error("not a bundle: it is not gzip-compressed")]
     NotGzip,
     #[error("the bundle is damaged or truncated: {0}")]
     Damaged(String),
     #[error(
-        "the bundle unpacks to more than {} MiB or {MAX_RATIO} times its size: refused (a decompression bomb?)",
-        MAX_TOTAL >> 20
+        "the bundle unpacks to more than {0} MiB or {MAX_RATIO} times its size: refused (a decompression bomb?)"
     )]
-    Bomb,
+    Bomb(u64),
     #[error(
         "the bundle's member {0:?} is not a plain name (absolute, `..` or odd characters): refused"
     )]
     BadName(String),
     #[error("the bundle's member {0:?} is a {1}, not a file: refused")]
     NotFile(String, String),
-    #[error("the bundle's member {0} is larger than {mib} MiB: refused", mib = MAX_MEMBER >> 20)]
-    MemberTooBig(String),
+    #[error("the bundle's member {0} is larger than {1} MiB: refused")]
+    MemberTooBig(String, u64),
     #[error("the bundle holds more than {MAX_MEMBERS} members: refused")]
     TooMany,
     #[error("the bundle holds {0} twice")]
@@ -66,8 +65,9 @@ pub struct Bundle {
     pub replay: Replay,
 }
 
-/// Reads a bundle file (a regular file at most [`MAX_COMPRESSED`] bytes, opened without blocking).
-pub fn open(path: &Path) -> Result<Bundle, BundleError> {
+/// Opens a bundle file without blocking (a FIFO or device named as one neither hangs nor is read):
+/// a regular file of at most `max` bytes.
+pub(crate) fn open_file(path: &Path, max: u64) -> Result<(std::fs::File, u64), BundleError> {
     use std::os::unix::fs::OpenOptionsExt;
     let shown = path.display().to_string();
     let err = |e: std::io::Error| BundleError::Open(shown.clone(), e.to_string());
@@ -80,55 +80,132 @@ pub fn open(path: &Path) -> Result<Bundle, BundleError> {
     if !meta.is_file() {
         return Err(BundleError::Open(shown, "not a regular file".into()));
     }
-    if meta.len() > MAX_COMPRESSED {
-        return Err(BundleError::TooBig);
+    if meta.len() > max {
+        return Err(BundleError::TooBig(max >> 20));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    Ok((f, meta.len()))
+}
+
+/// Reads a bundle file (a regular file at most [`MAX_COMPRESSED`] bytes, opened without blocking).
+pub fn open(path: &Path) -> Result<Bundle, BundleError> {
+    let (f, len) = open_file(path, MAX_COMPRESSED)?;
+    let mut bytes = Vec::with_capacity(len as usize);
     f.take(MAX_COMPRESSED + 1)
         .read_to_end(&mut bytes)
-        .map_err(err)?;
+        .map_err(|e| BundleError::Open(path.display().to_string(), e.to_string()))?;
     if bytes.len() as u64 > MAX_COMPRESSED {
-        return Err(BundleError::TooBig);
+        return Err(BundleError::TooBig(MAX_COMPRESSED >> 20));
     }
     read(&bytes)
 }
 
+/// A reader that counts what is taken from it (the compressed side of [`Capped`]).
+struct CountIn<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: BufRead> Read for CountIn<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
+}
+
+impl<R: BufRead> BufRead for CountIn<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.n += amt as u64;
+        self.inner.consume(amt);
+    }
+}
+
+/// A gzip stream unpacked as it is read, held to a total and to [`MAX_RATIO`]; its errors carry
+/// the [`BundleError`] (see [`from_io`]).
+pub(crate) struct Capped<R: BufRead> {
+    d: flate2::bufread::GzDecoder<CountIn<R>>,
+    out: u64,
+    total: u64,
+}
+
+impl<R: BufRead> Capped<R> {
+    /// Refuses anything that does not start as gzip.
+    pub(crate) fn new(mut inner: R, total: u64) -> Result<Capped<R>, BundleError> {
+        let head = inner
+            .fill_buf()
+            .map_err(|e| BundleError::Damaged(format!("gzip: {e}")))?;
+        if !head.starts_with(&[0x1f, 0x8b]) {
+            return Err(BundleError::NotGzip);
+        }
+        Ok(Capped {
+            d: flate2::bufread::GzDecoder::new(CountIn { inner, n: 0 }),
+            out: 0,
+            total,
+        })
+    }
+
+    /// After the end of the gzip stream: nothing may follow it.
+    pub(crate) fn finish(mut self) -> Result<(), BundleError> {
+        let rest = self
+            .d
+            .get_mut()
+            .inner
+            .fill_buf()
+            .map_err(|e| BundleError::Damaged(format!("gzip: {e}")))?;
+        if !rest.is_empty() {
+            return Err(BundleError::Damaged(
+                "bytes after the end of the gzip stream".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<R: BufRead> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self
+            .d
+            .read(buf)
+            .map_err(|e| std::io::Error::other(BundleError::Damaged(format!("gzip: {e}"))))?;
+        self.out += n as u64;
+        let read_in = self.d.get_ref().n.max(1);
+        if self.out > self.total || (self.out > 1 << 20 && self.out / read_in > MAX_RATIO) {
+            return Err(std::io::Error::other(BundleError::Bomb(self.total >> 20)));
+        }
+        Ok(n)
+    }
+}
+
+/// The bundle error an I/O error carries, or damage in `what`.
+pub(crate) fn from_io(e: std::io::Error, what: &str) -> BundleError {
+    match e.get_ref().and_then(|i| i.downcast_ref::<BundleError>()) {
+        Some(b) => b.clone(),
+        None => BundleError::Damaged(format!("{what}: {e}")),
+    }
+}
+
 /// Unpacks the gzip stream in memory, holding it to [`MAX_TOTAL`] and [`MAX_RATIO`].
 fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, BundleError> {
-    if !bytes.starts_with(&[0x1f, 0x8b]) {
-        return Err(BundleError::NotGzip);
-    }
-    let mut d = flate2::bufread::GzDecoder::new(bytes);
+    let mut c = Capped::new(bytes, MAX_TOTAL)?;
     let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        let n = d
-            .read(&mut buf)
-            .map_err(|e| BundleError::Damaged(format!("gzip: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-        let read_in = (bytes.len() - d.get_ref().len()).max(1) as u64;
-        let total = out.len() as u64;
-        if total > MAX_TOTAL || (total > 1 << 20 && total / read_in > MAX_RATIO) {
-            return Err(BundleError::Bomb);
-        }
-    }
-    if !d.get_ref().is_empty() {
-        return Err(BundleError::Damaged(format!(
-            "{} bytes after the end of the gzip stream",
-            d.get_ref().len()
-        )));
-    }
+    c.read_to_end(&mut out).map_err(|e| from_io(e, "gzip"))?;
+    c.finish()?;
     Ok(out)
 }
 
-/// The members of the tar by name, each checked for its name, kind and size.
-fn members(tar_bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
-    let damaged = |e: std::io::Error| BundleError::Damaged(format!("tar: {e}"));
-    let mut archive = tar::Archive::new(tar_bytes);
-    let mut out = BTreeMap::new();
+/// Walks the members of a tar stream, each checked for its name, kind, size (at most
+/// `cap(name)`) and uniqueness, handing each to `f` whole; at most [`MAX_MEMBERS`].
+pub(crate) fn each_member(
+    tar_stream: impl Read,
+    cap: impl Fn(&str) -> u64,
+    mut f: impl FnMut(String, Vec<u8>) -> Result<(), BundleError>,
+) -> Result<(), BundleError> {
+    let damaged = |e: std::io::Error| from_io(e, "tar");
+    let mut archive = tar::Archive::new(tar_stream);
+    let mut seen = BTreeSet::new();
     for entry in archive.entries().map_err(damaged)? {
         let entry = entry.map_err(damaged)?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -148,15 +225,16 @@ fn members(tar_bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
             return Err(BundleError::NotFile(name, what.into()));
         }
         let size = entry.header().size().map_err(damaged)?;
-        if size > MAX_MEMBER {
-            return Err(BundleError::MemberTooBig(name));
+        let max = cap(&name);
+        if size > max {
+            return Err(BundleError::MemberTooBig(name, max >> 20));
         }
-        if out.len() >= MAX_MEMBERS {
+        if seen.len() >= MAX_MEMBERS {
             return Err(BundleError::TooMany);
         }
         let mut bytes = Vec::with_capacity(size as usize);
         entry
-            .take(MAX_MEMBER + 1)
+            .take(max + 1)
             .read_to_end(&mut bytes)
             .map_err(damaged)?;
         if bytes.len() as u64 != size {
@@ -165,11 +243,52 @@ fn members(tar_bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
                 bytes.len()
             )));
         }
-        if out.insert(name.clone(), bytes).is_some() {
+        if !seen.insert(name.clone()) {
             return Err(BundleError::Duplicate(name));
         }
+        f(name, bytes)?;
     }
+    Ok(())
+}
+
+/// The members of the tar by name, each checked for its name, kind and size.
+fn members(tar_bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, BundleError> {
+    let mut out = BTreeMap::new();
+    each_member(
+        tar_bytes,
+        |_| MAX_MEMBER,
+        |name, bytes| {
+            out.insert(name, bytes);
+            Ok(())
+        },
+    )?;
     Ok(out)
+}
+
+/// A manifest of `format` at `version`: the format and version are read first, so a newer layout
+/// is named as such rather than as damage.
+pub(crate) fn manifest_of<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    format: &str,
+    version: u32,
+) -> Result<T, BundleError> {
+    let head: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| BundleError::Foreign(format!("{MANIFEST} is not JSON: {e}")))?;
+    if head["format"] != format {
+        return Err(BundleError::Foreign(format!(
+            "{MANIFEST} does not say format {format:?}"
+        )));
+    }
+    match head["format_version"].as_u64() {
+        Some(v) if v == u64::from(version) => {}
+        Some(v) => return Err(BundleError::Version(v.min(u32::MAX as u64) as u32)),
+        None => {
+            return Err(BundleError::Foreign(format!(
+                "{MANIFEST} has no format_version"
+            )));
+        }
+    }
+    serde_json::from_value(head).map_err(|e| BundleError::Damaged(format!("{MANIFEST}: {e}")))
 }
 
 /// Reads a bundle from its bytes.
@@ -183,25 +302,7 @@ pub fn read_tar(tar_bytes: &[u8]) -> Result<Bundle, BundleError> {
     let manifest_bytes = members
         .remove(MANIFEST)
         .ok_or_else(|| BundleError::Foreign(format!("it has no {MANIFEST}")))?;
-    // The format and version first, so a newer layout is named as such rather than as damage.
-    let head: serde_json::Value = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| BundleError::Foreign(format!("{MANIFEST} is not JSON: {e}")))?;
-    if head["format"] != FORMAT {
-        return Err(BundleError::Foreign(format!(
-            "{MANIFEST} does not say format {FORMAT:?}"
-        )));
-    }
-    match head["format_version"].as_u64() {
-        Some(v) if v == u64::from(FORMAT_VERSION) => {}
-        Some(v) => return Err(BundleError::Version(v.min(u32::MAX as u64) as u32)),
-        None => {
-            return Err(BundleError::Foreign(format!(
-                "{MANIFEST} has no format_version"
-            )));
-        }
-    }
-    let manifest: Manifest = serde_json::from_value(head)
-        .map_err(|e| BundleError::Damaged(format!("{MANIFEST}: {e}")))?;
+    let manifest: Manifest = manifest_of(&manifest_bytes, FORMAT, FORMAT_VERSION)?;
     // Every member is the manifest's, byte for byte, and nothing else is there.
     let mut listed = BTreeSet::new();
     for m in &manifest.members {
@@ -370,6 +471,9 @@ mod tests {
         for _ in 0..8 {
             e.write_all(&zeros).unwrap();
         }
-        assert_eq!(read(&e.finish().unwrap()).err(), Some(BundleError::Bomb));
+        assert_eq!(
+            read(&e.finish().unwrap()).err(),
+            Some(BundleError::Bomb(MAX_TOTAL >> 20))
+        );
     }
 }

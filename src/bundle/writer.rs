@@ -131,23 +131,25 @@ pub fn write(header: Header, report: &Report, entries: Vec<Entry>) -> Result<Vec
         .write(Vec::new(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
     tar.mode(tar::HeaderMode::Deterministic);
-    let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_size(bytes.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_uid(0);
-        h.set_gid(0);
-        tar.append_data(&mut h, name, bytes)
-            .with_context(|| format!("cannot add {name} to the bundle"))
-    };
-    put(MANIFEST, &manifest_bytes)?;
+    append(&mut tar, MANIFEST, &manifest_bytes)?;
     for (m, bytes) in &members {
-        put(&m.name, bytes)?;
+        append(&mut tar, &m.name, bytes)?;
     }
     let mut gz = tar.into_inner().context("cannot finish the bundle's tar")?;
     gz.flush()?;
     gz.finish()
         .context("cannot finish the bundle's gzip stream")
+}
+
+/// Adds a member with the fixed metadata every bundle member has (regular, 0644, root, time 0).
+pub(crate) fn append<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -> Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(bytes.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    tar.append_data(&mut h, name, bytes)
+        .with_context(|| format!("cannot add {name} to the bundle"))
 }

@@ -92,6 +92,8 @@ pub struct Config {
     pub bundle: Option<PathBuf>,
     /// `--from-bundle FILE`: evaluate from a recorded bundle instead of the host.
     pub from_bundle: Option<PathBuf>,
+    /// `--from-bundle FILE --node NAME`: FILE is a fleet bundle; replay this node's bundle in it.
+    pub from_bundle_node: Option<String>,
     /// The host inputs of the run-time checks (`--policy`) that run: set by the engine, read by their
     /// sources. (The checks themselves travel beside the config: they hold rules over the facts.)
     pub extra_inputs: Vec<Input>,
@@ -119,6 +121,7 @@ impl Default for Config {
             live_network: false,
             bundle: None,
             from_bundle: None,
+            from_bundle_node: None,
             extra_inputs: Vec::new(),
             termination_log: None,
         }

@@ -2,13 +2,16 @@
 //! Pod per node that the CLI creates, watches, reads back from its log and deletes.
 
 mod compact;
+mod matrix;
 mod mcast;
 mod pod;
 mod report;
 mod retry;
+mod sink;
 
 use std::{
     collections::HashMap,
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -29,15 +32,21 @@ use kube::{
 };
 
 pub use compact::{encode as compact_report, encode_probe as compact_probe};
+pub use matrix::{Keep, Matrix};
 pub use mcast::{McFleetReport, McOptions, McPair, PROBE_ACCOUNT, peers_from_configmap};
 pub use pod::{
     HOST_MOUNT, MANAGED_BY, PodState, PodTemplate, RUN_LABEL, TERMINATION_LOG, managed_selector,
     pod_state,
 };
 pub use report::{FleetReport, NodeOutcome, NodeState, report_from_log, schema};
+pub use sink::Output;
+use sink::{NodeBundle, Sink};
 
 use crate::{
-    checks::cluster::connect, core::config::Config, mask::mask_secrets, report::ClusterInfo,
+    checks::cluster::connect,
+    core::{check::DynCheck, config::Config},
+    mask::mask_secrets,
+    report::ClusterInfo,
 };
 
 /// The Pod Security label a namespace needs for host-namespace, hostPath pods.
@@ -143,40 +152,94 @@ pub fn unknown_ids(only: &[String], skip: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Runs the node checks on every selected node and gathers one fleet report. `stop` (set by
-/// Ctrl-C) ends the wait early; the run's pods are deleted on every path unless `keep`.
+/// Runs the node checks on every selected node. Each node's outcome goes to `output` as it
+/// arrives (the JSON document is written as the run goes); the matrix that comes back is what the
+/// other formats render. `stop` (set by Ctrl-C) ends the wait early; the run's pods are deleted on
+/// every path unless `keep`.
 pub fn check(
     cfg: &Config,
     opts: &FleetOptions,
     stop: Arc<AtomicBool>,
     progress: Progress,
-) -> Result<FleetReport> {
-    let started = SystemTime::now();
+    output: Output<'_>,
+) -> Result<Matrix> {
+    let started_at = sink::now_rfc3339();
     let clock = Instant::now();
     let rt = runtime()?;
     let result = rt.block_on(async {
         let (client, mut info) = client(cfg).await?;
         info.server_version = client.apiserver_version().await.ok().map(|v| v.git_version);
         let run = run_id();
-        let outcome = fan_out(&client, cfg.timeout, opts, &run, &stop, progress).await;
+        let header = report::Header {
+            started_at,
+            cluster: Some(info),
+            namespace: opts.namespace.clone(),
+            run_id: run.clone(),
+        };
+        let mut sink = Sink::begin(output, &header)?;
+        let outcome = fan_out(&client, cfg.timeout, opts, &run, &stop, progress, &mut sink).await;
         if !opts.keep {
             delete_run(&client, &opts.namespace, &run, progress).await;
         }
-        outcome.map(|nodes| (info, run, nodes))
+        outcome?;
+        sink.finish(clock.elapsed().as_millis() as u64)
     });
     rt.shutdown_background();
-    let (info, run, nodes) = result?;
-    let started_at = jiff::Timestamp::try_from(started)
-        .map(|t| t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string())
-        .unwrap_or_default();
-    Ok(FleetReport::new(
-        started_at,
-        clock.elapsed().as_millis() as u64,
-        Some(info),
-        opts.namespace.clone(),
-        run,
-        nodes,
-    ))
+    result
+}
+
+/// `fleet check --from-bundle FILE`: the fleet report again from a fleet bundle alone (no
+/// cluster, no network): each node's bundle evaluated with this build's checks, the nodes that
+/// sent none as the recording named them. The archive is checked whole first; a damaged one is an
+/// error naming the problem before anything is written.
+pub fn replay(cfg: &Config, extra: &[DynCheck], path: &Path, output: Output<'_>) -> Result<Matrix> {
+    use crate::bundle::fleet as archive;
+    let clock = Instant::now();
+    let shown = || format!("--from-bundle {}", path.display());
+    let m = archive::verify(path).with_context(shown)?;
+    let header = report::Header {
+        started_at: m.run.started_at.clone(),
+        cluster: serde_json::from_value(m.run.cluster.clone()).unwrap_or_default(),
+        namespace: m.run.namespace.clone(),
+        run_id: m.run.run_id.clone(),
+    };
+    let mut sink = Sink::begin(output, &header)?;
+    archive::each_node(path, &m, |n, bundle| {
+        let outcome = match bundle {
+            Some(b) => NodeOutcome {
+                name: n.name.clone(),
+                state: NodeState::Reported,
+                reason: n.reason.clone(),
+                report: Some(
+                    crate::bundle::replay_bundle(cfg, extra, b)
+                        .with_context(|| format!("node {}", n.name))?,
+                ),
+            },
+            None => {
+                let state = match n.state.as_str() {
+                    "absent" => NodeState::Absent,
+                    _ => NodeState::Error,
+                };
+                let why = n.reason.clone().or_else(|| n.no_bundle.clone());
+                let reason = match (n.state.as_str(), why) {
+                    ("absent" | "error", Some(w)) => w,
+                    (_, w) => format!(
+                        "no bundle was recorded for this node: {}",
+                        n.no_bundle.clone().or(w).unwrap_or_default()
+                    ),
+                };
+                NodeOutcome {
+                    name: n.name.clone(),
+                    state,
+                    reason: Some(reason),
+                    report: None,
+                }
+            }
+        };
+        sink.add(outcome, None)
+    })
+    .with_context(shown)?;
+    sink.finish(clock.elapsed().as_millis() as u64)
 }
 
 /// The container image per node architecture: `--image REF` for every architecture, or
@@ -478,8 +541,10 @@ fn pulling_fails(p: &Pod) -> bool {
 
 /// The run's pods as a watch sees them: one paged list, then a watch from its resourceVersion,
 /// re-opened when it ends or fails and re-listed when the server has compacted it away (410).
-struct RunWatch {
+struct RunWatch<T = Pod> {
     api: Api<Pod>,
+    /// What of each pod is kept: a page of whole Pods at a time is decoded, never the run's.
+    reduce: fn(&Pod) -> T,
     selector: String,
     rv: String,
     stream: Option<futures::stream::LocalBoxStream<'static, kube::Result<WatchEvent<Pod>>>>,
@@ -494,20 +559,53 @@ struct RunWatch {
     opened: Instant,
 }
 
-/// What the watch saw.
-enum Change {
-    Pod(Box<Pod>),
+/// What the loop needs of a pod as seen: its name and state, whether its pull is failing, and
+/// its termination message (a whole Pod is several KiB; thousands of them are not kept).
+struct Seen {
+    name: String,
+    state: PodState,
+    pull_failing: bool,
+    termination: compact::Termination,
+}
+
+impl Seen {
+    fn of(p: &Pod) -> Seen {
+        Seen {
+            name: p.metadata.name.clone().unwrap_or_default(),
+            state: pod_state(p),
+            pull_failing: pulling_fails(p),
+            termination: pod::termination(p),
+        }
+    }
+}
+
+/// What the watch saw (each pod as the watch's `reduce` made it).
+enum Change<T = Pod> {
+    Pod(Box<T>),
     Gone(String),
     /// The watch had to start over: the run's pods as listed.
-    Relisted(Vec<Pod>),
+    Relisted(Vec<T>),
     /// Nothing within the wait.
     Idle,
 }
 
 impl RunWatch {
     fn new(api: Api<Pod>, run: &str, deadline: Instant, read_timeout: Duration) -> RunWatch {
+        RunWatch::reducing(api, run, deadline, read_timeout, Pod::clone)
+    }
+}
+
+impl<T> RunWatch<T> {
+    fn reducing(
+        api: Api<Pod>,
+        run: &str,
+        deadline: Instant,
+        read_timeout: Duration,
+        reduce: fn(&Pod) -> T,
+    ) -> RunWatch<T> {
         RunWatch {
             api,
+            reduce,
             selector: pod::run_selector(run),
             rv: String::new(),
             stream: None,
@@ -519,7 +617,7 @@ impl RunWatch {
     }
 
     /// Every pod of the run, in pages, each page retried; the watch continues from here.
-    async fn list(&mut self) -> Result<Vec<Pod>> {
+    async fn list(&mut self) -> Result<Vec<T>> {
         let mut lp = ListParams::default().labels(&self.selector).limit(PAGE);
         let mut pods = Vec::new();
         loop {
@@ -528,7 +626,8 @@ impl RunWatch {
                 .map_err(|e| api_err("list this run's pods", e))?;
             self.rv = page.metadata.resource_version.clone().unwrap_or_default();
             let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-            pods.extend(page.items);
+            // Each pod is reduced as its page arrives: a page of Pods at a time, not the run's.
+            pods.extend(page.items.iter().map(self.reduce));
             match next {
                 Some(c) => lp = lp.continue_token(&c),
                 None => break,
@@ -539,7 +638,7 @@ impl RunWatch {
     }
 
     /// The next change, waiting at most `wait`.
-    async fn next(&mut self, wait: Duration) -> Result<Change> {
+    async fn next(&mut self, wait: Duration) -> Result<Change<T>> {
         let until = Instant::now() + wait;
         loop {
             if self.opened.elapsed() > Duration::from_secs(u64::from(self.watch_secs) + 3) {
@@ -580,7 +679,7 @@ impl RunWatch {
                 Ok(WatchEvent::Added(p) | WatchEvent::Modified(p)) => {
                     self.failures = 0;
                     set_rv(&mut self.rv, &p);
-                    return Ok(Change::Pod(Box::new(p)));
+                    return Ok(Change::Pod(Box::new((self.reduce)(&p))));
                 }
                 Ok(WatchEvent::Deleted(p)) => {
                     set_rv(&mut self.rv, &p);
@@ -643,7 +742,8 @@ async fn fan_out(
     run: &str,
     stop: &AtomicBool,
     progress: Progress<'_>,
-) -> Result<Vec<NodeOutcome>> {
+    sink: &mut Sink<'_>,
+) -> Result<()> {
     let nodes = select_nodes(client, opts).await?;
     ensure_namespace(client, &opts.namespace, progress).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &opts.namespace);
@@ -671,30 +771,29 @@ async fn fan_out(
     }
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &opts.namespace);
     let owner = create_owner(&cms, run, &[("command", "fleet check".into())]).await?;
-    let mut outcomes: Vec<NodeOutcome> = Vec::new();
     let mut ready = Vec::new();
-    for (i, n) in nodes.iter().enumerate() {
-        match cannot_run(n, &opts.images) {
-            Some(why) => outcomes.push(absent(&n.name, why)),
-            None => {
-                let image = opts.images.for_arch(&n.arch).unwrap_or_default();
-                ready.push((
-                    n.name.clone(),
-                    finish_pod(template.pod_for(i, &n.name), image, opts, Some(&owner)),
-                ));
-            }
+    for (i, n) in nodes.into_iter().enumerate() {
+        match cannot_run(&n, &opts.images) {
+            Some(why) => sink.add(absent(&n.name, why), None)?,
+            None => ready.push((i, n)),
         }
     }
-    let total = nodes.len();
-    drop(nodes);
+    let total = ready.len() + sink.count();
     let deadline = Instant::now() + opts.timeout + Duration::from_secs(5);
-    // Pods are created concurrently, a bounded number in flight (an API server rate-limits a burst).
+    // Pods are created concurrently, a bounded number in flight (an API server rate-limits a
+    // burst), each built only when its turn comes.
     let created: Vec<_> = stream::iter(ready)
-        .map(|(name, pod)| {
+        .map(|(i, n)| {
             let pods = pods.clone();
+            let image = opts.images.for_arch(&n.arch).unwrap_or_default();
+            let pod = finish_pod(template.pod_for(i, &n.name), image, opts, Some(&owner));
             async move {
-                let r = retry::until(deadline, || pods.create(&CREATE, &pod)).await;
-                (name, pod.metadata.name.unwrap_or_default(), r)
+                // Only whether it worked is kept: 4,000 created pods as the server echoes them
+                // back would be tens of MiB.
+                let r = retry::until(deadline, || pods.create(&CREATE, &pod))
+                    .await
+                    .map(drop);
+                (n.name, pod.metadata.name.unwrap_or_default(), r)
             }
         })
         .buffer_unordered(IN_FLIGHT)
@@ -724,35 +823,39 @@ async fn fan_out(
                     },
                 );
             }
-            Err(e) => outcomes.push(NodeOutcome {
-                name: node,
-                state: NodeState::Error,
-                reason: Some(format!("{:#}", api_err("creating its pod failed", e))),
-                report: None,
-            }),
+            Err(e) => sink.add(
+                NodeOutcome {
+                    name: node,
+                    state: NodeState::Error,
+                    reason: Some(format!("{:#}", api_err("creating its pod failed", e))),
+                    report: None,
+                },
+                None,
+            )?,
         }
     }
     progress(&format!("{} pods created on {total} nodes", waiting.len()));
     let grace = pull_grace(opts.timeout);
-    let mut watch = RunWatch::new(pods.clone(), run, deadline, cfg_timeout);
+    let mut watch = RunWatch::reducing(pods.clone(), run, deadline, cfg_timeout, Seen::of);
     let mut reads = tokio::task::JoinSet::new();
     let mut said = Instant::now();
     let mut scanned = Instant::now();
     let mut queued: Vec<(String, String, i32, compact::Termination)> = Vec::new();
-    let mut changes: Vec<Pod> = watch.list().await?;
+    let mut changes: Vec<Seen> = watch.list().await?;
     let mut last_done = usize::MAX;
+    let bundles = sink.wants_bundles();
     // Pod events in, node outcomes out; log reads of exited pods run alongside, IN_FLIGHT at most.
     loop {
         if stop.load(Ordering::SeqCst) {
             bail!("interrupted: the run's pods are being deleted");
         }
         for p in changes.drain(..) {
-            let name = p.metadata.name.clone().unwrap_or_default();
+            let name = p.name;
             let Some(t) = waiting.get_mut(&name) else {
                 continue;
             };
-            let state = pod_state(&p);
-            if pulling_fails(&p) {
+            let state = p.state;
+            if p.pull_failing {
                 let since = *t.pull_failing.get_or_insert_with(Instant::now);
                 if since.elapsed() < grace {
                     if let PodState::NeverRan(why) = state {
@@ -767,20 +870,23 @@ async fn fan_out(
                 PodState::Waiting(why) => t.last = why,
                 PodState::NeverRan(why) => {
                     let t = waiting.remove(&name).expect("present");
-                    outcomes.push(absent(&t.node, why));
+                    sink.add(absent(&t.node, why), None)?;
                 }
                 PodState::Stopped(why) => {
                     let t = waiting.remove(&name).expect("present");
-                    outcomes.push(NodeOutcome {
-                        name: t.node,
-                        state: NodeState::Error,
-                        reason: Some(why),
-                        report: None,
-                    });
+                    sink.add(
+                        NodeOutcome {
+                            name: t.node,
+                            state: NodeState::Error,
+                            reason: Some(why),
+                            report: None,
+                        },
+                        None,
+                    )?;
                 }
                 PodState::Exited(code) => {
                     let t = waiting.remove(&name).expect("present");
-                    queued.push((t.node, name, code, pod::termination(&p)));
+                    queued.push((t.node, name, code, p.termination));
                 }
             }
         }
@@ -806,14 +912,14 @@ async fn fan_out(
             } else {
                 format!("pod still not finished at the deadline ({})", t.last)
             };
-            outcomes.push(absent(&t.node, why));
+            sink.add(absent(&t.node, why), None)?;
         }
         while reads.len() < IN_FLIGHT
             && let Some((node, name, code, term)) = queued.pop()
         {
             let pods = pods.clone();
             // A task of its own, so the read goes on while the loop waits on the watch.
-            reads.spawn(async move { read_back(&pods, node, &name, code, &term).await });
+            reads.spawn(async move { read_back(&pods, node, &name, code, &term, bundles).await });
         }
         let done = total - waiting.len() - reads.len() - queued.len();
         if done != last_done && (done == total || said.elapsed() >= Duration::from_secs(1)) {
@@ -828,44 +934,50 @@ async fn fan_out(
         let tick = Duration::from_millis(250);
         if waiting.is_empty() {
             if let Ok(Some(r)) = tokio::time::timeout(tick, reads.join_next()).await {
-                outcomes.push(r.context("a log read failed")?);
+                let (n, b) = r.context("a log read failed")?;
+                sink.add(n, b)?;
             }
         } else {
             match watch.next(tick).await? {
                 Change::Pod(p) => changes.push(*p),
                 Change::Relisted(all) => {
                     let names: std::collections::HashSet<String> =
-                        all.iter().filter_map(|p| p.metadata.name.clone()).collect();
-                    gone(&mut waiting, &mut outcomes, |n| !names.contains(n));
+                        all.iter().map(|p| p.name.clone()).collect();
+                    gone(&mut waiting, sink, |n| !names.contains(n))?;
                     changes = all;
                 }
-                Change::Gone(name) => gone(&mut waiting, &mut outcomes, |n| n == name),
+                Change::Gone(name) => gone(&mut waiting, sink, |n| n == name)?,
                 Change::Idle => {}
             }
         }
         while let Some(r) = reads.try_join_next() {
-            outcomes.push(r.context("a log read failed")?);
+            let (n, b) = r.context("a log read failed")?;
+            sink.add(n, b)?;
         }
     }
-    Ok(outcomes)
+    Ok(())
 }
 
 /// Pods deleted from outside before they finished (`fleet cleanup` from another shell, say).
 fn gone(
     waiting: &mut HashMap<String, Tracked>,
-    outcomes: &mut Vec<NodeOutcome>,
+    sink: &mut Sink<'_>,
     is_gone: impl Fn(&str) -> bool,
-) {
+) -> Result<()> {
     let names: Vec<String> = waiting.keys().filter(|n| is_gone(n)).cloned().collect();
     for name in names {
         let t = waiting.remove(&name).expect("present");
-        outcomes.push(NodeOutcome {
-            name: t.node,
-            state: NodeState::Error,
-            reason: Some(format!("pod {name} disappeared before it finished")),
-            report: None,
-        });
+        sink.add(
+            NodeOutcome {
+                name: t.node,
+                state: NodeState::Error,
+                reason: Some(format!("pod {name} disappeared before it finished")),
+                report: None,
+            },
+            None,
+        )?;
     }
+    Ok(())
 }
 
 fn absent(node: &str, why: String) -> NodeOutcome {
@@ -911,41 +1023,61 @@ async fn read_log(pods: &Api<Pod>, pod: &str) -> Result<String> {
 }
 
 /// A node whose pod exited: its report from the log (exit 0 or 1), or the error it printed; when
-/// the log cannot be read, the compact report of its termination message.
+/// the log cannot be read, the compact report of its termination message. With `bundles`, also the
+/// node's bundle framed after its report, or why there is none.
 async fn read_back(
     pods: &Api<Pod>,
     node: String,
     pod: &str,
     code: i32,
     term: &compact::Termination,
-) -> NodeOutcome {
+    bundles: bool,
+) -> (NodeOutcome, NodeBundle) {
     let log = match read_log(pods, pod).await {
         Ok(l) => l,
-        Err(e) => return compact::fallback(node, &format!("{e:#}"), term),
+        Err(e) => {
+            let why = format!("{e:#}");
+            let bundle = bundles.then(|| Err(format!("the pod log could not be read: {why}")));
+            return (compact::fallback(node, &why, term), bundle);
+        }
     };
+    let bundle = bundles.then(|| match crate::bundle::frame::find(&log) {
+        Some(b) => b.map_err(|e| match e {
+            crate::bundle::frame::FrameError::Omitted(_) => e.to_string(),
+            e => format!("the node's bundle is unusable: {e}"),
+        }),
+        None => Err("the pod's log carries none".into()),
+    });
     match (code, report_from_log(&log)) {
-        (0 | 1, Some(report)) => NodeOutcome {
-            name: node,
-            state: NodeState::Reported,
-            reason: None,
-            report: Some(report),
-        },
+        (0 | 1, Some(report)) => (
+            NodeOutcome {
+                name: node,
+                state: NodeState::Reported,
+                reason: None,
+                report: Some(report),
+            },
+            bundle,
+        ),
         (_, _) => {
             let tail: Vec<&str> = log.lines().rev().take(3).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            NodeOutcome {
-                name: node,
-                state: NodeState::Error,
-                reason: Some(format!(
-                    "the pod exited {code} without a report{}",
-                    if tail.is_empty() {
-                        " and printed nothing".to_string()
-                    } else {
-                        format!(": {}", tail.join(" | "))
-                    }
-                )),
-                report: None,
-            }
+            let why = format!(
+                "the pod exited {code} without a report{}",
+                if tail.is_empty() {
+                    " and printed nothing".to_string()
+                } else {
+                    format!(": {}", tail.join(" | "))
+                }
+            );
+            (
+                NodeOutcome {
+                    name: node,
+                    state: NodeState::Error,
+                    reason: Some(why.clone()),
+                    report: None,
+                },
+                bundles.then_some(Err(why)),
+            )
         }
     }
 }
