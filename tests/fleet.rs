@@ -451,6 +451,17 @@ fn fleet_field_selectors_and_configmap_collections_are_served_as_a_real_server_d
             "{body}"
         );
     }
+    // A watch filters by fields too: the two finished pods, then nothing for a phase none has.
+    let watch = |phase: &str| {
+        let path = format!(
+            "/api/v1/namespaces/k8sdoctor/pods?watch=true&timeoutSeconds=1&fieldSelector=status.phase%3D{phase}"
+        );
+        let (raw, _) = server.get_raw(&path, admin);
+        String::from_utf8_lossy(&raw)
+            .matches("\"type\":\"ADDED\"")
+            .count()
+    };
+    assert_eq!((watch("Succeeded"), watch("Running")), (2, 0));
     let cms = names("configmaps?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dk8sdoctor");
     assert_eq!(cms.len(), 1, "the kept run's owner ConfigMap: {cms:?}");
     assert!(names("configmaps?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dother").is_empty());
