@@ -292,6 +292,11 @@ enum McCmd {
     Receive(McReceiveArgs),
     /// Run on every participant: measure every sender→receiver pair, print the matrix and causes.
     Probe(McProbeArgs),
+    // --- multicast node-firewall (issue 21) ---
+    /// Run on a node (its network namespace): which rule of its live ruleset drops the group's
+    /// traffic from each sender, on the forward path (pods) or the input path (--input).
+    NodeFirewall(McNodeFwArgs),
+    // --- end multicast node-firewall ---
 }
 
 #[derive(Copy, Clone, ValueEnum)]
@@ -398,10 +403,9 @@ struct McReceiveArgs {
     source: Option<IpAddr>,
 }
 
+/// Who takes part: `probe` and `node-firewall` take the same list.
 #[derive(Args)]
-struct McProbeArgs {
-    #[command(flatten)]
-    common: McCommon,
+struct McPeersArgs {
     /// Every participant's unicast address, this node's included (comma list).
     #[arg(
         long,
@@ -412,6 +416,14 @@ struct McProbeArgs {
     /// Read the participants from this ConfigMap in the pod's namespace (what fleet multicast pods do).
     #[arg(long, value_name = "NAME", conflicts_with = "peers")]
     peers_from_configmap: Option<String>,
+}
+
+#[derive(Args)]
+struct McProbeArgs {
+    #[command(flatten)]
+    common: McCommon,
+    #[command(flatten)]
+    peers: McPeersArgs,
     /// Which of --peers this is (default: the first local one whose control port is free).
     #[arg(long)]
     local: Option<IpAddr>,
@@ -441,6 +453,28 @@ struct McProbeArgs {
     #[arg(long, value_name = "FILE")]
     termination_log: Option<PathBuf>,
 }
+
+// --- multicast node-firewall (issue 21) ---
+#[derive(Args)]
+struct McNodeFwArgs {
+    #[command(flatten)]
+    common: McCommon,
+    #[command(flatten)]
+    peers: McPeersArgs,
+    /// Evaluate the input path (senders on the node network) instead of the forward path (pods).
+    #[arg(long)]
+    input: bool,
+    /// Seconds the rule-reading tools may take.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    timeout: f64,
+    /// Seconds to wait for the ConfigMap (with --peers-from-configmap).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    wait: f64,
+    /// Also write the result compactly (at most 4096 bytes) to FILE: a pod's termination message.
+    #[arg(long, value_name = "FILE")]
+    termination_log: Option<PathBuf>,
+}
+// --- end multicast node-firewall ---
 
 #[derive(Args)]
 struct JoinCheckArgs {
@@ -831,6 +865,9 @@ pub enum Command {
         Option<String>,
         Option<PathBuf>,
     ),
+    // --- multicast node-firewall (issue 21) ---
+    McNodeFirewall(McNodeFw),
+    // --- end multicast node-firewall ---
     Fix(Fix),
     FleetCheck(Config, FleetOptions),
     /// `fleet check --from-bundle`: the config (its `from_bundle`) and the policy checks.
@@ -848,6 +885,23 @@ pub enum Command {
     Completions(clap_complete::Shell),
     Man,
 }
+
+// --- multicast node-firewall (issue 21) ---
+/// `multicast node-firewall`: whom to evaluate, and how to answer.
+pub struct McNodeFw {
+    /// The group; `None`: the probe's default for the senders' family.
+    pub group: Option<IpAddr>,
+    pub port: u16,
+    pub peers: Vec<IpAddr>,
+    pub peers_from_configmap: Option<String>,
+    pub input: bool,
+    pub timeout: Duration,
+    pub wait: Duration,
+    pub termination_log: Option<PathBuf>,
+    pub format: multicast::Format,
+    pub ipv6: bool,
+}
+// --- end multicast node-firewall ---
 
 /// `fix`: the library's options, and how this terminal asks and shows.
 pub struct Fix {
@@ -1057,6 +1111,20 @@ fn multicast_command(cmd: McCmd) -> Result<Command> {
             },
             color_wanted(a.common.no_color),
         ),
+        // --- multicast node-firewall (issue 21) ---
+        McCmd::NodeFirewall(a) => Command::McNodeFirewall(McNodeFw {
+            group: a.common.group,
+            port: a.common.port,
+            format: a.common.format(),
+            ipv6: a.common.ipv6,
+            peers: a.peers.peers,
+            peers_from_configmap: a.peers.peers_from_configmap,
+            input: a.input,
+            timeout: duration("--timeout", a.timeout, Unit::Secs)?,
+            wait: duration("--wait", a.wait, Unit::Secs)?,
+            termination_log: a.termination_log,
+        }),
+        // --- end multicast node-firewall ---
         McCmd::Probe(a) => {
             let interval = duration("--interval", a.interval, Unit::Millis)?;
             let count = match secs_opt("--soak", a.soak)? {
@@ -1068,10 +1136,10 @@ fn multicast_command(cmd: McCmd) -> Result<Command> {
                 }
                 None => a.count,
             };
-            let v6 = a.common.ipv6 || a.peers.first().is_some_and(IpAddr::is_ipv6);
+            let v6 = a.common.ipv6 || a.peers.peers.first().is_some_and(IpAddr::is_ipv6);
             Command::McProbe(
                 multicast::probe::ProbeOptions {
-                    peers: a.peers,
+                    peers: a.peers.peers,
                     local: a.local,
                     group: a.common.group.unwrap_or(multicast::default_group(v6)),
                     port: a.common.port,
@@ -1086,7 +1154,7 @@ fn multicast_command(cmd: McCmd) -> Result<Command> {
                         && interval.as_secs_f64() * count as f64 > 2.0,
                 },
                 color_wanted(a.common.no_color),
-                a.peers_from_configmap,
+                a.peers.peers_from_configmap,
                 a.termination_log,
             )
         }

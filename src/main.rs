@@ -19,6 +19,42 @@ use k8sdoctor::{
 
 use cli::{Cli, Command};
 
+// --- multicast node-firewall (issue 21) ---
+/// `multicast node-firewall`: the senders (from the ConfigMap in a fleet pod), one read of this
+/// namespace's live ruleset, the result (compact in the termination message too). Exit 1 when a
+/// rule drops some sender's traffic, 2 when the rules could not be read.
+fn node_firewall(o: cli::McNodeFw, out: &mut dyn Write) -> Result<ExitCode> {
+    let peers = match &o.peers_from_configmap {
+        Some(name) => fleet::peers_from_configmap(name, o.wait)?,
+        None => o.peers,
+    };
+    let v6 = o.ipv6 || peers.first().is_some_and(std::net::IpAddr::is_ipv6);
+    let group = o.group.unwrap_or(multicast::default_group(v6));
+    let path = if o.input {
+        k8sdoctor::checks::firewall::eval::Hook::Input
+    } else {
+        k8sdoctor::checks::firewall::eval::Hook::Forward
+    };
+    let fw = multicast::nodefw::observe(&peers, group, o.port, path, o.timeout);
+    if let Some(p) = &o.termination_log {
+        std::fs::write(p, fw.compact())
+            .with_context(|| format!("cannot write --termination-log {}", p.display()))?;
+    }
+    match o.format {
+        multicast::Format::Json => {
+            serde_json::to_writer(&mut *out, &fw)?;
+            writeln!(out)?;
+        }
+        multicast::Format::Table => fw.render(out)?,
+    }
+    Ok(match (&fw.error, fw.blocks()) {
+        (Some(_), _) => ExitCode::from(2),
+        (None, true) => ExitCode::from(1),
+        (None, false) => ExitCode::SUCCESS,
+    })
+}
+// --- end multicast node-firewall ---
+
 /// Writes the report where the config says and maps it to the exit code (`check` and `join-check`).
 fn emit(report: &report::Report, cfg: &Config) -> Result<ExitCode> {
     emit_framed(report, None, cfg)
@@ -215,6 +251,9 @@ fn run(cmd: Command) -> Result<ExitCode> {
             multicast::output::probe(&r, opts.format, color, &mut out)?;
             Ok(exit(r.pass))
         }
+        // --- multicast node-firewall (issue 21) ---
+        Command::McNodeFirewall(o) => node_firewall(o, &mut out),
+        // --- end multicast node-firewall ---
         Command::Fix(f) => fix_cmd(f),
         Command::FleetCheck(cfg, opts) => {
             let stop = multicast::interrupt_flag()?;

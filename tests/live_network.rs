@@ -4,7 +4,8 @@
 //! still wins and the disagreement is evidence; a live accept the saved file would not keep is a warn. The
 //! image's own userland (deploy/image/rootfs.sh), in a chroot with the static binary, reads an
 //! iptables-legacy REJECT and an nft REJECT alike; without CAP_NET_ADMIN the rule checks are `error` with
-//! the reason, never `pass`.
+//! the reason, never `pass`. `multicast node-firewall` names a namespace's forward DROP per sender, or why
+//! the rules could not be read.
 
 mod support;
 
@@ -302,6 +303,71 @@ fn the_nodes_multicast_drops_are_named_from_its_live_rules() {
     );
 }
 
+/// `multicast node-firewall` in a namespace the test made, as the fleet's observer pod runs it: a
+/// forward DROP of the group's port for one overlay range names the rule for the senders in it only
+/// (exit 1); without CAP_NET_ADMIN it says the rules could not be read and why (exit 2), naming no
+/// rule and no sender.
+fn node_firewall_names_the_rule_per_sender_or_why_it_could_not_read() {
+    require(&["ip", "nft", "setpriv"]);
+    let ns = node();
+    feed(
+        &ns,
+        &["nft", "-f", "-"],
+        "table inet k8sdnfw {\n chain routed {\n  type filter hook forward priority 0; policy accept;\n  ip saddr 10.32.0.0/12 udp dport 5009 drop\n }\n}\n",
+    );
+    let args = [
+        "multicast",
+        "node-firewall",
+        "--peers",
+        "10.32.1.1,10.48.0.1",
+        "--port",
+        "5009",
+        "--group",
+        "239.1.2.9",
+        "-o",
+        "json",
+    ];
+    let o = ns
+        .command(bin().to_str().unwrap())
+        .args(args)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(o.status.code(), Some(1), "{v}");
+    assert!(v["error"].is_null(), "{v}");
+    let senders = v["senders"].as_object().unwrap();
+    assert_eq!(senders.keys().collect::<Vec<_>>(), ["10.32.1.1"], "{v}");
+    let line = v["findings"][0]["line"].as_str().unwrap();
+    assert!(
+        line.starts_with(
+            "udp/5009 to 239.1.2.9 (forward): drop by nftables inet k8sdnfw/routed #1:"
+        ),
+        "{line}"
+    );
+    assert_eq!(v["evaluated"], 2);
+    // The same process without CAP_NET_ADMIN.
+    let o = ns
+        .command("setpriv")
+        .args(["--inh-caps=-all", "--bounding-set=-net_admin", "--"])
+        .arg(bin())
+        .args(args)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(o.status.code(), Some(2), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("no CAP_NET_ADMIN"),
+        "{v}"
+    );
+    assert!(
+        v["findings"].as_array().unwrap().is_empty()
+            && v["senders"].as_object().unwrap().is_empty(),
+        "{v}"
+    );
+}
+
 /// firewall.manager looks for a running firewalld, not only at the boot link: in the root's process table
 /// (a node's /proc under /host with hostPID), and with --live-network in this process's /proc too.
 fn firewall_manager_finds_a_running_firewalld() {
@@ -366,6 +432,7 @@ fn main() {
         trial!(the_image_userland_reads_live_legacy_and_nft_rejects),
         trial!(net_sysctls_and_sockets_are_the_namespaces),
         trial!(the_nodes_multicast_drops_are_named_from_its_live_rules),
+        trial!(node_firewall_names_the_rule_per_sender_or_why_it_could_not_read),
         trial!(firewall_manager_finds_a_running_firewalld),
     ]);
 }

@@ -1,6 +1,8 @@
 //! `fleet multicast`: the guide's pod-to-pod multicast test, automated. One probe pod per node (on
 //! the pod network by default), the participants handed to them in a ConfigMap once every pod has
-//! its IP, and every participant's view merged into one sender → receiver matrix named by node.
+//! its IP, and every participant's view merged into one sender → receiver matrix named by node; on
+//! the pod network one observer pod per node reads the node's own live ruleset too, so a policy
+//! engine's DROP in the node's forward path is named in the pairs it breaks.
 
 use std::{
     collections::BTreeMap,
@@ -28,7 +30,10 @@ use super::{
     ensure_namespace, finish_pod, pod, pod::PodState, pod_state, read_log, rejected, retry,
     select_nodes, sweep_stale,
 };
-use crate::{checks::cluster::connect, mask::mask_secrets, report::status_table};
+use crate::{
+    checks::cluster::connect, mask::mask_secrets, multicast::nodefw::NodeFirewall,
+    report::status_table,
+};
 
 /// The service account the probe pods read their ConfigMap with (and its Role and binding).
 pub const PROBE_ACCOUNT: &str = "k8sdoctor-probe";
@@ -54,6 +59,11 @@ pub struct McNode {
     pub reason: Option<String>,
     /// The probe's address on that node (the pod IP, or the node's with --host-network).
     pub address: Option<String>,
+    /// The node's own live ruleset as its observer pod read it (the pod network only): `read
+    /// live`, or `could not be read: <why>`; null when not observed (--host-network: the probes
+    /// run in the node's namespace and read it themselves).
+    #[serde(default)]
+    pub node_firewall: Option<String>,
 }
 
 /// One sender → receiver pair, named by node.
@@ -286,6 +296,120 @@ struct Participant {
     done: bool,
 }
 
+/// A node's firewall observer (the pod network only) while the run waits for it.
+struct Observer {
+    node: String,
+    pod: String,
+    /// What it found, or why the node's rules could not be read; `None` while it runs.
+    result: Option<Result<NodeFirewall, String>>,
+}
+
+/// The observer's reason, without the reader's own "the firewall could not be read: " prefix
+/// (the cause says whose firewall it was).
+fn unread_reason(why: &str) -> String {
+    why.strip_prefix("the firewall could not be read: ")
+        .unwrap_or(why)
+        .to_string()
+}
+
+/// Takes in a pod of the run if it is an unfinished observer: once it has ended, its result (from
+/// its log, or the compact one in its termination message when the log cannot be read), or why
+/// it gave none.
+async fn observe_pod(pods: &Api<Pod>, observers: &mut [Observer], pod: &Pod) {
+    let Some(o) = observers
+        .iter_mut()
+        .find(|o| o.result.is_none() && pod.metadata.name.as_deref() == Some(&o.pod))
+    else {
+        return;
+    };
+    o.result = match pod_state(pod) {
+        PodState::Waiting(_) => None,
+        // A failing pull may clear; the run's deadline ends the wait otherwise.
+        PodState::NeverRan(_) if super::pulling_fails(pod) => None,
+        PodState::NeverRan(why) | PodState::Stopped(why) => {
+            Some(Err(format!("its observer pod did not run: {why}")))
+        }
+        PodState::Exited(code) => {
+            let log = read_log(pods, &o.pod).await;
+            let from_log = log
+                .as_deref()
+                .ok()
+                .and_then(|l| json_from_log(l, "findings"))
+                .and_then(|v| serde_json::from_value::<NodeFirewall>(v).ok());
+            let found = from_log.or_else(|| {
+                let term = pod::termination(pod);
+                serde_json::from_str::<NodeFirewall>(term.message.as_deref()?.trim()).ok()
+            });
+            Some(match found {
+                Some(fw) => match &fw.error {
+                    Some(why) => Err(unread_reason(why)),
+                    None => Ok(fw),
+                },
+                None => Err(match log {
+                    Ok(l) => format!("its observer exited {code} without a result: {}", tail(&l)),
+                    Err(e) => format!("its observer's result could not be read: {e:#}"),
+                }),
+            })
+        }
+    };
+}
+
+/// Waits at most `wait` for the next change of the run's pods: a changed pod joins `seen`, a
+/// re-list replaces it; returns the name of a pod deleted from outside.
+async fn step(watch: &mut RunWatch, wait: Duration, seen: &mut Vec<Pod>) -> Result<Option<String>> {
+    Ok(match watch.next(wait).await? {
+        Change::Pod(p) => {
+            seen.push(*p);
+            None
+        }
+        Change::Relisted(all) => {
+            *seen = all;
+            None
+        }
+        Change::Gone(name) => Some(name),
+        Change::Idle => None,
+    })
+}
+
+/// A pod of the run deleted from outside before it finished (`fleet cleanup` from another shell).
+fn disappeared(
+    name: &str,
+    parts: &mut [Participant],
+    observers: &mut [Observer],
+    out_nodes: &mut Vec<McNode>,
+) {
+    if let Some(p) = parts.iter_mut().find(|p| !p.done && p.pod == name) {
+        out_nodes.push(mc_node(
+            &p.node,
+            NodeState::Error,
+            Some("its pod disappeared".into()),
+            p.ip.clone(),
+        ));
+        p.done = true;
+    }
+    if let Some(o) = observers
+        .iter_mut()
+        .find(|o| o.result.is_none() && o.pod == name)
+    {
+        o.result = Some(Err("its observer pod disappeared".into()));
+    }
+}
+
+/// The observer pod for a node: the image's own `multicast node-firewall` in the node's network
+/// namespace (hostNetwork: the namespace a policy engine filters pod traffic in), reading the
+/// senders from the participants ConfigMap with the probes' service account. Its security context
+/// is the check pods' (see `pod::security_context`): every capability dropped but `NET_ADMIN`,
+/// which the netfilter dumps (iptables' getsockopt, nft's netlink) need in the node's namespace
+/// and nothing else does; a read-only root; no host mount, no host PID namespace.
+fn observer_pod(template: &pod::PodTemplate, index: usize, node: &str) -> Pod {
+    let mut p = template.probe_pod_for(index, node, true, PROBE_ACCOUNT);
+    p.metadata.name = Some(format!("k8sdoctor-{}-fw-{index}", template.run_id));
+    if let Some(c) = p.spec.as_mut().map(|s| &mut s.containers[0]) {
+        c.env = None;
+    }
+    p
+}
+
 /// Runs the probe across the selected nodes and merges the views.
 pub(super) async fn fan_out(
     client: &Client,
@@ -296,6 +420,7 @@ pub(super) async fn fan_out(
     stop: &AtomicBool,
     progress: Progress<'_>,
 ) -> Result<McFleetReport> {
+    let started = Instant::now();
     let nodes = select_nodes(client, opts).await?;
     let runnable = nodes
         .iter()
@@ -352,8 +477,51 @@ pub(super) async fn fan_out(
         args,
         deadline_secs: opts.timeout.as_secs().max(probe_secs + setup.as_secs()) as i64,
     };
+    // The node's own rules, on the pod network (with --host-network the probes are in the
+    // node's namespace and read them themselves).
+    let mut fw_args: Vec<String> = [
+        "multicast",
+        "node-firewall",
+        "--peers-from-configmap",
+        &cm_name,
+        "-o",
+        "json",
+        "--termination-log",
+        pod::TERMINATION_LOG,
+        "--timeout",
+        "10",
+        "--port",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([mc.port.to_string()])
+    .collect();
+    if let Some(g) = mc.group {
+        fw_args.extend(["--group".into(), g.to_string()]);
+    }
+    let fw_template = pod::PodTemplate {
+        args: fw_args,
+        ..template.clone()
+    };
     // The probe's wait for its peers covers the CLI's whole pod-start wait, whenever it started.
     let peers_wait = (setup + Duration::from_secs(10)).as_secs().to_string();
+    let peers_env = EnvVar {
+        name: PEERS_WAIT_ENV.into(),
+        value: Some(peers_wait.clone()),
+        ..Default::default()
+    };
+    let make_observer = |i: usize, node: &str, image: &str, owner: &OwnerReference| {
+        let mut p = finish_pod(
+            observer_pod(&fw_template, i, node),
+            image,
+            opts,
+            Some(owner),
+        );
+        if let Some(c) = p.spec.as_mut().map(|s| &mut s.containers[0]) {
+            c.env = Some(vec![peers_env.clone()]);
+        }
+        p
+    };
     let make = |i: usize, node: &str, image: &str, owner: Option<&OwnerReference>| {
         let mut p = finish_pod(
             template.probe_pod_for(i, node, mc.host_network, PROBE_ACCOUNT),
@@ -383,6 +551,7 @@ pub(super) async fn fan_out(
     let owner = create_owner(&cms, run, &[("command", "fleet multicast".into())]).await?;
     let mut out_nodes: Vec<McNode> = Vec::new();
     let mut parts: Vec<Participant> = Vec::new();
+    let mut observers: Vec<Observer> = Vec::new();
     let until = Instant::now() + setup;
     for (i, n) in nodes.iter().enumerate() {
         if let Some(why) = cannot_run(n, &opts.images) {
@@ -406,12 +575,31 @@ pub(super) async fn fan_out(
                 last: "not started yet".into(),
                 done: false,
             }),
-            Err(e) => out_nodes.push(mc_node(
-                &n.name,
-                NodeState::Error,
-                Some(format!("{:#}", api_err("creating its pod failed", e))),
-                None,
-            )),
+            Err(e) => {
+                out_nodes.push(mc_node(
+                    &n.name,
+                    NodeState::Error,
+                    Some(format!("{:#}", api_err("creating its pod failed", e))),
+                    None,
+                ));
+                continue;
+            }
+        }
+        if !mc.host_network {
+            let op = make_observer(i, &n.name, image, &owner);
+            let result = match retry::until(until, || pods.create(&CREATE, &op)).await {
+                Ok(_) => None,
+                Err(kube::Error::Api(s)) if s.code == 409 => None,
+                Err(e) => Some(Err(format!(
+                    "{:#}",
+                    api_err("its observer pod could not be created", e)
+                ))),
+            };
+            observers.push(Observer {
+                node: n.name.clone(),
+                pod: op.metadata.name.clone().unwrap_or_default(),
+                result,
+            });
         }
     }
     // Phase 1: watch until every pod runs with an IP (or will never run), or the setup time is up;
@@ -430,6 +618,7 @@ pub(super) async fn fan_out(
             bail!("interrupted: the run's pods are being deleted");
         }
         for pod in seen.drain(..) {
+            observe_pod(&pods, &mut observers, &pod).await;
             let Some(p) = parts
                 .iter_mut()
                 .find(|p| !p.done && pod.metadata.name.as_deref() == Some(&p.pod))
@@ -482,28 +671,11 @@ pub(super) async fn fan_out(
         if pending == 0 || Instant::now() >= until {
             break;
         }
-        match watch
-            .next(
-                until
-                    .saturating_duration_since(Instant::now())
-                    .min(Duration::from_millis(250)),
-            )
-            .await?
-        {
-            Change::Pod(p) => seen.push(*p),
-            Change::Relisted(all) => seen = all,
-            Change::Gone(name) => {
-                if let Some(p) = parts.iter_mut().find(|p| !p.done && p.pod == name) {
-                    out_nodes.push(mc_node(
-                        &p.node,
-                        NodeState::Error,
-                        Some("its pod disappeared".into()),
-                        None,
-                    ));
-                    p.done = true;
-                }
-            }
-            Change::Idle => {}
+        let wait = until
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(250));
+        if let Some(name) = step(&mut watch, wait, &mut seen).await? {
+            disappeared(&name, &mut parts, &mut observers, &mut out_nodes);
         }
     }
     for p in parts.iter_mut().filter(|p| !p.done && p.ip.is_none()) {
@@ -519,6 +691,8 @@ pub(super) async fn fan_out(
         p.done = true;
     }
     parts.retain(|p| !p.done);
+    // A node without a running probe is in no measured pair: its firewall does not matter.
+    observers.retain(|o| parts.iter().any(|p| p.node == o.node));
     if parts.len() < 2 {
         bail!(
             "fewer than two nodes run a probe pod ({}), so no pair can be measured",
@@ -550,11 +724,9 @@ pub(super) async fn fan_out(
         data: Some([(PEERS_KEY.to_string(), encode_peers(&peers))].into()),
         ..Default::default()
     };
-    retry::until(Instant::now() + Duration::from_secs(20), || {
-        cms.create(&CREATE, &cm)
-    })
-    .await
-    .map_err(|e| api_err("create the participants ConfigMap", e))?;
+    super::create_once(&cms, &cm, Instant::now() + Duration::from_secs(20))
+        .await
+        .map_err(|e| api_err("create the participants ConfigMap", e))?;
     progress(&format!(
         "{} probe pods running: {}",
         parts.len(),
@@ -562,14 +734,25 @@ pub(super) async fn fan_out(
     ));
     // Phase 2: as each probe ends, read its view; every probe has its own deadline, none waits
     // for another here.
-    let until = Instant::now() + Duration::from_secs(probe_secs) + rendezvous;
+    // The run ends by --timeout, unless the measurement itself (--count × --interval, and a
+    // rendezvous each for the peers' start and reports) needs longer.
+    let measure = Duration::from_secs_f64(mc.count as f64 * mc.interval_ms / 1000.0);
+    let run_until = started
+        + opts
+            .timeout
+            .max(setup + measure + 2 * rendezvous + Duration::from_secs(2));
+    let until = (Instant::now() + Duration::from_secs(probe_secs) + rendezvous).min(run_until);
     let mut views: BTreeMap<String, Value> = BTreeMap::new();
     let mut seen = watch.list().await?;
-    while parts.iter().any(|p| !p.done) {
+    // Observers read the rules once the ConfigMap is there: a moment. One still running when
+    // the probes are done gets a rendezvous more, not the whole run.
+    let mut probes_done: Option<Instant> = None;
+    loop {
         if stop.load(Ordering::SeqCst) {
             bail!("interrupted: the run's pods are being deleted");
         }
         for pod in seen.drain(..) {
+            observe_pod(&pods, &mut observers, &pod).await;
             let Some(p) = parts
                 .iter_mut()
                 .find(|p| !p.done && pod.metadata.name.as_deref() == Some(&p.pod))
@@ -622,10 +805,16 @@ pub(super) async fn fan_out(
             out_nodes.push(mc_node(&p.node, state, reason, p.ip.clone()));
             p.done = true;
         }
-        if !parts.iter().any(|p| !p.done) {
+        let probing = parts.iter().any(|p| !p.done);
+        if !probing && probes_done.is_none() {
+            probes_done = Some(Instant::now());
+        }
+        let observing = observers.iter().any(|o| o.result.is_none());
+        if !probing && !observing {
             break;
         }
-        if Instant::now() >= until {
+        let observers_until = probes_done.map_or(until, |t| (t + rendezvous).min(until));
+        if Instant::now() >= until || (!probing && Instant::now() >= observers_until) {
             for p in parts.iter_mut().filter(|p| !p.done) {
                 out_nodes.push(mc_node(
                     &p.node,
@@ -635,30 +824,28 @@ pub(super) async fn fan_out(
                 ));
                 p.done = true;
             }
+            for o in observers.iter_mut().filter(|o| o.result.is_none()) {
+                o.result = Some(Err(
+                    "its observer did not finish by the run's deadline".into()
+                ));
+            }
             break;
         }
-        match watch.next(Duration::from_millis(250)).await? {
-            Change::Pod(p) => seen.push(*p),
-            Change::Relisted(all) => seen = all,
-            Change::Gone(name) => {
-                if let Some(p) = parts.iter_mut().find(|p| !p.done && p.pod == name) {
-                    out_nodes.push(mc_node(
-                        &p.node,
-                        NodeState::Error,
-                        Some("its pod disappeared".into()),
-                        p.ip.clone(),
-                    ));
-                    p.done = true;
-                }
-            }
-            Change::Idle => {}
+        if let Some(name) = step(&mut watch, Duration::from_millis(250), &mut seen).await? {
+            disappeared(&name, &mut parts, &mut observers, &mut out_nodes);
         }
     }
     let by_ip: BTreeMap<String, String> = parts
         .iter()
         .filter_map(|p| Some((p.ip.clone()?, p.node.clone())))
         .collect();
-    Ok(merge(mc, out_nodes, &views, &by_ip))
+    let firewalls: BTreeMap<String, Result<NodeFirewall, String>> = observers
+        .into_iter()
+        .filter_map(|o| Some((o.node, o.result?)))
+        .collect();
+    let mut report = merge(mc, out_nodes, &views, &by_ip);
+    join_node_side(&mut report, &firewalls);
+    Ok(report)
 }
 
 /// Running (its container started), so its IP is where its probe listens.
@@ -683,17 +870,23 @@ fn mc_node(
         state,
         reason: reason.map(|r| mask_secrets(&r)),
         address,
+        node_firewall: None,
     }
 }
 
 /// The probe's JSON result in a pod log (the first object with a `pairs` array).
 pub fn probe_from_log(log: &str) -> Option<Value> {
+    json_from_log(log, "pairs")
+}
+
+/// The first JSON object in a pod log (noise around it tolerated) whose `key` is an array.
+fn json_from_log(log: &str, key: &str) -> Option<Value> {
     let mut offset = 0;
     for line in log.split_inclusive('\n') {
         if line.starts_with('{') {
             let mut it = serde_json::Deserializer::from_str(&log[offset..]).into_iter::<Value>();
             if let Some(Ok(v)) = it.next()
-                && v["pairs"].is_array()
+                && v[key].is_array()
             {
                 return Some(v);
             }
@@ -701,6 +894,158 @@ pub fn probe_from_log(log: &str) -> Option<Value> {
         offset += line.len();
     }
     None
+}
+
+/// Which pair causes a rule of a node's own ruleset that drops the pair's traffic replaces: the
+/// probe's guesses from what it could not see, not its observations (a rule in the pod with grown
+/// counters, unicast failing too, a group not joined).
+const NODE_RULE_OVERRIDES: &[&str] = &[
+    "unknown",
+    "igmp-snooping",
+    "not-routed",
+    "ignored-multi",
+    "cni",
+];
+
+/// Joins the observers' evidence into the failing pairs: a rule of the receiver's or the
+/// sender's node that drops the sender's traffic becomes the pair's cause (the rule cited), a
+/// node whose rules could not be read is named with the reason (so "nothing explains it" is never
+/// claimed over rules nobody read), and a node whose rules drop nothing says so in the evidence.
+/// Passing and unmeasured pairs get nothing.
+pub fn join_node_side(r: &mut McFleetReport, fw: &BTreeMap<String, Result<NodeFirewall, String>>) {
+    for n in &mut r.nodes {
+        n.node_firewall = fw.get(&n.name).map(|f| match f {
+            Ok(_) => "read live".to_string(),
+            Err(why) => mask_secrets(&format!("could not be read: {why}")),
+        });
+    }
+    for p in r.pairs.iter_mut().filter(|p| p.verdict == "fail") {
+        let (mut blocked, mut maybe, mut unread, mut clean) = (vec![], vec![], vec![], vec![]);
+        for (node, whose) in [
+            (&p.receiver_node, "receiver's"),
+            (&p.sender_node, "sender's"),
+        ] {
+            match fw.get(node) {
+                Some(Ok(f)) => {
+                    let found = f.for_sender(&p.sender);
+                    if found.is_empty() {
+                        clean.push(format!(
+                            "node {node}'s live ruleset drops nothing of udp/{} from {} ({})",
+                            f.port, p.sender, f.path
+                        ));
+                    }
+                    for x in found {
+                        let line = format!("node {node} (the {whose}): {}", x.line);
+                        if x.blocks {
+                            blocked.push((node.clone(), whose, x.line.clone()));
+                        } else {
+                            maybe.push(format!("{line} (may drop it)"));
+                        }
+                    }
+                }
+                Some(Err(why)) => {
+                    unread.push(format!("node {node}'s firewall could not be read: {why}"))
+                }
+                None => {}
+            }
+        }
+        let probe = p.cause.take();
+        let code = probe
+            .as_ref()
+            .and_then(|c| c["code"].as_str())
+            .unwrap_or("unknown")
+            .to_string();
+        let mut evidence: Vec<String> = probe
+            .as_ref()
+            .and_then(|c| c["evidence"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.as_str().map(String::from))
+            .collect();
+        let probe_message = probe
+            .as_ref()
+            .and_then(|c| c["message"].as_str())
+            .unwrap_or("")
+            .to_string();
+        let what = if p.received == 0 {
+            format!("no datagram from {} arrived", p.sender)
+        } else {
+            format!("datagrams from {} were lost", p.sender)
+        };
+        // The probe's own cause, when a node-side finding replaces it, stays first in the evidence.
+        let replaced = match blocked.first() {
+            Some((node, whose, line))
+                if probe.is_none() || NODE_RULE_OVERRIDES.contains(&code.as_str()) =>
+            {
+                Some((
+                    "firewall".to_string(),
+                    format!(
+                        "firewall: node {node} (the {whose}) drops the group's traffic from {}: {line}",
+                        p.sender
+                    ),
+                ))
+            }
+            None if code == "unknown" && !unread.is_empty() => Some((
+                code.clone(),
+                format!(
+                    "{what}, and {} — a rule a policy engine keeps in the node's namespace may drop it",
+                    unread.join("; ")
+                ),
+            )),
+            None if code == "unknown" && !maybe.is_empty() => Some((
+                code.clone(),
+                format!(
+                    "{what}; no rule the evaluator can decide drops it, but {}",
+                    maybe[0]
+                ),
+            )),
+            _ => None,
+        };
+        // "Drops nothing" backs a node-side cause or an unexplained loss; beside the probe's own
+        // finding (a rule in the pod with its counters) it is noise.
+        let node_side = replaced.is_some() || code == "unknown";
+        let (code, message) = match replaced {
+            Some(new) => {
+                evidence.insert(
+                    0,
+                    format!(
+                        "the probe in the receiving pod: [{code}] {}",
+                        pod_words(&probe_message)
+                    ),
+                );
+                new
+            }
+            None => (code, probe_message),
+        };
+        evidence.extend(
+            blocked
+                .iter()
+                .map(|(node, whose, line)| format!("node {node} (the {whose}): {line}")),
+        );
+        evidence.extend(maybe);
+        evidence.extend(unread);
+        if node_side {
+            evidence.extend(clean);
+        }
+        p.cause = Some(serde_json::json!({
+            "code": code,
+            "message": mask_secrets(&message),
+            "evidence": evidence.iter().map(|e| mask_secrets(e)).collect::<Vec<_>>(),
+        }));
+    }
+}
+
+/// The probe's words about "this node", which for a probe in a pod is the pod's own namespace.
+fn pod_words(message: &str) -> String {
+    message
+        .replace(
+            "nothing on this node explains it",
+            "nothing in the pod's own namespace explains it",
+        )
+        .replace(
+            "no rule on this node dropped them",
+            "no rule in the pod's own namespace dropped them",
+        )
 }
 
 /// One matrix from every participant's view: a pair's numbers come from its receiver's own view
@@ -889,6 +1234,15 @@ impl McFleetReport {
                 },
                 n.reason.as_deref().unwrap_or("")
             )?;
+        }
+        for n in &self.nodes {
+            if let Some(why) = n
+                .node_firewall
+                .as_deref()
+                .filter(|f| f.starts_with("could not"))
+            {
+                writeln!(out, "{}: the node's firewall {why}", n.name)?;
+            }
         }
         for p in self.pairs.iter().filter(|p| p.verdict != "pass") {
             match p.loss_pct {
@@ -1089,6 +1443,127 @@ mod tests {
                 .contains("not-an-ip")
         );
         assert_eq!(MAX_NODES, 48);
+    }
+
+    #[test]
+    fn a_node_rule_names_the_pairs_it_breaks_and_an_unread_node_is_said_to_be_unread() {
+        use crate::checks::firewall::{
+            eval::Hook,
+            iptables,
+            model::{Family, Origin},
+        };
+        use crate::multicast::nodefw;
+        let mc = McOptions {
+            host_network: false,
+            group: Some("239.1.1.1".parse().unwrap()),
+            port: 4700,
+            count: 10,
+            interval_ms: 10.0,
+            ttl: 1,
+        };
+        let ips = ["10.244.1.5", "10.244.2.5", "10.244.3.5"];
+        let names = ["a", "b", "c"];
+        let pair = |s: usize, r: usize, fail: bool| {
+            let cause = if fail {
+                json!({"code": "unknown", "message": format!("no datagram from {} arrived and nothing on this node explains it: look between the nodes", ips[s]), "evidence": ["route to 239.1.1.1: dev eth0"]})
+            } else {
+                Value::Null
+            };
+            json!({"sender": ips[s], "receiver": ips[r], "sent": 10, "received": if fail {0} else {10},
+                "loss_pct": if fail {100.0} else {0.0}, "verdict": if fail {"fail"} else {"pass"}, "cause": cause})
+        };
+        // Everything into c fails; c's node drops forwarded traffic from other nodes' pods.
+        let mut views = BTreeMap::new();
+        for (r, ip) in ips.iter().enumerate() {
+            let pairs: Vec<Value> = (0..3)
+                .filter(|&s| s != r)
+                .map(|s| pair(s, r, r == 2))
+                .collect();
+            views.insert(ip.to_string(), json!({"pairs": pairs}));
+        }
+        let by_ip: BTreeMap<String, String> = ips
+            .iter()
+            .zip(names)
+            .map(|(i, n)| (i.to_string(), n.to_string()))
+            .collect();
+        let nodes = || {
+            (0..3)
+                .map(|i| mc_node(names[i], NodeState::Reported, None, Some(ips[i].into())))
+                .collect::<Vec<_>>()
+        };
+        let rules = |t: &str| iptables::parse(t, Origin::IptablesNft, Family::Ip).unwrap();
+        let senders: Vec<IpAddr> = ips.iter().map(|i| i.parse().unwrap()).collect();
+        let g = mc.group.unwrap();
+        let open = rules("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n");
+        let policy = rules(
+            "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD ! -s 10.244.3.0/24 -p udp -m udp --dport 4700 -j DROP\nCOMMIT\n",
+        );
+        let eval = |r: &Ruleset| nodefw::evaluate(r, &senders, g, 4700, Hook::Forward);
+        use crate::checks::firewall::model::Ruleset;
+        let fw = BTreeMap::from([
+            ("a".to_string(), Ok(eval(&open))),
+            ("b".to_string(), Ok(eval(&open))),
+            ("c".to_string(), Ok(eval(&policy))),
+        ]);
+        let mut r = merge(&mc, nodes(), &views, &by_ip);
+        join_node_side(&mut r, &fw);
+        for p in &r.pairs {
+            if p.receiver_node == "c" {
+                let c = p.cause.as_ref().unwrap();
+                assert_eq!(c["code"], "firewall", "{c}");
+                let m = c["message"].as_str().unwrap();
+                assert!(
+                    m.contains("node c (the receiver's) drops the group's traffic from")
+                        && m.contains("filter/FORWARD #1: -A FORWARD ! -s 10.244.3.0/24 -p udp -m udp --dport 4700 -j DROP"),
+                    "{m}"
+                );
+                let ev = c["evidence"].to_string();
+                assert!(
+                    ev.contains("nothing in the pod's own namespace explains it"),
+                    "{ev}"
+                );
+                assert!(
+                    ev.contains(&format!(
+                        "node {}'s live ruleset drops nothing",
+                        p.sender_node
+                    )),
+                    "{ev}"
+                );
+            } else {
+                assert_eq!((p.verdict.as_str(), &p.cause), ("pass", &None), "{p:?}");
+            }
+        }
+        assert!(
+            r.nodes
+                .iter()
+                .all(|n| n.node_firewall.as_deref() == Some("read live"))
+        );
+        // c's rules unread: the pairs into c say so, and claim nothing about them.
+        let why = "no CAP_NET_ADMIN (iptables and nft answer EPERM without it)";
+        let fw = BTreeMap::from([
+            ("a".to_string(), Ok(eval(&open))),
+            ("b".to_string(), Ok(eval(&open))),
+            ("c".to_string(), Err(why.to_string())),
+        ]);
+        let mut r = merge(&mc, nodes(), &views, &by_ip);
+        join_node_side(&mut r, &fw);
+        for p in r.pairs.iter().filter(|p| p.receiver_node == "c") {
+            let c = p.cause.as_ref().unwrap();
+            let m = c["message"].as_str().unwrap();
+            assert_eq!(c["code"], "unknown");
+            assert!(
+                m.contains(&format!("node c's firewall could not be read: {why}")),
+                "{m}"
+            );
+            assert!(!m.contains("nothing on this node explains it"), "{m}");
+        }
+        let mut t = Vec::new();
+        r.render_table(false, &mut t).unwrap();
+        let t = String::from_utf8(t).unwrap();
+        assert!(
+            t.contains(&format!("c: the node's firewall could not be read: {why}")),
+            "{t}"
+        );
     }
 
     #[test]

@@ -466,7 +466,7 @@ async fn create_owner(
         ..Default::default()
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    let made = retry::until(deadline, || cms.create(&CREATE, &cm))
+    let made = create_once(cms, &cm, deadline)
         .await
         .map_err(|e| api_err("create the run's ConfigMap", e))?;
     Ok(OwnerReference {
@@ -476,6 +476,30 @@ async fn create_owner(
         uid: made.metadata.uid.unwrap_or_default(),
         ..Default::default()
     })
+}
+
+/// Creates a ConfigMap of this run, retried: a create whose answer was lost (a connection reset
+/// after the server stored it) meets 409 on the next try, and the object is then ours (the run's
+/// id is in its name): read back, not a failure.
+async fn create_once(
+    cms: &Api<ConfigMap>,
+    cm: &ConfigMap,
+    deadline: Instant,
+) -> Result<ConfigMap, kube::Error> {
+    let name = cm.metadata.name.clone().unwrap_or_default();
+    let mut tries = 0;
+    retry::until(deadline, || {
+        tries += 1;
+        let again = tries > 1;
+        let name = name.clone();
+        async move {
+            match cms.create(&CREATE, cm).await {
+                Err(kube::Error::Api(s)) if s.code == 409 && again => cms.get(&name).await,
+                other => other,
+            }
+        }
+    })
+    .await
 }
 
 /// Deletes the run's pods (one deletecollection) and its ConfigMaps, retried; says what is left.
@@ -489,15 +513,14 @@ async fn delete_run(client: &Client, ns: &str, run: &str, progress: Progress<'_>
             api_err("delete", e)
         ));
     }
+    // The run's owner and participant ConfigMaps, by the run's label: one deletecollection.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    for name in [format!("k8sdoctor-{run}"), mcast::peers_configmap(run)] {
-        let _ = retry::until(deadline, || async {
-            match cms.delete(&name, &DeleteParams::background()).await {
-                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                other => other.map(|_| ()),
-            }
-        })
-        .await;
+    let background = DeleteParams::background();
+    if let Err(e) = retry::until(deadline, || cms.delete_collection(&background, &lp)).await {
+        progress(&format!(
+            "could not delete this run's ConfigMaps: {}; run `k8sdoctor fleet cleanup`",
+            api_err("delete", e)
+        ));
     }
 }
 
@@ -744,6 +767,9 @@ async fn fan_out(
     progress: Progress<'_>,
     sink: &mut Sink<'_>,
 ) -> Result<()> {
+    // --timeout counts from here: a pod not done by then is absent, and the log reads and the
+    // deletion that follow are bounded on their own (the run ends within --timeout + 5 s).
+    let started = Instant::now();
     let nodes = select_nodes(client, opts).await?;
     ensure_namespace(client, &opts.namespace, progress).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &opts.namespace);
@@ -779,7 +805,7 @@ async fn fan_out(
         }
     }
     let total = ready.len() + sink.count();
-    let deadline = Instant::now() + opts.timeout + Duration::from_secs(5);
+    let deadline = started + opts.timeout;
     // Pods are created concurrently, a bounded number in flight (an API server rate-limits a
     // burst), each built only when its turn comes.
     let created: Vec<_> = stream::iter(ready)

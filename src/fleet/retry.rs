@@ -34,12 +34,42 @@ pub fn classify(e: &kube::Error) -> Next {
             _ => Next::Final,
         };
     }
+    if connection_dropped(e) {
+        return Next::Retry(None);
+    }
     match ApiFailure::classify("", e, Duration::ZERO).layer {
         Layer::TcpRefused | Layer::Timeout | Layer::NameResolution | Layer::Other => {
             Next::Retry(None)
         }
         Layer::Tls | Layer::Unauthorized | Layer::Forbidden | Layer::Config => Next::Final,
     }
+}
+
+/// A connection the server or a load balancer dropped under a request: an EOF without TLS
+/// close_notify, a reset, a broken pipe, or hyper's pooled connection found closed. The TLS layer's
+/// words are in such an error ("peer closed connection without sending TLS close_notify"), but the
+/// next request on a new connection is likely to work: transient, not a certificate problem.
+fn connection_dropped(e: &kube::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+            )
+        {
+            return true;
+        }
+        if err
+            .to_string()
+            .contains("connection closed before message completed")
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The pause before try number `attempt` (0-based): 200 ms doubling to 5 s, each drawn between
@@ -126,6 +156,13 @@ mod tests {
             rustls::CertificateError::Expired,
         )));
         assert_eq!(classify(&tls), Next::Final);
+        // A kept-alive connection the server closed without TLS close_notify: its words name TLS,
+        // but a new connection is the cure.
+        let eof = kube::Error::Service(Box::new(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify",
+        )));
+        assert_eq!(classify(&eof), Next::Retry(None));
     }
 
     #[test]

@@ -5,13 +5,15 @@
 //! Layout: [`wire`] (datagram format), [`sock`] (socket options, recvmmsg with TTL), [`stats`]
 //! (per-stream counters), [`send`]/[`receive`] (the mtools pair), [`probe`] with its unicast
 //! [`control`] channel, [`evidence`]/[`firewall`] (what the node shows), [`cause`] (diagnosis) and
-//! [`output`] (tables and JSON); [`mtools`] reads msend/mreceive command lines.
+//! [`output`] (tables and JSON); [`mtools`] reads msend/mreceive command lines; [`nodefw`] is the
+//! node's own ruleset for the group's traffic (`fleet multicast`'s observer in the node's namespace).
 
 pub mod cause;
 pub mod control;
 pub mod evidence;
 pub mod firewall;
 pub mod mtools;
+pub mod nodefw;
 pub mod output;
 pub mod probe;
 pub mod receive;

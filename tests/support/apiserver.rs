@@ -797,6 +797,8 @@ pub struct ApiServer {
     /// The listening socket (a clone), shut down on drop to wake the accept loop.
     listener: TcpListener,
     accept: Option<thread::JoinHandle<()>>,
+    /// The scenario's scripted faults (their counters shared with the serving threads).
+    faults: Vec<ApiFault>,
 }
 
 struct State {
@@ -883,6 +885,7 @@ impl ApiServer {
             let o = &scenario.objects;
             ids.sort_by(|&a, &b| (&o[a].namespace, &o[a].name).cmp(&(&o[b].namespace, &o[b].name)));
         }
+        let faults = scenario.faults.clone();
         let state = Arc::new(State {
             fault_hits: Mutex::new(vec![0; scenario.request_faults.len()]),
             watch: Mutex::new(WatchCache::default()),
@@ -919,6 +922,7 @@ impl ApiServer {
             conns,
             listener: wake,
             accept: Some(accept),
+            faults,
         }
     }
 
@@ -1367,6 +1371,9 @@ fn respond(
             && method == "GET"
         {
             if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+                if let Err((code, body)) = FieldSelector::parse("pods", q.get("fieldSelector")) {
+                    return (code, body, user);
+                }
                 return (STREAM_WATCH, Vec::new(), user);
             }
             if let Some((code, body)) = list_pods(state, w.as_ref(), ns, &q, &user) {
@@ -1862,7 +1869,78 @@ fn sync_pods(state: &State, w: &dyn Workloads, ns: &str, user: &str) -> Option<(
     Some(())
 }
 
-fn labels_match(obj: &Value, sel: Option<&String>) -> bool {
+/// The fields kube-apiserver lets a fieldSelector name, per resource (its `GetAttrs`/field label
+/// conversion functions); every resource has `metadata.name` and `metadata.namespace`.
+fn selectable_fields(plural: &str) -> &'static [&'static str] {
+    match plural {
+        "pods" => &[
+            "metadata.name",
+            "metadata.namespace",
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        _ => &["metadata.name", "metadata.namespace"],
+    }
+}
+
+/// A fieldSelector as kube-apiserver takes it: comma-joined terms `field=value`, `field==value`
+/// or `field!=value` (no set-based forms), on the fields the resource supports; anything else is
+/// the server's 400 (`field label not supported: ...`, `invalid selector: ...`).
+pub struct FieldSelector(Vec<(String, String, bool)>);
+
+impl FieldSelector {
+    pub fn parse(plural: &str, sel: Option<&String>) -> Result<FieldSelector, (u16, Vec<u8>)> {
+        let mut terms = Vec::new();
+        let bad = |msg: String| (400, status(400, "BadRequest", &msg, None));
+        for term in sel
+            .map(String::as_str)
+            .unwrap_or("")
+            .split(',')
+            .filter(|t| !t.trim().is_empty())
+        {
+            let (field, value, eq) = if let Some((f, v)) = term.split_once("!=") {
+                (f, v, false)
+            } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                (f, v, true)
+            } else {
+                return Err(bad(format!(
+                    "invalid selector: '{}'; can't understand '{term}'",
+                    sel.map(String::as_str).unwrap_or("")
+                )));
+            };
+            let field = field.trim();
+            if !selectable_fields(plural).contains(&field) {
+                return Err(bad(format!("field label not supported: {field}")));
+            }
+            terms.push((field.to_string(), value.trim().to_string(), eq));
+        }
+        Ok(FieldSelector(terms))
+    }
+
+    /// Whether `obj` matches every term (an absent field reads as the API server's zero value:
+    /// "" for strings, "false" for booleans).
+    pub fn matches(&self, obj: &Value) -> bool {
+        self.0.iter().all(|(field, want, eq)| {
+            let v = field.split('.').try_fold(obj, |v, p| v.get(p));
+            let have = match v {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Bool(b)) => b.to_string(),
+                _ if field == "spec.hostNetwork" => "false".into(),
+                _ => String::new(),
+            };
+            (have == *want) == *eq
+        })
+    }
+}
+
+/// Whether `obj`'s labels match a labelSelector of equality terms (`k=v`, `k==v`, `k!=v`, `k`).
+pub fn labels_match(obj: &Value, sel: Option<&String>) -> bool {
     let Some(sel) = sel else { return true };
     sel.split(',').filter(|t| !t.trim().is_empty()).all(|t| {
         let l = &obj["metadata"]["labels"];
@@ -1890,6 +1968,10 @@ fn list_pods(
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|&l| l > 0)
         .unwrap_or(usize::MAX);
+    let fields = match FieldSelector::parse("pods", q.get("fieldSelector")) {
+        Ok(f) => f,
+        Err(e) => return Some(e),
+    };
     // A paged list is one snapshot: later pages come from the first page's state and carry its
     // resourceVersion, as etcd serves them.
     let (id, start) = match q.get("continue").filter(|c| !c.is_empty()) {
@@ -1899,7 +1981,9 @@ fn list_pods(
             let items: Vec<Value> = cache
                 .pods
                 .iter()
-                .filter(|(k, (_, p))| k.0 == ns && labels_match(p, q.get("labelSelector")))
+                .filter(|(k, (_, p))| {
+                    k.0 == ns && labels_match(p, q.get("labelSelector")) && fields.matches(p)
+                })
                 .map(|(_, (rv, p))| with_rv(p.clone(), *rv))
                 .collect();
             cache.lists += 1;
@@ -1967,6 +2051,22 @@ fn stream_watch(state: &State, tls: &mut impl Write, target: &str) {
     let until = std::time::Instant::now() + Duration::from_secs(timeout);
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
     let sel = q.get("labelSelector");
+    let Ok(fields) = FieldSelector::parse("pods", q.get("fieldSelector")) else {
+        return;
+    };
+    // Pods that matched the selectors as last sent: one that stops matching is DELETED for
+    // this watch, one that starts is ADDED, as kube-apiserver's watch cache filters them.
+    let mut inside: std::collections::BTreeSet<(String, String)> = Default::default();
+    let matches = |p: &Value| labels_match(p, sel) && fields.matches(p);
+    let key_of = |p: &Value| {
+        (
+            p["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or(ns)
+                .to_string(),
+            p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        )
+    };
     let _ = sync_pods(state, w.as_ref(), ns, "system:apiserver");
     // Where to start: after the given resourceVersion, or (none or "0") with the current pods as ADDED.
     let mut sent = match q.get("resourceVersion").and_then(|r| r.parse::<u64>().ok()) {
@@ -1984,13 +2084,31 @@ fn stream_watch(state: &State, tls: &mut impl Write, target: &str) {
                 let _ = write_chunk(tls, &line) && write_chunk(tls, b"");
                 return;
             }
+            // What the client holds as of `rv`: each pod's last event at or before it (or the
+            // pod as it is, unchanged since), where it matched.
+            let mut last: BTreeMap<(String, String), (&str, &Value)> = BTreeMap::new();
+            for (_, kind, _, obj) in c.events.iter().filter(|e| e.0 <= rv && e.2 == ns) {
+                last.insert(key_of(obj), (kind, obj));
+            }
+            for ((pns, name), (prv, p)) in &c.pods {
+                if pns == ns && *prv <= rv {
+                    last.entry((pns.clone(), name.clone()))
+                        .or_insert(("ADDED", p));
+                }
+            }
+            for (key, (kind, obj)) in last {
+                if kind != "DELETED" && matches(obj) {
+                    inside.insert(key);
+                }
+            }
             rv
         }
         _ => {
             let c = state.watch.lock().unwrap();
             let mut out = Vec::new();
-            for ((pns, _), (rv, p)) in &c.pods {
-                if pns == ns && labels_match(p, sel) {
+            for ((pns, name), (rv, p)) in &c.pods {
+                if pns == ns && matches(p) {
+                    inside.insert((pns.clone(), name.clone()));
                     let ev = json!({"type": "ADDED", "object": with_rv(p.clone(), *rv)});
                     out.extend(serde_json::to_vec(&ev).unwrap());
                     out.push(b'\n');
@@ -2010,7 +2128,25 @@ fn stream_watch(state: &State, tls: &mut impl Write, target: &str) {
         {
             let c = state.watch.lock().unwrap();
             for (rv, kind, pns, obj) in c.events.iter().filter(|e| e.0 > sent) {
-                if pns == ns && labels_match(obj, sel) {
+                if pns != ns {
+                    continue;
+                }
+                let key = key_of(obj);
+                let was = inside.contains(&key);
+                let is = *kind != "DELETED" && matches(obj);
+                let kind = match (was, is) {
+                    (false, true) => "ADDED",
+                    (true, true) => "MODIFIED",
+                    (true, false) => "DELETED",
+                    (false, false) if *kind == "DELETED" && matches(obj) => "DELETED",
+                    (false, false) => continue,
+                };
+                if is {
+                    inside.insert(key);
+                } else {
+                    inside.remove(&key);
+                }
+                {
                     let ev = json!({"type": kind, "object": with_rv(obj.clone(), *rv)});
                     out.extend(serde_json::to_vec(&ev).unwrap());
                     out.push(b'\n');
@@ -2037,6 +2173,19 @@ fn stream_watch(state: &State, tls: &mut impl Write, target: &str) {
 }
 
 impl ApiServer {
+    /// How many requests the scripted [`ApiFault`]s answered (429, 503, or reset mid-body).
+    pub fn faults_served(&self) -> usize {
+        self.faults
+            .iter()
+            .map(|f| {
+                f.seen
+                    .load(Ordering::SeqCst)
+                    .saturating_sub(f.skip)
+                    .min(f.count)
+            })
+            .sum()
+    }
+
     /// Every request whose path contains `part`, as logged (`USER METHOD /path?query STATUS`).
     pub fn requests_to(&self, part: &str) -> Vec<String> {
         self.requests()

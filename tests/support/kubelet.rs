@@ -1,6 +1,7 @@
 //! A process kubelet for the fleet tests: the test API server's pods and namespaces (create with
-//! dry run, field validation and Pod Security admission, get, list by label, delete,
-//! deletecollection, log), and every pod bound to a node run as a real local process as strictly
+//! dry run, field validation and Pod Security admission, get, list and deletecollection by label
+//! and field selectors — an unsupported field is a 400 —, delete, log), ConfigMaps, service
+//! accounts, roles and bindings (create, get, list, delete, deletecollection), and every pod bound to a node run as a real local process as strictly
 //! as containerd and runc would run it:
 //!
 //! * the network attached before the process starts: the node's namespace (hostNetwork), or a
@@ -21,7 +22,8 @@
 //!
 //! Scripted faults per node ([`Fault`]): the pod stays Pending (a hung kubelet), the image cannot be
 //! pulled, the image's entrypoint is another program, the node's pods cannot reach the API address
-//! (dropped, refused, refused for the first seconds); a node's live ruleset (`node_rules`: a REJECT
+//! (dropped, refused, refused for the first seconds), the node's runtime withholds CAP_NET_ADMIN;
+//! a node's live ruleset (`node_rules`: a REJECT
 //! nobody saved, a policy DROP in FORWARD) or its pods' (`pod_rules`); and per cluster: the
 //! namespace's Pod Security level, a policy that strips wildcard tolerations (so a node's NoExecute
 //! taint is then enforced by the kubelet's admission, as a real kubelet does for pods bound with
@@ -47,7 +49,9 @@ use serde_json::{Value, json};
 
 use super::{
     Netns, Switch,
-    apiserver::{ApiServer, Request, Scenario, Workloads, node, status},
+    apiserver::{
+        ApiServer, FieldSelector, Request, Scenario, Workloads, labels_match, node, status,
+    },
 };
 
 /// The bearer token the kubelet mounts into pods that use a service account.
@@ -78,6 +82,11 @@ pub enum Fault {
     /// `500: Get "https://<ip>:10250/containerLogs/...": dial tcp <ip>:10250: i/o timeout`. Status
     /// updates still flow (the kubelet dials the API server, not the other way).
     KubeletUnreachable(Duration),
+    /// The node's runtime withholds CAP_NET_ADMIN whatever a pod asks (a hardened runtime
+    /// profile, or a sandboxed runtime class whose containers get no netfilter access): a
+    /// container that adds it runs without it, as containerd runs one whose add the node's
+    /// runtime config strips. Reading the node's live ruleset then fails with EPERM.
+    NoNetAdmin,
 }
 
 /// One emulated node.
@@ -148,6 +157,9 @@ impl NodeSpec {
         self
     }
 }
+
+/// The API server's refusal of a request: status code and Status body.
+type Refused = (u16, Vec<u8>);
 
 /// A pod's log: its container's stdout and stderr, capped.
 type PodLog = Arc<Mutex<Vec<u8>>>;
@@ -387,6 +399,12 @@ impl ProcessKubelet {
     /// Every pod still stored (namespace, name).
     pub fn pods(&self) -> Vec<(String, String)> {
         self.store.lock().unwrap().pods.keys().cloned().collect()
+    }
+
+    /// Whether node `name`'s API-address fault was put in place (its first pod started under it).
+    pub fn api_fault_armed(&self, name: &str) -> bool {
+        let i = self.nodes.iter().position(|n| n.spec.name == name);
+        i.is_some_and(|i| self.api_fault_armed.lock().unwrap().contains(&i))
     }
 
     /// Every pod ever created (namespace, name, node).
@@ -717,7 +735,10 @@ impl ProcessKubelet {
         let c = &spec["containers"][0];
         let sc = &c["securityContext"];
         let privileged = sc["privileged"] == true;
-        let caps = container_caps(sc)?;
+        let mut caps = container_caps(sc)?;
+        if matches!(node.spec.fault, Some(Fault::NoNetAdmin)) {
+            caps &= !cap_bit("NET_ADMIN")?;
+        }
         let uid = pod["metadata"]["uid"].as_str().unwrap_or("pod");
         let dir = self.dir.path().join(uid);
         let (rootfs, upper, work) = (dir.join("rootfs"), dir.join("upper"), dir.join("work"));
@@ -1104,30 +1125,51 @@ impl ProcessKubelet {
         Ok(())
     }
 
-    fn pod_list(&self, ns: &str, q: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    /// The namespace's pods the label and field selectors pick, or the server's 400 for a field
+    /// selector it does not support.
+    fn pod_list(
+        &self,
+        ns: &str,
+        q: &BTreeMap<String, String>,
+    ) -> Result<Vec<(String, String)>, Refused> {
+        let fields = FieldSelector::parse("pods", q.get("fieldSelector"))?;
         let st = self.store.lock().unwrap();
-        let sel: Vec<(String, String)> = q
-            .get("labelSelector")
-            .map(|s| {
-                s.split(',')
-                    .filter_map(|t| t.split_once('='))
-                    .map(|(k, v)| {
-                        (
-                            k.trim().to_string(),
-                            v.trim_start_matches('=').trim().to_string(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        st.pods
+        Ok(st
+            .pods
             .iter()
             .filter(|((pns, _), _)| pns == ns)
             .filter(|(_, p)| {
-                sel.iter()
-                    .all(|(k, v)| p.json["metadata"]["labels"][k.as_str()] == v.as_str())
+                labels_match(&p.json, q.get("labelSelector")) && fields.matches(&p.json)
             })
             .map(|(k, _)| k.clone())
+            .collect())
+    }
+
+    /// The stored objects of a kind in a namespace that the selectors pick (a 400 as above).
+    fn object_list(
+        &self,
+        plural: &str,
+        ns: &str,
+        q: &BTreeMap<String, String>,
+    ) -> Result<Vec<(String, String, String)>, Refused> {
+        let fields = FieldSelector::parse(plural, q.get("fieldSelector"))?;
+        let st = self.store.lock().unwrap();
+        Ok(st
+            .objects
+            .iter()
+            .filter(|((p, n, _), _)| p == plural && n == ns)
+            .filter(|(_, o)| labels_match(o, q.get("labelSelector")) && fields.matches(o))
+            .map(|(k, _)| k.clone())
+            .collect())
+    }
+
+    /// Every stored object of a kind (namespace, name): the run's ConfigMaps left behind, say.
+    pub fn objects(&self, plural: &str) -> Vec<(String, String)> {
+        let st = self.store.lock().unwrap();
+        st.objects
+            .keys()
+            .filter(|(p, _, _)| p == plural)
+            .map(|(_, ns, name)| (ns.clone(), name.clone()))
             .collect()
     }
 
@@ -1578,8 +1620,11 @@ impl Workloads for Api {
                 Some(k.create_pod(ns, req.body, dry_run, req.user))
             }
             ("GET", ["namespaces", ns, "pods"]) if k.owns(ns) => {
-                let items: Vec<Value> = k
-                    .pod_list(ns, req.query)
+                let keys = match k.pod_list(ns, req.query) {
+                    Ok(keys) => keys,
+                    Err(e) => return Some(e),
+                };
+                let items: Vec<Value> = keys
                     .iter()
                     .filter_map(|key| {
                         k.store
@@ -1597,11 +1642,11 @@ impl Workloads for Api {
                 )
             }
             ("DELETE", ["namespaces", ns, "pods"]) => {
-                let items: Vec<Value> = k
-                    .pod_list(ns, req.query)
-                    .iter()
-                    .filter_map(|key| k.delete(key))
-                    .collect();
+                let keys = match k.pod_list(ns, req.query) {
+                    Ok(keys) => keys,
+                    Err(e) => return Some(e),
+                };
+                let items: Vec<Value> = keys.iter().filter_map(|key| k.delete(key)).collect();
                 json_ok(
                     200,
                     &json!({"apiVersion": "v1", "kind": "PodList",
@@ -1637,6 +1682,43 @@ impl Workloads for Api {
                     st.objects.insert(key, o.clone());
                 }
                 json_ok(201, &o)
+            }
+            // List and deletecollection, by label and field selectors; deletecollection answers
+            // with the list of what it deleted, as kube-apiserver does.
+            (method @ ("GET" | "DELETE"), ["namespaces", ns, plural])
+                if GENERIC.contains(plural) && k.owns(ns) =>
+            {
+                let keys = match k.object_list(plural, ns, req.query) {
+                    Ok(keys) => keys,
+                    Err(e) => return Some(e),
+                };
+                let mut st = k.store.lock().unwrap();
+                let items: Vec<Value> = keys
+                    .iter()
+                    .filter_map(|key| {
+                        if method == "DELETE" && !dry_run {
+                            st.objects.remove(key)
+                        } else {
+                            st.objects.get(key).cloned()
+                        }
+                    })
+                    .collect();
+                let kind = match *plural {
+                    "configmaps" => "ConfigMapList",
+                    "serviceaccounts" => "ServiceAccountList",
+                    "roles" => "RoleList",
+                    _ => "RoleBindingList",
+                };
+                let api_version = if ["roles", "rolebindings"].contains(plural) {
+                    "rbac.authorization.k8s.io/v1"
+                } else {
+                    "v1"
+                };
+                json_ok(
+                    200,
+                    &json!({"apiVersion": api_version, "kind": kind,
+                        "metadata": {"resourceVersion": "1"}, "items": items}),
+                )
             }
             ("GET", ["namespaces", ns, plural, name]) if GENERIC.contains(plural) && k.owns(ns) => {
                 let st = k.store.lock().unwrap();

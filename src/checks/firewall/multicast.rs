@@ -9,7 +9,7 @@ use std::{net::IpAddr, time::Duration};
 use crate::core::host::Host;
 
 use super::{
-    eval::{Answer, Query, evaluate},
+    eval::{Answer, Hook, Query, evaluate},
     gather::read_rules,
     model::{Ruleset, Verdict},
     net::Net,
@@ -42,6 +42,37 @@ impl Paths {
     /// The paths the evaluator could not decide (a match it does not model), naming the rule.
     pub fn undecided(&self) -> Vec<String> {
         self.lines(|v| v == Verdict::Unknown)
+    }
+
+    /// Only the answers on `hook`: a pod network's traffic crosses the node's forward path (the
+    /// node delivers nothing of it to its own sockets), the node network's its input path.
+    pub fn on_hook(mut self, hook: Hook) -> Paths {
+        self.answers.retain(|a| a.query.hook == hook);
+        self
+    }
+
+    /// What drops (`true`) or may drop (`false`, a match the evaluator does not model) the flow,
+    /// each without its source so that senders with the same answer share one line:
+    /// `udp/5000 to 239.1.1.1 (forward): drop by iptables-nft filter/FORWARD #3: ...`.
+    pub fn findings(&self) -> Vec<(bool, String)> {
+        self.answers
+            .iter()
+            .filter_map(|a| {
+                let v = a.verdict();
+                if !(v.blocks() || v == Verdict::Unknown) {
+                    return None;
+                }
+                let q = &a.query;
+                let what = match (q.proto, q.dport) {
+                    (17, Some(p)) => format!("udp/{p}"),
+                    (2, _) => "igmp".to_string(),
+                    (p, _) => format!("proto {p}"),
+                };
+                let to = q.dest.map(|d| format!(" to {}", d.addr())).unwrap_or_default();
+                let line = format!("{what}{to} ({}): {}", q.hook.as_str(), a.decisive().explain());
+                Some((v.blocks(), line))
+            })
+            .collect()
     }
 
     fn lines(&self, pick: impl Fn(Verdict) -> bool) -> Vec<String> {
@@ -87,9 +118,16 @@ pub fn multicast_paths(rules: &Ruleset, flow: &Flow) -> Paths {
 /// thread's namespace, while the legacy table lists come from `/proc/net`, the process's: call it from a
 /// process in the node's namespace (a hostNetwork pod), as `check --live-network` runs.
 pub fn node_multicast_paths(flow: &Flow, timeout: Duration) -> Result<Paths, String> {
+    read_node_rules(timeout).map(|rules| multicast_paths(&rules, flow))
+}
+
+/// The live ruleset of this process's network namespace, read whole, or why it could not be (a
+/// partial read is refused too: a cause must not rest on the half that was read). Read once and
+/// evaluate [`multicast_paths`] for each sender.
+pub fn read_node_rules(timeout: Duration) -> Result<Ruleset, String> {
     let read = read_rules(&Host::live(), timeout);
     match read.rules {
-        Ok(rules) if read.problems.is_empty() => Ok(multicast_paths(&rules, flow)),
+        Ok(rules) if read.problems.is_empty() => Ok(rules),
         Ok(_) => Err(format!(
             "the firewall could only partly be read: {}",
             read.problems.join("; ")
@@ -138,5 +176,22 @@ mod tests {
         );
         assert_eq!(igmp.blocked().len(), 1, "{:?}", igmp.blocked());
         assert!(igmp.blocked()[0].starts_with("igmp"), "{:?}", igmp.blocked());
+        // The same answers without the source, and only the forward path's when asked.
+        let f = p.on_hook(Hook::Forward).findings();
+        assert_eq!(
+            f,
+            vec![(
+                true,
+                "udp/5000 to 239.1.1.1 (forward): drop by iptables-legacy filter/FORWARD #1: -A FORWARD -i weave -j DROP".to_string()
+            )]
+        );
+        let undecided = multicast_paths(
+            &rules("*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -m bpf --bytecode 1 -j DROP\nCOMMIT\n"),
+            &flow(),
+        )
+        .on_hook(Hook::Forward)
+        .findings();
+        assert_eq!(undecided.len(), 1, "{undecided:?}");
+        assert!(!undecided[0].0 && undecided[0].1.contains("cannot evaluate"), "{undecided:?}");
     }
 }
