@@ -4,7 +4,8 @@
 //! run weighs on both alike; each round gives a ratio of its own, and the bench prints the median and
 //! spread of each command and of the ratios, the CPU time each used (which waiting for a CPU on a loaded
 //! machine does not add to), with the load average before and after. With `strace` installed it also
-//! counts the system calls and threads of one run of each.
+//! counts the system calls and threads of one run of each. `K8SDOCTOR_BENCH_ROUNDS` sets the rounds,
+//! `K8SDOCTOR_BENCH_BIN` measures another k8sdoctor binary (a before/after in the same harness).
 
 mod common;
 
@@ -76,7 +77,16 @@ fn syscalls(cmd: &mut Command, name: &str) -> Option<(u64, u64, u64)> {
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hosts/centos7-seed-broken");
-    let bin = env!("CARGO_BIN_EXE_k8sdoctor");
+    // An installed copy, as a node runs it (and as `cat` is): the linker's own output file sits in the
+    // page cache in pieces that cost more to map, which moved the result by up to 0.5x from build to
+    // build of the same code.
+    let installed = tempfile::tempdir().expect("a temporary directory");
+    let bin = installed.path().join("k8sdoctor");
+    // K8SDOCTOR_BENCH_BIN measures another build (an older one, for a before/after in this harness).
+    let built = std::env::var("K8SDOCTOR_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_k8sdoctor").to_string());
+    std::fs::copy(&built, &bin).expect("copy the k8sdoctor binary");
+    let bin = bin.as_path();
     let rounds = std::env::var("K8SDOCTOR_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
