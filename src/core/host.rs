@@ -981,6 +981,36 @@ mod tests {
     }
 
     #[test]
+    fn one_run_looks_at_each_path_once_and_runs_commands_every_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "first\n").unwrap();
+        let host = Host::new(dir.path()).unwrap();
+        let run = host.for_one_run();
+        assert_eq!(run.read("/f").unwrap(), "first\n");
+        assert!(!run.exists("/later"));
+        std::fs::write(&file, "second, longer\n").unwrap();
+        std::fs::write(dir.path().join("later"), "").unwrap();
+        // The run judges the tree as it first saw it; the host itself, and a later run, see it now.
+        assert_eq!(run.read("/f").unwrap(), "first\n");
+        assert!(!run.exists("/later"));
+        assert_eq!(host.read("/f").unwrap(), "second, longer\n");
+        let next = host.for_one_run();
+        assert_eq!(next.read("/f").unwrap(), "second, longer\n");
+        assert!(next.exists("/later"));
+        // Commands are not remembered.
+        let counter = dir.path().join("count");
+        let script = format!("echo x >> {0}; wc -l < {0}", counter.display());
+        let once = run
+            .run("sh", &["-c", &script], Duration::from_secs(5))
+            .unwrap();
+        let twice = run
+            .run("sh", &["-c", &script], Duration::from_secs(5))
+            .unwrap();
+        assert_eq!((once.trim(), twice.trim()), ("1", "2"));
+    }
+
+    #[test]
     fn rejects_a_missing_root() {
         let e = Host::new("/nonexistent/root").unwrap_err();
         assert!(e.to_string().contains("no such directory"));
