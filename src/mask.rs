@@ -2,7 +2,10 @@
 //! Basic credentials, URL userinfo, kubeconfig credential fields, PEM private keys; and [`MaskedWriter`],
 //! which masks whatever a renderer writes to stdout or stderr.
 
-use std::io::{self, Write};
+use std::{
+    borrow::Cow,
+    io::{self, Write},
+};
 
 use base64::Engine;
 
@@ -53,16 +56,64 @@ const SECRET_KEYS: &[&str] = &[
 ];
 
 /// Masks every secret-shaped substring of `s`.
+///
+/// Each pass looks only where its shapes can start (found with `memchr`, or one table look-up a byte)
+/// and copies the text only when it masks something: every byte of output goes through here, most of
+/// it with nothing to mask.
 pub fn mask_secrets(s: &str) -> String {
     let s = mask_pem_keys(s);
     let s = mask_exec_blocks(&s);
     let s = mask_userinfo(&s);
     let s = mask_keyed(&s);
-    mask_words(&s)
+    mask_words(&s).into_owned()
 }
 
+/// Where the next [`SECRET_KEYS`] key can start in `b[from..]`: a letter pair [`key_prefix`] admits at
+/// the start of a word. One table look-up a byte, branching only at those places (`key_at` decides).
+fn next_key(b: &[u8], from: usize) -> Option<usize> {
+    let mut prev_word = from > 0 && WORD[b[from - 1] as usize];
+    for i in from..b.len().saturating_sub(1) {
+        let c = b[i];
+        if KEY_FIRST[c as usize] & !prev_word
+            && key_prefix(c.to_ascii_lowercase(), b[i + 1].to_ascii_lowercase())
+        {
+            return Some(i);
+        }
+        prev_word = WORD[c as usize];
+    }
+    None
+}
+
+/// Letters, digits and `_`: what may not come before a key.
+static WORD: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = (c as u8).is_ascii_alphanumeric() || c == b'_' as usize;
+        c += 1;
+    }
+    t
+};
+
+/// The letters a [`SECRET_KEYS`] key starts with, either case.
+static KEY_FIRST: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = matches!(
+            (c as u8).to_ascii_lowercase(),
+            b't' | b'p' | b'c' | b'i' | b'r' | b'a' | b's'
+        );
+        c += 1;
+    }
+    t
+};
+
 /// `-----BEGIN … PRIVATE KEY-----` blocks lose their body (up to `-----END`, or the end of the text).
-fn mask_pem_keys(s: &str) -> String {
+fn mask_pem_keys(s: &str) -> Cow<'_, str> {
+    if !s.contains("-----BEGIN ") {
+        return Cow::Borrowed(s);
+    }
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(begin) = rest.find("-----BEGIN ") {
@@ -81,7 +132,7 @@ fn mask_pem_keys(s: &str) -> String {
         out.push_str(STARS);
         match rest[body_start..].find("-----END") {
             Some(end) => rest = &rest[body_start + end..],
-            None => return out,
+            None => return Cow::Owned(out),
         }
         // Copy the END marker itself so the next search starts after it.
         let marker = rest.find("-----").map_or(0, |_| 8);
@@ -89,14 +140,14 @@ fn mask_pem_keys(s: &str) -> String {
         rest = &rest[marker..];
     }
     out.push_str(rest);
-    out
+    Cow::Owned(out)
 }
 
 /// A kubeconfig's `exec:` credential plugin: the values of its `env` and its `args` may be credentials
 /// (an API key, a password flag's value); the command and the variables' names are kept.
-fn mask_exec_blocks(s: &str) -> String {
+fn mask_exec_blocks(s: &str) -> Cow<'_, str> {
     if !s.contains("exec:") {
-        return s.to_string();
+        return Cow::Borrowed(s);
     }
     let indent = |l: &str| l.len() - l.trim_start_matches([' ', '-']).len();
     let mut out = String::with_capacity(s.len());
@@ -145,11 +196,14 @@ fn mask_exec_blocks(s: &str) -> String {
         }
         out.push_str(line);
     }
-    out
+    Cow::Owned(out)
 }
 
 /// `scheme://user:pass@host` → `scheme://user:****@host`; `scheme://secret@host` → `scheme://****@host`.
-fn mask_userinfo(s: &str) -> String {
+fn mask_userinfo(s: &str) -> Cow<'_, str> {
+    if !s.contains("://") {
+        return Cow::Borrowed(s);
+    }
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find("://") {
@@ -171,7 +225,7 @@ fn mask_userinfo(s: &str) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Cow::Owned(out)
 }
 
 /// Whether a [`SECRET_KEYS`] key starts with these two (lower-case) letters.
@@ -211,19 +265,18 @@ fn key_at(b: &[u8], i: usize) -> Option<usize> {
 
 /// Values of credential fields: `"token": "x"` (JSON), `token: x` at a line's start (YAML) and
 /// `token=x` / `--password=x` (flags, query strings, env).
-fn mask_keyed(s: &str) -> String {
+fn mask_keyed(s: &str) -> Cow<'_, str> {
     let b = s.as_bytes();
-    let mut out = String::with_capacity(s.len());
+    let mut out = String::new();
     let (mut i, mut copied) = (0, 0);
-    let mut line_start = 0;
-    while i < b.len() {
-        if b[i] == b'\n' {
-            line_start = i + 1;
-        }
+    // Only where a key's letters start can `key_at` find one.
+    while let Some(at) = next_key(b, i) {
+        i = at;
         let Some(n) = key_at(b, i) else {
             i += 1;
             continue;
         };
+        let line_start = memchr::memrchr(b'\n', &b[..i]).map_or(0, |p| p + 1);
         // JSON, possibly escaped inside another string (`\"token\": \"x\"`).
         let close = match b.get(i + n..i + n + 2) {
             Some([b'\\', b'"']) => 2,
@@ -301,8 +354,11 @@ fn mask_keyed(s: &str) -> String {
         }
         i = value_end.max(i + n);
     }
+    if copied == 0 {
+        return Cow::Borrowed(s);
+    }
     out.push_str(&s[copied..]);
-    out
+    Cow::Owned(out)
 }
 
 /// Whether the word after `Basic ` is base64 of `user:password`.
@@ -313,12 +369,14 @@ fn is_basic_credential(word: &str) -> bool {
 }
 
 /// Bootstrap tokens, JWTs, and `Bearer x` / `Basic x` credentials.
-fn mask_words(s: &str) -> String {
+fn mask_words(s: &str) -> Cow<'_, str> {
     let b = s.as_bytes();
-    let mut out = String::with_capacity(s.len());
+    let mut out = String::new();
     let mut i = 0;
     let mut copied = 0;
-    while i < b.len() {
+    let mut starts = WordStarts::new(b);
+    while let Some(at) = starts.next_from(i) {
+        i = at;
         // Every shape below starts with a letter or digit after a non-word byte.
         if !b[i].is_ascii_alphanumeric() || (i > 0 && is_b64url(b[i - 1])) {
             i += 1;
@@ -378,8 +436,57 @@ fn mask_words(s: &str) -> String {
         }
         i += 1;
     }
+    if copied == 0 {
+        return Cow::Borrowed(s);
+    }
     out.push_str(&s[copied..]);
-    out
+    Cow::Owned(out)
+}
+
+/// The places `mask_words` can mask at, in order: six bytes before a '.' (a bootstrap token), `eyJ` (a
+/// JWT), and a 'b' (an authorization scheme), each found with `memchr` (no searcher to build: this runs
+/// for every string of a report); each kind's next place is kept until the scan passes it.
+struct WordStarts<'a> {
+    b: &'a [u8],
+    /// The next place of each kind at or after where it was last looked for (`usize::MAX`: none left).
+    next: [usize; 3],
+}
+
+impl<'a> WordStarts<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        let mut w = WordStarts { b, next: [0; 3] };
+        for k in 0..3 {
+            w.next[k] = w.find(k, 0);
+        }
+        w
+    }
+
+    fn find(&self, kind: usize, from: usize) -> usize {
+        let Some(rest) = self.b.get(from..) else {
+            return usize::MAX;
+        };
+        let found = match kind {
+            0 => rest.get(6..).and_then(|r| memchr::memchr(b'.', r)),
+            // 'J' is rare in text: each is a JWT's start when "ey" comes before it.
+            1 => memchr::memchr_iter(b'J', rest)
+                .find(|&j| j >= 2 && &rest[j - 2..j] == b"ey")
+                .map(|j| j - 2),
+            // Both schemes start with a 'b' (either case); the scan tests the rest there.
+            _ => memchr::memchr2(b'b', b'B', rest),
+        };
+        found.map_or(usize::MAX, |p| from + p)
+    }
+
+    /// The first place at or after `from`.
+    fn next_from(&mut self, from: usize) -> Option<usize> {
+        for k in 0..3 {
+            if self.next[k] < from {
+                self.next[k] = self.find(k, from);
+            }
+        }
+        let at = *self.next.iter().min()?;
+        (at != usize::MAX).then_some(at)
+    }
 }
 
 /// A writer that masks secrets in everything written through it, line by line (a PEM private key is

@@ -18,11 +18,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// One run of a child: wall time and its peak resident set size in KiB.
+/// One run of a child: wall time, its peak resident set size in KiB, and the CPU time it used (user and
+/// system, which waiting for a CPU on a loaded machine does not add to).
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
     pub wall: Duration,
     pub maxrss_kib: i64,
+    pub cpu: Duration,
 }
 
 /// Spawns the command (stdin and stderr discarded), collects its stdout, reaps it with wait4 and
@@ -49,9 +51,11 @@ pub fn run_capture(cmd: &mut Command) -> (ExitStatus, String, Sample) {
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     let wall = t.elapsed();
     assert_eq!(r, pid, "wait4 failed");
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     let sample = Sample {
         wall,
         maxrss_kib: ru.ru_maxrss,
+        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
     };
     (
         ExitStatus::from_raw(status),
@@ -69,16 +73,20 @@ pub fn run_once(cmd: &mut Command) -> Sample {
 pub fn median(n: usize, mut make: impl FnMut() -> Command) -> Sample {
     let mut walls = Vec::with_capacity(n);
     let mut rss = Vec::with_capacity(n);
+    let mut cpu = Vec::with_capacity(n);
     for _ in 0..n {
         let s = run_once(&mut make());
         walls.push(s.wall);
         rss.push(s.maxrss_kib);
+        cpu.push(s.cpu);
     }
     walls.sort();
     rss.sort();
+    cpu.sort();
     Sample {
         wall: walls[n / 2],
         maxrss_kib: rss[n / 2],
+        cpu: cpu[n / 2],
     }
 }
 

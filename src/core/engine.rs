@@ -163,6 +163,8 @@ pub fn run_on(
 ) -> Result<(Report, Facts)> {
     let started = now;
     let clock = Instant::now();
+    // One state of the file tree for the whole run: a path several sources read is opened once.
+    let host = &host.for_one_run();
     // Built-in checks with their catalog entries, then the run-time ones (site policies), alike.
     let all: Vec<Planned> = checks::registry()
         .map(|c| Planned {

@@ -56,7 +56,13 @@ pub struct Host {
     /// (its network namespace: the node's, in a hostNetwork pod), not from under the root.
     live_net: bool,
     tape: Tape,
+    /// Within one run ([`Host::for_one_run`]): what each look at the file tree answered, so a path that
+    /// several sources (and the role, stage and host block) read is opened once.
+    memo: Option<Arc<Memo>>,
 }
+
+/// The answers of one run's file-tree calls (reads, listings, links, stats, existence), by call.
+type Memo = std::sync::Mutex<std::collections::HashMap<Call, Answer>>;
 
 /// Where the kernel shows the state of the reader's network namespace: under `--live-network` these are read
 /// live even under a root (a fixture's or a node's copies would describe another namespace, or none).
@@ -104,13 +110,27 @@ fn have_proc() -> bool {
     Path::new("/proc/thread-self").exists() || Path::new("/proc/self/fd").exists()
 }
 
-/// What kind of inode an open file (or `O_PATH` handle) is, in words when we refuse to read it, and its size.
-fn inspect(fd: impl std::os::fd::AsFd) -> io::Result<(Option<&'static str>, u64)> {
+/// What the look before a read saw of a file: the kind in words when it is refused, its size, and the
+/// owner and mode the tape records.
+#[derive(Debug, Clone, Copy)]
+struct Look {
+    refused: Option<&'static str>,
+    len: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    /// `/dev/null` rather than a regular file.
+    null_device: bool,
+}
+
+/// Looks at an open file or `O_PATH` handle (one `fstat`).
+fn inspect(fd: impl std::os::fd::AsFd) -> io::Result<Look> {
     use rustix::fs::FileType as T;
     let st = rustix::fs::fstat(fd)?;
-    let kind = match T::from_raw_mode(st.st_mode) {
+    let null_device = T::from_raw_mode(st.st_mode) == T::CharacterDevice && is_dev_null(st.st_rdev);
+    let refused = match T::from_raw_mode(st.st_mode) {
         T::RegularFile => None,
-        T::CharacterDevice if is_dev_null(st.st_rdev) => None,
+        _ if null_device => None,
         T::Directory => Some("a directory"),
         T::Fifo => Some("a FIFO (named pipe)"),
         T::CharacterDevice => Some("a character device"),
@@ -118,7 +138,14 @@ fn inspect(fd: impl std::os::fd::AsFd) -> io::Result<(Option<&'static str>, u64)
         T::Socket => Some("a socket"),
         _ => Some("not a regular file"),
     };
-    Ok((kind, st.st_size.max(0) as u64))
+    Ok(Look {
+        refused,
+        len: st.st_size.max(0) as u64,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        null_device,
+    })
 }
 
 /// `/dev/null` (char 1:3), which reads as an empty file: how files are masked (a bind mount, a unit linked
@@ -128,9 +155,10 @@ fn is_dev_null(rdev: u64) -> bool {
 }
 
 /// The same for a path on the live host (`stat`, following links), before anything is opened.
-fn kind_of(m: &Metadata) -> Option<&'static str> {
+fn look_of(m: &Metadata) -> Look {
     let t = m.file_type();
-    if t.is_file() || (t.is_char_device() && is_dev_null(m.rdev())) {
+    let null_device = t.is_char_device() && is_dev_null(m.rdev());
+    let refused = if t.is_file() || null_device {
         None
     } else if t.is_dir() {
         Some("a directory")
@@ -144,6 +172,14 @@ fn kind_of(m: &Metadata) -> Option<&'static str> {
         Some("a socket")
     } else {
         Some("not a regular file")
+    };
+    Look {
+        refused,
+        len: m.len(),
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+        null_device,
     }
 }
 
@@ -201,13 +237,28 @@ fn openat2_in(t: &Root, abs: &str, flags: rustix::fs::OFlags) -> Option<io::Resu
     None
 }
 
-/// Reads at most [`MAX_FILE`] bytes; more is an error naming the cap. `len` is the size `fstat` gave
-/// (0 for /proc files), so a file is read in one call plus the one that sees its end.
+/// Reads at most [`MAX_FILE`] bytes; more is an error naming the cap. `len` is the size the look gave:
+/// a file is read up to that size in one call (as big as it was when looked at, even if it grows since),
+/// or to its end when it is shorter (a /sys attribute says a page); one that reports no size (a /proc
+/// file) is read to its end.
 fn read_capped(f: File, len: u64, abs: &str) -> Result<Vec<u8>, FactError> {
-    let mut bytes = Vec::with_capacity((len.min(MAX_FILE) as usize + 1).max(4096));
+    let unreadable = |e: io::Error| FactError::Unreadable(format!("cannot read {abs}: {e}"));
+    let mut f = f;
+    let mut bytes = Vec::new();
+    if len > 0 && len <= MAX_FILE {
+        bytes.reserve_exact(len as usize);
+        // `take` ends the read at `len` without asking the kernel again.
+        (&mut f)
+            .take(len)
+            .read_to_end(&mut bytes)
+            .map_err(unreadable)?;
+        // It stopped at `len` or at the end (shorter than it said: a /sys attribute says a page).
+        return Ok(bytes);
+    }
+    bytes.reserve(4096);
     f.take(MAX_FILE + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| FactError::Unreadable(format!("cannot read {abs}: {e}")))?;
+        .map_err(unreadable)?;
     if bytes.len() as u64 > MAX_FILE {
         return Err(FactError::Unreadable(format!(
             "{abs} is larger than {} MiB; not read",
@@ -239,6 +290,7 @@ impl Host {
             tree: Some(Arc::new(tree)),
             live_net: false,
             tape: Tape::Off,
+            memo: None,
         })
     }
 
@@ -262,7 +314,20 @@ impl Host {
             tree: None,
             live_net: recorded.live_network,
             tape: Tape::Replay(replay),
+            memo: None,
         }
+    }
+
+    /// The same host for one run: each file-tree call (read, listing, link, stat, existence) answered
+    /// once and then from memory, since a run judges one state of the tree (commands and probes run
+    /// every time). Not under a tape, which records and answers by source. A later run (`fix` verifying
+    /// what it wrote) takes a fresh one.
+    pub fn for_one_run(&self) -> Host {
+        let mut h = self.clone();
+        if matches!(h.tape, Tape::Off) {
+            h.memo = Some(Arc::default());
+        }
+        h
     }
 
     /// The recording this host reads from, when it is one.
@@ -283,7 +348,23 @@ impl Host {
         back: impl FnOnce(Option<&Answer>) -> T,
     ) -> T {
         match &self.tape {
-            Tape::Off => back(Some(&to(here()))),
+            Tape::Off => match &self.memo {
+                Some(memo) => {
+                    let call = call();
+                    if matches!(call, Call::Run { .. } | Call::Probe { .. }) {
+                        return back(Some(&to(here())));
+                    }
+                    let lock = || memo.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(seen) = lock().get(&call) {
+                        return back(Some(seen));
+                    }
+                    let answer = to(here());
+                    let out = back(Some(&answer));
+                    lock().insert(call, answer);
+                    out
+                }
+                None => back(Some(&to(here()))),
+            },
             Tape::Record(r) => back(Some(&r.record(call(), to(here())))),
             Tape::Replay(r) => back(r.answer(&call())),
         }
@@ -342,6 +423,7 @@ impl Host {
                 .flatten(),
             live_net: false,
             tape: Tape::Off,
+            memo: None,
         }
     }
 
@@ -406,27 +488,30 @@ impl Host {
 
     /// Opens a regular file without blocking: a FIFO, device, socket or directory is refused before it is
     /// opened for reading, and so is one over `cap` bytes. `Ok(None)` when it does not exist.
-    fn open_regular(&self, abs: &str, cap: u64) -> Result<Option<(File, u64)>, FactError> {
+    ///
+    /// The look (an `O_PATH` handle's `fstat`, or `stat` on the live host) is the only one: what the
+    /// look refuses is never opened, which is what keeps a device's open from having effects. A file
+    /// swapped between the look and the open is opened non-blocking and read capped at the size the
+    /// look gave (or [`MAX_FILE`]), so even then nothing blocks and nothing is read without bound.
+    fn open_regular(&self, abs: &str, cap: u64) -> Result<Option<(File, Look)>, FactError> {
         let unreadable = |e: io::Error| FactError::Unreadable(format!("cannot read {abs}: {e}"));
-        let refuse = |(kind, len): (Option<&'static str>, u64)| -> Result<(), FactError> {
-            if let Some(kind) = kind {
-                return Err(FactError::Unreadable(format!("{abs} is {kind}; not read")));
-            }
-            if len > cap {
-                return Err(FactError::Unreadable(format!(
-                    "{abs} is {len} bytes, larger than {} MiB; not read",
+        let refuse = |look: Look| -> FactError {
+            match look.refused {
+                Some(kind) => FactError::Unreadable(format!("{abs} is {kind}; not read")),
+                None => FactError::Unreadable(format!(
+                    "{abs} is {} bytes, larger than {} MiB; not read",
+                    look.len,
                     cap >> 20
-                )));
+                )),
             }
-            Ok(())
         };
-        let opened = match self.confined(abs) {
+        let fits = |look: &Look| look.refused.is_none() && look.len <= cap;
+        let opened: io::Result<Result<(File, Look), Look>> = match self.confined(abs) {
             Some(t) => match openat2_in(t, abs, rustix::fs::OFlags::PATH) {
-                // The O_PATH handle is inspected first, so nothing but a regular file is opened for reading.
                 Some(handle) => handle.and_then(|handle| {
-                    let (kind, len) = inspect(&handle)?;
-                    if kind.is_some() || len > cap {
-                        return Ok(Err((kind, len)));
+                    let look = inspect(&handle)?;
+                    if !fits(&look) {
+                        return Ok(Err(look));
                     }
                     let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK;
                     openat2_in(t, abs, flags)
@@ -435,42 +520,45 @@ impl Host {
                                 .map(OwnedFd::from)
                                 .map_err(io_error)
                         })
-                        .map(|fd| Ok(File::from(fd)))
+                        .map(|fd| Ok((File::from(fd), look)))
                 }),
                 None => t.resolve(abs).map_err(io_error).and_then(|handle| {
-                    // The O_PATH handle is inspected first: nothing is opened for reading unless it is a regular
-                    // file. The open is a second in-root resolution (not a reopen through /proc, which would
-                    // make pathrs mount a private procfs); what it opened is inspected again below.
-                    let (kind, len) = inspect(&handle)?;
-                    if kind.is_some() || len > cap {
-                        return Ok(Err((kind, len)));
+                    // Without openat2 (pathrs' O_PATH walk): the open is a second in-root resolution (not a
+                    // reopen through /proc, which would make pathrs mount a private procfs), so what it
+                    // opened is looked at again.
+                    let look = inspect(&handle)?;
+                    if !fits(&look) {
+                        return Ok(Err(look));
                     }
-                    t.open_subpath(abs, OpenFlags::O_RDONLY | OpenFlags::O_NONBLOCK)
-                        .map(Ok)
-                        .map_err(io_error)
+                    let file = t
+                        .open_subpath(abs, OpenFlags::O_RDONLY | OpenFlags::O_NONBLOCK)
+                        .map_err(io_error)?;
+                    let again = inspect(&file)?;
+                    Ok(if fits(&again) {
+                        Ok((file, again))
+                    } else {
+                        Err(again)
+                    })
                 }),
             },
             None => std::fs::metadata(abs).and_then(|m| {
-                if kind_of(&m).is_some() || m.len() > cap {
-                    return Ok(Err((kind_of(&m), m.len())));
+                let look = look_of(&m);
+                if !fits(&look) {
+                    return Ok(Err(look));
                 }
                 std::fs::OpenOptions::new()
                     .read(true)
                     .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
                     .open(abs)
-                    .map(Ok)
+                    .map(|f| Ok((f, look)))
             }),
         };
-        let file = match opened {
-            Ok(Ok(f)) => f,
-            Ok(Err(seen)) => return refuse(seen).map(|_| None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(unreadable(e)),
-        };
-        // It may have been swapped between the look and the open: look again at what is open.
-        let seen = inspect(&file).map_err(unreadable)?;
-        refuse(seen)?;
-        Ok(Some((file, seen.1)))
+        match opened {
+            Ok(Ok(open)) => Ok(Some(open)),
+            Ok(Err(look)) => Err(refuse(look)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(unreadable(e)),
+        }
     }
 
     /// Reads a text file; bytes that are not UTF-8 are replaced, so a stray byte never hides a line.
@@ -490,9 +578,9 @@ impl Host {
 
     /// A file's bytes (at most [`MAX_FILE`]), `Ok(None)` when it does not exist.
     pub fn read_bytes(&self, abs: &str) -> Result<Option<Vec<u8>>, FactError> {
-        if matches!(self.tape, Tape::Off) {
+        if matches!(self.tape, Tape::Off) && self.memo.is_none() {
             return match self.open_regular(abs, MAX_FILE)? {
-                Some((f, len)) => read_capped(f, len, abs).map(Some),
+                Some((f, look)) => read_capped(f, look.len, abs).map(Some),
                 None => Ok(None),
             };
         }
@@ -509,23 +597,21 @@ impl Host {
 
     /// A file's bytes with its mode, owner and kind, for the tape.
     fn read_body(&self, abs: &str) -> Fact<Option<FileBody>> {
-        let Some((f, len)) = self.open_regular(abs, MAX_FILE)? else {
+        let Some((f, look)) = self.open_regular(abs, MAX_FILE)? else {
             return Ok(None);
         };
-        let st = rustix::fs::fstat(&f)
-            .map_err(|e| FactError::Unreadable(format!("cannot read {abs}: {e}")))?;
-        let kind = if rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() {
-            "file"
-        } else {
-            "null-device"
-        };
         Ok(Some(FileBody {
-            bytes: read_capped(f, len, abs)?,
+            bytes: read_capped(f, look.len, abs)?,
             member: String::new(),
-            mode: st.st_mode & 0o7777,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            kind: kind.into(),
+            mode: look.mode,
+            uid: look.uid,
+            gid: look.gid,
+            kind: if look.null_device {
+                "null-device"
+            } else {
+                "file"
+            }
+            .into(),
         }))
     }
 
@@ -539,7 +625,9 @@ impl Host {
                 tape::NOT_IN_BUNDLE
             )));
         }
-        self.open_regular(abs, u64::MAX)
+        Ok(self
+            .open_regular(abs, u64::MAX)?
+            .map(|(f, look)| (f, look.len)))
     }
 
     /// Where a symbolic link points, or `None` when the path is not a link.
@@ -912,6 +1000,36 @@ mod tests {
         assert_eq!(h.link_target("/etc/abs"), Some(PathBuf::from("/secret")));
         assert!(matches!(h.read("/etc/loop"), Err(FactError::Unreadable(_))));
         assert!(Host::new("/").unwrap().is_live());
+    }
+
+    #[test]
+    fn one_run_looks_at_each_path_once_and_runs_commands_every_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "first\n").unwrap();
+        let host = Host::new(dir.path()).unwrap();
+        let run = host.for_one_run();
+        assert_eq!(run.read("/f").unwrap(), "first\n");
+        assert!(!run.exists("/later"));
+        std::fs::write(&file, "second, longer\n").unwrap();
+        std::fs::write(dir.path().join("later"), "").unwrap();
+        // The run judges the tree as it first saw it; the host itself, and a later run, see it now.
+        assert_eq!(run.read("/f").unwrap(), "first\n");
+        assert!(!run.exists("/later"));
+        assert_eq!(host.read("/f").unwrap(), "second, longer\n");
+        let next = host.for_one_run();
+        assert_eq!(next.read("/f").unwrap(), "second, longer\n");
+        assert!(next.exists("/later"));
+        // Commands are not remembered.
+        let counter = dir.path().join("count");
+        let script = format!("echo x >> {0}; wc -l < {0}", counter.display());
+        let once = run
+            .run("sh", &["-c", &script], Duration::from_secs(5))
+            .unwrap();
+        let twice = run
+            .run("sh", &["-c", &script], Duration::from_secs(5))
+            .unwrap();
+        assert_eq!((once.trim(), twice.trim()), ("1", "2"));
     }
 
     #[test]
