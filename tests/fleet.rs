@@ -13,6 +13,7 @@ use std::{
 use serde_json::Value;
 use support::{
     apiserver::{ApiFaultKind, ApiServer, Scenario},
+    archive::{self, unpack},
     bin, fixtures,
     harness::require,
     kubelet::{Fault, NodeSpec, ProcessKubelet, userland_image},
@@ -1576,37 +1577,13 @@ fn multicast_goes_on_without_a_node_whose_pod_never_starts() {
 }
 
 /// Every member of a tar.gz by name (read with the tar and gzip crates, as any tool would).
-fn unpack(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
-    use std::io::Read;
-    let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(bytes)
-        .read_to_end(&mut tar)
-        .unwrap();
-    let mut out = std::collections::BTreeMap::new();
-    for e in tar::Archive::new(&tar[..]).entries().unwrap() {
-        let mut e = e.unwrap();
-        let name = String::from_utf8(e.path_bytes().to_vec()).unwrap();
-        let mut b = Vec::new();
-        e.read_to_end(&mut b).unwrap();
-        out.insert(name, b);
-    }
-    out
-}
-
-/// A tar.gz of raw members, names written as given (`..` too).
+/// A tar.gz of regular members, names written as given (`..` too).
 fn pack(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut t = tar::Builder::new(gz);
-    for (name, data) in entries {
-        let mut h = tar::Header::new_gnu();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        t.append(&h, *data).unwrap();
-    }
-    t.into_inner().unwrap().finish().unwrap()
+    let regular: Vec<_> = entries
+        .iter()
+        .map(|(name, data)| (*name, tar::EntryType::Regular, *data))
+        .collect();
+    archive::pack(&regular)
 }
 
 /// Every (node, check, status) of a fleet report, sorted.
