@@ -64,7 +64,7 @@ pub fn encode(bytes: &[u8]) -> Result<String, FrameError> {
 
 /// What a node prints instead of a frame when its bundle cannot be sent (too large): the report
 /// still goes out, and the CLI records why the node has no bundle.
-pub fn omitted(why: &FrameError) -> String {
+pub fn omitted(why: &dyn std::fmt::Display) -> String {
     format!("{OMITTED}{why}\n")
 }
 

@@ -42,8 +42,12 @@ pub fn run_check(cfg: &Config, extra: &[DynCheck]) -> Result<(Report, Option<Str
         (Some(b), _) => Ok((replay(cfg, extra, b)?, None)),
         (None, Some(b)) if b.as_os_str() == TO_STDOUT => {
             let (report, bytes) = record_bytes(cfg, extra)?;
-            // Too large to send: the report still goes out, and the CLI is told why no bundle came.
-            let framed = frame::encode(&bytes).unwrap_or_else(|e| frame::omitted(&e));
+            // Too large to send, or to keep: the report still goes out, and the CLI is told why no
+            // bundle came.
+            let framed = match bytes {
+                Ok(bytes) => frame::encode(&bytes).unwrap_or_else(|e| frame::omitted(&e)),
+                Err(e) => frame::omitted(&format!("{e:#}")),
+            };
             Ok((report, Some(framed)))
         }
         (None, Some(b)) => Ok((record(cfg, extra, b)?, None)),
@@ -70,12 +74,13 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// Runs the checks on the host while recording every input, writes the bundle, hands back the report.
 pub fn record(cfg: &Config, extra: &[DynCheck], path: &Path) -> Result<Report> {
     let (report, bytes) = record_bytes(cfg, extra)?;
-    write_file(path, &bytes)?;
+    write_file(path, &bytes?)?;
     Ok(report)
 }
 
-/// Runs the checks on the host while recording every input: the report and the bundle's bytes.
-pub fn record_bytes(cfg: &Config, extra: &[DynCheck]) -> Result<(Report, Vec<u8>)> {
+/// Runs the checks on the host while recording every input: the report, and the bundle's bytes or
+/// why the recording cannot be kept as a bundle.
+pub fn record_bytes(cfg: &Config, extra: &[DynCheck]) -> Result<(Report, Result<Vec<u8>>)> {
     let rec = Arc::new(Recorder::default());
     let host = engine::host_of(cfg)?.recording(rec.clone());
     let now = created_at();
@@ -100,7 +105,7 @@ pub fn record_bytes(cfg: &Config, extra: &[DynCheck]) -> Result<(Report, Vec<u8>
         config: format::RecordedConfig::of(cfg),
         sources: facts.names().map(String::from).collect(),
     };
-    let bytes = writer::write(header, &report, rec.entries())?;
+    let bytes = writer::write(header, &report, rec.entries());
     Ok((report, bytes))
 }
 

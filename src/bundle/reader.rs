@@ -397,6 +397,11 @@ mod tests {
     }
 
     fn bundle() -> Vec<u8> {
+        bundle_of(b"Filename Type\n".to_vec()).unwrap()
+    }
+
+    /// A bundle whose /proc/swaps is `swaps`.
+    fn bundle_of(swaps: Vec<u8>) -> anyhow::Result<Vec<u8>> {
         let rec = crate::core::tape::Recorder::default();
         in_source("swap", || {
             rec.record(
@@ -404,7 +409,7 @@ mod tests {
                     path: "/proc/swaps".into(),
                 },
                 Answer::File(Ok(Some(FileBody {
-                    bytes: b"Filename Type\n".to_vec(),
+                    bytes: swaps,
                     member: String::new(),
                     mode: 0o444,
                     uid: 0,
@@ -431,7 +436,18 @@ mod tests {
             config: RecordedConfig::of(&Config::default()),
             sources: ["swap".to_string()].into(),
         };
-        writer::write(header, &report(), rec.entries()).unwrap()
+        writer::write(header, &report(), rec.entries())
+    }
+
+    /// Recorded inputs come from the host or a server: what the reader would refuse is never written.
+    #[test]
+    fn a_recording_the_reader_would_refuse_is_not_written() {
+        let e = bundle_of(vec![b'a'; 12 << 20]).unwrap_err().to_string();
+        assert!(
+            e.contains("cannot make a bundle a replay would accept"),
+            "{e}"
+        );
+        assert!(bundle_of(b"Filename Type\n".repeat(1000)).is_ok());
     }
 
     #[test]

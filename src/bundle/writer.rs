@@ -137,8 +137,15 @@ pub fn write(header: Header, report: &Report, entries: Vec<Entry>) -> Result<Vec
     }
     let mut gz = tar.into_inner().context("cannot finish the bundle's tar")?;
     gz.flush()?;
-    gz.finish()
-        .context("cannot finish the bundle's gzip stream")
+    let bytes = gz
+        .finish()
+        .context("cannot finish the bundle's gzip stream")?;
+    // What was recorded came from the host or a server: a bundle the reader would refuse (a member
+    // over its cap, a body so repetitive it looks like a bomb) is not written at all.
+    super::reader::read(&bytes).map_err(|e| {
+        anyhow::anyhow!("the recorded inputs cannot make a bundle a replay would accept: {e}")
+    })?;
+    Ok(bytes)
 }
 
 /// Adds a member with the fixed metadata every bundle member has (regular, 0644, root, time 0).
