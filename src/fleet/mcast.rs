@@ -296,6 +296,20 @@ struct Participant {
     done: bool,
 }
 
+impl Participant {
+    /// Its outcome is known: its node entry goes out once, and it takes no further part.
+    fn settle(
+        &mut self,
+        out: &mut Vec<McNode>,
+        state: NodeState,
+        reason: Option<String>,
+        ip: Option<String>,
+    ) {
+        out.push(mc_node(&self.node, state, reason, ip));
+        self.done = true;
+    }
+}
+
 /// A node's firewall observer (the pod network only) while the run waits for it.
 struct Observer {
     node: String,
@@ -379,13 +393,12 @@ fn disappeared(
     out_nodes: &mut Vec<McNode>,
 ) {
     if let Some(p) = parts.iter_mut().find(|p| !p.done && p.pod == name) {
-        out_nodes.push(mc_node(
-            &p.node,
+        p.settle(
+            out_nodes,
             NodeState::Error,
             Some("its pod disappeared".into()),
             p.ip.clone(),
-        ));
-        p.done = true;
+        );
     }
     if let Some(o) = observers
         .iter_mut()
@@ -637,8 +650,7 @@ pub(super) async fn fan_out(
                     < grace;
             match pod_state(&pod) {
                 PodState::NeverRan(why) if !in_grace => {
-                    out_nodes.push(mc_node(&p.node, NodeState::Absent, Some(why), None));
-                    p.done = true;
+                    p.settle(&mut out_nodes, NodeState::Absent, Some(why), None);
                 }
                 PodState::NeverRan(why) | PodState::Waiting(why) => {
                     p.last = why;
@@ -649,8 +661,7 @@ pub(super) async fn fan_out(
                         .filter(|ip| !ip.is_empty() && pod_running(&pod));
                 }
                 PodState::Stopped(why) => {
-                    out_nodes.push(mc_node(&p.node, NodeState::Error, Some(why), None));
-                    p.done = true;
+                    p.settle(&mut out_nodes, NodeState::Error, Some(why), None);
                 }
                 // Ended before it had its peers: its log says why (it could not reach the API...).
                 PodState::Exited(code) => {
@@ -662,8 +673,7 @@ pub(super) async fn fan_out(
                         ),
                         Err(e) => format!("{e:#}"),
                     };
-                    out_nodes.push(mc_node(&p.node, NodeState::Error, Some(why), None));
-                    p.done = true;
+                    p.settle(&mut out_nodes, NodeState::Error, Some(why), None);
                 }
             }
         }
@@ -679,16 +689,15 @@ pub(super) async fn fan_out(
         }
     }
     for p in parts.iter_mut().filter(|p| !p.done && p.ip.is_none()) {
-        out_nodes.push(mc_node(
-            &p.node,
+        p.settle(
+            &mut out_nodes,
             NodeState::Absent,
             Some(format!(
                 "pod not running when the probe started ({})",
                 p.last
             )),
             None,
-        ));
-        p.done = true;
+        );
     }
     parts.retain(|p| !p.done);
     // A node without a running probe is in no measured pair: its firewall does not matter.
@@ -802,8 +811,7 @@ pub(super) async fn fan_out(
                     Some(format!("the probe did not finish: {why}")),
                 ),
             };
-            out_nodes.push(mc_node(&p.node, state, reason, p.ip.clone()));
-            p.done = true;
+            p.settle(&mut out_nodes, state, reason, p.ip.clone());
         }
         let probing = parts.iter().any(|p| !p.done);
         if !probing && probes_done.is_none() {
@@ -816,13 +824,12 @@ pub(super) async fn fan_out(
         let observers_until = probes_done.map_or(until, |t| (t + rendezvous).min(until));
         if Instant::now() >= until || (!probing && Instant::now() >= observers_until) {
             for p in parts.iter_mut().filter(|p| !p.done) {
-                out_nodes.push(mc_node(
-                    &p.node,
+                p.settle(
+                    &mut out_nodes,
                     NodeState::Error,
                     Some("the probe did not finish by the run's deadline".into()),
                     p.ip.clone(),
-                ));
-                p.done = true;
+                );
             }
             for o in observers.iter_mut().filter(|o| o.result.is_none()) {
                 o.result = Some(Err(
