@@ -1093,8 +1093,10 @@ pub fn merge(
                 reason: None,
                 cause,
             };
-            // "No report" is the absence of a measurement, not a finding about the network.
-            if pair.cause.as_ref().and_then(|c| c["code"].as_str()) == Some("no-result") {
+            // "No report", or a sender done before its receiver was up, is the absence of a
+            // measurement, not a finding about the network.
+            let code = pair.cause.as_ref().and_then(|c| c["code"].as_str());
+            if matches!(code, Some("no-result" | crate::multicast::cause::LATE_JOIN)) {
                 let why = pair
                     .cause
                     .as_ref()

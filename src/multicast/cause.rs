@@ -21,6 +21,10 @@ pub struct Cause {
     pub evidence: Vec<String>,
 }
 
+/// The code of a pair that was not measured because its sender had finished before the receiver
+/// was up: not a finding about the network.
+pub const LATE_JOIN: &str = "late-join";
+
 impl Cause {
     pub fn new(code: &str, message: impl Into<String>) -> Cause {
         Cause {

@@ -78,6 +78,9 @@ pub struct Peer {
     pub addr: IpAddr,
     pub id: Option<u32>,
     pub heard: bool,
+    /// Its first status said it had already sent everything: it was done before this probe was up
+    /// (or heard), so no reception of its datagrams here can be judged.
+    pub done_before_heard: bool,
     pub start_ns: Option<u64>,
     pub sent: Option<u64>,
     pub sent_seen: Option<Instant>,
@@ -96,6 +99,7 @@ impl Peer {
             addr,
             id: None,
             heard: false,
+            done_before_heard: false,
             start_ns: None,
             sent: None,
             sent_seen: None,
@@ -166,6 +170,8 @@ impl Shared {
         match msg {
             Msg::Status(s) => {
                 let p = self.peer(s.from)?;
+                // Its first status (pings may come before one) already said it had sent all.
+                p.done_before_heard |= p.id.is_none() && s.sent.is_some();
                 p.heard = true;
                 p.id = Some(s.id);
                 p.start_ns = s.start_ns.or(p.start_ns);
@@ -349,6 +355,8 @@ mod tests {
         let p = &a.peers[0];
         assert!(p.heard && p.has_mine);
         assert_eq!((p.id, p.sent, p.sent_seen), (Some(9), Some(100), Some(now)));
+        // Its first word said it had sent everything: it was done before this probe was up.
+        assert!(p.done_before_heard);
 
         let ping = Msg::Ping {
             session: 7,

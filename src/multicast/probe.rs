@@ -72,7 +72,8 @@ pub struct Pair {
     pub hops: Option<u8>,
     pub unicast_loss_pct: Option<f64>,
     pub rtt_ms: Option<f64>,
-    /// `pass` or `fail`.
+    /// `pass`, `fail`, or `not-measured` (its sender was done before its receiver was up; the
+    /// cause says so).
     pub verdict: &'static str,
     pub cause: Option<Cause>,
 }
@@ -283,9 +284,20 @@ fn own_report(o: &ProbeOptions, s: &Shared, inbox: &Inbox, local: &Local, side: 
                 }
                 _ => None,
             };
+            let cause = if p.done_before_heard && main.received == 0 {
+                Some(Cause::new(
+                    cause::LATE_JOIN,
+                    format!(
+                        "{} had sent all its datagrams before {} was up (it started late): not measured",
+                        p.addr, s.me
+                    ),
+                ))
+            } else {
+                imperfect.then(|| cause::diagnose(&obs, local))
+            };
             FromPeer {
                 sender: p.addr,
-                cause: imperfect.then(|| cause::diagnose(&obs, local)),
+                cause,
                 main,
                 side,
                 first_ms,
@@ -560,6 +572,10 @@ fn matrix(
                 continue;
             };
             let m = &fp.main;
+            let late = fp
+                .cause
+                .as_ref()
+                .is_some_and(|c| c.code == cause::LATE_JOIN);
             let loss_pct = match (sent, m.first_seq) {
                 (Some(sent), Some(first)) if sent > first => {
                     100.0 * m.lost(Some(sent - 1)) as f64 / (sent - first) as f64
@@ -600,7 +616,11 @@ fn matrix(
                         / fp.unicast_sent as f64
                 }),
                 rtt_ms: fp.rtt_ms,
-                verdict: if pass { "pass" } else { "fail" },
+                verdict: match (pass, late) {
+                    (true, _) => "pass",
+                    (false, true) => "not-measured",
+                    (false, false) => "fail",
+                },
                 cause,
             });
         }
@@ -647,6 +667,37 @@ mod tests {
             rtt_ms: Some(0.2),
             cause,
         }
+    }
+
+    /// A receiver that was up only after its sender had sent everything measured nothing: the pair
+    /// is not measured, not a 100 % loss.
+    #[test]
+    fn a_pair_whose_sender_was_done_before_the_receiver_was_up_is_not_measured() {
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let late = Cause::new(cause::LATE_JOIN, "10.0.0.1 had sent all its datagrams");
+        let reports = vec![
+            Report {
+                addr: a,
+                sent: 100,
+                from: vec![from("10.0.0.2", 0, 100, None)],
+                outbound: None,
+            },
+            Report {
+                addr: b,
+                sent: 100,
+                from: vec![from("10.0.0.1", 0, 0, Some(late.clone()))],
+                outbound: None,
+            },
+        ];
+        let sent_by: HashMap<IpAddr, Option<u64>> = [(a, Some(100)), (b, Some(100))].into();
+        let pairs = matrix(&[a, b], &reports, &sent_by, &opts());
+        let ab = pairs.iter().find(|p| p.sender == a).unwrap();
+        assert_eq!(
+            (ab.verdict, ab.cause.as_ref()),
+            ("not-measured", Some(&late))
+        );
+        let ba = pairs.iter().find(|p| p.sender == b).unwrap();
+        assert_eq!(ba.verdict, "pass");
     }
 
     #[test]
