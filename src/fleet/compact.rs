@@ -408,13 +408,19 @@ pub fn encode_probe(result: &serde_json::Value) -> String {
             let msg = mask_secrets(p["cause"]["message"].as_str().unwrap_or(""));
             json!({"code": p["cause"]["code"], "message": cut(&one_line(&msg), 200)})
         });
-        json!({"sender": p["sender"], "receiver": p["receiver"], "sent": p["sent"],
+        let mut kept = json!({"sender": p["sender"], "receiver": p["receiver"], "sent": p["sent"],
             "received": p["received"], "loss_pct": p["loss_pct"], "duplicates": p["duplicates"],
             "reordered": p["reordered"], "latency_p50_ms": p["latency_p50_ms"],
-            "verdict": p["verdict"], "cause": cause})
+            "verdict": p["verdict"], "cause": cause});
+        // Only a receiver that had heard nothing from the sender says so (the merge asks).
+        if p["heard"] == false {
+            kept["heard"] = json!(false);
+        }
+        kept
     };
     let total = pairs.len();
     let mut out = json!({"compact_probe": 1, "local": local, "pass": result["pass"],
+        "duration_ms": result["duration_ms"], "listened_ms": result["listened_ms"],
         "pairs": [], "omitted": total});
     for (n, p) in pairs.into_iter().enumerate() {
         let mut next = out.clone();
@@ -660,9 +666,13 @@ mod tests {
         let mut pairs = Vec::new();
         for a in 2..41 {
             pairs.push(pair(1, a));
-            pairs.push(pair(a, 1));
+            let mut into_me = pair(a, 1);
+            // The receiver had heard nothing from its first sender when it reported.
+            into_me["heard"] = serde_json::json!(a != 2);
+            pairs.push(into_me);
         }
-        let v = serde_json::json!({"local": "10.244.1.2", "pass": false, "pairs": pairs});
+        let v = serde_json::json!({"local": "10.244.1.2", "pass": false, "pairs": pairs,
+            "duration_ms": 5200, "listened_ms": 4100});
         let text = encode_probe(&v);
         assert!(text.len() <= LIMIT, "{}", text.len());
         let back = decode_probe(&text).unwrap();
@@ -675,6 +685,18 @@ mod tests {
         assert_eq!(kept.len() as u64 + back["omitted"].as_u64().unwrap(), 78);
         assert_eq!(kept[0]["cause"]["code"], "firewall");
         assert!(kept[0]["cause"]["message"].as_str().unwrap().len() <= 200);
+        // What the merge needs to place the probe's run in time, and whom it never heard.
+        assert_eq!(
+            (back["duration_ms"].as_u64(), back["listened_ms"].as_u64()),
+            (Some(5200), Some(4100))
+        );
+        let unheard: Vec<&serde_json::Value> =
+            kept.iter().filter(|p| p.get("heard").is_some()).collect();
+        assert_eq!(unheard.len(), 1, "{kept:?}");
+        assert_eq!(
+            (&unheard[0]["sender"], &unheard[0]["heard"]),
+            (&serde_json::json!("10.244.2.2"), &serde_json::json!(false))
+        );
         assert!(decode_probe(&text[..text.len() - 1]).is_none());
         assert!(decode_probe("{\"pairs\": []}").is_none(), "not marked");
     }

@@ -368,16 +368,32 @@ async fn observe_pod(pods: &Api<Pod>, observers: &mut [Observer], pod: &Pod) {
     };
 }
 
+/// A pod of the run as the watch delivered it, and when: the moment the run first knew its state
+/// (a pod that has exited is placed in time by it).
+type Seen = (Pod, Instant);
+
+/// The run's pods as listed now.
+async fn list_now(watch: &mut RunWatch) -> Result<Vec<Seen>> {
+    let all = watch.list().await?;
+    let now = Instant::now();
+    Ok(all.into_iter().map(|p| (p, now)).collect())
+}
+
 /// Waits at most `wait` for the next change of the run's pods: a changed pod joins `seen`, a
 /// re-list replaces it; returns the name of a pod deleted from outside.
-async fn step(watch: &mut RunWatch, wait: Duration, seen: &mut Vec<Pod>) -> Result<Option<String>> {
+async fn step(
+    watch: &mut RunWatch,
+    wait: Duration,
+    seen: &mut Vec<Seen>,
+) -> Result<Option<String>> {
     Ok(match watch.next(wait).await? {
         Change::Pod(p) => {
-            seen.push(*p);
+            seen.push((*p, Instant::now()));
             None
         }
         Change::Relisted(all) => {
-            *seen = all;
+            let now = Instant::now();
+            *seen = all.into_iter().map(|p| (p, now)).collect();
             None
         }
         Change::Gone(name) => Some(name),
@@ -624,13 +640,13 @@ pub(super) async fn fan_out(
         Instant::now() + opts.timeout,
         cfg_timeout,
     );
-    let mut seen = watch.list().await?;
+    let mut seen = list_now(&mut watch).await?;
     let mut pull_since: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
         if stop.load(Ordering::SeqCst) {
             bail!("interrupted: the run's pods are being deleted");
         }
-        for pod in seen.drain(..) {
+        for (pod, _) in seen.drain(..) {
             observe_pod(&pods, &mut observers, &pod).await;
             let Some(p) = parts
                 .iter_mut()
@@ -752,7 +768,8 @@ pub(super) async fn fan_out(
             .max(setup + measure + 2 * rendezvous + Duration::from_secs(2));
     let until = (Instant::now() + Duration::from_secs(probe_secs) + rendezvous).min(run_until);
     let mut views: BTreeMap<String, Value> = BTreeMap::new();
-    let mut seen = watch.list().await?;
+    let mut windows: BTreeMap<String, Window> = BTreeMap::new();
+    let mut seen = list_now(&mut watch).await?;
     // Observers read the rules once the ConfigMap is there: a moment. One still running when
     // the probes are done gets a rendezvous more, not the whole run.
     let mut probes_done: Option<Instant> = None;
@@ -760,7 +777,7 @@ pub(super) async fn fan_out(
         if stop.load(Ordering::SeqCst) {
             bail!("interrupted: the run's pods are being deleted");
         }
-        for pod in seen.drain(..) {
+        for (pod, at) in seen.drain(..) {
             observe_pod(&pods, &mut observers, &pod).await;
             let Some(p) = parts
                 .iter_mut()
@@ -790,7 +807,11 @@ pub(super) async fn fan_out(
                     };
                     match found {
                         Some((v, why)) => {
-                            views.insert(p.ip.clone().unwrap_or_default(), v);
+                            let ip = p.ip.clone().unwrap_or_default();
+                            if let Some(w) = Window::of(&v, at.saturating_duration_since(started)) {
+                                windows.insert(ip.clone(), w);
+                            }
+                            views.insert(ip, v);
                             (NodeState::Reported, why)
                         }
                         None => (
@@ -850,7 +871,7 @@ pub(super) async fn fan_out(
         .into_iter()
         .filter_map(|o| Some((o.node, o.result?)))
         .collect();
-    let mut report = merge(mc, out_nodes, &views, &by_ip);
+    let mut report = merge(mc, out_nodes, &views, &by_ip, &windows);
     join_node_side(&mut report, &firewalls);
     Ok(report)
 }
@@ -1064,6 +1085,7 @@ pub fn merge(
     mut nodes: Vec<McNode>,
     views: &BTreeMap<String, Value>,
     by_ip: &BTreeMap<String, String>,
+    windows: &BTreeMap<String, Window>,
 ) -> McFleetReport {
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     let mut pairs: BTreeMap<(String, String), McPair> = BTreeMap::new();
@@ -1103,6 +1125,14 @@ pub fn merge(
                     .and_then(|c| c["message"].as_str())
                     .unwrap_or("")
                     .to_string();
+                not_measured(&mut pair, why);
+            }
+            // A receiver that heard nothing at all from its sender only says something about the
+            // network if both probes were up at the same time.
+            if pair.verdict == "fail"
+                && p["heard"] == false
+                && let Some(why) = apart(&pair, windows)
+            {
                 not_measured(&mut pair, why);
             }
             pairs.insert(key, pair);
@@ -1167,6 +1197,58 @@ pub fn merge(
         pairs,
         pass,
     }
+}
+
+/// A probe's run on the CLI's clock, in seconds from the run's start: when it started, until when
+/// it listened for the others (when it made its report), and when it ended. Each probe measures its
+/// own durations; the end is when the run saw its pod exited, so node clocks never enter it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub start: f64,
+    pub listened_until: f64,
+    pub end: f64,
+}
+
+impl Window {
+    /// From a probe's result (its `duration_ms` and `listened_ms`) and when its pod was seen exited.
+    fn of(result: &Value, exited: Duration) -> Option<Window> {
+        let secs = |k: &str| result[k].as_u64().map(|ms| ms as f64 / 1000.0);
+        let (ran, listened) = (secs("duration_ms")?, secs("listened_ms")?);
+        let end = exited.as_secs_f64();
+        let start = end - ran;
+        Some(Window {
+            start,
+            listened_until: start + listened.min(ran),
+            end,
+        })
+    }
+}
+
+/// How long a receiver must have listened while its sender was up before hearing nothing from it
+/// is a finding. Each window is placed from its pod's exit as the watch reported it, which a busy
+/// kubelet and API server can delay by a second or two; a probe broadcasts its status ten times a
+/// second for as long as it runs.
+const TOGETHER_SECS: f64 = 3.0;
+
+/// Why a pair whose receiver heard nothing from its sender was not measured: the receiver stopped
+/// listening before the sender was up, or started after it had ended (a probe whose node reached
+/// the API late starts late). `None` when they overlapped long enough, or either run is unknown.
+fn apart(p: &McPair, windows: &BTreeMap<String, Window>) -> Option<String> {
+    let (s, r) = (windows.get(&p.sender)?, windows.get(&p.receiver)?);
+    let together = s.end.min(r.listened_until) - s.start.max(r.start);
+    (together < TOGETHER_SECS).then(|| {
+        format!(
+            "the probes on {sn} and {rn} were not up together long enough to measure it: {rn}'s \
+             listened from {:.1} s to {:.1} s of the run, {sn}'s ran from {:.1} s to {:.1} s (a \
+             probe whose node reached the API late starts late)",
+            r.start,
+            r.listened_until,
+            s.start,
+            s.end,
+            sn = p.sender_node,
+            rn = p.receiver_node,
+        )
+    })
 }
 
 fn not_measured(p: &mut McPair, why: String) {
@@ -1288,16 +1370,21 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn the_receivers_view_of_a_pair_wins_and_nodes_name_the_cells() {
-        let mc = McOptions {
+    /// The options of a pod-network run the merge tests read.
+    fn pod_network() -> McOptions {
+        McOptions {
             host_network: false,
             group: None,
             port: 4444,
             count: 10,
             interval_ms: 10.0,
             ttl: 1,
-        };
+        }
+    }
+
+    #[test]
+    fn the_receivers_view_of_a_pair_wins_and_nodes_name_the_cells() {
+        let mc = pod_network();
         let pair = |s: &str, r: &str, loss: f64| {
             json!({"sender": s, "receiver": r, "sent": 10, "received": 10 - (loss / 10.0) as u64,
                 "loss_pct": loss, "duplicates": 0, "reordered": 0,
@@ -1325,7 +1412,7 @@ mod tests {
             mc_node("b", NodeState::Reported, None, Some("10.0.0.2".into())),
             mc_node("a", NodeState::Reported, None, Some("10.0.0.1".into())),
         ];
-        let r = merge(&mc, nodes, &views, &by_ip);
+        let r = merge(&mc, nodes, &views, &by_ip, &BTreeMap::new());
         let ab = r
             .pairs
             .iter()
@@ -1348,14 +1435,7 @@ mod tests {
 
     #[test]
     fn pairs_with_a_probe_that_gave_no_result_are_not_measured() {
-        let mc = McOptions {
-            host_network: false,
-            group: None,
-            port: 4444,
-            count: 10,
-            interval_ms: 10.0,
-            ttl: 1,
-        };
+        let mc = pod_network();
         // a and b measured each other; c's probe could not get its peers; a's view of c→a reads
         // as the probe words a missing sender ("no report").
         let ok = |s: &str, r: &str| {
@@ -1392,7 +1472,7 @@ mod tests {
                 Some("10.0.0.3".into()),
             ),
         ];
-        let r = merge(&mc, nodes, &views, &by_ip);
+        let r = merge(&mc, nodes, &views, &by_ip, &BTreeMap::new());
         assert_eq!(r.pairs.len(), 6, "every ordered pair of the 3 participants");
         for p in &r.pairs {
             let with_c = p.sender_node == "c" || p.receiver_node == "c";
@@ -1430,6 +1510,90 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("c: error — the probe exited 2"), "{t}");
+    }
+
+    /// A receiver that heard nothing from a sender whose probe ran only after it had stopped
+    /// listening measured nothing: not-measured with both runs on the run's clock. Where the two
+    /// were up together for seconds, the same silence is a finding and stays a failure; where a
+    /// run cannot be placed (no durations in its result), nothing is assumed.
+    #[test]
+    fn a_receiver_that_heard_nothing_from_a_probe_not_up_with_it_measured_nothing() {
+        let mc = pod_network();
+        let silent = |s: &str, r: &str| {
+            json!({"sender": s, "receiver": r, "sent": 40, "received": 0, "loss_pct": 100.0,
+                "verdict": "fail", "heard": false,
+                "cause": {"code": "unicast", "message": format!("unicast fails too: 0 of 3 unicast probes to {s} answered"), "evidence": []}})
+        };
+        let views = BTreeMap::from([
+            (
+                "10.0.0.1".to_string(),
+                json!({"pairs": [silent("10.0.0.3", "10.0.0.1")]}),
+            ),
+            (
+                "10.0.0.2".to_string(),
+                json!({"pairs": [silent("10.0.0.3", "10.0.0.2")]}),
+            ),
+            (
+                "10.0.0.4".to_string(),
+                json!({"pairs": [silent("10.0.0.3", "10.0.0.4")]}),
+            ),
+        ]);
+        let by_ip = BTreeMap::from([
+            ("10.0.0.1".to_string(), "a".to_string()),
+            ("10.0.0.2".to_string(), "b".to_string()),
+            ("10.0.0.3".to_string(), "late".to_string()),
+            ("10.0.0.4".to_string(), "d".to_string()),
+        ]);
+        let nodes: Vec<McNode> = by_ip
+            .iter()
+            .map(|(ip, n)| mc_node(n, NodeState::Reported, None, Some(ip.clone())))
+            .collect();
+        let at = |v: Value, exit_s: f64| Window::of(&v, Duration::from_secs_f64(exit_s)).unwrap();
+        let run = |ran: u64, listened: u64| json!({"duration_ms": ran, "listened_ms": listened});
+        // a listened from 1 s to 7 s; late ran from 11 s to 17 s; b listened from 1 s to 14.5 s.
+        let windows = BTreeMap::from([
+            ("10.0.0.1".to_string(), at(run(9000, 6000), 10.0)),
+            ("10.0.0.2".to_string(), at(run(15000, 13500), 16.0)),
+            ("10.0.0.3".to_string(), at(run(6000, 4000), 17.0)),
+        ]);
+        assert_eq!(
+            windows["10.0.0.1"],
+            Window {
+                start: 1.0,
+                listened_until: 7.0,
+                end: 10.0
+            }
+        );
+        assert!(Window::of(&json!({"duration_ms": 5}), Duration::ZERO).is_none());
+        let r = merge(&mc, nodes, &views, &by_ip, &windows);
+        let into = |n: &str| {
+            r.pairs
+                .iter()
+                .find(|p| p.sender_node == "late" && p.receiver_node == n)
+                .unwrap()
+        };
+        let a = into("a");
+        assert_eq!(
+            (a.verdict.as_str(), a.loss_pct, &a.cause),
+            (NOT_MEASURED, None, &None)
+        );
+        let why = a.reason.as_deref().unwrap();
+        assert!(
+            why.contains("the probes on late and a were not up together")
+                && why.contains("a's listened from 1.0 s to 7.0 s")
+                && why.contains("late's ran from 11.0 s to 17.0 s"),
+            "{why}"
+        );
+        // b listened for 3.5 s while late was up and heard nothing: unicast from late fails.
+        let b = into("b");
+        assert_eq!(
+            (b.verdict.as_str(), b.loss_pct),
+            ("fail", Some(100.0)),
+            "{b:?}"
+        );
+        assert_eq!(b.cause.as_ref().unwrap()["code"], "unicast");
+        // d's run could not be placed: its silence is taken as the probe reported it.
+        assert_eq!(into("d").verdict, "fail");
     }
 
     #[test]
@@ -1514,7 +1678,7 @@ mod tests {
             ("b".to_string(), Ok(eval(&open))),
             ("c".to_string(), Ok(eval(&policy))),
         ]);
-        let mut r = merge(&mc, nodes(), &views, &by_ip);
+        let mut r = merge(&mc, nodes(), &views, &by_ip, &BTreeMap::new());
         join_node_side(&mut r, &fw);
         for p in &r.pairs {
             if p.receiver_node == "c" {
@@ -1554,7 +1718,7 @@ mod tests {
             ("b".to_string(), Ok(eval(&open))),
             ("c".to_string(), Err(why.to_string())),
         ]);
-        let mut r = merge(&mc, nodes(), &views, &by_ip);
+        let mut r = merge(&mc, nodes(), &views, &by_ip, &BTreeMap::new());
         join_node_side(&mut r, &fw);
         for p in r.pairs.iter().filter(|p| p.receiver_node == "c") {
             let c = p.cause.as_ref().unwrap();

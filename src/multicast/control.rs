@@ -27,8 +27,16 @@ pub struct FromPeer {
     pub unicast_sent: u64,
     pub unicast_received: u64,
     pub rtt_ms: Option<f64>,
+    /// Whether the receiver had heard from the sender at all (a status, a ping or a datagram) when
+    /// it made this report. Reports without the field predate it and are taken as heard.
+    #[serde(default = "heard_by_default")]
+    pub heard: bool,
     /// Why the pair is not perfect, diagnosed on the receiver.
     pub cause: Option<Cause>,
+}
+
+fn heard_by_default() -> bool {
+    true
 }
 
 /// A participant's final word: what it sent and what it received from everyone.
@@ -78,6 +86,10 @@ pub struct Peer {
     pub addr: IpAddr,
     pub id: Option<u32>,
     pub heard: bool,
+    /// When this probe first heard from it (a status or a ping).
+    pub first_heard: Option<Instant>,
+    /// Pings sent to it before it was first heard: not a measurement of unicast (it was not up).
+    pub pings_unheard: u64,
     /// Its first status said it had already sent everything: it was done before this probe was up
     /// (or heard), so no reception of its datagrams here can be judged.
     pub done_before_heard: bool,
@@ -99,6 +111,8 @@ impl Peer {
             addr,
             id: None,
             heard: false,
+            first_heard: None,
+            pings_unheard: 0,
             done_before_heard: false,
             start_ns: None,
             sent: None,
@@ -114,6 +128,26 @@ impl Peer {
 
     pub fn rtt_ms(&self) -> Option<f64> {
         self.best_rtt_ns.map(|n| n as f64 / 1e6)
+    }
+
+    /// It spoke: from now on, pings to it measure unicast.
+    fn hear(&mut self, now: Instant) {
+        if !self.heard {
+            self.heard = true;
+            self.first_heard = Some(now);
+            self.pings_unheard = self.pings;
+        }
+    }
+
+    /// Pings sent since it was first heard (all of them if it never was): what unicast loss is
+    /// counted over, so a peer that came up late is not charged for the time it was not there.
+    pub fn pings_heard(&self) -> u64 {
+        self.pings - self.pings_unheard
+    }
+
+    /// Was it heard by `cutoff` (when this probe stopped waiting for senders)?
+    pub fn heard_by(&self, cutoff: Instant) -> bool {
+        self.first_heard.is_some_and(|t| t <= cutoff)
     }
 }
 
@@ -172,7 +206,7 @@ impl Shared {
                 let p = self.peer(s.from)?;
                 // Its first status (pings may come before one) already said it had sent all.
                 p.done_before_heard |= p.id.is_none() && s.sent.is_some();
-                p.heard = true;
+                p.hear(now);
                 p.id = Some(s.id);
                 p.start_ns = s.start_ns.or(p.start_ns);
                 if p.sent.is_none() && s.sent.is_some() {
@@ -186,7 +220,7 @@ impl Shared {
                 None
             }
             Msg::Ping { from, seq, t0, .. } => {
-                self.peer(from)?.heard = true;
+                self.peer(from)?.hear(now);
                 Some(Msg::Pong {
                     session,
                     from: me,
@@ -340,6 +374,8 @@ mod tests {
         let mut a = shared("10.0.0.1", &["10.0.0.2"]);
         let src: SocketAddr = "10.0.0.2:4445".parse().unwrap();
         let now = Instant::now();
+        // Four pings went out before it was up: they do not measure unicast.
+        a.peers[0].pings = 4;
         let st = Msg::Status(Status {
             session: 7,
             from: "10.0.0.2".parse().unwrap(),
@@ -355,6 +391,11 @@ mod tests {
         let p = &a.peers[0];
         assert!(p.heard && p.has_mine);
         assert_eq!((p.id, p.sent, p.sent_seen), (Some(9), Some(100), Some(now)));
+        assert_eq!(
+            (p.first_heard, p.pings_unheard, p.pings_heard()),
+            (Some(now), 4, 0)
+        );
+        assert!(p.heard_by(now) && !p.heard_by(now - Duration::from_millis(1)));
         // Its first word said it had sent everything: it was done before this probe was up.
         assert!(p.done_before_heard);
 

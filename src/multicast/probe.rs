@@ -72,6 +72,9 @@ pub struct Pair {
     pub hops: Option<u8>,
     pub unicast_loss_pct: Option<f64>,
     pub rtt_ms: Option<f64>,
+    /// Whether the receiver had heard from the sender at all when it made its report (false also
+    /// when the receiver gave no report).
+    pub heard: bool,
     /// `pass`, `fail`, or `not-measured` (its sender was done before its receiver was up; the
     /// cause says so).
     pub verdict: &'static str,
@@ -91,6 +94,9 @@ pub struct ProbeResult {
     pub interface: String,
     pub participants: Vec<IpAddr>,
     pub duration_ms: u64,
+    /// From the start until this probe stopped waiting for the others' datagrams: the time it
+    /// listened. A peer first heard after that is `not-measured` here.
+    pub listened_ms: u64,
     pub pass: bool,
     pub pairs: Vec<Pair>,
 }
@@ -252,8 +258,44 @@ impl Streams {
     }
 }
 
-/// This participant's report: what it received from each peer, with a cause for every imperfect pair.
-fn own_report(o: &ProbeOptions, s: &Shared, inbox: &Inbox, local: &Local, side: bool) -> Report {
+/// Why nothing this probe received from `p` can be judged, if it came up too late to be measured:
+/// it had sent everything before it was first heard, or it was first heard only after this probe
+/// had stopped listening (`cutoff`: it stopped waiting for the senders it had heard).
+fn came_late(p: &Peer, me: IpAddr, cutoff: Instant, received: u64) -> Option<Cause> {
+    if received > 0 {
+        return None;
+    }
+    let why = if p.done_before_heard {
+        "had sent all its datagrams before"
+    } else if p.first_heard.is_some_and(|t| t > cutoff) {
+        "was first heard only after"
+    } else {
+        return None;
+    };
+    let tail = if p.done_before_heard {
+        "was up"
+    } else {
+        "had stopped listening"
+    };
+    Some(Cause::new(
+        cause::LATE_JOIN,
+        format!(
+            "{} {why} {me} {tail} (it started late): not measured",
+            p.addr
+        ),
+    ))
+}
+
+/// This participant's report: what it received from each peer, with a cause for every imperfect
+/// pair; `cutoff` is when it stopped waiting for senders.
+fn own_report(
+    o: &ProbeOptions,
+    s: &Shared,
+    inbox: &Inbox,
+    local: &Local,
+    side: bool,
+    cutoff: Instant,
+) -> Report {
     let summary = |map: &HashMap<IpAddr, StreamStats>, p: &Peer| {
         map.get(&p.addr)
             .map(|st| st.summary(p.offset_ns))
@@ -271,8 +313,8 @@ fn own_report(o: &ProbeOptions, s: &Shared, inbox: &Inbox, local: &Local, side: 
                 ttl: o.ttl,
                 main: &main,
                 side: side.as_ref().map(|s| (SIDE_TTL, s)),
-                unicast_sent: p.pings,
-                unicast_received: p.pongs,
+                unicast_sent: p.pings_heard(),
+                unicast_received: p.pongs.min(p.pings_heard()),
             };
             let imperfect = p.sent.is_none_or(|sent| {
                 main.received == 0 || main.lost(Some(sent.saturating_sub(1))) > 0
@@ -284,25 +326,18 @@ fn own_report(o: &ProbeOptions, s: &Shared, inbox: &Inbox, local: &Local, side: 
                 }
                 _ => None,
             };
-            let cause = if p.done_before_heard && main.received == 0 {
-                Some(Cause::new(
-                    cause::LATE_JOIN,
-                    format!(
-                        "{} had sent all its datagrams before {} was up (it started late): not measured",
-                        p.addr, s.me
-                    ),
-                ))
-            } else {
-                imperfect.then(|| cause::diagnose(&obs, local))
-            };
+            let cause = came_late(p, s.me, cutoff, main.received)
+                .or_else(|| imperfect.then(|| cause::diagnose(&obs, local)));
+            let (unicast_sent, unicast_received) = (obs.unicast_sent, obs.unicast_received);
             FromPeer {
                 sender: p.addr,
+                heard: p.heard_by(cutoff) || main.received > 0,
                 cause,
                 main,
                 side,
                 first_ms,
-                unicast_sent: p.pings,
-                unicast_received: p.pongs,
+                unicast_sent,
+                unicast_received,
                 rtt_ms: p.rtt_ms(),
             }
         })
@@ -413,7 +448,14 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
     );
     // Replies to the last pings may be in flight: up to half a second more, so a slow peer's
     // answer is not counted as unicast loss.
-    let pongs_in = || lock().peers.iter().all(|p| !p.heard || p.pongs >= p.pings);
+    let cutoff = Instant::now();
+    let listened_ms = started.elapsed().as_millis() as u64;
+    let pongs_in = || {
+        lock()
+            .peers
+            .iter()
+            .all(|p| !p.heard || p.pongs >= p.pings_heard())
+    };
     wait_until(
         Instant::now() + Duration::from_millis(500),
         &stop,
@@ -441,6 +483,7 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
         &inbox.lock().expect("inbox"),
         &local,
         streams.side.is_some(),
+        cutoff,
     );
     lock().report = Some(report);
 
@@ -465,7 +508,11 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
 
     let s = lock();
     let mut reports: Vec<Report> = s.peers.iter().filter_map(|p| p.report.clone()).collect();
-    reports.extend(s.report.clone());
+    reports.extend(
+        s.report
+            .clone()
+            .map(|r| first_heard_late(r, &s.peers, cutoff)),
+    );
     let sent_by: HashMap<IpAddr, Option<u64>> = s
         .peers
         .iter()
@@ -484,9 +531,27 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
         interface: iface.name.clone(),
         participants: peers.clone(),
         duration_ms: started.elapsed().as_millis() as u64,
+        listened_ms,
         pass: pairs.iter().all(|p| p.verdict == "pass"),
         pairs,
     })
+}
+
+/// This probe's own report as its matrix reads it: a peer it had not heard from when it stopped
+/// listening, but heard from afterwards (it came up while this probe waited for the others'
+/// reports), was not measured here. The report already sent to the peers keeps the diagnosis made
+/// then; the receiver's own view is the one a fleet run prefers.
+fn first_heard_late(mut report: Report, peers: &[Peer], cutoff: Instant) -> Report {
+    for f in &mut report.from {
+        let late = peers
+            .iter()
+            .find(|p| p.addr == f.sender)
+            .and_then(|p| came_late(p, report.addr, cutoff, f.main.received));
+        if late.is_some() {
+            f.cause = late;
+        }
+    }
+    report
 }
 
 fn receive_loop(
@@ -563,6 +628,7 @@ fn matrix(
                     hops: None,
                     unicast_loss_pct: None,
                     rtt_ms: None,
+                    heard: false,
                     verdict: "fail",
                     cause: Some(Cause::new(
                         "no-result",
@@ -616,6 +682,7 @@ fn matrix(
                         / fp.unicast_sent as f64
                 }),
                 rtt_ms: fp.rtt_ms,
+                heard: fp.heard,
                 verdict: match (pass, late) {
                     (true, _) => "pass",
                     (false, true) => "not-measured",
@@ -665,8 +732,66 @@ mod tests {
             unicast_sent: 10,
             unicast_received: 9,
             rtt_ms: Some(0.2),
+            heard: true,
             cause,
         }
+    }
+
+    /// A peer this probe first heard from after it had made its report (it came up while this one
+    /// waited for the others' reports) was not measured here: its pair is not a unicast failure.
+    #[test]
+    fn a_peer_first_heard_after_the_report_was_made_is_not_measured() {
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            "10.0.0.3".parse().unwrap(),
+        );
+        let unicast = Cause::new(
+            "unicast",
+            "unicast fails too: 0 of 3 unicast probes answered",
+        );
+        let silent = |s: &str| FromPeer {
+            heard: false,
+            unicast_received: 0,
+            ..from(s, 0, 0, Some(unicast.clone()))
+        };
+        let mine = Report {
+            addr: a,
+            sent: 100,
+            from: vec![silent("10.0.0.2"), silent("10.0.0.3")],
+            outbound: None,
+        };
+        // b spoke up after the report; c never did (nothing says it was up at all).
+        let cutoff = Instant::now();
+        let mut peers = vec![Peer::new(b), Peer::new(c)];
+        peers[0].heard = true;
+        peers[0].first_heard = Some(cutoff + Duration::from_millis(300));
+        let theirs = Report {
+            addr: b,
+            sent: 100,
+            from: vec![from("10.0.0.1", 0, 0, None)],
+            outbound: None,
+        };
+        let reports = vec![theirs, first_heard_late(mine, &peers, cutoff)];
+        let sent_by: HashMap<IpAddr, Option<u64>> =
+            [(a, Some(100)), (b, Some(100)), (c, None)].into();
+        let pairs = matrix(&[a, b, c], &reports, &sent_by, &opts());
+        let ba = pairs
+            .iter()
+            .find(|p| p.sender == b && p.receiver == a)
+            .unwrap();
+        assert_eq!(ba.verdict, "not-measured", "{ba:?}");
+        let why = &ba.cause.as_ref().unwrap().message;
+        assert!(
+            why.contains("10.0.0.2 was first heard only after 10.0.0.1 had stopped listening"),
+            "{why}"
+        );
+        assert!(!ba.heard);
+        let ca = pairs
+            .iter()
+            .find(|p| p.sender == c && p.receiver == a)
+            .unwrap();
+        assert_eq!((ca.verdict, ca.cause.as_ref()), ("fail", Some(&unicast)));
     }
 
     /// A receiver that was up only after its sender had sent everything measured nothing: the pair
