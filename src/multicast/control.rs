@@ -27,8 +27,8 @@ pub struct FromPeer {
     pub unicast_sent: u64,
     pub unicast_received: u64,
     pub rtt_ms: Option<f64>,
-    /// Whether the receiver had heard from the sender at all (a status, a ping or a datagram) when
-    /// it made this report. Reports without the field predate it and are taken as heard.
+    /// Whether the receiver had heard from the sender at all (a status, a ping or a datagram) by
+    /// the time it stopped listening. Reports without the field predate it and are taken as heard.
     #[serde(default = "heard_by_default")]
     pub heard: bool,
     /// Why the pair is not perfect, diagnosed on the receiver.

@@ -72,8 +72,8 @@ pub struct Pair {
     pub hops: Option<u8>,
     pub unicast_loss_pct: Option<f64>,
     pub rtt_ms: Option<f64>,
-    /// Whether the receiver had heard from the sender at all when it made its report (false also
-    /// when the receiver gave no report).
+    /// Whether the receiver had heard from the sender at all by the time it stopped listening
+    /// (false also when the receiver gave no report).
     pub heard: bool,
     /// `pass`, `fail`, or `not-measured` (its sender was done before its receiver was up; the
     /// cause says so).
@@ -265,22 +265,17 @@ fn came_late(p: &Peer, me: IpAddr, cutoff: Instant, received: u64) -> Option<Cau
     if received > 0 {
         return None;
     }
-    let why = if p.done_before_heard {
-        "had sent all its datagrams before"
+    let (what, when) = if p.done_before_heard {
+        ("had sent all its datagrams before", "was up")
     } else if p.first_heard.is_some_and(|t| t > cutoff) {
-        "was first heard only after"
+        ("was first heard only after", "had stopped listening")
     } else {
         return None;
-    };
-    let tail = if p.done_before_heard {
-        "was up"
-    } else {
-        "had stopped listening"
     };
     Some(Cause::new(
         cause::LATE_JOIN,
         format!(
-            "{} {why} {me} {tail} (it started late): not measured",
+            "{} {what} {me} {when} (it started late): not measured",
             p.addr
         ),
     ))
@@ -446,10 +441,11 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
         || pinger.tick(),
         senders_done,
     );
-    // Replies to the last pings may be in flight: up to half a second more, so a slow peer's
-    // answer is not counted as unicast loss.
+    // Listening ends here: a peer first heard after this was not measured.
     let cutoff = Instant::now();
     let listened_ms = started.elapsed().as_millis() as u64;
+    // Replies to the last pings may be in flight: up to half a second more, so a slow peer's
+    // answer is not counted as unicast loss.
     let pongs_in = || {
         lock()
             .peers
