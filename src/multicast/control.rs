@@ -85,8 +85,7 @@ pub enum Msg {
 pub struct Peer {
     pub addr: IpAddr,
     pub id: Option<u32>,
-    pub heard: bool,
-    /// When this probe first heard from it (a status or a ping).
+    /// When this probe first heard from it (a status or a ping); `None` while it has not spoken.
     pub first_heard: Option<Instant>,
     /// Pings sent to it before it was first heard: not a measurement of unicast (it was not up).
     pub pings_unheard: u64,
@@ -110,7 +109,6 @@ impl Peer {
         Peer {
             addr,
             id: None,
-            heard: false,
             first_heard: None,
             pings_unheard: 0,
             done_before_heard: false,
@@ -132,11 +130,15 @@ impl Peer {
 
     /// It spoke: from now on, pings to it measure unicast.
     fn hear(&mut self, now: Instant) {
-        if !self.heard {
-            self.heard = true;
+        if self.first_heard.is_none() {
             self.first_heard = Some(now);
             self.pings_unheard = self.pings;
         }
+    }
+
+    /// Has it spoken at all?
+    pub fn heard(&self) -> bool {
+        self.first_heard.is_some()
     }
 
     /// Pings sent since it was first heard (all of them if it never was): what unicast loss is
@@ -389,7 +391,7 @@ mod tests {
         let st: Msg = serde_json::from_slice(&serde_json::to_vec(&st).unwrap()).unwrap();
         assert!(a.handle(st, src, now).is_none());
         let p = &a.peers[0];
-        assert!(p.heard && p.has_mine);
+        assert!(p.heard() && p.has_mine);
         assert_eq!((p.id, p.sent, p.sent_seen), (Some(9), Some(100), Some(now)));
         assert_eq!(
             (p.first_heard, p.pings_unheard, p.pings_heard()),

@@ -411,7 +411,7 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
     let lock = || shared.lock().expect("control state");
 
     // Rendezvous: start once every peer is up (it joined before it said so), or at the deadline.
-    let all_heard = || lock().peers.iter().all(|p| p.heard);
+    let all_heard = || lock().peers.iter().all(Peer::heard);
     wait_until(Instant::now() + o.wait, &stop, || {}, all_heard);
 
     lock().start_ns = Some(now_ns());
@@ -433,7 +433,7 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
         s.peers.iter().all(|p| p.pings >= 3)
             && s.peers
                 .iter()
-                .all(|p| !p.heard || p.sent_seen.is_some_and(|t| now >= t + linger))
+                .all(|p| !p.heard() || p.sent_seen.is_some_and(|t| now >= t + linger))
     };
     wait_until(
         Instant::now() + o.wait,
@@ -450,7 +450,7 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
         lock()
             .peers
             .iter()
-            .all(|p| !p.heard || p.pongs >= p.pings_heard())
+            .all(|p| !p.heard() || p.pongs >= p.pings_heard())
     };
     wait_until(
         Instant::now() + Duration::from_millis(500),
@@ -488,7 +488,7 @@ pub fn run(o: &ProbeOptions, stop: Arc<AtomicBool>) -> Result<ProbeResult> {
         lock()
             .peers
             .iter()
-            .all(|p| !p.heard || (p.report.is_some() && p.has_mine))
+            .all(|p| !p.heard() || (p.report.is_some() && p.has_mine))
     };
     wait_until(Instant::now() + o.wait, &stop, || {}, exchanged);
     // A last status, so peers learn we hold their reports and can stop waiting.
@@ -760,7 +760,6 @@ mod tests {
         // b spoke up after the report; c never did (nothing says it was up at all).
         let cutoff = Instant::now();
         let mut peers = vec![Peer::new(b), Peer::new(c)];
-        peers[0].heard = true;
         peers[0].first_heard = Some(cutoff + Duration::from_millis(300));
         let theirs = Report {
             addr: b,
